@@ -1,0 +1,313 @@
+// The per-revision throttler: which ready pod takes the next request, and who waits when none can.
+// - containerConcurrency (CC) > 0: a pod never has more than CC requests in flight from this replica.
+// - CC = 0: the less loaded of two random pods (power of two choices), no per-pod limit.
+// - No capacity: requests wait in one FIFO queue and leave it, oldest first, as capacity frees.
+// - Several gateway replicas share a revision's pods: each takes its share by its index, so CC holds
+//   cluster-wide (the scheme Knative's activator uses).
+// Pure logic apart from an injected clock and timer, so it is tested without sockets.
+import type { Endpoint } from '../model/snapshot.ts'
+
+export interface PodSlot {
+  readonly endpoint: Endpoint
+  inFlight: number
+  /** Requests to this pod fail to connect: skip it until this time (ms). */
+  suspectUntil: number
+  /** Gone from the endpoints; requests already on it finish, new ones go elsewhere. */
+  removed: boolean
+}
+
+export interface Waiter {
+  /** Called once with the pod the request may use. */
+  grant(pod: PodSlot): void
+  /** Set by cancel(): a cancelled waiter is skipped when it reaches the head of the queue. */
+  cancelled: boolean
+  /** When the waiter was queued (ms), for the cold-start histogram. */
+  readonly queuedAt: number
+}
+
+export interface Clock {
+  now(): number
+  setTimer(fn: () => void, ms: number): void
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimer: (fn, ms) => {
+    setTimeout(fn, ms).unref()
+  },
+}
+
+/** Held requests across all revisions: one process-wide bound so a burst cannot exhaust memory. */
+export class QueueBudget {
+  readonly max: number
+  used = 0
+  constructor(max: number) {
+    this.max = max
+  }
+}
+
+export interface ThrottlerOptions {
+  containerConcurrency: number
+  maxQueued: number
+  budget: QueueBudget
+  clock?: Clock
+  /** Called when a request has to wait and there is no pod at all: the cold-start signal. */
+  onColdStart?: () => void
+}
+
+export type EnqueueResult = 'queued' | 'revision-queue-full' | 'global-queue-full'
+
+export class RevisionThrottler {
+  private cc: number
+  private readonly maxQueued: number
+  private readonly budget: QueueBudget
+  private readonly clock: Clock
+  private readonly onColdStart: (() => void) | undefined
+  private byAddress = new Map<string, PodSlot>()
+  /** Every ready pod, sorted by address (the order all replicas agree on). */
+  private ready: PodSlot[] = []
+  /** This replica's share of `ready`. */
+  private assigned: PodSlot[] = []
+  private replicaIndex = -1
+  private replicaCount = 1
+  private cursor = 0
+  private queue: Array<Waiter | undefined> = []
+  private head = 0
+  private timerArmed = false
+  /** Requests holding a pod slot from this throttler. */
+  inFlight = 0
+  /** Requests waiting in the queue (cancelled ones are not counted). */
+  queued = 0
+
+  constructor(opts: ThrottlerOptions) {
+    this.cc = Math.max(0, Math.floor(opts.containerConcurrency))
+    this.maxQueued = opts.maxQueued
+    this.budget = opts.budget
+    this.clock = opts.clock ?? realClock
+    this.onColdStart = opts.onColdStart
+  }
+
+  get containerConcurrency(): number {
+    return this.cc
+  }
+
+  get podCount(): number {
+    return this.assigned.length
+  }
+
+  /** Every ready pod this throttler knows, with its in-flight count (for /debug/routes). */
+  pods(): readonly PodSlot[] {
+    return this.ready
+  }
+
+  setContainerConcurrency(cc: number): void {
+    const next = Math.max(0, Math.floor(cc))
+    if (next === this.cc) return
+    this.cc = next
+    this.reassign()
+    this.drain()
+  }
+
+  /** Replaces the ready pods; a pod that stays keeps its in-flight count. */
+  updateEndpoints(endpoints: readonly Endpoint[]): void {
+    const next = new Map<string, PodSlot>()
+    const ready: PodSlot[] = []
+    for (const ep of endpoints) {
+      let slot = this.byAddress.get(ep.address)
+      if (!slot) slot = { endpoint: ep, inFlight: 0, suspectUntil: 0, removed: false }
+      slot.removed = false
+      next.set(ep.address, slot)
+      ready.push(slot)
+    }
+    for (const [addr, slot] of this.byAddress) if (!next.has(addr)) slot.removed = true
+    ready.sort((a, b) => (a.endpoint.address < b.endpoint.address ? -1 : a.endpoint.address > b.endpoint.address ? 1 : 0))
+    this.byAddress = next
+    this.ready = ready
+    this.reassign()
+    this.drain()
+  }
+
+  /**
+   * This gateway replica's position among `count` replicas (-1: unknown, use every pod). With CC > 0
+   * each replica takes a disjoint share of pods so that CC per pod holds across replicas.
+   */
+  setReplicaShare(index: number, count: number): void {
+    if (index === this.replicaIndex && count === this.replicaCount) return
+    this.replicaIndex = index
+    this.replicaCount = Math.max(1, count)
+    this.reassign()
+    this.drain()
+  }
+
+  private reassign(): void {
+    const n = this.ready.length
+    const a = this.replicaCount
+    const i = this.replicaIndex
+    if (this.cc === 0 || a <= 1 || i < 0 || i >= a || n === 0) {
+      this.assigned = this.ready
+    } else if (n < a) {
+      // More replicas than pods: several replicas share a pod, each assuming the full CC.
+      this.assigned = [this.ready[i % n]!]
+    } else {
+      const per = Math.floor(n / a)
+      const share = this.ready.slice(i * per, i * per + per)
+      const remnants = n % a
+      if (i < remnants) share.push(this.ready[a * per + i]!)
+      this.assigned = share
+    }
+    if (this.cursor >= this.assigned.length) this.cursor = 0
+  }
+
+  /** Picks a pod with free capacity, or undefined. Does not take the slot. */
+  private pick(): PodSlot | undefined {
+    const pods = this.assigned
+    const n = pods.length
+    if (n === 0) return undefined
+    const now = this.clock.now()
+    if (this.cc === 0) {
+      if (n === 1) return pods[0]!.suspectUntil > now ? undefined : pods[0]
+      // Power of two choices: the less loaded of two distinct random pods.
+      const i = Math.floor(Math.random() * n)
+      let j = Math.floor(Math.random() * (n - 1))
+      if (j >= i) j++
+      const a = pods[i]!
+      const b = pods[j]!
+      const aOk = a.suspectUntil <= now
+      const bOk = b.suspectUntil <= now
+      if (aOk && bOk) return a.inFlight <= b.inFlight ? a : b
+      if (aOk) return a
+      if (bOk) return b
+      for (const p of pods) if (p.suspectUntil <= now) return p
+      return undefined
+    }
+    // Round robin from the last position, skipping full or suspect pods.
+    for (let k = 0; k < n; k++) {
+      const idx = (this.cursor + k) % n
+      const p = pods[idx]!
+      if (p.inFlight < this.cc && p.suspectUntil <= now) {
+        this.cursor = (idx + 1) % n
+        return p
+      }
+    }
+    return undefined
+  }
+
+  private take(pod: PodSlot): PodSlot {
+    pod.inFlight++
+    this.inFlight++
+    return pod
+  }
+
+  /** Fast path: a pod now, if one has capacity and nobody is waiting ahead (FIFO stays fair). */
+  tryAcquire(): PodSlot | undefined {
+    if (this.queued > 0) return undefined
+    const pod = this.pick()
+    return pod ? this.take(pod) : undefined
+  }
+
+  enqueue(w: Waiter): EnqueueResult {
+    if (this.queued >= this.maxQueued) return 'revision-queue-full'
+    if (this.budget.used >= this.budget.max) return 'global-queue-full'
+    this.queue.push(w)
+    this.queued++
+    this.budget.used++
+    if (this.assigned.length === 0) this.onColdStart?.()
+    else this.drain()
+    return 'queued'
+  }
+
+  /** The waiter's client left or its timer fired: it leaves the queue at once. */
+  cancel(w: Waiter): void {
+    if (w.cancelled) return
+    w.cancelled = true
+    this.queued--
+    this.budget.used--
+  }
+
+  release(pod: PodSlot): void {
+    pod.inFlight--
+    this.inFlight--
+    this.drain()
+  }
+
+  /** The pod refused or reset a connection before any byte was sent: skip it for a moment. */
+  markFailed(pod: PodSlot, backoffMs: number): void {
+    pod.suspectUntil = this.clock.now() + backoffMs
+    if (!this.timerArmed && this.queued > 0) {
+      this.timerArmed = true
+      this.clock.setTimer(() => {
+        this.timerArmed = false
+        this.drain()
+      }, backoffMs)
+    }
+  }
+
+  /** Grants pods to waiters, oldest first, while capacity lasts. */
+  drain(): void {
+    while (this.queued > 0) {
+      const w = this.peek()
+      if (!w) break
+      const pod = this.pick()
+      if (!pod) {
+        this.armRetryIfAllSuspect()
+        return
+      }
+      this.shift()
+      this.queued--
+      this.budget.used--
+      w.grant(this.take(pod))
+    }
+    this.compact()
+  }
+
+  private armRetryIfAllSuspect(): void {
+    if (this.timerArmed || this.assigned.length === 0) return
+    const now = this.clock.now()
+    let soonest = Infinity
+    for (const p of this.assigned) {
+      if (p.suspectUntil <= now) return // some pod is healthy but full: release() will drain
+      soonest = Math.min(soonest, p.suspectUntil)
+    }
+    this.timerArmed = true
+    this.clock.setTimer(() => {
+      this.timerArmed = false
+      this.drain()
+    }, Math.max(1, soonest - now))
+  }
+
+  private peek(): Waiter | undefined {
+    while (this.head < this.queue.length) {
+      const w = this.queue[this.head]
+      if (w && !w.cancelled) return w
+      this.queue[this.head++] = undefined
+    }
+    return undefined
+  }
+
+  private shift(): void {
+    this.queue[this.head++] = undefined
+  }
+
+  private compact(): void {
+    if (this.head === this.queue.length) {
+      this.queue.length = 0
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** Removes every waiter, giving each to `fail` (backend gone from the configuration). */
+  rejectAll(fail: (w: Waiter) => void): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const w = this.queue[i]
+      if (w && !w.cancelled) {
+        this.cancel(w)
+        fail(w)
+      }
+    }
+    this.queue.length = 0
+    this.head = 0
+  }
+}

@@ -1,0 +1,89 @@
+// The admin listener: health, readiness, Prometheus metrics and the routing table. It lives on its
+// own port so none of it is reachable through the public or cluster-local listeners.
+import Fastify from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import type { AddressInfo } from 'node:net'
+import type { GatewayMetrics } from '../metrics.ts'
+import type { Snapshot } from '../model/snapshot.ts'
+import type { DataPlane } from '../dataplane/data-plane.ts'
+
+export interface AdminDeps {
+  metrics: GatewayMetrics
+  plane: DataPlane
+  /** Why the gateway is not ready, or undefined when it is. */
+  notReadyReason(): string | undefined
+  /** Extra state for /debug/routes from sources (watch health, scans...). */
+  sources(): Record<string, unknown>
+}
+
+export interface AdminServer {
+  readonly app: FastifyInstance
+  readonly port: number
+  close(): Promise<void>
+}
+
+export async function startAdmin(deps: AdminDeps, host: string, port: number): Promise<AdminServer> {
+  const app = Fastify({ logger: false })
+  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'))
+  app.get('/readyz', async (_req, reply) => {
+    const why = deps.notReadyReason()
+    if (why) return reply.code(503).header('x-edge-reason', 'not-ready').type('text/plain').send(`not ready: ${why}\n`)
+    return reply.type('text/plain').send('ready\n')
+  })
+  app.get('/metrics', async (_req, reply) => {
+    const body = await deps.metrics.registry.metrics()
+    return reply.type(deps.metrics.registry.contentType).send(body)
+  })
+  app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.plane.snapshot, deps.plane, deps.sources())))
+  await app.listen({ host, port })
+  return { app, port: (app.server.address() as AddressInfo).port, close: () => app.close() }
+}
+
+/** The routing table as JSON: host → rule → splits → endpoints, plus problems. Never Secret data. */
+export function describeRoutes(snap: Snapshot, plane: DataPlane, sources: Record<string, unknown>): unknown {
+  const hosts = [...snap.localHosts.values()]
+    .sort((a, b) => (a.host < b.host ? -1 : 1))
+    .map((h) => ({
+      host: h.host,
+      visibility: h.visibility,
+      ingress: h.ingress.key,
+      origin: h.ingress.origin,
+      generation: h.ingress.generation,
+      hash: h.ingress.hash,
+      httpOption: h.ingress.httpOption || undefined,
+      tls: snap.certificates.get(h.host)?.secret,
+      paths: h.paths.map((p) => ({
+        prefix: p.prefix || undefined,
+        headers: p.headerMatches.length ? Object.fromEntries(p.headerMatches) : undefined,
+        rewriteHost: p.rewriteHost,
+        setHeaders: p.setHeaders.length ? Object.fromEntries(p.setHeaders.map((s) => [s.name, s.value])) : undefined,
+        splits: p.splits.map((s) => {
+          const b = s.backend
+          const t = plane.throttlerByKey(b.key)
+          return {
+            percent: s.percent,
+            backend: b.key,
+            kind: b.kind,
+            protocol: b.protocol,
+            revision: b.revision?.key,
+            containerConcurrency: b.revision?.containerConcurrency,
+            external: b.externalHost ? `${b.externalHost}:${b.externalPort}` : undefined,
+            problem: b.problem,
+            setHeaders: s.setHeaders.length ? Object.fromEntries(s.setHeaders.map((x) => [x.name, x.value])) : undefined,
+            queued: t?.queued,
+            endpoints: b.endpoints.map((e) => {
+              const slot = t?.pods().find((p) => p.endpoint.address === e.address)
+              return { address: e.address, inFlight: slot?.inFlight ?? 0 }
+            }),
+          }
+        }),
+      })),
+    }))
+  return {
+    version: snap.version,
+    hosts,
+    ingresses: snap.ingresses.map((i) => ({ ingress: i.ref.key, origin: i.ref.origin, hosts: i.hosts, conflicts: i.conflicts.length ? i.conflicts : undefined })),
+    problems: snap.problems,
+    sources,
+  }
+}

@@ -1,0 +1,162 @@
+// Resolves a KIngress split (Service + port) to what the data plane dials: the ready pods of a
+// Service or of a Knative revision, or the DNS name of an ExternalName Service. Pure.
+import type { EndpointSlice, IngressBackendSplit, Revision, Service, ServicePort } from '../model/k8s.ts'
+import { HEADER_REVISION, LABEL_REVISION, LABEL_SERVICE_NAME } from '../model/k8s.ts'
+import type { BackendSpec, Endpoint, RevisionRef, UpstreamProtocol } from '../model/snapshot.ts'
+
+export interface BackendIndex {
+  services: ReadonlyMap<string, Service>
+  revisions: ReadonlyMap<string, Revision>
+  /** EndpointSlices grouped by `namespace/<kubernetes.io/service-name>`. */
+  slicesByService: ReadonlyMap<string, EndpointSlice[]>
+}
+
+export function indexSlices(slices: readonly EndpointSlice[]): Map<string, EndpointSlice[]> {
+  const out = new Map<string, EndpointSlice[]>()
+  for (const s of slices) {
+    const svc = s.metadata.labels?.[LABEL_SERVICE_NAME]
+    if (!svc) continue
+    const key = `${s.metadata.namespace ?? 'default'}/${svc}`
+    const list = out.get(key)
+    if (list) list.push(s)
+    else out.set(key, [s])
+  }
+  return out
+}
+
+const H2C_PORT_NAMES = new Set(['http2', 'h2c'])
+
+function isH2c(name: string | undefined, appProtocol: string | undefined): boolean {
+  return (name !== undefined && H2C_PORT_NAMES.has(name)) || appProtocol === 'kubernetes.io/h2c'
+}
+
+function headerValue(headers: Record<string, string> | undefined, name: string): string | undefined {
+  if (!headers) return undefined
+  const lower = name.toLowerCase()
+  for (const k of Object.keys(headers)) if (k.toLowerCase() === lower) return headers[k]
+  return undefined
+}
+
+function formatAddress(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
+}
+
+/**
+ * Ready endpoints of a Service's slices on one port. `portName` undefined means "the only port"
+ * (a Service with a single unnamed port yields slices whose port has no name).
+ */
+export function readyEndpoints(
+  slices: readonly EndpointSlice[] | undefined,
+  pick: (ports: NonNullable<EndpointSlice['ports']>) => { port?: number; name?: string; appProtocol?: string } | undefined,
+): { endpoints: Endpoint[]; h2c: boolean } {
+  const seen = new Set<string>()
+  const endpoints: Endpoint[] = []
+  let h2c = false
+  for (const slice of slices ?? []) {
+    if (slice.addressType === 'FQDN') continue
+    const port = pick(slice.ports ?? [])
+    if (!port?.port) continue
+    if (isH2c(port.name, port.appProtocol)) h2c = true
+    for (const ep of slice.endpoints ?? []) {
+      // Kubernetes: a nil `ready` means ready. Terminating pods are not ready.
+      if (ep.conditions?.ready === false) continue
+      const ip = ep.addresses?.[0]
+      if (typeof ip !== 'string' || ip === '') continue
+      const address = formatAddress(ip, port.port)
+      if (seen.has(address)) continue
+      seen.add(address)
+      endpoints.push({ address, host: ip, port: port.port })
+    }
+  }
+  endpoints.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
+  return { endpoints, h2c }
+}
+
+export function revisionRef(namespace: string, name: string, rev: Revision | undefined): RevisionRef {
+  const spec = rev?.spec
+  const cc = spec?.containerConcurrency
+  return {
+    namespace,
+    name,
+    key: `${namespace}/${name}`,
+    containerConcurrency: typeof cc === 'number' && cc >= 0 ? Math.floor(cc) : 0,
+    timeoutSeconds: positive(spec?.timeoutSeconds),
+    responseStartTimeoutSeconds: positive(spec?.responseStartTimeoutSeconds),
+    idleTimeoutSeconds: positive(spec?.idleTimeoutSeconds),
+    known: rev !== undefined,
+  }
+}
+
+function positive(n: unknown): number | undefined {
+  return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : undefined
+}
+
+function revisionIsH2c(rev: Revision | undefined): boolean {
+  for (const c of rev?.spec?.containers ?? []) {
+    if (c.ports?.[0]?.name === 'h2c') return true
+  }
+  return false
+}
+
+/** The pods of a revision: the ready addresses of `<revision>-private` on its `http`/`http2` port. */
+function revisionBackend(namespace: string, name: string, serviceName: string, index: BackendIndex): BackendSpec {
+  const rev = index.revisions.get(`${namespace}/${name}`)
+  const slices = index.slicesByService.get(`${namespace}/${name}-private`)
+  const { endpoints, h2c } = readyEndpoints(slices, (ports) =>
+    ports.length === 1 ? ports[0] : ports.find((p) => p.name === 'http' || p.name === 'http2' || p.name === 'h2c'),
+  )
+  const protocol: UpstreamProtocol = h2c || revisionIsH2c(rev) ? 'h2c' : 'http1'
+  return {
+    key: `rev:${namespace}/${name}`,
+    kind: 'pods',
+    namespace,
+    serviceName,
+    protocol,
+    endpoints,
+    revision: revisionRef(namespace, name, rev),
+  }
+}
+
+function findServicePort(svc: Service, want: number | string): ServicePort | undefined {
+  const ports = svc.spec.ports ?? []
+  if (typeof want === 'number') return ports.find((p) => p.port === want)
+  if (/^\d+$/.test(want)) return ports.find((p) => p.port === Number(want)) ?? ports.find((p) => p.name === want)
+  return ports.find((p) => p.name === want)
+}
+
+export function resolveBackend(split: IngressBackendSplit, index: BackendIndex): BackendSpec {
+  const namespace = split.serviceNamespace
+  const serviceName = split.serviceName
+  const wantPort = split.servicePort
+  const svc = index.services.get(`${namespace}/${serviceName}`)
+  const revisionName = headerValue(split.appendHeaders, HEADER_REVISION) ?? svc?.metadata.labels?.[LABEL_REVISION]
+  // Revisions are reached at their pods, never through a ClusterIP: that is what lets the gateway
+  // hold requests at zero and enforce containerConcurrency per pod.
+  if (revisionName) return revisionBackend(namespace, revisionName, serviceName, index)
+
+  const key = `svc:${namespace}/${serviceName}:${wantPort}`
+  const base = { key, namespace, serviceName }
+  if (!svc) {
+    return { ...base, kind: 'pods', protocol: 'http1', endpoints: [], problem: `Service ${namespace}/${serviceName} not found` }
+  }
+  const port = findServicePort(svc, wantPort)
+  if (svc.spec.type === 'ExternalName') {
+    const host = svc.spec.externalName
+    const externalPort = port?.port ?? (typeof wantPort === 'number' ? wantPort : Number.parseInt(wantPort, 10))
+    if (!host || !Number.isInteger(externalPort) || externalPort <= 0) {
+      return { ...base, kind: 'external', protocol: 'http1', endpoints: [], problem: `ExternalName Service ${namespace}/${serviceName} has no usable name or port ${wantPort}` }
+    }
+    const h2c = (svc.spec.ports ?? []).some((p) => isH2c(p.name, p.appProtocol))
+    return { ...base, kind: 'external', protocol: h2c ? 'h2c' : 'http1', endpoints: [], externalHost: host, externalPort }
+  }
+  if (!port) {
+    return { ...base, kind: 'pods', protocol: 'http1', endpoints: [], problem: `Service ${namespace}/${serviceName} has no port ${wantPort}` }
+  }
+  const slices = index.slicesByService.get(`${namespace}/${serviceName}`)
+  const { endpoints } = readyEndpoints(slices, (ports) =>
+    port.name ? ports.find((p) => p.name === port.name) : ports.find((p) => !p.name) ?? (ports.length === 1 ? ports[0] : undefined),
+  )
+  // Kourier's rule, kept for compatibility: any h2c-named port makes the Service speak h2c upstream.
+  const h2c = (svc.spec.ports ?? []).some((p) => isH2c(p.name, p.appProtocol))
+  return { ...base, kind: 'pods', protocol: h2c ? 'h2c' : 'http1', endpoints }
+}

@@ -1,0 +1,157 @@
+// Every option the gateway takes: its flag, its environment variable and its default, in one table.
+// Other tools drive the gateway by these names, so they are kept stable.
+import os from 'node:os'
+
+export interface GatewayConfig {
+  manifests: string
+  kubernetes: boolean
+  kubeconfig: string | undefined
+  watchServing: boolean
+  namespaces: string[]
+  listenAddress: string
+  httpPort: number
+  httpsPort: number
+  localPort: number
+  adminPort: number
+  ingressClass: string
+  domain: string
+  clusterDomain: string
+  publicService: string
+  localService: string
+  podNamespace: string
+  podName: string
+  podIp: string | undefined
+  autoscalerUrl: string | undefined
+  scaleToZeroAfter: number
+  drainSeconds: number
+  workers: number
+  logLevel: string
+  accessLog: boolean
+  /** Cold-start budget: how long a request may wait for a revision's first ready pod. */
+  coldStartTimeoutSeconds: number
+  /** Held requests allowed per revision and in the whole process. */
+  maxQueuedPerRevision: number
+  maxQueuedTotal: number
+}
+
+type OptionKind = 'string' | 'int' | 'bool' | 'list'
+
+interface OptionSpec {
+  flag: string
+  env: string
+  kind: OptionKind
+  key: keyof GatewayConfig
+  help: string
+  /** Default when neither flag nor env is given; may depend on the environment. */
+  def: (env: NodeJS.ProcessEnv) => unknown
+  min?: number
+  max?: number
+}
+
+const OPTIONS: OptionSpec[] = [
+  { flag: 'manifests', env: 'EDGE_MANIFESTS', kind: 'string', key: 'manifests', def: () => 'routes', help: 'serve the Kubernetes manifests in DIR (files source)' },
+  { flag: 'kubernetes', env: 'EDGE_KUBERNETES', kind: 'bool', key: 'kubernetes', def: (e) => Boolean(e.KUBERNETES_SERVICE_HOST), help: 'watch the cluster (on by default inside a pod)' },
+  { flag: 'kubeconfig', env: 'KUBECONFIG', kind: 'string', key: 'kubeconfig', def: () => undefined, help: 'kubeconfig for out-of-cluster use' },
+  { flag: 'watch-serving', env: 'EDGE_WATCH_SERVING', kind: 'bool', key: 'watchServing', def: () => false, help: 'also translate Routes and DomainMappings (no Serving controller)' },
+  { flag: 'namespace', env: 'EDGE_NAMESPACES', kind: 'list', key: 'namespaces', def: () => [], help: 'watch only this namespace (repeatable)' },
+  { flag: 'listen-address', env: 'EDGE_LISTEN_ADDRESS', kind: 'string', key: 'listenAddress', def: () => '::', help: 'address the listeners bind (all interfaces by default)' },
+  { flag: 'http-port', env: 'EDGE_HTTP_PORT', kind: 'int', key: 'httpPort', def: () => 8080, min: 0, max: 65535, help: 'public listener: ExternalIP rules only' },
+  { flag: 'https-port', env: 'EDGE_HTTPS_PORT', kind: 'int', key: 'httpsPort', def: () => 8443, min: 0, max: 65535, help: 'TLS listener with SNI' },
+  { flag: 'local-port', env: 'EDGE_LOCAL_PORT', kind: 'int', key: 'localPort', def: () => 8081, min: 0, max: 65535, help: 'cluster-local listener: all rules' },
+  { flag: 'admin-port', env: 'EDGE_ADMIN_PORT', kind: 'int', key: 'adminPort', def: () => 9090, min: 0, max: 65535, help: '/healthz, /readyz, /metrics, /debug/routes' },
+  { flag: 'ingress-class', env: 'EDGE_INGRESS_CLASS', kind: 'string', key: 'ingressClass', def: () => 'edge.ingress.networking.knative.dev', help: 'KIngress class served' },
+  { flag: 'domain', env: 'EDGE_DOMAIN', kind: 'string', key: 'domain', def: () => 'example.com', help: 'default domain where a Route omits its URL' },
+  { flag: 'cluster-domain', env: 'CLUSTER_DOMAIN', kind: 'string', key: 'clusterDomain', def: () => 'cluster.local', help: 'cluster DNS domain' },
+  { flag: 'public-service', env: 'EDGE_PUBLIC_SERVICE', kind: 'string', key: 'publicService', def: () => 'edge-gateway', help: "the gateway's public Service name" },
+  { flag: 'local-service', env: 'EDGE_LOCAL_SERVICE', kind: 'string', key: 'localService', def: () => 'edge-gateway-local', help: "the gateway's cluster-local Service name" },
+  { flag: 'pod-namespace', env: 'POD_NAMESPACE', kind: 'string', key: 'podNamespace', def: () => 'knative-serving', help: "the gateway's own namespace" },
+  { flag: 'pod-name', env: 'POD_NAME', kind: 'string', key: 'podName', def: () => os.hostname(), help: 'this replica, as reported to the autoscaler' },
+  { flag: 'pod-ip', env: 'POD_IP', kind: 'string', key: 'podIp', def: () => undefined, help: "this replica's IP (capacity sharing between replicas)" },
+  { flag: 'autoscaler-url', env: 'EDGE_AUTOSCALER_URL', kind: 'string', key: 'autoscalerUrl', def: () => undefined, help: 'Knative autoscaler stat websocket' },
+  { flag: 'scale-to-zero-after', env: 'EDGE_SCALE_TO_ZERO_AFTER', kind: 'int', key: 'scaleToZeroAfter', def: () => 30, min: 1, help: 'local runner: idle seconds before a revision stops' },
+  { flag: 'drain-seconds', env: 'EDGE_DRAIN_SECONDS', kind: 'int', key: 'drainSeconds', def: () => 30, min: 0, max: 45, help: 'keep serving this long after SIGTERM' },
+  { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
+  { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
+  { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request' },
+  { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, help: 'seconds a request may wait for a first ready pod' },
+  { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, help: 'held requests per revision before 503' },
+  { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, help: 'held requests in the process before 503' },
+]
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+export function usage(): string {
+  const lines = ['usage: edge-gateway [options]', '', 'options (each also settable by its environment variable):']
+  for (const o of OPTIONS) {
+    const arg = o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'
+    lines.push(`  --${o.flag}${arg}`.padEnd(34) + `${o.env.padEnd(30)} ${o.help}`)
+  }
+  lines.push('  --help'.padEnd(34) + ''.padEnd(30) + ' print this and exit')
+  return lines.join('\n')
+}
+
+function parseValue(o: OptionSpec, raw: string, origin: string): unknown {
+  switch (o.kind) {
+    case 'string':
+      if (raw === '') throw new UsageError(`${origin} needs a value`)
+      return raw
+    case 'bool': {
+      const v = raw.toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false
+      throw new UsageError(`${origin}: '${raw}' is not a boolean (use true or false)`)
+    }
+    case 'int': {
+      if (!/^\d+$/.test(raw)) throw new UsageError(`${origin}: '${raw}' is not a whole number`)
+      const n = Number(raw)
+      if (o.min !== undefined && n < o.min) throw new UsageError(`${origin}: ${n} is below the minimum ${o.min}`)
+      if (o.max !== undefined && n > o.max) throw new UsageError(`${origin}: ${n} is above the maximum ${o.max}`)
+      return n
+    }
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter(Boolean)
+  }
+}
+
+/** Parses argv (without node and script) and the environment; throws UsageError naming the bad option. */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const byFlag = new Map(OPTIONS.map((o) => [o.flag, o]))
+  const values = new Map<keyof GatewayConfig, unknown>()
+  const lists = new Map<keyof GatewayConfig, string[]>()
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}' (options start with --)`)
+    const eq = arg.indexOf('=')
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+    const spec = byFlag.get(name)
+    if (!spec) throw new UsageError(`unknown option '--${name}'`)
+    let raw: string
+    if (eq !== -1) raw = arg.slice(eq + 1)
+    else if (spec.kind === 'bool') raw = 'true'
+    else {
+      const next = argv[++i]
+      if (next === undefined) throw new UsageError(`--${name} needs a value`)
+      raw = next
+    }
+    const value = parseValue(spec, raw, `--${name}`)
+    if (spec.kind === 'list') lists.set(spec.key, [...(lists.get(spec.key) ?? []), ...(value as string[])])
+    else values.set(spec.key, value)
+  }
+  const out: Record<string, unknown> = {}
+  for (const o of OPTIONS) {
+    if (lists.has(o.key)) out[o.key] = lists.get(o.key)
+    else if (values.has(o.key)) out[o.key] = values.get(o.key)
+    else if (env[o.env] !== undefined && env[o.env] !== '') out[o.key] = parseValue(o, env[o.env]!, o.env)
+    else out[o.key] = o.def(env)
+  }
+  return out as unknown as GatewayConfig
+}
+
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h')
+}

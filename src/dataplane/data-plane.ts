@@ -1,0 +1,217 @@
+// The data plane: the current snapshot, the live per-backend throttlers and connection pools, and
+// the entry point every listener calls for each request. Swapping the snapshot is one assignment;
+// requests in flight keep the snapshot (and backend) they started with.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
+import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
+import type { GatewayMetrics } from '../metrics.ts'
+import { lookupHost, normaliseHostHeader } from './host.ts'
+import { resolve } from './resolve.ts'
+import { reply } from './reply.ts'
+import { Exchange } from './exchange.ts'
+import { PoolRegistry } from './pools.ts'
+import { proxyUpgrade } from './websocket.ts'
+
+export type ListenerKind = 'public' | 'local'
+
+export interface DemandSink {
+  requestIn(rev: { namespace: string; name: string }, nowMs: number): void
+  requestOut(rev: { namespace: string; name: string }, nowMs: number): void
+}
+
+export interface DataPlaneOptions {
+  log: Logger
+  metrics: GatewayMetrics
+  coldStartBudgetMs: number
+  maxQueuedPerRevision: number
+  maxQueuedTotal: number
+  accessLog: boolean
+  /** Backoff before a pod that refused a connection is tried again. */
+  retryBackoffMs?: number
+  demand?: DemandSink
+  /** A request is waiting for a revision that has no pod at all. */
+  onColdStart?: (rev: RevisionRef) => void
+}
+
+export class DataPlane {
+  snapshot: Snapshot
+  readonly pools = new PoolRegistry({ connectTimeoutMs: 5000, keepAliveTimeoutMs: 4000 })
+  readonly metrics: GatewayMetrics
+  readonly log: Logger
+  readonly coldStartBudgetMs: number
+  readonly retryBackoffMs: number
+  private readonly opts: DataPlaneOptions
+  private readonly throttlers = new Map<string, RevisionThrottler>()
+  private readonly budget: QueueBudget
+  private replicaIndex = -1
+  private replicaCount = 1
+  /** Requests (and WebSocket connections) being handled right now. */
+  active = 0
+  private idleWaiters: Array<() => void> = []
+
+  constructor(initial: Snapshot, opts: DataPlaneOptions) {
+    this.opts = opts
+    this.log = opts.log
+    this.metrics = opts.metrics
+    this.coldStartBudgetMs = opts.coldStartBudgetMs
+    this.retryBackoffMs = opts.retryBackoffMs ?? 50
+    this.budget = new QueueBudget(opts.maxQueuedTotal)
+    this.snapshot = initial
+    this.setSnapshot(initial)
+  }
+
+  /** Installs a new snapshot: one reference swap, then the live throttlers learn the new pods. */
+  setSnapshot(next: Snapshot): void {
+    this.snapshot = next
+    const live = new Set<string>()
+    for (const b of next.backends.values()) {
+      if (b.kind === 'external') {
+        live.add(`http://${b.externalHost}:${b.externalPort}`)
+        continue
+      }
+      for (const ep of b.endpoints) live.add(originOf(ep.host, ep.port))
+      const t = this.throttlers.get(b.key)
+      if (t) {
+        t.setContainerConcurrency(b.revision?.containerConcurrency ?? 0)
+        t.updateEndpoints(b.endpoints)
+      }
+    }
+    for (const [key, t] of this.throttlers) {
+      if (next.backends.has(key)) continue
+      this.throttlers.delete(key)
+      t.rejectAll((w) => (w as Exchange).fail(503, 'no-backend', 'the backend was removed from the configuration while this request waited'))
+    }
+    // Pods still carrying requests keep their pools until those finish; close the rest.
+    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.inFlight > 0) live.add(originOf(p.endpoint.host, p.endpoint.port))
+    this.pools.retain(live)
+  }
+
+  /** This replica's index among the gateway's replicas, for sharing pod capacity (see throttler). */
+  setReplicaShare(index: number, count: number): void {
+    this.replicaIndex = index
+    this.replicaCount = count
+    for (const t of this.throttlers.values()) t.setReplicaShare(index, count)
+  }
+
+  throttlerFor(b: BackendSpec): RevisionThrottler {
+    let t = this.throttlers.get(b.key)
+    if (!t) {
+      const rev = b.revision
+      t = new RevisionThrottler({
+        containerConcurrency: rev?.containerConcurrency ?? 0,
+        maxQueued: this.opts.maxQueuedPerRevision,
+        budget: this.budget,
+        onColdStart: rev && this.opts.onColdStart ? () => this.opts.onColdStart!(rev) : undefined,
+      })
+      t.setReplicaShare(this.replicaIndex, this.replicaCount)
+      t.updateEndpoints(b.endpoints)
+      this.throttlers.set(b.key, t)
+    }
+    return t
+  }
+
+  /** Live per-backend state for metrics, /debug/routes and the local runner. */
+  backendState(): Array<{ backend: string; throttler: RevisionThrottler }> {
+    return [...this.throttlers].map(([backend, throttler]) => ({ backend, throttler }))
+  }
+
+  throttlerByKey(key: string): RevisionThrottler | undefined {
+    return this.throttlers.get(key)
+  }
+
+  demandIn(rev: RevisionRef): void {
+    this.opts.demand?.requestIn(rev, Date.now())
+  }
+
+  demandOut(rev: RevisionRef): void {
+    this.opts.demand?.requestOut(rev, Date.now())
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {
+    this.active++
+    const snap = this.snapshot
+    const hosts = listener === 'public' ? snap.publicHosts : snap.localHosts
+    const rawHost = req.headers.host ?? (req.headers[':authority'] as string | undefined)
+    if (rawHost === undefined || rawHost === '') return this.answer(req, res, 400, 'bad-request', 'the request has no Host header')
+    const entry = lookupHost(hosts, rawHost)
+    if (!entry) {
+      if (normaliseHostHeader(rawHost) === undefined) return this.answer(req, res, 400, 'bad-request', 'the Host header is not a valid host name')
+      return this.answer(req, res, 404, 'host-not-found', `no route for host ${normaliseHostHeader(rawHost)} on the ${listener} listener`)
+    }
+    if (!secure && listener === 'public' && entry.ingress.httpOption === 'Redirected') {
+      const host = normaliseHostHeader(rawHost) ?? entry.host
+      return this.answer(req, res, 301, 'https-redirect', `use https://${host}${req.url ?? '/'}`, { location: `https://${host}${req.url ?? '/'}` })
+    }
+    let url = req.url ?? '/'
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      const path = originFormOf(url)
+      if (path === undefined) return this.answer(req, res, 400, 'bad-request', 'the request target is not a path')
+      url = path
+    }
+    const r = resolve(snap, entry, url, req.headers)
+    if ('failure' in r) return this.answer(req, res, 404, 'path-not-found', `no path of host ${r.entry.host} matches ${url.split('?')[0]}`)
+    new Exchange(this, snap, req, res, r, secure).start()
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean): void {
+    this.active++
+    proxyUpgrade(this, req, socket, head, listener, secure, () => this.release())
+  }
+
+  private answer(req: IncomingMessage, res: ServerResponse, status: number, reason: Parameters<typeof reply>[2], detail: string, headers?: Record<string, string>): void {
+    reply(res, status, reason, detail, headers)
+    this.metrics.request('', undefined, status, 0)
+    if (this.opts.accessLog) this.log.info({ method: req.method, url: req.url, host: req.headers.host, status, reason }, 'access')
+    this.release()
+  }
+
+  /** Called by an Exchange exactly once when it ends. */
+  finished(x: Exchange): void {
+    const seconds = (performance.now() - x.startedAt) / 1000
+    const host = x.resolution.entry.host
+    this.metrics.request(host, x.backend, x.status, seconds)
+    if (this.opts.accessLog) {
+      this.log.info(
+        { method: x.req.method, url: x.req.url, host, status: x.status, revision: x.backend.revision?.key, pod: x.pod?.endpoint.address, ms: Math.round(seconds * 1000), coldStartMs: x.coldStartMs >= 0 ? Math.round(x.coldStartMs) : undefined },
+        'access',
+      )
+    }
+    this.release()
+  }
+
+  release(): void {
+    this.active--
+    if (this.active === 0 && this.idleWaiters.length > 0) {
+      const ws = this.idleWaiters
+      this.idleWaiters = []
+      for (const w of ws) w()
+    }
+  }
+
+  /** Resolves when no request is in flight or held. */
+  whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve()
+    return new Promise((r) => this.idleWaiters.push(r))
+  }
+
+  async close(): Promise<void> {
+    await this.pools.close()
+  }
+}
+
+export function originOf(host: string, port: number): string {
+  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`
+}
+
+/** Absolute-form request target (`GET http://h/p`) → origin-form path; undefined for anything else. */
+function originFormOf(target: string): string | undefined {
+  if (!/^https?:\/\//i.test(target)) return undefined
+  try {
+    const u = new URL(target)
+    return u.pathname + u.search
+  } catch {
+    return undefined
+  }
+}

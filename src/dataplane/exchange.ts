@@ -1,0 +1,348 @@
+// One proxied HTTP request, from resolved route to finished response. A single object per request
+// carries all its state and is itself the undici dispatch handler, so the hot path allocates little:
+// no per-request closures besides the client-close listener.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+import type { BackendSpec, Snapshot } from '../model/snapshot.ts'
+import type { PodSlot, RevisionThrottler, Waiter } from '../activator/throttler.ts'
+import type { Resolution } from './resolve.ts'
+import { buildUpstreamHeaders, RESPONSE_DROP } from './upstream-headers.ts'
+import { reply } from './reply.ts'
+import type { AnyResponse, Reason } from './reply.ts'
+import type { DataPlane } from './data-plane.ts'
+
+type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0]
+
+/** Errors that prove the pod saw nothing of the request: safe to try another pod. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE'])
+
+const COLD_START_HEADER = 'x-edge-cold-start-ms'
+
+export class Exchange implements Dispatcher.DispatchHandler, Waiter {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly plane: DataPlane
+  readonly snapshot: Snapshot
+  readonly resolution: Resolution
+  readonly backend: BackendSpec
+  readonly secure: boolean
+  readonly startedAt: number
+  throttler: RevisionThrottler | undefined
+  pod: PodSlot | undefined
+  controller: DispatchController | null = null
+  cancelled = false
+  /** Waiting in the throttler's queue right now. */
+  inQueue = false
+  queuedAt = 0
+  coldStartMs = -1
+  attempts = 0
+  sent = false
+  responded = false
+  finished = false
+  status = 0
+  timer: NodeJS.Timeout | undefined
+  timerReason: Reason | undefined
+  lastActivity = 0
+
+  constructor(plane: DataPlane, snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, resolution: Resolution, secure: boolean) {
+    this.plane = plane
+    this.snapshot = snapshot
+    this.req = req
+    this.res = res
+    this.resolution = resolution
+    this.backend = resolution.inner?.split.backend ?? resolution.split.backend
+    this.secure = secure
+    this.startedAt = performance.now()
+  }
+
+  start(): void {
+    const backend = this.backend
+    const rev = backend.revision
+    res_onClose(this)
+    if (rev) {
+      this.plane.demandIn(rev)
+      this.rearm()
+    }
+    if (backend.kind === 'external') {
+      this.dispatch(`http://${backend.externalHost}:${backend.externalPort}`)
+      return
+    }
+    if (backend.problem) {
+      this.fail(503, 'no-backend', backend.problem)
+      return
+    }
+    const throttler = this.plane.throttlerFor(backend)
+    this.throttler = throttler
+    if (!rev && throttler.podCount === 0) {
+      this.fail(503, 'no-backend', `Service ${backend.namespace}/${backend.serviceName} has no ready endpoints`)
+      return
+    }
+    this.acquire()
+  }
+
+  private acquire(): void {
+    const throttler = this.throttler!
+    const pod = throttler.tryAcquire()
+    if (pod) {
+      this.granted(pod)
+      return
+    }
+    if (this.queuedAt === 0) this.queuedAt = performance.now()
+    this.cancelled = false
+    const r = throttler.enqueue(this)
+    if (r !== 'queued') {
+      const which = r === 'revision-queue-full' ? 'this revision' : 'the gateway'
+      this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry shortly`, { 'retry-after': '1' })
+      return
+    }
+    this.inQueue = true
+    this.rearm()
+  }
+
+  /** Waiter: the throttler hands us a pod. */
+  grant(pod: PodSlot): void {
+    this.inQueue = false
+    if (this.coldStartMs < 0 && this.queuedAt > 0) {
+      this.coldStartMs = performance.now() - this.queuedAt
+      this.plane.metrics.coldStart(this.backend, this.coldStartMs)
+    }
+    this.granted(pod)
+  }
+
+  private granted(pod: PodSlot): void {
+    if (this.finished) {
+      this.throttler!.release(pod)
+      return
+    }
+    this.pod = pod
+    if (this.queuedAt > 0) this.rearm()
+    this.dispatch(pod.endpoint.host.includes(':') ? `http://[${pod.endpoint.host}]:${pod.endpoint.port}` : `http://${pod.endpoint.address}`)
+  }
+
+  private dispatch(origin: string): void {
+    this.attempts++
+    const req = this.req
+    const r = this.resolution
+    const inner = r.inner
+    const headers = buildUpstreamHeaders(req.rawHeaders, {
+      sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
+      host: r.upstreamHost,
+      probeHash: r.entry.ingress.hash,
+      clientIp: req.socket.remoteAddress,
+      proto: this.secure ? 'https' : 'http',
+      activator: this.backend.revision !== undefined,
+      upgrade: false,
+    })
+    const method = req.method ?? 'GET'
+    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+    this.plane.pools.get(origin).dispatch(
+      {
+        path: req.url ?? '/',
+        method,
+        headers,
+        body: hasBody ? req : null,
+        // Never let undici retry or reorder: a request that reached a pod is never sent twice.
+        idempotent: false,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      },
+      this,
+    )
+  }
+
+  // ---- undici DispatchHandler ----
+
+  onRequestStart(controller: DispatchController): void {
+    this.controller = controller
+    if (this.finished) controller.abort(new Error('client closed the request'))
+  }
+
+  onRequestSent(): void {
+    this.sent = true
+  }
+
+  onBodySent(): void {
+    this.sent = true
+  }
+
+  onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (statusCode < 200) return // 1xx: Node answers Expect: 100-continue to the client itself
+    this.sent = true
+    this.responded = true
+    this.status = statusCode
+    const res = this.res
+    if (this.finished || res.destroyed) {
+      controller.abort(new Error('client gone'))
+      return
+    }
+    for (const name in headers) {
+      if (RESPONSE_DROP.has(name)) continue
+      const v = headers[name]
+      if (v !== undefined) res.setHeader(name, v)
+    }
+    if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
+    res.writeHead(statusCode, statusMessage || undefined)
+    this.touch()
+    if (this.backend.revision) this.rearm()
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    this.touch()
+    if (!this.res.write(chunk)) {
+      controller.pause()
+      this.res.once('drain', () => controller.resume())
+    }
+  }
+
+  onResponseEnd(_controller: DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    const res = this.res
+    if (trailers && Object.keys(trailers).length > 0 && res.chunkedEncoding) res.addTrailers(trailers as Record<string, string>)
+    res.end()
+    this.done()
+  }
+
+  onResponseError(_controller: DispatchController, err: Error): void {
+    if (this.finished) {
+      this.done()
+      return
+    }
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    if (!this.responded && !this.sent && CONNECT_ERRORS.has(code) && !this.req.readableDidRead && this.pod && this.canRetry()) {
+      // Nothing reached the pod: try again on a pod that is ready (the first request after a
+      // scale from zero must not fail because the gateway was early).
+      const pod = this.pod
+      this.pod = undefined
+      this.throttler!.markFailed(pod, this.plane.retryBackoffMs)
+      this.throttler!.release(pod)
+      this.plane.metrics.retried(this.backend)
+      this.acquire()
+      return
+    }
+    if (this.responded) {
+      // Mid-response failure: only this client sees it, as a cut stream.
+      this.res.destroy(err)
+      this.done()
+      return
+    }
+    const where = this.pod ? this.pod.endpoint.address : this.backend.externalHost ?? this.backend.serviceName
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') this.fail(504, 'upstream-timeout', `connecting to ${where} timed out`)
+    else if (this.sent) this.fail(502, 'upstream-reset', `upstream ${where} closed the connection before responding (${code || err.message})`)
+    else this.fail(502, 'upstream-connect-failed', `cannot connect to upstream ${where}: ${code || err.message}`)
+  }
+
+  private canRetry(): boolean {
+    return this.backend.revision !== undefined && performance.now() - this.startedAt < this.plane.coldStartBudgetMs
+  }
+
+  // ---- timeouts ----
+  // Knative's three per-revision limits plus the gateway's cold-start budget. One timer holds the
+  // earliest deadline that applies in the current state; it is re-armed when the state changes
+  // (queued → on a pod → responding), and on firing it re-checks, since activity moves the idle one.
+
+  private deadline(now: number): { at: number; reason: Reason } | undefined {
+    const rev = this.backend.revision
+    if (!rev) return undefined
+    let at = Infinity
+    let reason: Reason = 'request-timeout'
+    if (rev.timeoutSeconds !== undefined) at = this.startedAt + rev.timeoutSeconds * 1000
+    if (!this.responded && rev.responseStartTimeoutSeconds !== undefined) {
+      const t = this.startedAt + rev.responseStartTimeoutSeconds * 1000
+      if (t < at) (at = t), (reason = 'response-start-timeout')
+    }
+    if (!this.pod && !this.responded && this.queuedAt > 0) {
+      const t = this.queuedAt + this.plane.coldStartBudgetMs
+      if (t < at) (at = t), (reason = 'cold-start-timeout')
+    }
+    if (rev.idleTimeoutSeconds !== undefined) {
+      const t = (this.lastActivity || this.startedAt) + rev.idleTimeoutSeconds * 1000
+      if (t < at) (at = t), (reason = 'idle-timeout')
+    }
+    return at === Infinity ? undefined : { at: Math.max(at, now + 1), reason }
+  }
+
+  private rearm(): void {
+    if (this.finished || !this.backend.revision) return
+    if (this.timer) clearTimeout(this.timer)
+    const now = performance.now()
+    const d = this.deadline(now)
+    if (!d) {
+      this.timer = undefined
+      return
+    }
+    this.timerReason = d.reason
+    this.timer = setTimeout(onTimer, d.at - now, this)
+    this.timer.unref()
+  }
+
+  private touch(): void {
+    this.lastActivity = performance.now()
+  }
+
+  timeout(): void {
+    this.timer = undefined
+    if (this.finished) return
+    const now = performance.now()
+    const d = this.deadline(now)
+    // Activity may have pushed the idle deadline on, or the state moved past the one that was armed.
+    if (!d || d.at > now + 1) {
+      this.rearm()
+      return
+    }
+    const key = this.backend.revision?.key
+    const detail: Record<string, string> = {
+      'cold-start-timeout': `no pod of revision ${key} became ready within the cold start budget (${this.plane.coldStartBudgetMs / 1000}s)`,
+      'request-timeout': `revision ${key} did not finish within its timeoutSeconds`,
+      'response-start-timeout': `revision ${key} did not start responding within its responseStartTimeoutSeconds`,
+      'idle-timeout': `revision ${key} sent nothing for its idleTimeoutSeconds`,
+    }
+    this.fail(504, d.reason, detail[d.reason] ?? 'timeout')
+  }
+
+  // ---- endings ----
+
+  fail(status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
+    if (this.finished) return
+    this.status = status
+    if (this.controller && !this.controller.aborted) this.controller.abort(new Error(detail))
+    if (this.inQueue) this.leaveQueue()
+    reply(this.res as AnyResponse, status, reason, detail, headers)
+    this.done()
+  }
+
+  private leaveQueue(): void {
+    this.inQueue = false
+    this.throttler!.cancel(this)
+  }
+
+  /** The client went away (or the response finished): release everything exactly once. */
+  done(): void {
+    if (this.finished) return
+    this.finished = true
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    if (this.pod) {
+      this.throttler!.release(this.pod)
+      this.pod = undefined
+    } else if (this.inQueue) this.leaveQueue()
+    if (this.controller && !this.controller.aborted && !this.res.writableFinished) this.controller.abort(new Error('client closed the request'))
+    if (this.backend.revision) this.plane.demandOut(this.backend.revision)
+    this.plane.finished(this)
+  }
+}
+
+function onTimer(x: Exchange): void {
+  x.timeout()
+}
+
+function onClose(this: ServerResponse & { exchange?: Exchange }): void {
+  const x = this.exchange
+  if (x && !x.finished) {
+    if (!this.writableFinished) x.status = x.status || 499
+    x.done()
+  }
+}
+
+function res_onClose(x: Exchange): void {
+  ;(x.res as ServerResponse & { exchange?: Exchange }).exchange = x
+  x.res.once('close', onClose)
+}

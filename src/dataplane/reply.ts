@@ -1,0 +1,50 @@
+// Responses the gateway makes itself. Each says why, in the body and in X-Edge-Reason, so an operator
+// can tell a gateway 503 from an application's 503 at a glance.
+import type { ServerResponse } from 'node:http'
+import type { Http2ServerResponse } from 'node:http2'
+
+export const REASON_HEADER = 'x-edge-reason'
+
+export type AnyResponse = ServerResponse | Http2ServerResponse
+
+/** Short machine-readable reasons; the body carries the human detail. */
+export type Reason =
+  | 'host-not-found'
+  | 'path-not-found'
+  | 'bad-request'
+  | 'no-backend'
+  | 'upstream-connect-failed'
+  | 'upstream-reset'
+  | 'upstream-timeout'
+  | 'request-timeout'
+  | 'response-start-timeout'
+  | 'idle-timeout'
+  | 'cold-start-timeout'
+  | 'queue-full'
+  | 'https-redirect'
+  | 'draining'
+  | 'internal-error'
+
+export function reply(
+  res: AnyResponse,
+  status: number,
+  reason: Reason,
+  detail: string,
+  extraHeaders?: Record<string, string>,
+): void {
+  if (res.headersSent) {
+    // Too late to say anything clean: cut the stream so the client sees a failure, not a short body.
+    res.destroy()
+    return
+  }
+  const body = `${detail}\n`
+  const headers: Record<string, string | number> = {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    [REASON_HEADER]: reason,
+    ...extraHeaders,
+  }
+  ;(res as ServerResponse).writeHead(status, headers)
+  res.end(body)
+}

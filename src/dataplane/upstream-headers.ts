@@ -1,0 +1,109 @@
+// The request headers sent to a pod: the client's, minus hop-by-hop headers (RFC 9110 §7.6.1) and
+// anything the route sets, plus the route's headers (set, not appended: Knative semantics), Host,
+// X-Forwarded-* and the activator's K-Proxy-Request. Built as one flat array in a single pass.
+import type { HeaderSet } from '../model/snapshot.ts'
+
+export interface UpstreamHeaderPlan {
+  /** Header lists to set, in order; a later list overrides an earlier one for the same name. */
+  readonly sets: ReadonlyArray<readonly HeaderSet[]>
+  /** The Host to send; undefined keeps the client's. */
+  readonly host: string | undefined
+  /** Replaces `K-Network-Hash: override` (the KIngress readiness probe). */
+  readonly probeHash: string
+  readonly clientIp: string | undefined
+  readonly proto: 'http' | 'https'
+  /** Mark the request as counted by the activator, so queue-proxy does not count it twice. */
+  readonly activator: boolean
+  /** Keep Upgrade/Connection: upgrade (WebSocket handshake). */
+  readonly upgrade: boolean
+}
+
+// Headers a client may not pass through: hop-by-hop ones, and those the gateway owns.
+const DROP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'host',
+  'k-proxy-request',
+  'knative-serving-revision',
+  'knative-serving-namespace',
+])
+
+function isSet(sets: UpstreamHeaderPlan['sets'], lower: string): boolean {
+  for (let i = 0; i < sets.length; i++) {
+    const list = sets[i]!
+    for (let j = 0; j < list.length; j++) if (list[j]!.lower === lower) return true
+  }
+  return false
+}
+
+/** Names listed in the Connection header are hop-by-hop too. */
+function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefined {
+  let tokens: Set<string> | undefined
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length !== 10 || rawHeaders[i]!.toLowerCase() !== 'connection') continue
+    for (const t of rawHeaders[i + 1]!.split(',')) {
+      const v = t.trim().toLowerCase()
+      if (v && v !== 'close' && v !== 'keep-alive' && v !== 'upgrade') (tokens ??= new Set()).add(v)
+    }
+  }
+  return tokens
+}
+
+export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: UpstreamHeaderPlan): string[] {
+  const out: string[] = []
+  const hop = connectionTokens(rawHeaders)
+  let clientHost: string | undefined
+  let xff: string | undefined
+  let haveProto = false
+  let haveFwdHost = false
+  let upgradeValue: string | undefined
+  let teTrailers = false
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    const value = rawHeaders[i + 1]!
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') clientHost ??= value
+      continue // HTTP/2 pseudo-headers
+    }
+    const lower = name.toLowerCase()
+    if (DROP.has(lower)) {
+      if (lower === 'host') clientHost ??= value
+      else if (lower === 'upgrade') upgradeValue = value
+      else if (lower === 'te' && value.toLowerCase().includes('trailers')) teTrailers = true
+      continue
+    }
+    if (hop?.has(lower)) continue
+    if (isSet(plan.sets, lower)) continue
+    if (lower === 'x-forwarded-for') {
+      xff = xff === undefined ? value : `${xff}, ${value}`
+      continue
+    }
+    if (lower === 'x-forwarded-proto') haveProto = true
+    else if (lower === 'x-forwarded-host') haveFwdHost = true
+    else if (lower === 'k-network-hash' && value === 'override') {
+      out.push(name, plan.probeHash)
+      continue
+    }
+    out.push(name, value)
+  }
+  const host = plan.host ?? clientHost
+  if (host !== undefined) out.push('host', host)
+  for (const list of plan.sets) for (const h of list) out.push(h.name, h.value)
+  if (plan.clientIp !== undefined) out.push('x-forwarded-for', xff === undefined ? plan.clientIp : `${xff}, ${plan.clientIp}`)
+  else if (xff !== undefined) out.push('x-forwarded-for', xff)
+  if (!haveProto) out.push('x-forwarded-proto', plan.proto)
+  if (!haveFwdHost && clientHost !== undefined) out.push('x-forwarded-host', clientHost)
+  if (plan.activator) out.push('k-proxy-request', 'activator')
+  if (teTrailers) out.push('te', 'trailers')
+  if (plan.upgrade && upgradeValue !== undefined) out.push('connection', 'upgrade', 'upgrade', upgradeValue)
+  return out
+}
+
+/** Response headers that must not be relayed to the client (hop-by-hop). */
+export const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])

@@ -1,0 +1,76 @@
+// Prometheus metrics. Counters and histograms are updated per request with bounded labels (hosts
+// the configuration knows, revision names); gauges read live state at scrape time, so the hot path
+// pays nothing for them.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { BackendSpec } from './model/snapshot.ts'
+
+export interface LiveState {
+  inFlight(): number
+  revisions(): Array<{ namespace: string; revision: string; inFlight: number; queued: number; pods: number }>
+  configProblems(): number
+}
+
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  private readonly requests: Counter<'host' | 'namespace' | 'revision' | 'code'>
+  private readonly duration: Histogram<'code_class'>
+  private readonly coldStarts: Histogram<'namespace' | 'revision'>
+  private readonly retries: Counter<'namespace' | 'revision'>
+  readonly reloads: Counter<'result'>
+  readonly sourceUp: Gauge<'source'>
+
+  constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry]
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'edge_process_' })
+    this.requests = new Counter({ name: 'edge_requests_total', help: 'Requests answered, by host, revision and status code', labelNames: ['host', 'namespace', 'revision', 'code'], registers })
+    this.duration = new Histogram({
+      name: 'edge_request_duration_seconds',
+      help: 'Time from request arrival to the end of the response',
+      labelNames: ['code_class'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    })
+    this.coldStarts = new Histogram({
+      name: 'edge_cold_start_wait_seconds',
+      help: 'Time a request was held waiting for capacity (scale from zero or all pods busy)',
+      labelNames: ['namespace', 'revision'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers,
+    })
+    this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
+    this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers })
+    this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers })
+    new Gauge({ name: 'edge_requests_in_flight', help: 'Requests being proxied or held right now', registers, collect() { this.set(live.inFlight()) } })
+    new Gauge({ name: 'edge_config_problems', help: 'Configuration problems in the current snapshot (see /debug/routes)', registers, collect() { this.set(live.configProblems()) } })
+    const perRevision = (name: string, help: string, pick: (r: ReturnType<LiveState['revisions']>[number]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['namespace', 'revision'],
+        registers,
+        collect() {
+          this.reset()
+          for (const r of live.revisions()) this.set({ namespace: r.namespace, revision: r.revision }, pick(r))
+        },
+      })
+    perRevision('edge_revision_requests_in_flight', 'Requests on a pod of the revision from this gateway', (r) => r.inFlight)
+    perRevision('edge_revision_requests_queued', 'Requests held for the revision (no free capacity)', (r) => r.queued)
+    perRevision('edge_revision_ready_pods', 'Ready pods the gateway balances across', (r) => r.pods)
+  }
+
+  request(host: string, backend: BackendSpec | undefined, code: number, seconds: number): void {
+    const rev = backend?.revision
+    this.requests.inc({ host, namespace: rev?.namespace ?? backend?.namespace ?? '', revision: rev?.name ?? '', code })
+    this.duration.observe({ code_class: code >= 500 ? '5xx' : code >= 400 ? '4xx' : code >= 300 ? '3xx' : code >= 200 ? '2xx' : '1xx' }, seconds)
+  }
+
+  coldStart(backend: BackendSpec, ms: number): void {
+    const rev = backend.revision
+    if (rev) this.coldStarts.observe({ namespace: rev.namespace, revision: rev.name }, ms / 1000)
+  }
+
+  retried(backend: BackendSpec): void {
+    const rev = backend.revision
+    this.retries.inc({ namespace: rev?.namespace ?? backend.namespace, revision: rev?.name ?? '' })
+  }
+}

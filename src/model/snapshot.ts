@@ -1,0 +1,123 @@
+// The compiled routing table. One Snapshot is immutable once built: a config change builds a new one
+// and the data plane swaps a single reference, so a request never sees half a config.
+import type { ConfigProblem } from './problems.ts'
+import type { HTTPOption, Visibility } from './k8s.ts'
+
+/** A header to set on the upstream request: lower-case name for matching, original name for writing. */
+export interface HeaderSet {
+  readonly lower: string
+  readonly name: string
+  readonly value: string
+}
+
+export type UpstreamProtocol = 'http1' | 'h2c'
+
+export interface Endpoint {
+  /** `ip:port` (IPv6 in brackets): the identity of a pod's serving port. */
+  readonly address: string
+  readonly host: string
+  readonly port: number
+}
+
+export interface RevisionRef {
+  readonly namespace: string
+  readonly name: string
+  /** `namespace/name`, precomputed so the hot path does not concatenate. */
+  readonly key: string
+  readonly containerConcurrency: number
+  readonly timeoutSeconds: number | undefined
+  readonly responseStartTimeoutSeconds: number | undefined
+  readonly idleTimeoutSeconds: number | undefined
+  /** The Revision object was seen (not only named by a route). */
+  readonly known: boolean
+}
+
+export type BackendKind = 'pods' | 'external'
+
+export interface BackendSpec {
+  /** Stable identity across snapshots: the live pools and throttlers are keyed by it. */
+  readonly key: string
+  readonly kind: BackendKind
+  readonly namespace: string
+  /** The Service named by the split. */
+  readonly serviceName: string
+  readonly protocol: UpstreamProtocol
+  /** Ready endpoints (kind `pods`), sorted by address. */
+  readonly endpoints: readonly Endpoint[]
+  /** Kind `external`: the DNS name and port of an ExternalName Service. */
+  readonly externalHost?: string
+  readonly externalPort?: number
+  /** Set when the backend is a Knative revision (its pods are those of `<revision>-private`). */
+  readonly revision?: RevisionRef
+  /** Why the backend cannot serve, when it cannot (no such Service, no matching port...). */
+  readonly problem?: string
+}
+
+export interface SplitEntry {
+  readonly percent: number
+  readonly backend: BackendSpec
+  readonly setHeaders: readonly HeaderSet[]
+}
+
+export interface PathEntry {
+  /** Literal prefix; '' matches everything. */
+  readonly prefix: string
+  /** All must match: lower-case header name and exact value. */
+  readonly headerMatches: ReadonlyArray<readonly [string, string]>
+  readonly rewriteHost: string | undefined
+  /** Path-level appendHeaders (set semantics). */
+  readonly setHeaders: readonly HeaderSet[]
+  readonly splits: readonly SplitEntry[]
+  /** Running sum of split percents, for one random draw per request. */
+  readonly cumulative: readonly number[]
+  readonly totalPercent: number
+}
+
+export interface IngressRef {
+  readonly namespace: string
+  readonly name: string
+  readonly key: string
+  readonly generation: number
+  /** K-Network-Hash of the (defaulted) spec: what a probe with `override` gets back. */
+  readonly hash: string
+  /** Where the rule came from: `Ingress`, or `Route`/`DomainMapping` translated by the gateway. */
+  readonly origin: 'Ingress' | 'Route' | 'DomainMapping'
+  readonly httpOption: HTTPOption
+}
+
+export interface HostEntry {
+  readonly host: string
+  readonly visibility: Visibility
+  readonly ingress: IngressRef
+  readonly paths: readonly PathEntry[]
+}
+
+export interface TLSCertificate {
+  /** `namespace/name` of the Secret. */
+  readonly secret: string
+  readonly cert: string
+  readonly key: string
+}
+
+export interface IngressSummary {
+  readonly ref: IngressRef
+  readonly hosts: readonly string[]
+  /** Hosts this ingress claimed but an older object holds. */
+  readonly conflicts: ReadonlyArray<{ host: string; heldBy: string }>
+  readonly problems: readonly ConfigProblem[]
+}
+
+export interface Snapshot {
+  readonly version: number
+  /** ExternalIP hosts: what the public listener serves. */
+  readonly publicHosts: ReadonlyMap<string, HostEntry>
+  /** Every host: what the cluster-local listener serves. */
+  readonly localHosts: ReadonlyMap<string, HostEntry>
+  readonly backends: ReadonlyMap<string, BackendSpec>
+  /** SNI host (lower-case) → certificate, from KIngress `tls` or TLS Secrets. */
+  readonly certificates: ReadonlyMap<string, TLSCertificate>
+  readonly ingresses: readonly IngressSummary[]
+  readonly problems: readonly ConfigProblem[]
+  /** Revisions the gateway knows, by `namespace/name`. */
+  readonly revisions: ReadonlyMap<string, RevisionRef>
+}

@@ -1,0 +1,154 @@
+// The files source: a directory of Kubernetes manifests, watched. Each file is its own source in the
+// store, so a bad edit to one file keeps that file's last good objects and touches nothing else.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import type { ObjectStore } from './store.ts'
+import { isManifestFile, parseManifestText } from './manifests.ts'
+import { formatProblem } from '../model/problems.ts'
+
+export interface FilesSourceOptions {
+  dir: string
+  store: ObjectStore
+  log: Logger
+  /** Quiet period after a change before re-reading: editors write a file in several steps. */
+  debounceMs?: number
+}
+
+interface FileState {
+  text: string
+  good: boolean
+}
+
+export class FilesSource {
+  private readonly dir: string
+  private readonly store: ObjectStore
+  private readonly log: Logger
+  private readonly debounceMs: number
+  private readonly files = new Map<string, FileState>()
+  private watcher: fs.FSWatcher | undefined
+  private timer: NodeJS.Timeout | undefined
+  private scanning = false
+  private rescanWanted = false
+  /** Scans done (for tests and /debug/routes). */
+  scans = 0
+
+  constructor(opts: FilesSourceOptions) {
+    this.dir = path.resolve(opts.dir)
+    this.store = opts.store
+    this.log = opts.log
+    this.debounceMs = opts.debounceMs ?? 50
+  }
+
+  /** Reads the directory once, then watches it. Throws if the directory cannot be read at all. */
+  async start(): Promise<void> {
+    const st = await fs.promises.stat(this.dir).catch(() => undefined)
+    if (!st?.isDirectory()) throw new Error(`EDGE_ERR_MANIFESTS: ${this.dir} is not a readable directory (set --manifests DIR)`)
+    await this.scan()
+    this.watcher = fs.watch(this.dir, { recursive: true }, () => this.schedule())
+    this.watcher.on('error', (err) => {
+      this.log.warn({ err, dir: this.dir }, 'manifest watch failed; retrying')
+      this.watcher?.close()
+      setTimeout(() => {
+        try {
+          this.watcher = fs.watch(this.dir, { recursive: true }, () => this.schedule())
+          this.schedule()
+        } catch {
+          /* the next start of the error handler will retry */
+        }
+      }, 1000).unref()
+    })
+  }
+
+  stop(): void {
+    this.watcher?.close()
+    if (this.timer) clearTimeout(this.timer)
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      void this.scan()
+    }, this.debounceMs)
+  }
+
+  /** Re-reads every manifest file; applies all changes in one store batch. */
+  async scan(): Promise<void> {
+    if (this.scanning) {
+      this.rescanWanted = true
+      return
+    }
+    this.scanning = true
+    try {
+      do {
+        this.rescanWanted = false
+        await this.scanOnce()
+      } while (this.rescanWanted)
+    } finally {
+      this.scanning = false
+    }
+  }
+
+  private async scanOnce(): Promise<void> {
+    const found = await listFiles(this.dir)
+    const texts = new Map<string, string>()
+    await Promise.all(
+      found.map(async (f) => {
+        try {
+          texts.set(f, await fs.promises.readFile(f, 'utf8'))
+        } catch {
+          // Vanished between listing and reading: treated as removed below.
+        }
+      }),
+    )
+    this.store.batch(() => {
+      for (const [file, text] of texts) {
+        const prev = this.files.get(file)
+        if (prev && prev.text === text) continue
+        const rel = path.relative(process.cwd(), file) || file
+        const parsed = parseManifestText(text, rel)
+        if (parsed.problems.length > 0) {
+          for (const p of parsed.problems) this.log.error({ problem: p }, formatProblem(p))
+          this.log.warn({ file: rel, kept: this.store.ownedBy(file).length }, 'manifest rejected; the last good version of this file stays in service')
+          this.store.setProblems(file, parsed.problems)
+          this.files.set(file, { text, good: false })
+          continue
+        }
+        this.store.replaceSource(file, parsed.objects)
+        this.store.setProblems(file, [])
+        this.files.set(file, { text, good: true })
+        this.log.info({ file: rel, objects: parsed.objects.length, ignored: parsed.ignored.length }, 'manifest loaded')
+      }
+      for (const file of [...this.files.keys()]) {
+        if (texts.has(file)) continue
+        this.files.delete(file)
+        this.store.replaceSource(file, [])
+        this.store.setProblems(file, [])
+        this.log.info({ file }, 'manifest removed')
+      }
+    })
+    this.scans++
+  }
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = []
+  const walk = async (d: string, depth: number): Promise<void> => {
+    if (depth > 16) return
+    let entries: fs.Dirent[]
+    try {
+      entries = await fs.promises.readdir(d, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue // editor swap files, .git
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) await walk(p, depth + 1)
+      else if (e.isFile() && isManifestFile(e.name)) out.push(p)
+    }
+  }
+  await walk(dir, 0)
+  return out.sort()
+}

@@ -1,0 +1,65 @@
+// Parsing one manifest file: YAML (multi-document) or JSON, `List` objects flattened, each document
+// validated. A file is accepted whole or not at all, so a half-edited file never half-applies.
+import { parseAllDocuments } from 'yaml'
+import type { KubeObject } from '../model/k8s.ts'
+import type { ConfigProblem } from '../model/problems.ts'
+import { validateObject } from '../compile/validate.ts'
+
+export interface ParsedFile {
+  objects: KubeObject[]
+  problems: ConfigProblem[]
+  /** Documents skipped on purpose (unknown kinds), for the debug view. */
+  ignored: string[]
+}
+
+export const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json']
+
+export function isManifestFile(path: string): boolean {
+  const lower = path.toLowerCase()
+  return MANIFEST_EXTENSIONS.some((e) => lower.endsWith(e))
+}
+
+export function parseManifestText(text: string, source: string): ParsedFile {
+  const out: ParsedFile = { objects: [], problems: [], ignored: [] }
+  let docs: unknown[]
+  if (source.toLowerCase().endsWith('.json')) {
+    try {
+      docs = [JSON.parse(text)]
+    } catch (err) {
+      out.problems.push({ source, document: 0, field: '', reason: `not valid JSON: ${(err as Error).message}`, code: 'EDGE_ERR_PARSE' })
+      return out
+    }
+  } else {
+    docs = []
+    const parsed = parseAllDocuments(text, { prettyErrors: true })
+    const list = Array.isArray(parsed) ? parsed : [parsed]
+    list.forEach((doc, i) => {
+      const err = doc.errors[0]
+      if (err) {
+        out.problems.push({ source, document: i, field: '', reason: `not valid YAML: ${err.message.split('\n')[0]}`, code: 'EDGE_ERR_PARSE' })
+        docs.push(undefined)
+        return
+      }
+      docs.push(doc.toJS({ maxAliasCount: 100 }))
+    })
+    if (out.problems.length > 0) return out
+  }
+  docs.forEach((doc, i) => {
+    // An empty document (`---` at the end of a file) is allowed.
+    if (doc === null || doc === undefined) return
+    const items = isList(doc) ? (doc as { items: unknown[] }).items : [doc]
+    for (const item of items) {
+      const r = validateObject(item, source, i)
+      if ('problems' in r) out.problems.push(...r.problems)
+      else if ('ignored' in r) out.ignored.push(`document ${i}: ${r.ignored}`)
+      else out.objects.push(r.object as KubeObject)
+    }
+  })
+  return out
+}
+
+function isList(doc: unknown): boolean {
+  if (typeof doc !== 'object' || doc === null) return false
+  const d = doc as { kind?: unknown; items?: unknown }
+  return typeof d.kind === 'string' && d.kind.endsWith('List') && Array.isArray(d.items)
+}

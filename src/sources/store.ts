@@ -1,0 +1,126 @@
+// The object store: every Kubernetes object the gateway knows, by kind and `namespace/name`.
+// Sources (manifest files, cluster informers, the local runner) only write here; the compiler
+// only reads. Changes are coalesced so a burst of events gives one recompile.
+import type { Kind, KubeObject, ObjectsByKind } from '../model/k8s.ts'
+import { keyOf } from '../model/k8s.ts'
+import type { ConfigProblem } from '../model/problems.ts'
+
+type Listener = () => void
+
+export class ObjectStore {
+  private readonly objects = new Map<Kind, Map<string, KubeObject>>()
+  /** Which source wrote each object (`Kind/ns/name` → source), so a source can replace its own set. */
+  private readonly owners = new Map<string, string>()
+  private readonly bySource = new Map<string, Set<string>>()
+  private readonly problemsBySource = new Map<string, ConfigProblem[]>()
+  private readonly listeners = new Set<Listener>()
+  private notifyScheduled = false
+  private batchDepth = 0
+  private dirty = false
+  /** Bumped on every change; the compiler stamps snapshots with it. */
+  version = 0
+
+  get<K extends Kind>(kind: K, key: string): ObjectsByKind[K] | undefined {
+    return this.objects.get(kind)?.get(key) as ObjectsByKind[K] | undefined
+  }
+
+  list<K extends Kind>(kind: K): ObjectsByKind[K][] {
+    const m = this.objects.get(kind)
+    return m ? ([...m.values()] as ObjectsByKind[K][]) : []
+  }
+
+  /** All problems reported by every source. */
+  problems(): ConfigProblem[] {
+    return [...this.problemsBySource.values()].flat()
+  }
+
+  setProblems(source: string, problems: ConfigProblem[]): void {
+    const had = this.problemsBySource.get(source)
+    if (problems.length === 0) {
+      if (!had) return
+      this.problemsBySource.delete(source)
+    } else this.problemsBySource.set(source, problems)
+    this.changed()
+  }
+
+  upsert(obj: KubeObject, source: string): void {
+    const kind = obj.kind as Kind
+    const key = keyOf(obj.metadata)
+    let m = this.objects.get(kind)
+    if (!m) this.objects.set(kind, (m = new Map()))
+    const id = `${kind}/${key}`
+    const prevOwner = this.owners.get(id)
+    if (prevOwner !== undefined && prevOwner !== source) this.bySource.get(prevOwner)?.delete(id)
+    this.owners.set(id, source)
+    let owned = this.bySource.get(source)
+    if (!owned) this.bySource.set(source, (owned = new Set()))
+    owned.add(id)
+    m.set(key, obj)
+    this.changed()
+  }
+
+  remove(kind: Kind, key: string, source: string): void {
+    const id = `${kind}/${key}`
+    // Only the source that wrote an object may remove it: a second file defining the same object
+    // must not delete the first file's copy when it goes away.
+    if (this.owners.get(id) !== source) return
+    this.owners.delete(id)
+    this.bySource.get(source)?.delete(id)
+    if (this.objects.get(kind)?.delete(key)) this.changed()
+  }
+
+  /** Replaces everything one source contributed with a new set, atomically for the compiler. */
+  replaceSource(source: string, objects: readonly KubeObject[]): void {
+    this.batch(() => {
+      const keep = new Set(objects.map((o) => `${o.kind}/${keyOf(o.metadata)}`))
+      for (const id of [...(this.bySource.get(source) ?? [])]) {
+        if (keep.has(id)) continue
+        const slash = id.indexOf('/')
+        this.remove(id.slice(0, slash) as Kind, id.slice(slash + 1), source)
+      }
+      for (const o of objects) this.upsert(o, source)
+    })
+  }
+
+  /** Objects currently owned by a source, as `Kind/ns/name` ids. */
+  ownedBy(source: string): string[] {
+    return [...(this.bySource.get(source) ?? [])]
+  }
+
+  ownerOf(kind: Kind, key: string): string | undefined {
+    return this.owners.get(`${kind}/${key}`)
+  }
+
+  /** Runs fn with change notifications held until it returns, so listeners see one change. */
+  batch(fn: () => void): void {
+    this.batchDepth++
+    try {
+      fn()
+    } finally {
+      this.batchDepth--
+      if (this.batchDepth === 0 && this.dirty) this.schedule()
+    }
+  }
+
+  onChange(fn: Listener): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  private changed(): void {
+    this.version++
+    this.dirty = true
+    if (this.batchDepth === 0) this.schedule()
+  }
+
+  private schedule(): void {
+    if (this.notifyScheduled) return
+    this.notifyScheduled = true
+    // setImmediate, not a microtask: informer events that arrive in one I/O turn collapse into one compile.
+    setImmediate(() => {
+      this.notifyScheduled = false
+      this.dirty = false
+      for (const fn of this.listeners) fn()
+    })
+  }
+}

@@ -1,0 +1,230 @@
+import t from 'tap'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { WebSocketServer } from 'ws'
+import type { WebSocket } from 'ws'
+import { KnativeStatSink } from '../src/autoscaler/knative-sink.ts'
+import { StatReporter } from '../src/autoscaler/reporter.ts'
+import { decodeWireStatMessages } from '../src/autoscaler/stat-encoding.ts'
+import type { StatEntry } from '../src/autoscaler/stat-encoding.ts'
+
+const HELLO = { namespace: 'default', name: 'hello-00001' }
+const FAST_BACKOFF = { initialMs: 20, factor: 1.5, maxMs: 200 }
+
+interface Frame {
+  binary: boolean
+  entries: StatEntry[]
+}
+
+/** A stand-in for the autoscaler's stat server: decodes every binary frame with our decoder. */
+class FakeAutoscaler {
+  readonly frames: Frame[] = []
+  connections = 0
+  private wss: WebSocketServer | undefined
+
+  async listen(port = 0, opts: { autoPong?: boolean } = {}): Promise<number> {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port, autoPong: opts.autoPong ?? true })
+    await once(wss, 'listening')
+    wss.on('connection', (sock) => {
+      this.connections++
+      sock.on('message', (data, isBinary) => {
+        const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+        this.frames.push({ binary: isBinary, entries: isBinary ? decodeWireStatMessages(buf) : [] })
+      })
+    })
+    this.wss = wss
+    return (wss.address() as AddressInfo).port
+  }
+
+  /** What the real server does on shutdown: close every client with 1012 "Restarting". */
+  restartClients(): void {
+    for (const c of this.wss?.clients ?? []) c.close(1012, 'Restarting')
+  }
+
+  clients(): Iterable<WebSocket> {
+    return this.wss?.clients ?? []
+  }
+
+  async stop(): Promise<void> {
+    const wss = this.wss
+    if (wss === undefined) return
+    this.wss = undefined
+    for (const c of wss.clients) c.terminate()
+    await new Promise<void>((resolve) => wss.close(() => resolve()))
+  }
+}
+
+const quietLog = { info: () => {}, warn: () => {} }
+
+/** Bounded wait: polls until the condition holds, fails with `what` otherwise. */
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+async function setup(t: { teardown(fn: () => unknown): void }, opts: { pongTimeoutMs?: number; autoPong?: boolean } = {}) {
+  const server = new FakeAutoscaler()
+  const port = await server.listen(0, opts.autoPong === undefined ? {} : { autoPong: opts.autoPong })
+  const sinkOpts = { url: `ws://127.0.0.1:${port}`, log: quietLog, backoff: FAST_BACKOFF, handshakeTimeoutMs: 1000 }
+  const sink = new KnativeStatSink(opts.pongTimeoutMs === undefined ? sinkOpts : { ...sinkOpts, pongTimeoutMs: opts.pongTimeoutMs })
+  t.teardown(async () => {
+    await sink.close()
+    await server.stop()
+  })
+  return { server, port, sink }
+}
+
+t.test('poke arrives before the first tick, then ticks carry the window numbers', async (t) => {
+  const { server, sink } = await setup(t)
+  sink.start()
+  await waitFor('sink connected', () => sink.connected)
+
+  let clock = 0
+  const reporter = new StatReporter({ podName: 'gw-0', now: () => clock, sinks: [sink], intervalMs: 3_600_000 })
+  t.teardown(() => reporter.stop())
+  const { demand } = reporter
+
+  demand.requestIn(HELLO, clock) // held from 0, e.g. waiting for a pod
+  clock = 250
+  demand.requestIn(HELLO, clock)
+  clock = 750
+  demand.requestOut(HELLO, clock)
+  clock = 1000
+  reporter.tick() // [0,250) 1, [250,750) 2, [750,1000) 1 → 1.5 raw, minus the poke
+  clock = 2000
+  demand.requestOut(HELLO, clock)
+  reporter.tick() // held all window → 1
+  clock = 3000
+  reporter.tick() // final zero
+  clock = 4000
+  reporter.tick() // nothing left to report: no frame
+
+  await waitFor('4 frames', () => server.frames.length >= 4)
+  t.ok(server.frames.every((f) => f.binary), 'every frame is binary')
+  const pick = (f: Frame) => f.entries.map((e) => [e.podName, e.namespace, e.name, e.averageConcurrentRequests, e.requestCount])
+  t.same(server.frames.map(pick), [
+    [['gw-0', 'default', 'hello-00001', 1, 1]], // poke
+    [['gw-0', 'default', 'hello-00001', 0.5, 1]],
+    [['gw-0', 'default', 'hello-00001', 1, 0]],
+    [['gw-0', 'default', 'hello-00001', 0, 0]],
+  ])
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal(server.frames.length, 4, 'no frame for an empty tick')
+  t.same(sink.stats, { sent: 4, dropped: 0, connects: 1, errors: 0 })
+})
+
+t.test('a real reporter on a short interval: poke first, then ticks', async (t) => {
+  const { server, sink } = await setup(t)
+  sink.start()
+  await waitFor('sink connected', () => sink.connected)
+  const reporter = new StatReporter({ podName: 'gw-1', intervalMs: 20, sinks: [sink] })
+  t.teardown(() => reporter.stop())
+  reporter.start()
+
+  reporter.demand.requestIn(HELLO, reporter.now())
+  await waitFor('poke and 3 ticks', () => server.frames.length >= 4)
+  reporter.demand.requestOut(HELLO, reporter.now())
+  reporter.stop()
+
+  const [poke, ...ticks] = server.frames
+  t.same(poke!.entries.map((e) => [e.averageConcurrentRequests, e.requestCount]), [[1, 1]], 'first frame is the poke')
+  t.ok(ticks.every((f) => f.binary && f.entries.length === 1 && f.entries[0]!.podName === 'gw-1'))
+  t.ok(
+    ticks.every((f) => f.entries[0]!.averageConcurrentRequests > 0),
+    'never idle while the request is held',
+  )
+  t.equal(ticks[0]!.entries[0]!.requestCount, 0, 'the first tick subtracts the poke')
+})
+
+t.test('reconnects after the server closes with 1012', async (t) => {
+  const { server, sink } = await setup(t)
+  sink.start()
+  await waitFor('first connect', () => sink.connected)
+  server.restartClients()
+  await waitFor('disconnect seen', () => !sink.connected || sink.stats.connects >= 2)
+  await waitFor('reconnected', () => sink.connected && sink.stats.connects === 2)
+  t.equal(server.connections, 2)
+
+  t.equal(sink.send([{ ...HELLO, podName: 'gw-0', averageConcurrentRequests: 2, requestCount: 3 }]), true)
+  await waitFor('frame after reconnect', () => server.frames.length === 1)
+  t.same(server.frames[0]!.entries.map((e) => e.averageConcurrentRequests), [2])
+  t.ok(server.frames.every((f) => f.binary))
+})
+
+t.test('server stopped and restarted on the same port: drops while down, reconnects after', async (t) => {
+  const { server, port, sink } = await setup(t)
+  sink.start()
+  await waitFor('first connect', () => sink.connected)
+  await server.stop()
+  await waitFor('disconnected', () => !sink.connected)
+
+  const batch: StatEntry[] = [{ ...HELLO, podName: 'gw-0', averageConcurrentRequests: 1, requestCount: 1 }]
+  t.equal(sink.send(batch), false, 'send returns false while disconnected')
+  t.equal(sink.send(batch), false)
+  t.equal(sink.stats.dropped, 2, 'dropped, not buffered')
+  await waitFor('a failed reconnect attempt', () => sink.stats.errors >= 1)
+
+  const restarted = new FakeAutoscaler()
+  t.teardown(() => restarted.stop())
+  await restarted.listen(port)
+  await waitFor('reconnected to the restarted server', () => sink.connected)
+  t.equal(sink.stats.connects, 2)
+  t.equal(sink.send(batch), true)
+  await waitFor('frame on the restarted server', () => restarted.frames.length === 1)
+  t.equal(restarted.frames.length, 1, 'the batches dropped while down were not replayed')
+  t.ok(restarted.frames[0]!.binary)
+  t.same(restarted.frames[0]!.entries.map((e) => e.name), ['hello-00001'])
+})
+
+t.test('a connection without pongs is treated as dead and replaced', async (t) => {
+  const { server, sink } = await setup(t, { pongTimeoutMs: 150, autoPong: false })
+  sink.start()
+  await waitFor('reconnected after missing pongs', () => sink.stats.connects >= 2)
+  t.ok(server.connections >= 2)
+})
+
+t.test('a connection that answers pings stays up', async (t) => {
+  const { server, sink } = await setup(t, { pongTimeoutMs: 150 })
+  sink.start()
+  await waitFor('connected', () => sink.connected)
+  let pings = 0
+  for (const c of server.clients()) c.on('ping', () => pings++)
+  await waitFor('several ping/pong rounds', () => pings >= 6)
+  t.equal(sink.stats.connects, 1, 'never reconnected')
+  t.equal(server.connections, 1)
+})
+
+t.test('no server at all: send returns false, nothing throws, close resolves', async (t) => {
+  // Grab a free port, then close it so nothing listens there.
+  const probe = new FakeAutoscaler()
+  const port = await probe.listen(0)
+  await probe.stop()
+  const sink = new KnativeStatSink({ url: `ws://127.0.0.1:${port}`, log: quietLog, backoff: FAST_BACKOFF })
+  t.equal(sink.send([]), false, 'before start')
+  sink.start()
+  await waitFor('several failed attempts', () => sink.stats.errors >= 3)
+  t.equal(sink.connected, false)
+  t.equal(sink.send([{ ...HELLO, podName: 'gw-0', averageConcurrentRequests: 1, requestCount: 1 }]), false)
+  await sink.close()
+  const errorsAfterClose = sink.stats.errors
+  await new Promise((r) => setTimeout(r, 100))
+  t.equal(sink.stats.errors, errorsAfterClose, 'no reconnect attempts after close')
+})
+
+t.test('a throwing sink does not break the poke path or other sinks', async (t) => {
+  const got: StatEntry[][] = []
+  const warnings: object[] = []
+  const reporter = new StatReporter({
+    podName: 'gw-0',
+    now: () => 0,
+    sinks: [{ send: () => { throw new Error('boom') } }, { send: (e) => (got.push(e), true) }],
+    log: { warn: (o) => warnings.push(o) },
+  })
+  reporter.demand.requestIn(HELLO, 0)
+  t.equal(got.length, 1, 'the poke reached the healthy sink')
+  t.equal(warnings.length, 1)
+  t.equal(reporter.demand.concurrency(HELLO), 1, 'accounting intact')
+})
