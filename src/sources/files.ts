@@ -26,7 +26,8 @@ export class FilesSource {
   private readonly log: Logger
   private readonly debounceMs: number
   private readonly files = new Map<string, FileState>()
-  private watcher: fs.FSWatcher | undefined
+  private readonly watchers = new Map<string, fs.FSWatcher>()
+  private stopped = false
   private timer: NodeJS.Timeout | undefined
   private scanning = false
   private rescanWanted = false
@@ -45,24 +46,42 @@ export class FilesSource {
     const st = await fs.promises.stat(this.dir).catch(() => undefined)
     if (!st?.isDirectory()) throw new Error(`EDGE_ERR_MANIFESTS: ${this.dir} is not a readable directory (set --manifests DIR)`)
     await this.scan()
-    this.watcher = fs.watch(this.dir, { recursive: true }, () => this.schedule())
-    this.watcher.on('error', (err) => {
-      this.log.warn({ err, dir: this.dir }, 'manifest watch failed; retrying')
-      this.watcher?.close()
-      setTimeout(() => {
-        try {
-          this.watcher = fs.watch(this.dir, { recursive: true }, () => this.schedule())
-          this.schedule()
-        } catch {
-          /* the next start of the error handler will retry */
-        }
-      }, 1000).unref()
-    })
   }
 
   stop(): void {
-    this.watcher?.close()
+    this.stopped = true
+    for (const w of this.watchers.values()) w.close()
+    this.watchers.clear()
     if (this.timer) clearTimeout(this.timer)
+  }
+
+  /**
+   * One non-recursive watch per directory. Node's recursive watch on Linux stops reporting a file
+   * once it has been replaced by a rename (how editors and kubectl-style tools save), while a
+   * directory watch reports every entry created, renamed or removed in it.
+   */
+  private syncWatches(dirs: readonly string[]): void {
+    if (this.stopped) return
+    const want = new Set(dirs)
+    for (const [d, w] of this.watchers) {
+      if (want.has(d)) continue
+      w.close()
+      this.watchers.delete(d)
+    }
+    for (const d of want) {
+      if (this.watchers.has(d)) continue
+      try {
+        const w = fs.watch(d, () => this.schedule())
+        w.on('error', () => {
+          w.close()
+          this.watchers.delete(d)
+          this.schedule()
+        })
+        this.watchers.set(d, w)
+      } catch (err) {
+        this.log.warn({ dir: d, err: (err as Error).message }, 'cannot watch manifest directory; changes there need a restart')
+      }
+    }
   }
 
   private schedule(): void {
@@ -91,7 +110,8 @@ export class FilesSource {
   }
 
   private async scanOnce(): Promise<void> {
-    const found = await listFiles(this.dir)
+    const { files: found, dirs } = await listFiles(this.dir)
+    this.syncWatches(dirs)
     const texts = new Map<string, string>()
     await Promise.all(
       found.map(async (f) => {
@@ -132,10 +152,12 @@ export class FilesSource {
   }
 }
 
-async function listFiles(dir: string): Promise<string[]> {
+async function listFiles(dir: string): Promise<{ files: string[]; dirs: string[] }> {
   const out: string[] = []
+  const dirs: string[] = []
   const walk = async (d: string, depth: number): Promise<void> => {
     if (depth > 16) return
+    dirs.push(d)
     let entries: fs.Dirent[]
     try {
       entries = await fs.promises.readdir(d, { withFileTypes: true })
@@ -150,5 +172,5 @@ async function listFiles(dir: string): Promise<string[]> {
     }
   }
   await walk(dir, 0)
-  return out.sort()
+  return { files: out.sort(), dirs }
 }

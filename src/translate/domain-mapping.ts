@@ -38,17 +38,17 @@ export function domainMappingToIngress(dm: DomainMapping, opts: TranslateOptions
   if (!ACCEPTED_REF_KINDS.has(ref.kind)) {
     report('spec.ref.kind', `kind ${JSON.stringify(ref.kind)} cannot be a DomainMapping target here; use kind Service (a Knative Service) or Route`, 'EDGE_ERR_DOMAIN_MAPPING_REF')
   }
-  if (ref.apiVersion !== undefined && ref.apiVersion !== SERVING_API_VERSION) {
+  if (ref.apiVersion != null && ref.apiVersion !== SERVING_API_VERSION) {
     report('spec.ref.apiVersion', `apiVersion ${JSON.stringify(ref.apiVersion)} is not ${SERVING_API_VERSION}; a DomainMapping targets a Knative Service or Route, not a core Service`, 'EDGE_ERR_DOMAIN_MAPPING_REF')
   }
   if (typeof ref.name !== 'string' || ref.name === '') {
     report('spec.ref.name', 'spec.ref.name is required: the name of the Knative Service or Route to map the domain to', 'EDGE_ERR_DOMAIN_MAPPING_REF')
   }
-  if (ref.namespace !== undefined && ref.namespace !== '' && ref.namespace !== ns) {
+  if (ref.namespace != null && ref.namespace !== '' && ref.namespace !== ns) {
     report('spec.ref.namespace', `the target is in namespace ${JSON.stringify(ref.namespace)} but the DomainMapping is in "${ns}"; Knative requires the same namespace, so create the DomainMapping in "${ref.namespace}"`, 'EDGE_ERR_DOMAIN_MAPPING_REF')
   }
   const secretName = dm.spec.tls?.secretName
-  if (dm.spec.tls !== undefined && (typeof secretName !== 'string' || secretName === '')) {
+  if (dm.spec.tls != null && (typeof secretName !== 'string' || secretName === '')) {
     report('spec.tls.secretName', 'spec.tls.secretName is required when spec.tls is set: name a kubernetes.io/tls Secret in the same namespace', 'EDGE_ERR_DOMAIN_MAPPING_TLS')
   }
   if (problems.length > 0 || isProblem(httpOption)) throw new ConfigError(problems)

@@ -1,0 +1,909 @@
+// The Helm chart and the Dockerfile, checked without helm or docker.
+//
+// There is no helm binary here, so this file carries a small renderer for the subset of Go templates
+// (plus the few Sprig functions) the chart uses: text/trim markers, comments, define/include/template,
+// if/else if/else, pipelines with parentheses, .Values/.Release/.Chart fields. Anything else
+// (range, with, variables, an unknown function) throws, so a template that outgrows the subset fails
+// here loudly rather than slipping through. It is strict where Helm is lenient: printing a missing
+// value throws instead of rendering an empty string.
+import t from 'tap'
+import { readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parse as parseYaml, parseAllDocuments, stringify as toYamlText } from 'yaml'
+
+const repo = fileURLToPath(new URL('../', import.meta.url))
+const chartDir = join(repo, 'charts', 'edge-gateway')
+const templatesDir = join(chartDir, 'templates')
+
+// ---------------------------------------------------------------- the template renderer
+
+type Tok =
+  | { t: 'field'; root: boolean; path: string[] }
+  | { t: 'str'; v: string }
+  | { t: 'num'; v: number }
+  | { t: 'ident'; v: string }
+  | { t: 'lparen' }
+  | { t: 'rparen' }
+  | { t: 'pipe' }
+
+type Operand =
+  | { kind: 'field'; root: boolean; path: string[] }
+  | { kind: 'lit'; value: unknown }
+  | { kind: 'fn'; name: string }
+  | { kind: 'sub'; pipe: Pipeline }
+type Command = Operand[]
+type Pipeline = Command[]
+
+type TplNode =
+  | { kind: 'text'; text: string }
+  | { kind: 'print'; pipe: Pipeline }
+  | { kind: 'if'; branches: Array<{ cond: Pipeline; body: TplNode[] }>; otherwise: TplNode[] }
+
+type Segment = { kind: 'text'; text: string } | { kind: 'action'; toks: Tok[]; where: string }
+
+const SPACE = /[ \t\r\n]/
+
+function segment(src: string, file: string): Segment[] {
+  const out: Segment[] = []
+  let i = 0
+  let trimNext = false
+  const line = (at: number): string => `${file}:${src.slice(0, at).split('\n').length}`
+  while (i < src.length) {
+    const open = src.indexOf('{{', i)
+    let text = src.slice(i, open === -1 ? src.length : open)
+    if (trimNext) text = text.replace(/^[ \t\r\n]+/, '')
+    trimNext = false
+    if (open === -1) {
+      out.push({ kind: 'text', text })
+      break
+    }
+    let p = open + 2
+    if (src[p] === '-' && SPACE.test(src[p + 1] ?? '')) {
+      text = text.replace(/[ \t\r\n]+$/, '')
+      p += 1
+    }
+    out.push({ kind: 'text', text })
+    const where = line(open)
+    while (SPACE.test(src[p] ?? '')) p++
+    if (src.startsWith('/*', p)) {
+      const close = src.indexOf('*/', p)
+      if (close === -1) throw new Error(`${where}: unclosed comment`)
+      p = close + 2
+      while (SPACE.test(src[p] ?? '')) p++
+      if (src.startsWith('-}}', p)) {
+        trimNext = true
+        p += 3
+      } else if (src.startsWith('}}', p)) p += 2
+      else throw new Error(`${where}: comment must end the action`)
+      i = p
+      continue
+    }
+    const toks: Tok[] = []
+    for (;;) {
+      while (SPACE.test(src[p] ?? '')) p++
+      if (p >= src.length) throw new Error(`${where}: unclosed action`)
+      if (src.startsWith('-}}', p) && SPACE.test(src[p - 1] ?? '')) {
+        trimNext = true
+        p += 3
+        break
+      }
+      if (src.startsWith('}}', p)) {
+        p += 2
+        break
+      }
+      const c = src[p] ?? ''
+      const rest = src.slice(p)
+      let m: RegExpExecArray | null
+      if (c === '(') {
+        toks.push({ t: 'lparen' })
+        p++
+      } else if (c === ')') {
+        toks.push({ t: 'rparen' })
+        p++
+      } else if (c === '|') {
+        toks.push({ t: 'pipe' })
+        p++
+      } else if (c === '"') {
+        m = /^"(?:[^"\\\n]|\\.)*"/.exec(rest)
+        if (!m) throw new Error(`${where}: bad string`)
+        toks.push({ t: 'str', v: JSON.parse(m[0]) as string })
+        p += m[0].length
+      } else if (c === '`') {
+        const close = src.indexOf('`', p + 1)
+        if (close === -1) throw new Error(`${where}: bad raw string`)
+        toks.push({ t: 'str', v: src.slice(p + 1, close) })
+        p = close + 1
+      } else if ((m = /^(\$?)((?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.)/.exec(rest)) && (m[1] === '$' || c === '.')) {
+        const path = m[2] === '.' ? [] : (m[2] ?? '').slice(1).split('.')
+        toks.push({ t: 'field', root: m[1] === '$', path })
+        p += m[0].length
+      } else if (c === '$' && !/^\$[A-Za-z_]/.test(rest)) {
+        toks.push({ t: 'field', root: true, path: [] })
+        p++
+      } else if ((m = /^-?\d+(?:\.\d+)?/.exec(rest))) {
+        toks.push({ t: 'num', v: Number(m[0]) })
+        p += m[0].length
+      } else if ((m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(rest))) {
+        toks.push({ t: 'ident', v: m[0] })
+        p += m[0].length
+      } else {
+        throw new Error(`${where}: unsupported template syntax at ${JSON.stringify(rest.slice(0, 20))}`)
+      }
+    }
+    out.push({ kind: 'action', toks, where })
+    i = p
+  }
+  return out.filter((s) => s.kind === 'action' || s.text !== '')
+}
+
+function parsePipeline(toks: Tok[], where: string): Pipeline {
+  let pos = 0
+  const pipeline = (): Pipeline => {
+    const cmds: Pipeline = [[]]
+    while (pos < toks.length) {
+      const tok = toks[pos++]!
+      const cmd = cmds[cmds.length - 1]!
+      switch (tok.t) {
+        case 'pipe':
+          if (cmd.length === 0) throw new Error(`${where}: empty command before |`)
+          cmds.push([])
+          break
+        case 'rparen':
+          pos--
+          return cmds
+        case 'lparen': {
+          const sub = pipeline()
+          if (toks[pos++]?.t !== 'rparen') throw new Error(`${where}: missing )`)
+          cmd.push({ kind: 'sub', pipe: sub })
+          break
+        }
+        case 'field':
+          cmd.push({ kind: 'field', root: tok.root, path: tok.path })
+          break
+        case 'str':
+        case 'num':
+          cmd.push({ kind: 'lit', value: tok.v })
+          break
+        case 'ident':
+          if (tok.v === 'true' || tok.v === 'false') cmd.push({ kind: 'lit', value: tok.v === 'true' })
+          else if (tok.v === 'nil') cmd.push({ kind: 'lit', value: null })
+          else cmd.push({ kind: 'fn', name: tok.v })
+          break
+      }
+    }
+    return cmds
+  }
+  const result = pipeline()
+  if (pos !== toks.length) throw new Error(`${where}: unexpected )`)
+  if (result.some((c) => c.length === 0)) throw new Error(`${where}: empty pipeline`)
+  return result
+}
+
+const CONTROL = new Set(['if', 'else', 'end', 'define', 'range', 'with', 'block', 'break', 'continue'])
+
+interface TemplateSet {
+  defines: Map<string, TplNode[]>
+  files: Map<string, TplNode[]>
+}
+
+function parseTemplates(files: Map<string, string>): TemplateSet {
+  const set: TemplateSet = { defines: new Map(), files: new Map() }
+  for (const [file, src] of files) {
+    const segs = segment(src, file)
+    let pos = 0
+    // Parses nodes until one of the stop keywords; returns the stopping action's tokens.
+    const list = (stops: string[]): { nodes: TplNode[]; stop: Tok[] | null; where: string } => {
+      const nodes: TplNode[] = []
+      while (pos < segs.length) {
+        const seg = segs[pos++]!
+        if (seg.kind === 'text') {
+          nodes.push({ kind: 'text', text: seg.text })
+          continue
+        }
+        const head = seg.toks[0]
+        const word = head?.t === 'ident' && CONTROL.has(head.v) ? head.v : null
+        if (word === 'else' || word === 'end') {
+          if (!stops.includes(word)) throw new Error(`${seg.where}: unexpected ${word}`)
+          return { nodes, stop: seg.toks, where: seg.where }
+        }
+        if (word === 'if') {
+          const branches: Array<{ cond: Pipeline; body: TplNode[] }> = []
+          let cond = parsePipeline(seg.toks.slice(1), seg.where)
+          let otherwise: TplNode[] = []
+          for (;;) {
+            const r = list(['else', 'end'])
+            branches.push({ cond, body: r.nodes })
+            if (!r.stop) throw new Error(`${seg.where}: if without end`)
+            const w = r.stop[0]
+            if (w?.t === 'ident' && w.v === 'end') break
+            const next = r.stop[1]
+            if (next?.t === 'ident' && next.v === 'if') {
+              cond = parsePipeline(r.stop.slice(2), r.where)
+              continue
+            }
+            if (r.stop.length > 1) throw new Error(`${r.where}: unsupported else form`)
+            const e = list(['end'])
+            if (!e.stop) throw new Error(`${seg.where}: else without end`)
+            otherwise = e.nodes
+            break
+          }
+          nodes.push({ kind: 'if', branches, otherwise })
+          continue
+        }
+        if (word === 'define') {
+          const name = seg.toks[1]
+          if (name?.t !== 'str' || seg.toks.length !== 2) throw new Error(`${seg.where}: define needs one name`)
+          const r = list(['end'])
+          if (!r.stop) throw new Error(`${seg.where}: define without end`)
+          set.defines.set(name.v, r.nodes)
+          continue
+        }
+        if (word !== null) throw new Error(`${seg.where}: "${word}" is outside the subset this test renders`)
+        if (head?.t === 'ident' && head.v === 'template') {
+          // {{ template "x" . }} prints like {{ include "x" . }}
+          nodes.push({ kind: 'print', pipe: parsePipeline([{ t: 'ident', v: 'include' }, ...seg.toks.slice(1)], seg.where) })
+          continue
+        }
+        nodes.push({ kind: 'print', pipe: parsePipeline(seg.toks, seg.where) })
+      }
+      if (stops.length > 0) throw new Error(`${file}: missing {{ end }}`)
+      return { nodes, stop: null, where: file }
+    }
+    set.files.set(file, list([]).nodes)
+  }
+  return set
+}
+
+function isEmpty(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return true
+  if (Array.isArray(v)) return v.length === 0
+  if (typeof v === 'object') return Object.keys(v).length === 0
+  return false
+}
+
+function strval(v: unknown): string {
+  if (typeof v === 'string') return v
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v)
+  if (v === null) return ''
+  throw new Error(`cannot turn ${JSON.stringify(v)} into a string`)
+}
+
+function str(v: unknown, fn: string): string {
+  if (typeof v !== 'string') throw new Error(`${fn}: expected a string, got ${JSON.stringify(v)}`)
+  return v
+}
+
+function num(v: unknown, fn: string): number {
+  if (typeof v !== 'number') throw new Error(`${fn}: expected a number, got ${JSON.stringify(v)}`)
+  return v
+}
+
+function indent(n: number, s: string): string {
+  const pad = ' '.repeat(n)
+  return pad + s.replaceAll('\n', '\n' + pad)
+}
+
+function printf(format: string, args: unknown[]): string {
+  let k = 0
+  return format.replace(/%([%sdvq])/g, (_m, verb: string) => {
+    if (verb === '%') return '%'
+    const a = args[k++]
+    if (verb === 'q') return JSON.stringify(strval(a))
+    return strval(a)
+  })
+}
+
+function render(set: TemplateSet, nodes: TplNode[], dot: unknown): string {
+  const root = dot
+  const field = (base: unknown, path: string[], where: string): unknown => {
+    let v = base
+    for (const [k, key] of path.entries()) {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+        throw new Error(`nil pointer evaluating .${path.slice(0, k).join('.')}.${key} (${where})`)
+      }
+      v = (v as Record<string, unknown>)[key]
+    }
+    return v
+  }
+  const funcs: Record<string, (...args: unknown[]) => unknown> = {
+    include: (name, ctx) => {
+      const body = set.defines.get(str(name, 'include'))
+      if (!body) throw new Error(`include: no template named ${String(name)}`)
+      return render(set, body, ctx)
+    },
+    default: (d, v) => (isEmpty(v) ? d : v),
+    quote: (...vs) =>
+      vs
+        .filter((v) => v !== undefined && v !== null)
+        .map((v) => JSON.stringify(strval(v)))
+        .join(' '),
+    toYaml: (v) => toYamlText(v).replace(/\n$/, ''),
+    indent: (n, s) => indent(num(n, 'indent'), str(s, 'indent')),
+    nindent: (n, s) => '\n' + indent(num(n, 'nindent'), str(s, 'nindent')),
+    trunc: (n, s) => str(s, 'trunc').slice(0, num(n, 'trunc')),
+    trimSuffix: (suffix, s) => {
+      const x = str(s, 'trimSuffix')
+      const suf = str(suffix, 'trimSuffix')
+      return suf !== '' && x.endsWith(suf) ? x.slice(0, -suf.length) : x
+    },
+    replace: (from, to, s) => str(s, 'replace').replaceAll(str(from, 'replace'), str(to, 'replace')),
+    contains: (sub, s) => str(s, 'contains').includes(str(sub, 'contains')),
+    printf: (format, ...args) => printf(str(format, 'printf'), args),
+    join: (sep, list) => {
+      if (!Array.isArray(list)) throw new Error('join: expected a list')
+      return list.map(strval).join(str(sep, 'join'))
+    },
+    eq: (a, ...bs) => bs.some((b) => a === b),
+    ne: (a, b) => a !== b,
+    not: (a) => isEmpty(a),
+    and: (...xs) => xs.find((x) => isEmpty(x)) ?? xs[xs.length - 1],
+    or: (...xs) => xs.find((x) => !isEmpty(x)) ?? xs[xs.length - 1],
+    required: (msg, v) => {
+      if (v === undefined || v === null || v === '') throw new Error(str(msg, 'required'))
+      return v
+    },
+  }
+  const evalOperand = (op: Operand, where: string): unknown => {
+    switch (op.kind) {
+      case 'lit':
+        return op.value
+      case 'field':
+        return field(op.root ? root : dot, op.path, where)
+      case 'sub':
+        return evalPipe(op.pipe, where)
+      case 'fn':
+        return call(op.name, [], where)
+    }
+  }
+  const call = (name: string, args: unknown[], where: string): unknown => {
+    const fn = funcs[name]
+    if (!fn) throw new Error(`function "${name}" is outside the subset this test renders (${where})`)
+    return fn(...args)
+  }
+  const evalPipe = (pipe: Pipeline, where: string): unknown => {
+    let prev: { value: unknown } | null = null
+    for (const cmd of pipe) {
+      const [head, ...rest] = cmd
+      if (!head) throw new Error('empty command')
+      if (head.kind === 'fn') {
+        const args = rest.map((op) => evalOperand(op, where))
+        if (prev) args.push(prev.value)
+        prev = { value: call(head.name, args, where) }
+      } else {
+        if (rest.length > 0 || prev) throw new Error(`can't give arguments to a non-function (${where})`)
+        prev = { value: evalOperand(head, where) }
+      }
+    }
+    return prev?.value
+  }
+  let out = ''
+  for (const node of nodes) {
+    if (node.kind === 'text') out += node.text
+    else if (node.kind === 'print') {
+      const v = evalPipe(node.pipe, 'print')
+      if (v === undefined) throw new Error('printing a value that does not exist (a .Values key missing from values.yaml?)')
+      if (v !== null && typeof v === 'object') throw new Error(`printing a map or list: ${JSON.stringify(v)}`)
+      out += strval(v)
+    } else {
+      const branch = node.branches.find((b) => !isEmpty(evalPipe(b.cond, 'if')))
+      out += render(set, branch ? branch.body : node.otherwise, dot)
+    }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------- chart loading and helm-like rendering
+
+type Obj = Record<string, unknown>
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+// Helm's coalescing of user values over chart defaults: maps merge, everything else replaces.
+function mergeValues(base: unknown, over: unknown): unknown {
+  if (!isObj(base) || !isObj(over)) return structuredClone(over)
+  const out: Obj = structuredClone(base)
+  for (const [k, v] of Object.entries(over)) out[k] = mergeValues(out[k], v)
+  return out
+}
+
+const chartYaml = parseYaml(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as Obj
+const valuesText = readFileSync(join(chartDir, 'values.yaml'), 'utf8')
+const defaultValues = parseYaml(valuesText) as Obj
+const templateFiles = new Map(
+  readdirSync(templatesDir)
+    .sort()
+    .map((f) => [f, readFileSync(join(templatesDir, f), 'utf8')] as const),
+)
+const templateSet = parseTemplates(templateFiles)
+
+// Rendered manifests are deep, loosely shaped trees; the assertions below say what they expect.
+type Loose = any
+
+interface K8sObject {
+  apiVersion: string
+  kind: string
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> }
+  spec?: Loose
+  rules?: Loose
+  roleRef?: Loose
+  subjects?: Loose
+}
+
+interface Rendered {
+  objects: K8sObject[]
+  notes: string
+  byFile: Map<string, string>
+}
+
+function helmTemplate(overrides: Obj = {}, release = { name: 'edge-gateway', namespace: 'knative-serving' }): Rendered {
+  const context = {
+    Values: mergeValues(defaultValues, overrides),
+    Release: { Name: release.name, Namespace: release.namespace, Service: 'Helm', IsInstall: true, IsUpgrade: false, Revision: 1 },
+    Chart: {
+      Name: chartYaml.name,
+      Version: chartYaml.version,
+      AppVersion: chartYaml.appVersion,
+      Description: chartYaml.description,
+    },
+  }
+  const objects: K8sObject[] = []
+  const byFile = new Map<string, string>()
+  let notes = ''
+  for (const [file, nodes] of templateSet.files) {
+    if (file.startsWith('_')) continue
+    const text = render(templateSet, nodes, context)
+    byFile.set(file, text)
+    if (file === 'NOTES.txt') {
+      notes = text
+      continue
+    }
+    for (const doc of parseAllDocuments(text)) {
+      if (doc.errors.length > 0) throw new Error(`${file} renders invalid YAML: ${doc.errors[0]?.message}\n${text}`)
+      const obj: unknown = doc.toJS()
+      if (obj === null || obj === undefined) continue
+      if (!isObj(obj) || typeof obj.kind !== 'string') throw new Error(`${file}: a document without kind`)
+      objects.push(obj as unknown as K8sObject)
+    }
+  }
+  return { objects, notes, byFile }
+}
+
+function only(r: Rendered, kind: string, name?: string): K8sObject {
+  const found = r.objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name))
+  if (found.length !== 1) throw new Error(`expected one ${kind}${name ? ` ${name}` : ''}, found ${found.length}`)
+  return found[0]!
+}
+
+interface EnvVar {
+  name: string
+  value?: unknown
+  valueFrom?: { fieldRef?: { fieldPath: string }; resourceFieldRef?: { resource: string; containerName?: string } }
+}
+interface ContainerPort {
+  name: string
+  containerPort: number
+}
+
+function gatewayContainer(r: Rendered): Loose {
+  const containers = only(r, 'Deployment').spec.template.spec.containers as Array<{ name: string }>
+  if (containers.length !== 1) throw new Error(`expected one container, found ${containers.length}`)
+  return containers[0]
+}
+
+function envOf(r: Rendered): Map<string, EnvVar> {
+  const env = gatewayContainer(r).env as EnvVar[]
+  return new Map(env.map((e) => [e.name, e]))
+}
+
+function containerPort(r: Rendered, ref: string | number): number {
+  if (typeof ref === 'number') return ref
+  const ports = gatewayContainer(r).ports as ContainerPort[]
+  const port = ports.find((p) => p.name === ref)
+  if (!port) throw new Error(`no container port named ${ref}`)
+  return port.containerPort
+}
+
+// ---------------------------------------------------------------- the renderer itself
+
+t.test('the renderer handles the subset the chart uses', async (t) => {
+  const files = new Map([
+    ['_h.tpl', '{{- define "x.greet" -}}\nhi {{ .Values.who | default "you" }}\n{{- end -}}'],
+    [
+      'a.yaml',
+      'a: {{ include "x.greet" . | quote }}\n{{- if .Values.on }}\nb: 1\n{{- else if eq .Values.who "z" }}\nb: 2\n{{- else }}\nb: 3\n{{- end }}\nc:\n  {{- toYaml .Values.m | nindent 2 }}\nd: {{ printf "%s-%s" "p" (include "x.greet" .) }}\n{{/* gone */}}',
+    ],
+  ])
+  const set = parseTemplates(files)
+  const run = (values: Obj): string => render(set, set.files.get('a.yaml')!, { Values: values })
+  t.equal(run({ who: '', on: true, m: { k: 'v' } }), 'a: "hi you"\nb: 1\nc:\n  k: v\nd: p-hi you\n')
+  t.equal(run({ who: 'z', on: false, m: { k: 'v' } }), 'a: "hi z"\nb: 2\nc:\n  k: v\nd: p-hi z\n')
+  t.equal(run({ who: 'q', on: 0, m: { k: 'v' } }), 'a: "hi q"\nb: 3\nc:\n  k: v\nd: p-hi q\n')
+  const missing = parseTemplates(new Map([['m.yaml', 'x: {{ .Values.nope }}']]))
+  t.throws(() => render(missing, missing.files.get('m.yaml')!, { Values: {} }), /does not exist/, 'printing a missing value fails')
+  t.throws(() => render(missing, missing.files.get('m.yaml')!, {}), /nil pointer/, 'a field of a missing map fails')
+  t.throws(() => parseTemplates(new Map([['r.yaml', '{{ range .Values.x }}{{ end }}']])), /outside the subset/)
+})
+
+// ---------------------------------------------------------------- static checks
+
+t.test('Chart.yaml and values.yaml parse and agree with package.json', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> }
+  t.equal(chartYaml.apiVersion, 'v2')
+  t.equal(chartYaml.name, 'edge-gateway')
+  t.match(chartYaml.version, /^\d+\.\d+\.\d+/)
+  t.equal(chartYaml.appVersion, pkg.version, 'appVersion follows package.json')
+  t.ok(isObj(defaultValues), 'values.yaml is a map')
+  for (const [file, text] of templateFiles) {
+    t.notMatch(text, /\t/, `${file} has no tabs`)
+  }
+})
+
+// Every .Values path a template reads, from the raw template text.
+function valuesPathsInTemplates(): Map<string, string> {
+  const used = new Map<string, string>()
+  for (const [file, text] of templateFiles) {
+    for (const m of text.matchAll(/\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
+      used.set((m[1] ?? '').slice(1), file)
+    }
+  }
+  return used
+}
+
+t.test('every .Values path in a template exists in values.yaml', async (t) => {
+  const used = valuesPathsInTemplates()
+  t.ok(used.size > 30, `found ${used.size} .Values paths`)
+  for (const [path, file] of used) {
+    let node: unknown = defaultValues
+    let ok = true
+    for (const key of path.split('.')) {
+      if (!isObj(node) || !(key in node)) {
+        ok = false
+        break
+      }
+      node = node[key]
+    }
+    t.ok(ok, `.Values.${path} (${file}) is defined in values.yaml`)
+  }
+  t.notOk(/\{\{-?\s*(with|range)\b/.test([...templateFiles.values()].join('\n')), 'templates use absolute paths, no with/range scopes')
+})
+
+t.test('every key in values.yaml is read by some template', async (t) => {
+  const used = [...valuesPathsInTemplates().keys()]
+  const covered = (p: string): boolean => used.some((u) => p === u || p.startsWith(u + '.'))
+  const walk = (node: Obj, prefix: string): void => {
+    for (const [k, v] of Object.entries(node)) {
+      const p = prefix ? `${prefix}.${k}` : k
+      if (covered(p)) continue
+      if (isObj(v) && Object.keys(v).length > 0) walk(v, p)
+      else t.fail(`values.yaml ${p} is never read by a template`)
+    }
+  }
+  walk(defaultValues, '')
+})
+
+t.test('values.yaml documents each top-level key with a comment', async (t) => {
+  const lines = valuesText.split('\n')
+  for (const [i, line] of lines.entries()) {
+    const m = /^([A-Za-z][A-Za-z0-9]*):/.exec(line)
+    if (!m) continue
+    let j = i - 1
+    while (j >= 0 && /^\s*$/.test(lines[j] ?? '')) j--
+    const before = lines[j] ?? ''
+    const firstChild = lines[i + 1] ?? ''
+    t.ok(/^#/.test(before) || /^\s+#/.test(firstChild), `values.yaml ${m[1]} has a comment`)
+  }
+})
+
+// ---------------------------------------------------------------- rendered defaults
+
+t.test('default render: Deployment', async (t) => {
+  const r = helmTemplate()
+  const dep = only(r, 'Deployment')
+  const pod = dep.spec.template.spec
+  t.equal(dep.metadata.namespace, 'knative-serving')
+  t.equal(dep.spec.replicas, 2, 'two replicas')
+  t.same(dep.spec.selector.matchLabels, { 'app.kubernetes.io/name': 'edge-gateway', 'app.kubernetes.io/instance': 'edge-gateway' })
+  t.match(dep.spec.template.metadata.labels, dep.spec.selector.matchLabels, 'the pod template carries the selector labels')
+
+  const c = gatewayContainer(r)
+  t.equal(c.image, `edge-gateway:${String(chartYaml.appVersion)}`, 'image tag defaults to appVersion')
+  const env = envOf(r)
+  t.equal(env.get('POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name')
+  t.equal(env.get('POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP')
+  t.equal(env.get('POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace')
+  t.equal(env.get('EDGE_WORKERS')?.valueFrom?.resourceFieldRef?.resource, 'limits.cpu', 'workers follow the CPU limit')
+  t.equal(env.get('EDGE_WORKERS')?.valueFrom?.resourceFieldRef?.containerName, c.name)
+  const expected: Record<string, string> = {
+    EDGE_KUBERNETES: '1',
+    EDGE_INGRESS_CLASS: 'edge.ingress.networking.knative.dev',
+    EDGE_DOMAIN: 'example.com',
+    EDGE_PUBLIC_SERVICE: 'edge-gateway',
+    EDGE_LOCAL_SERVICE: 'edge-gateway-local',
+    EDGE_HTTP_PORT: '8080',
+    EDGE_HTTPS_PORT: '8443',
+    EDGE_LOCAL_PORT: '8081',
+    EDGE_ADMIN_PORT: '9090',
+    EDGE_DRAIN_SECONDS: '30',
+    EDGE_LOG_LEVEL: 'info',
+    EDGE_AUTOSCALER_URL: 'ws://autoscaler.knative-serving.svc.cluster.local:8080',
+  }
+  for (const [name, value] of Object.entries(expected)) t.equal(env.get(name)?.value, value, name)
+  for (const name of ['EDGE_WATCH_SERVING', 'EDGE_NAMESPACES', 'EDGE_ACCESS_LOG', 'EDGE_MANIFESTS']) {
+    t.notOk(env.has(name), `${name} unset by default`)
+  }
+  for (const e of env.values()) {
+    t.ok(typeof e.value === 'string' || e.valueFrom !== undefined, `env ${e.name} is a string or valueFrom`)
+  }
+
+  const ports = new Map((c.ports as ContainerPort[]).map((p) => [p.name, p.containerPort]))
+  t.same(Object.fromEntries(ports), { http: 8080, https: 8443, 'http-local': 8081, admin: 9090 })
+  t.equal(c.readinessProbe.httpGet.path, '/readyz')
+  t.equal(containerPort(r, c.readinessProbe.httpGet.port), 9090, 'readiness on the admin port')
+  t.equal(c.livenessProbe.httpGet.path, '/healthz')
+  t.equal(containerPort(r, c.livenessProbe.httpGet.port), 9090, 'liveness on the admin port')
+
+  t.equal(pod.terminationGracePeriodSeconds, 660)
+  t.ok(pod.terminationGracePeriodSeconds >= 30 + 600, 'grace covers the drain and the longest revision timeout')
+  t.equal(pod.securityContext.runAsNonRoot, true)
+  t.equal(pod.securityContext.runAsUser, 65532)
+  t.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault')
+  t.equal(c.securityContext.runAsNonRoot, true)
+  t.equal(c.securityContext.readOnlyRootFilesystem, true, 'read-only root filesystem')
+  t.equal(c.securityContext.allowPrivilegeEscalation, false)
+  t.same(c.securityContext.capabilities.drop, ['ALL'])
+  t.notOk(c.securityContext.capabilities.add, 'no capability added')
+  t.same(c.resources.requests, { cpu: '200m', memory: '256Mi' })
+  t.ok(c.resources.limits.cpu && c.resources.limits.memory, 'limits set')
+  t.ok(
+    (c.volumeMounts as Array<{ mountPath: string }>).some((m) => m.mountPath === '/tmp'),
+    'a writable /tmp beside the read-only root',
+  )
+  t.equal(pod.serviceAccountName, only(r, 'ServiceAccount').metadata.name)
+  t.equal(pod.topologySpreadConstraints?.[0]?.topologyKey, 'kubernetes.io/hostname')
+  t.same(pod.topologySpreadConstraints?.[0]?.labelSelector.matchLabels, dep.spec.selector.matchLabels)
+  t.notOk(pod.nodeSelector ?? pod.tolerations ?? pod.affinity, 'no scheduling constraints by default')
+  t.notOk(r.objects.some((o) => o.kind === 'HorizontalPodAutoscaler'), 'no HPA by default')
+})
+
+t.test('default render: Services', async (t) => {
+  const r = helmTemplate()
+  const dep = only(r, 'Deployment')
+  const pub = only(r, 'Service', 'edge-gateway')
+  t.equal(pub.spec.type, 'LoadBalancer')
+  const pubPorts = pub.spec.ports as Array<{ name: string; port: number; targetPort: string | number; nodePort?: number }>
+  t.same(
+    pubPorts.map((p) => [p.name, p.port, containerPort(r, p.targetPort)]),
+    [
+      ['http', 80, 8080],
+      ['https', 443, 8443],
+    ],
+  )
+  t.notOk(pubPorts.some((p) => p.nodePort), 'no fixed node ports by default')
+  t.notOk('externalTrafficPolicy' in pub.spec, 'Kubernetes default traffic policy')
+  t.same(pub.spec.selector, dep.spec.selector.matchLabels, 'public Service selects the gateway pods')
+
+  const local = only(r, 'Service', 'edge-gateway-local')
+  t.equal(local.spec.type, 'ClusterIP')
+  const localPorts = local.spec.ports as Array<{ name: string; port: number; targetPort: string | number }>
+  t.same(
+    localPorts.map((p) => [p.name, p.port, containerPort(r, p.targetPort)]),
+    [['http2', 80, 8081]],
+  )
+  t.same(local.spec.selector, dep.spec.selector.matchLabels, 'local Service selects the gateway pods')
+  t.equal(r.objects.filter((o) => o.kind === 'Service').length, 2)
+})
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+
+function grants(rules: Rule[]): Set<string> {
+  const out = new Set<string>()
+  for (const rule of rules) {
+    for (const g of rule.apiGroups) for (const res of rule.resources) for (const v of rule.verbs) out.add(`${g}/${res}:${v}`)
+  }
+  return out
+}
+
+const READ = ['get', 'list', 'watch']
+const clusterGrants = (extra: string[] = []): string[] =>
+  [
+    ...READ.map((v) => `networking.internal.knative.dev/ingresses:${v}`),
+    'networking.internal.knative.dev/ingresses/status:patch',
+    'networking.internal.knative.dev/ingresses/status:update',
+    ...READ.map((v) => `serving.knative.dev/revisions:${v}`),
+    ...READ.map((v) => `/services:${v}`),
+    ...READ.map((v) => `/secrets:${v}`),
+    ...READ.map((v) => `discovery.k8s.io/endpointslices:${v}`),
+    ...extra,
+  ].sort()
+
+t.test('default render: RBAC is least privilege', async (t) => {
+  const r = helmTemplate()
+  const sa = only(r, 'ServiceAccount')
+  const role = only(r, 'ClusterRole')
+  const rules = role.rules as Rule[]
+  const all = rules.flatMap((x) => [...x.apiGroups, ...x.resources, ...x.verbs])
+  t.notOk(all.includes('*'), 'no wildcards')
+  t.ok(grants(rules).has('networking.internal.knative.dev/ingresses/status:patch'), 'may patch KIngress status')
+  t.same([...grants(rules)].sort(), clusterGrants(), 'exactly the listed grants, nothing more')
+
+  const crb = only(r, 'ClusterRoleBinding')
+  t.same(crb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name })
+  t.same(crb.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'knative-serving' }])
+
+  const leases = only(r, 'Role')
+  t.equal(leases.metadata.namespace, 'knative-serving', 'leases only in the release namespace')
+  t.same([...grants(leases.rules as Rule[])].sort(), ['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update'])
+  const rb = only(r, 'RoleBinding')
+  t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: leases.metadata.name })
+  t.same(rb.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'knative-serving' }])
+})
+
+t.test('default render: PodDisruptionBudget and NOTES', async (t) => {
+  const r = helmTemplate()
+  const pdb = only(r, 'PodDisruptionBudget')
+  t.equal(pdb.apiVersion, 'policy/v1')
+  t.equal(pdb.spec.minAvailable, 1)
+  t.same(pdb.spec.selector.matchLabels, only(r, 'Deployment').spec.selector.matchLabels)
+  t.match(
+    r.notes,
+    `kubectl patch configmap/config-network -n knative-serving --type merge \\\n       -p '{"data":{"ingress-class":"edge.ingress.networking.knative.dev"}}'`,
+    'NOTES show the config-network switch with the configured class',
+  )
+  t.match(r.notes, 'kubectl get service edge-gateway -n knative-serving', 'NOTES show how to find the address')
+  for (const o of r.objects) {
+    t.ok(o.metadata.labels?.['app.kubernetes.io/managed-by'] === 'Helm', `${o.kind} ${o.metadata.name} is labelled`)
+  }
+})
+
+// ---------------------------------------------------------------- rendered with values changed
+
+t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) => {
+  const r = helmTemplate(
+    {
+      publicService: { type: 'NodePort', externalTrafficPolicy: 'Local', nodePorts: { http: 31080, https: 31443 } },
+      autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7 },
+      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], workers: 4, accessLog: true, ingressClass: 'my.class', autoscalerUrl: '' },
+      podDisruptionBudget: { maxUnavailable: '50%' },
+      extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }],
+      nodeSelector: { 'kubernetes.io/os': 'linux' },
+    },
+    { name: 'eg', namespace: 'edge' },
+  )
+  const dep = only(r, 'Deployment', 'eg-edge-gateway')
+  t.notOk('replicas' in dep.spec, 'the HPA owns replicas')
+  const hpa = only(r, 'HorizontalPodAutoscaler')
+  t.equal(hpa.apiVersion, 'autoscaling/v2')
+  t.same(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'eg-edge-gateway' })
+  t.equal(hpa.spec.minReplicas, 3)
+  t.equal(hpa.spec.maxReplicas, 7)
+  t.equal(hpa.spec.metrics[0].resource.name, 'cpu')
+
+  const pub = only(r, 'Service', 'edge-gateway')
+  t.equal(pub.spec.type, 'NodePort')
+  t.equal(pub.spec.externalTrafficPolicy, 'Local')
+  t.same(
+    (pub.spec.ports as Array<{ nodePort?: number }>).map((p) => p.nodePort),
+    [31080, 31443],
+  )
+  t.match(r.notes, '.nodePort}', 'NOTES explain the node port')
+
+  const env = envOf(r)
+  t.equal(env.get('EDGE_WATCH_SERVING')?.value, '1')
+  t.equal(env.get('EDGE_NAMESPACES')?.value, 'team-a,team-b')
+  t.equal(env.get('EDGE_WORKERS')?.value, '4')
+  t.equal(env.get('EDGE_ACCESS_LOG')?.value, '1')
+  t.equal(env.get('EDGE_INGRESS_CLASS')?.value, 'my.class')
+  t.equal(env.get('NODE_OPTIONS')?.value, '--max-old-space-size=512')
+  t.notOk(env.has('EDGE_AUTOSCALER_URL'), 'empty autoscalerUrl leaves the built-in default')
+  t.same(dep.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux' })
+  t.match(r.notes, '"ingress-class":"my.class"')
+
+  const role = only(r, 'ClusterRole', 'eg-edge-gateway')
+  t.same(
+    [...grants(role.rules as Rule[])].sort(),
+    clusterGrants([...READ.map((v) => `serving.knative.dev/routes:${v}`), ...READ.map((v) => `serving.knative.dev/domainmappings:${v}`)]),
+    'watch-serving adds read access to routes and domainmappings only',
+  )
+  t.same(only(r, 'ClusterRoleBinding').subjects[0], { kind: 'ServiceAccount', name: 'eg-edge-gateway', namespace: 'edge' })
+  const pdb = only(r, 'PodDisruptionBudget')
+  t.equal(pdb.spec.maxUnavailable, '50%')
+  t.notOk('minAvailable' in pdb.spec, 'maxUnavailable replaces minAvailable')
+})
+
+t.test('options: ClusterIP public Service, renamed Services, no RBAC or ServiceAccount', async (t) => {
+  const r = helmTemplate({
+    publicService: { type: 'ClusterIP', name: 'gw', externalTrafficPolicy: 'Local', nodePorts: { http: 31080, https: '' } },
+    localService: { name: 'gw-local' },
+    rbac: { create: false },
+    serviceAccount: { create: false, name: 'existing' },
+    podDisruptionBudget: { enabled: false },
+    spreadAcrossNodes: false,
+    metrics: { scrapeAnnotations: false },
+  })
+  const pub = only(r, 'Service', 'gw')
+  t.equal(pub.spec.type, 'ClusterIP')
+  t.notOk('externalTrafficPolicy' in pub.spec, 'no traffic policy on ClusterIP')
+  t.notOk((pub.spec.ports as Array<{ nodePort?: number }>).some((p) => p.nodePort), 'no node ports on ClusterIP')
+  only(r, 'Service', 'gw-local')
+  const env = envOf(r)
+  t.equal(env.get('EDGE_PUBLIC_SERVICE')?.value, 'gw', 'the gateway is told its renamed public Service')
+  t.equal(env.get('EDGE_LOCAL_SERVICE')?.value, 'gw-local', 'the gateway is told its renamed local Service')
+  const dep = only(r, 'Deployment')
+  t.equal(dep.spec.template.spec.serviceAccountName, 'existing')
+  t.notOk(dep.spec.template.metadata.annotations, 'no pod annotations')
+  t.notOk(dep.spec.template.spec.topologySpreadConstraints, 'no spread constraints')
+  for (const kind of ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'PodDisruptionBudget']) {
+    t.notOk(
+      r.objects.some((o) => o.kind === kind),
+      `no ${kind}`,
+    )
+  }
+  t.match(r.notes, 'port-forward -n knative-serving service/gw 8080:80')
+})
+
+// ---------------------------------------------------------------- Dockerfile
+
+interface Instruction {
+  op: string
+  args: string
+}
+
+function dockerStages(text: string): Instruction[][] {
+  const logical = text
+    .replace(/\\\r?\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
+  const stages: Instruction[][] = []
+  for (const line of logical) {
+    const m = /^(\S+)\s*(.*)$/.exec(line)
+    if (!m) continue
+    const ins = { op: (m[1] ?? '').toUpperCase(), args: m[2] ?? '' }
+    if (ins.op === 'FROM') stages.push([])
+    const stage = stages[stages.length - 1]
+    if (!stage) throw new Error(`Dockerfile: ${ins.op} before FROM`)
+    stage.push(ins)
+  }
+  return stages
+}
+
+t.test('Dockerfile', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { bin: Record<string, string> }
+  const stages = dockerStages(readFileSync(join(repo, 'Dockerfile'), 'utf8'))
+  t.ok(stages.length >= 2, 'multi-stage')
+  const build = stages[0]!
+  const final = stages[stages.length - 1]!
+  const args = (stage: Instruction[], op: string): string[] => stage.filter((i) => i.op === op).map((i) => i.args)
+
+  t.match(args(build, 'FROM')[0], /^node:24-slim\b/, 'build stage on node:24-slim')
+  t.ok(args(build, 'RUN').some((a) => /\bnpm ci\b/.test(a)), 'build stage installs with npm ci')
+  t.ok(args(build, 'RUN').some((a) => /\bnpm run build\b/.test(a)), 'build stage compiles')
+
+  t.match(args(final, 'FROM')[0], /^node:24-slim\b/, 'final stage FROM node:24-slim')
+  const ci = args(final, 'RUN').find((a) => /\bnpm ci\b/.test(a)) ?? ''
+  t.match(ci, /--omit=dev/, 'final stage installs production dependencies only')
+  t.match(ci, /--ignore-scripts/, 'and runs no install scripts (prepare would build, node would download)')
+  t.ok(args(final, 'COPY').some((a) => /--from=\S+/.test(a) && /\bdist\b/.test(a)), 'dist/ comes from the build stage')
+  for (const dir of ['routes', 'samples']) {
+    t.ok(args(final, 'COPY').some((a) => new RegExp(`\\b${dir}\\b`).test(a)), `${dir}/ is in the image`)
+  }
+  t.ok(args(final, 'ENV').some((a) => /\bNODE_ENV=production\b/.test(a)), 'NODE_ENV=production')
+  const exposed = args(final, 'EXPOSE').join(' ').split(/\s+/)
+  for (const port of ['8080', '8081', '8443', '9090']) t.ok(exposed.includes(port), `EXPOSE ${port}`)
+
+  const users = args(final, 'USER')
+  t.ok(users.length > 0, 'final stage sets USER')
+  const user = users[users.length - 1] ?? ''
+  const uid = user.split(':')[0] ?? ''
+  t.notOk(['root', '0', ''].includes(uid), `USER ${user} is not root`)
+  const podUser = (defaultValues.podSecurityContext as Obj).runAsUser
+  if (/^\d+$/.test(uid)) t.equal(Number(uid), podUser, 'image uid matches the chart runAsUser')
+
+  const entrypoints = args(final, 'ENTRYPOINT')
+  const entry = JSON.parse(entrypoints[entrypoints.length - 1] ?? 'null') as unknown
+  t.same(entry, ['node', pkg.bin['edge-gateway']], 'ENTRYPOINT is exec form: node dist/main.js (the package bin)')
+  t.equal(pkg.bin['edge-gateway'], 'dist/main.js')
+})

@@ -1,0 +1,127 @@
+// Shared types of the fake Kubernetes API server.
+
+export interface KMetadata {
+  name?: string
+  generateName?: string
+  namespace?: string
+  uid?: string
+  resourceVersion?: string
+  generation?: number
+  creationTimestamp?: string
+  deletionTimestamp?: string
+  deletionGracePeriodSeconds?: number
+  labels?: Record<string, string>
+  annotations?: Record<string, string>
+  finalizers?: string[]
+  ownerReferences?: unknown[]
+  [k: string]: unknown
+}
+
+export interface KObject {
+  apiVersion?: string
+  kind?: string
+  metadata: KMetadata
+  spec?: unknown
+  status?: unknown
+  [k: string]: unknown
+}
+
+export interface ResourceDef {
+  /** '' for the core group. */
+  group: string
+  version: string
+  plural: string
+  kind: string
+  namespaced: boolean
+  /** Has a `/status` subresource: status is only written through it. */
+  statusSubresource: boolean
+  /**
+   * How `metadata.generation` is maintained:
+   * 'spec' → 1 on create, +1 when `spec` changes; 'nonmeta' → +1 when anything but metadata/status changes;
+   * undefined → no generation.
+   */
+  generation?: 'spec' | 'nonmeta'
+  /** Built-in type: list items carry no kind/apiVersion (as the real apiserver returns them). */
+  builtin: boolean
+  /** Dotted paths of MicroTime fields validated on every write (e.g. 'spec.renewTime'). */
+  microTimeFields?: string[]
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'
+
+export interface StoredEvent {
+  rv: number
+  resKey: string
+  type: 'ADDED' | 'MODIFIED' | 'DELETED'
+  object: KObject
+  /** The previous state (for MODIFIED), used to turn selector transitions into ADDED/DELETED. */
+  old?: KObject
+}
+
+export interface RequestLogEntry {
+  method: string
+  path: string
+  query: Record<string, string>
+  contentType: string | undefined
+  watch: boolean
+  /** HTTP status sent (0 while a watch is still streaming or if the socket died first). */
+  status: number
+  time: number
+}
+
+export function apiVersionOf(def: ResourceDef): string {
+  return def.group === '' ? def.version : `${def.group}/${def.version}`
+}
+
+export function resKeyOf(group: string, version: string, plural: string): string {
+  return `${group}/${version}/${plural}`
+}
+
+/** The name used in apiserver messages: `services` or `ingresses.networking.internal.knative.dev`. */
+export function qualifiedResource(def: ResourceDef): string {
+  return def.group === '' ? def.plural : `${def.plural}.${def.group}`
+}
+
+export function qualifiedKind(def: ResourceDef): string {
+  return def.group === '' ? def.kind : `${def.kind}.${def.group}`
+}
+
+export const DEFAULT_RESOURCES: ResourceDef[] = [
+  { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, statusSubresource: true, builtin: true },
+  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false, builtin: true },
+  { group: '', version: 'v1', plural: 'endpoints', kind: 'Endpoints', namespaced: true, statusSubresource: false, builtin: true },
+  { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, statusSubresource: false, builtin: true },
+  {
+    group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice',
+    namespaced: true, statusSubresource: false, generation: 'nonmeta', builtin: true,
+  },
+  {
+    group: 'networking.internal.knative.dev', version: 'v1alpha1', plural: 'ingresses', kind: 'Ingress',
+    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
+  },
+  {
+    group: 'serving.knative.dev', version: 'v1', plural: 'routes', kind: 'Route',
+    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
+  },
+  {
+    group: 'serving.knative.dev', version: 'v1', plural: 'revisions', kind: 'Revision',
+    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
+  },
+  {
+    group: 'serving.knative.dev', version: 'v1', plural: 'services', kind: 'Service',
+    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
+  },
+  {
+    group: 'serving.knative.dev', version: 'v1', plural: 'configurations', kind: 'Configuration',
+    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
+  },
+  {
+    group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings', kind: 'DomainMapping',
+    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
+  },
+  {
+    group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease',
+    namespaced: true, statusSubresource: false, builtin: true,
+    microTimeFields: ['spec.acquireTime', 'spec.renewTime'],
+  },
+]
