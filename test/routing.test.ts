@@ -219,3 +219,15 @@ t.test('the routing table is visible in /debug/routes', async (t) => {
   t.equal(h?.paths[0]?.splits[0]?.endpoints[0]?.address, `127.0.0.1:${backends.a!.port}`)
   t.equal(CLASS, 'edge.ingress.networking.knative.dev')
 })
+
+t.test('K-Network-Probe: probe is answered by the gateway itself, echoing the resolved hash', async (t) => {
+  const before = backends.a!.seen.length
+  const r = await get(gw.ports.http, 'hosts.example.com', '/healthz', { 'K-Network-Probe': 'probe', 'K-Network-Hash': 'override' })
+  t.equal(r.status, 200)
+  const expected = (await get(gw.ports.http, 'hosts.example.com', '/', { 'K-Network-Hash': 'override' })).json().headers['k-network-hash']
+  t.equal(r.headers['k-network-hash'], expected, 'the same hash a forwarded request carries')
+  const other = await get(gw.ports.http, 'hosts.example.com', '/healthz', { 'K-Network-Probe': 'probe', 'K-Network-Hash': 'abc' })
+  t.equal(other.headers['k-network-hash'], 'abc')
+  t.equal((await get(gw.ports.http, 'hosts.example.com', '/', { 'K-Network-Probe': 'probe' })).status, 400, 'a probe without a hash is a 400')
+  t.equal(backends.a!.seen.length - before, 1, 'only the non-probe request reached the app')
+})

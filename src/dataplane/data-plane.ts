@@ -152,12 +152,26 @@ export class DataPlane {
     }
     const r = resolve(snap, entry, url, req.headers)
     if ('failure' in r) return this.answer(req, res, 404, 'path-not-found', `no path of host ${r.entry.host} matches ${url.split('?')[0]}`)
+    const probe = req.headers['k-network-probe']
+    if (probe !== undefined) return this.answerProbe(req, res, r.entry.ingress.hash, probe)
     new Exchange(this, snap, req, res, r, secure).start()
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean): void {
     this.active++
     proxyUpgrade(this, req, socket, head, listener, secure, () => this.release())
+  }
+
+  /**
+   * Knative's network probe, answered here as the activator answers it: the status prober learns
+   * that this replica serves the ingress's current spec without waking a scaled-to-zero revision.
+   */
+  private answerProbe(req: IncomingMessage, res: ServerResponse, hash: string, probe: string | string[]): void {
+    if (probe !== 'probe') return this.answer(req, res, 400, 'bad-request', `unexpected K-Network-Probe value ${JSON.stringify(probe)}`)
+    const sent = req.headers['k-network-hash']
+    if (typeof sent !== 'string' || sent === '') return this.answer(req, res, 400, 'bad-request', 'a K-Network-Probe request needs a K-Network-Hash header')
+    res.setHeader('k-network-hash', sent === 'override' ? hash : sent)
+    this.answer(req, res, 200, 'probe', 'probe ok')
   }
 
   private answer(req: IncomingMessage, res: ServerResponse, status: number, reason: Parameters<typeof reply>[2], detail: string, headers?: Record<string, string>): void {

@@ -22,6 +22,7 @@ export type Reason =
   | 'cold-start-timeout'
   | 'queue-full'
   | 'https-redirect'
+  | 'probe'
   | 'draining'
   | 'internal-error'
 
