@@ -231,3 +231,17 @@ t.test('K-Network-Probe: probe is answered by the gateway itself, echoing the re
   t.equal((await get(gw.ports.http, 'hosts.example.com', '/', { 'K-Network-Probe': 'probe' })).status, 400, 'a probe without a hash is a 400')
   t.equal(backends.a!.seen.length - before, 1, 'only the non-probe request reached the app')
 })
+
+t.test('admin: health, readiness and metrics on the admin port only', async (t) => {
+  t.equal((await get(gw.ports.admin, 'localhost', '/healthz')).status, 200)
+  t.equal((await get(gw.ports.admin, 'localhost', '/readyz')).status, 200)
+  const m = (await get(gw.ports.admin, 'localhost', '/metrics')).body
+  t.match(m, /edge_requests_total\{host="split\.example\.com",namespace="default",revision="",code="200"\} \d+/, 'requests by host and code')
+  t.match(m, /edge_requests_total\{host="hello\.default\.example\.com",namespace="default",revision="hello-00001",code="200"\} \d+/, 'requests by revision')
+  t.match(m, /edge_request_duration_seconds_bucket/, 'latency histogram')
+  t.match(m, /edge_requests_in_flight \d+/)
+  t.match(m, /edge_config_reloads_total\{result="ok"\} \d+/)
+  t.match(m, /edge_config_problems 1/, 'the DomainConflict counts as a problem')
+  t.equal((await get(gw.ports.http, 'unknown-admin.example.com', '/metrics')).status, 404, 'no admin route on the public listener')
+  t.equal((await get(gw.ports.http, 'localhost', '/debug/routes')).status, 404)
+})
