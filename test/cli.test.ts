@@ -51,7 +51,7 @@ t.test('--help lists every option with its environment variable', async (t) => {
   const r = await run(['--help'])
   t.equal(r.code, 0)
   for (const [flag, env] of [['--manifests', 'EDGE_MANIFESTS'], ['--http-port', 'EDGE_HTTP_PORT'], ['--local-port', 'EDGE_LOCAL_PORT'], ['--admin-port', 'EDGE_ADMIN_PORT'], ['--ingress-class', 'EDGE_INGRESS_CLASS'], ['--domain', 'EDGE_DOMAIN']]) {
-    t.match(r.stdout, new RegExp(`${flag}.*${env}`), flag)
+    t.match(r.stdout, new RegExp(`${flag}.*${env}`), String(flag))
   }
 })
 

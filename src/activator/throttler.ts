@@ -64,6 +64,8 @@ export class RevisionThrottler {
   private readonly clock: Clock
   private readonly onColdStart: (() => void) | undefined
   private byAddress = new Map<string, PodSlot>()
+  /** Pods gone from the endpoints that still carry requests: if one comes back, its count holds. */
+  private leaving = new Map<string, PodSlot>()
   /** Every ready pod, sorted by address (the order all replicas agree on). */
   private ready: PodSlot[] = []
   /** This replica's share of `ready`. */
@@ -73,7 +75,8 @@ export class RevisionThrottler {
   private cursor = 0
   private queue: Array<Waiter | undefined> = []
   private head = 0
-  private timerArmed = false
+  /** When the pending backoff timer fires (Infinity: none pending). */
+  private retryAt = Infinity
   /** Requests holding a pod slot from this throttler. */
   inFlight = 0
   /** Requests waiting in the queue (cancelled ones are not counted). */
@@ -113,13 +116,18 @@ export class RevisionThrottler {
     const next = new Map<string, PodSlot>()
     const ready: PodSlot[] = []
     for (const ep of endpoints) {
-      let slot = this.byAddress.get(ep.address)
+      let slot = this.byAddress.get(ep.address) ?? this.leaving.get(ep.address)
       if (!slot) slot = { endpoint: ep, inFlight: 0, suspectUntil: 0, removed: false }
+      this.leaving.delete(ep.address)
       slot.removed = false
       next.set(ep.address, slot)
       ready.push(slot)
     }
-    for (const [addr, slot] of this.byAddress) if (!next.has(addr)) slot.removed = true
+    for (const [addr, slot] of this.byAddress) {
+      if (next.has(addr)) continue
+      slot.removed = true
+      if (slot.inFlight > 0) this.leaving.set(addr, slot)
+    }
     ready.sort((a, b) => (a.endpoint.address < b.endpoint.address ? -1 : a.endpoint.address > b.endpoint.address ? 1 : 0))
     this.byAddress = next
     this.ready = ready
@@ -227,19 +235,14 @@ export class RevisionThrottler {
   release(pod: PodSlot): void {
     pod.inFlight--
     this.inFlight--
+    if (pod.removed && pod.inFlight <= 0 && this.leaving.get(pod.endpoint.address) === pod) this.leaving.delete(pod.endpoint.address)
     this.drain()
   }
 
   /** The pod refused or reset a connection before any byte was sent: skip it for a moment. */
   markFailed(pod: PodSlot, backoffMs: number): void {
     pod.suspectUntil = this.clock.now() + backoffMs
-    if (!this.timerArmed && this.queued > 0) {
-      this.timerArmed = true
-      this.clock.setTimer(() => {
-        this.timerArmed = false
-        this.drain()
-      }, backoffMs)
-    }
+    if (this.queued > 0) this.drainAt(pod.suspectUntil)
   }
 
   /** Grants pods to waiters, oldest first, while capacity lasts. */
@@ -249,7 +252,7 @@ export class RevisionThrottler {
       if (!w) break
       const pod = this.pick()
       if (!pod) {
-        this.armRetryIfAllSuspect()
+        this.armRetryForSuspects()
         return
       }
       this.shift()
@@ -260,19 +263,30 @@ export class RevisionThrottler {
     this.compact()
   }
 
-  private armRetryIfAllSuspect(): void {
-    if (this.timerArmed || this.assigned.length === 0) return
+  /**
+   * Waiters are stuck. A full pod drains them through release(); a pod that is only backing off
+   * (suspect, with free capacity) frees nothing when its backoff ends, so drain on a timer then.
+   */
+  private armRetryForSuspects(): void {
     const now = this.clock.now()
     let soonest = Infinity
     for (const p of this.assigned) {
-      if (p.suspectUntil <= now) return // some pod is healthy but full: release() will drain
-      soonest = Math.min(soonest, p.suspectUntil)
+      if (p.suspectUntil > now && (this.cc === 0 || p.inFlight < this.cc)) soonest = Math.min(soonest, p.suspectUntil)
     }
-    this.timerArmed = true
-    this.clock.setTimer(() => {
-      this.timerArmed = false
-      this.drain()
-    }, Math.max(1, soonest - now))
+    if (soonest !== Infinity) this.drainAt(soonest)
+  }
+
+  /** Drains at `at` (ms), unless a drain is already due by then. */
+  private drainAt(at: number): void {
+    if (at >= this.retryAt) return
+    this.retryAt = at
+    this.clock.setTimer(
+      () => {
+        if (this.retryAt === at) this.retryAt = Infinity
+        this.drain()
+      },
+      Math.max(1, at - this.clock.now()),
+    )
   }
 
   private peek(): Waiter | undefined {

@@ -18,6 +18,9 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOS
 
 const COLD_START_HEADER = 'x-edge-cold-start-ms'
 
+/** One preallocated reason for aborting an upstream request: an Error per abort costs a stack trace. */
+const CLIENT_GONE = new Error('the client closed the request')
+
 export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   readonly req: IncomingMessage
   readonly res: ServerResponse
@@ -30,6 +33,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   throttler: RevisionThrottler | undefined
   pod: PodSlot | undefined
   controller: DispatchController | null = null
+  /** undici finished with this request (ended or failed): nothing left to abort. */
+  upstreamDone = false
   cancelled = false
   /** Waiting in the throttler's queue right now. */
   inQueue = false
@@ -121,6 +126,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
 
   private dispatch(origin: string): void {
     this.attempts++
+    this.upstreamDone = false
+    this.controller = null
     const req = this.req
     const r = this.resolution
     const inner = r.inner
@@ -154,7 +161,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
 
   onRequestStart(controller: DispatchController): void {
     this.controller = controller
-    if (this.finished) controller.abort(new Error('client closed the request'))
+    if (this.finished) controller.abort(CLIENT_GONE)
   }
 
   onRequestSent(): void {
@@ -172,7 +179,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.status = statusCode
     const res = this.res
     if (this.finished || res.destroyed) {
-      controller.abort(new Error('client gone'))
+      controller.abort(CLIENT_GONE)
       return
     }
     for (const name in headers) {
@@ -181,6 +188,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       if (v !== undefined) res.setHeader(name, v)
     }
     if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
+    // Cork for the rest of this tick: undici usually delivers head, body and end together, and
+    // they then leave in one write instead of three. A streamed chunk is never held past the tick.
+    res.cork()
+    process.nextTick(uncork, res)
     res.writeHead(statusCode, statusMessage || undefined)
     this.touch()
     if (this.backend.revision) this.rearm()
@@ -195,6 +206,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   }
 
   onResponseEnd(_controller: DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    this.upstreamDone = true
     const res = this.res
     if (trailers && Object.keys(trailers).length > 0 && res.chunkedEncoding) res.addTrailers(trailers as Record<string, string>)
     res.end()
@@ -202,6 +214,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   }
 
   onResponseError(_controller: DispatchController, err: Error): void {
+    this.upstreamDone = true
     if (this.finished) {
       this.done()
       return
@@ -303,9 +316,11 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   fail(status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
     if (this.finished) return
     this.status = status
-    if (this.controller && !this.controller.aborted) this.controller.abort(new Error(detail))
     if (this.inQueue) this.leaveQueue()
     reply(this.res as AnyResponse, status, reason, detail, headers)
+    // done() marks the exchange finished and only then aborts the upstream request. Never abort
+    // before that: undici reports the abort synchronously through onResponseError, which would
+    // then answer 502 upstream-reset instead of this 504/503.
     this.done()
   }
 
@@ -324,10 +339,16 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       this.throttler!.release(this.pod)
       this.pod = undefined
     } else if (this.inQueue) this.leaveQueue()
-    if (this.controller && !this.controller.aborted && !this.res.writableFinished) this.controller.abort(new Error('client closed the request'))
+    // Only an unfinished upstream exchange is aborted: after onResponseEnd the connection is clean
+    // and goes back to the pool.
+    if (this.controller && !this.upstreamDone && !this.controller.aborted) this.controller.abort(CLIENT_GONE)
     if (this.backend.revision) this.plane.demandOut(this.backend.revision)
     this.plane.finished(this)
   }
+}
+
+function uncork(res: ServerResponse): void {
+  res.uncork()
 }
 
 function onTimer(x: Exchange): void {

@@ -27,12 +27,15 @@ export function writeRawReply(socket: Duplex, status: number, reason: Reason, de
 
 class UpgradeWaiter implements Waiter {
   cancelled = false
+  /** Granted a pod: out of the queue, so it must never be cancelled (that would corrupt the counts). */
+  granted = false
   readonly queuedAt = performance.now()
   private readonly onGrant: (pod: PodSlot) => void
   constructor(onGrant: (pod: PodSlot) => void) {
     this.onGrant = onGrant
   }
   grant(pod: PodSlot): void {
+    this.granted = true
     this.onGrant(pod)
   }
 }
@@ -97,7 +100,7 @@ export function proxyUpgrade(plane: DataPlane, req: IncomingMessage, socket: Dup
   timer.unref()
   socket.once('close', () => {
     clearTimeout(timer)
-    throttler.cancel(waiter)
+    if (!waiter.granted) throttler.cancel(waiter)
   })
 }
 

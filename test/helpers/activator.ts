@@ -159,3 +159,16 @@ export async function waitForSeen(b: Backend, n: number, timeoutMs = 10_000): Pr
     throw new Error(`timed out waiting for backend ${b.name} to see ${n} request(s); it saw ${b.seen.length}`)
   }
 }
+
+/** `p`, or a clear failure once `ms` pass (a bounded wait for a response that may never come). */
+export async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([p, limit])
+  } finally {
+    clearTimeout(timer)
+  }
+}

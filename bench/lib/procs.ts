@@ -1,0 +1,53 @@
+// Starting and stopping the processes a benchmark run needs, pinned to a core with taskset so each
+// proxy gets exactly one core and the load generator another.
+import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import net from 'node:net'
+
+export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0
+
+export function pinned(cpu: number | undefined, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
+  const [file, argv] = cpu !== undefined && hasTaskset ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args]
+  const child = spawn(file, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd })
+  let err = ''
+  child.stderr?.on('data', (c) => (err = (err + c).slice(-4000)))
+  child.on('exit', (code, signal) => {
+    if (code && code !== 0 && signal === null) process.stderr.write(`${cmd} exited ${code}: ${err}\n`)
+  })
+  return child
+}
+
+export async function waitPort(port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => (s.destroy(), r(true)))
+      s.once('error', () => r(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`nothing listening on ${port} after ${timeoutMs} ms`)
+}
+
+export async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return
+  await new Promise<void>((r) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000)
+    child.once('exit', () => (clearTimeout(t), r()))
+    child.kill('SIGTERM')
+  })
+}
+
+export function which(cmd: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
+  return r.status === 0 ? r.stdout.trim() : undefined
+}
+
+export function rssMb(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined
+  const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' })
+  const kb = Number(r.stdout.trim())
+  return Number.isFinite(kb) && kb > 0 ? kb / 1024 : undefined
+}

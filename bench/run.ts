@@ -1,0 +1,198 @@
+// npm run bench [-- --scenarios a,b --rounds N --seconds S]
+// Measures, in one run on loopback: direct to the backend (the limit), edge-gateway, HAProxy and
+// nginx as equivalent one-worker reverse proxies. Rounds are interleaved (A B C D, A B C D...) and
+// medians reported, with ratios computed from numbers of the same run. Results: bench/RESULTS.md.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { execSync } from 'node:child_process'
+import { pinned, stop, waitPort, hasTaskset } from './lib/procs.ts'
+import { median, wrk } from './lib/wrk.ts'
+import type { WrkResult } from './lib/wrk.ts'
+import { gatewayManifests, startGatewayProc, startHaproxy, startNginx } from './lib/proxies.ts'
+import type { Running } from './lib/proxies.ts'
+import { runInProcess } from './in-process.ts'
+
+const args = process.argv.slice(2)
+const opt = (name: string, def: string): string => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && args[i + 1] ? args[i + 1]! : def
+}
+const ROUNDS = Number(opt('rounds', '3'))
+const SECONDS = Number(opt('seconds', '10'))
+const SCENARIOS = new Set(opt('scenarios', 'saturation,fixed,stream,split,workers,inprocess').split(','))
+const CONNS = 50
+// Load generator and backend share core 0; each proxy gets core 1 to itself.
+const LOAD_CPU = 0
+const PROXY_CPU = 1
+
+const report: string[] = []
+const log = (s: string): void => {
+  process.stdout.write(s + '\n')
+  report.push(s)
+}
+
+function fmt(n: number, digits = 0): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a'
+}
+
+interface Target {
+  name: string
+  port: number
+  host?: string
+  path?: string
+}
+
+async function interleaved(targets: Target[], run: (t: Target) => Promise<WrkResult>): Promise<Map<string, WrkResult[]>> {
+  const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]))
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      const res = await run(t)
+      results.get(t.name)!.push(res)
+      process.stdout.write(`  round ${r + 1} ${t.name}: ${fmt(res.rps)} req/s p50 ${fmt(res.p50, 2)} ms p99 ${fmt(res.p99, 2)} ms${res.errors ? ` errors ${res.errors}` : ''}\n`)
+    }
+  }
+  return results
+}
+
+function med(rs: WrkResult[], k: keyof WrkResult): number {
+  return median(rs.map((r) => r[k]))
+}
+
+async function main(): Promise<void> {
+  const backendDirect = 18001
+  const backendProxied = 18002
+  const nodeV = process.version
+  const versions = [`node ${nodeV}`]
+  for (const [cmd, re] of [['haproxy -v', /version ([\d.]+)/], ['nginx -v 2>&1', /nginx\/([\d.]+)/], ['wrk -v 2>&1 || true', /wrk ([\d.]+)/]] as const) {
+    try {
+      versions.push(`${cmd.split(' ')[0]} ${re.exec(execSync(cmd, { encoding: 'utf8' }))?.[1] ?? '?'}`)
+    } catch {
+      versions.push(`${cmd.split(' ')[0]} missing`)
+    }
+  }
+  log(`# edge-gateway benchmark results`)
+  log('')
+  log(`Run: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}`)
+  log(`Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}`)
+  log(`Versions: ${versions.join(', ')}`)
+  log(`Method: wrk -t1 -c${CONNS} -d${SECONDS}s --latency on loopback, ${ROUNDS} interleaved rounds, medians. ${hasTaskset ? `Load generator and backend pinned to CPU ${LOAD_CPU}, each proxy to CPU ${PROXY_CPU}; direct runs against a backend alone on CPU ${PROXY_CPU}.` : 'taskset missing: nothing pinned.'}`)
+  log('')
+
+  const backends = [pinned(PROXY_CPU, process.execPath, [path.join(import.meta.dirname, 'backend.mjs'), String(backendDirect)]), pinned(LOAD_CPU, process.execPath, [path.join(import.meta.dirname, 'backend.mjs'), String(backendProxied)])]
+  await waitPort(backendDirect)
+  await waitPort(backendProxied)
+  const running: Running[] = []
+  const skipped: string[] = []
+  try {
+    const gw = await startGatewayProc(18100, 18190, gatewayManifests(backendProxied), PROXY_CPU)
+    running.push(gw)
+    const ha = await startHaproxy(18200, backendProxied, PROXY_CPU)
+    if (typeof ha === 'string') skipped.push(ha)
+    else running.push(ha)
+    const ng = await startNginx(18300, backendProxied, PROXY_CPU)
+    if (typeof ng === 'string') skipped.push(ng)
+    else running.push(ng)
+    for (const s of skipped) log(`Skipped: ${s}`)
+
+    const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map((r) => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined }))]
+    // Warm-up: JIT, pools.
+    for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+
+    if (SCENARIOS.has('saturation')) {
+      log('## Small responses at saturation')
+      log('')
+      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }))
+      const ha = res.get('haproxy')
+      log('| path | req/s | p50 ms | p99 ms | vs direct | vs HAProxy |')
+      log('|---|---|---|---|---|---|')
+      const direct = med(res.get('direct')!, 'rps')
+      for (const [name, rs] of res) {
+        const rps = med(rs, 'rps')
+        log(`| ${name} | ${fmt(rps)} | ${fmt(med(rs, 'p50'), 2)} | ${fmt(med(rs, 'p99'), 2)} | ${fmt(rps / direct, 2)} | ${ha ? fmt(rps / med(ha, 'rps'), 2) : 'n/a'} |`)
+      }
+      log('')
+    }
+
+    if (SCENARIOS.has('fixed')) {
+      // Each connection sends one request every 10 ms: ~5,000 req/s, well within every proxy's reach.
+      const delayMs = 10
+      log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, paced connections)`)
+      log('')
+      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs }))
+      const d = res.get('direct')!
+      log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added |')
+      log('|---|---|---|---|---|---|---|---|')
+      const added: Record<string, number> = {}
+      for (const [name, rs] of res) {
+        added[name] = med(rs, 'p99') - med(d, 'p99')
+        log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p50'), 3)} | ${fmt(med(rs, 'p99'), 3)} | ${fmt(med(rs, 'p999'), 3)} | ${fmt(med(rs, 'p50') - med(d, 'p50'), 3)} | ${fmt(added[name]!, 3)} | ${fmt(med(rs, 'p999') - med(d, 'p999'), 3)} |`)
+      }
+      if (added.haproxy !== undefined) log(`\nedge-gateway's added p99 is ${fmt(added['edge-gateway']! / added.haproxy, 2)}× HAProxy's (target ≤ 1.5×).`)
+      log('')
+    }
+
+    if (SCENARIOS.has('stream')) {
+      log('## 1 MiB streamed responses (throughput, 10 connections)')
+      log('')
+      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/1m`, host: t.host, connections: 10, seconds: SECONDS, cpu: LOAD_CPU }))
+      log('| path | responses/s | MB/s | p99 ms |')
+      log('|---|---|---|---|')
+      for (const [name, rs] of res) log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'mbps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
+      log('')
+    }
+
+    if (SCENARIOS.has('split')) {
+      log('## A 90/10 Route split with a tag, against a single-target host (edge-gateway)')
+      log('')
+      const gwT = targets.find((t) => t.name === 'edge-gateway')!
+      const res = await interleaved(
+        [
+          { ...gwT, name: 'single target' },
+          { ...gwT, name: '90/10 split', host: 'split.example.com' },
+          { ...gwT, name: 'tag by header', host: 'split.example.com', path: '/' },
+        ],
+        (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, headers: t.name === 'tag by header' ? { 'Knative-Serving-Tag': 'candidate' } : undefined, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }),
+      )
+      log('| route | req/s | p99 ms |')
+      log('|---|---|---|')
+      for (const [name, rs] of res) log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
+      log('')
+    }
+  } finally {
+    for (const r of running) await r.stop()
+  }
+
+  if (SCENARIOS.has('workers')) {
+    log(`## Workers: 1 vs ${os.availableParallelism()} (unpinned, all cores shared with the load generator)`)
+    log('')
+    const rows: string[] = []
+    for (const n of [1, os.availableParallelism()]) {
+      const g = await startGatewayProc(18400 + n * 10, 18490 + n, gatewayManifests(backendProxied), undefined, n)
+      try {
+        await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: 2 })
+        const rs: WrkResult[] = []
+        for (let r = 0; r < ROUNDS; r++) rs.push(await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: SECONDS }))
+        rows.push(`| ${n} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
+      } finally {
+        await g.stop()
+      }
+    }
+    log('| workers | req/s | p99 ms |')
+    log('|---|---|---|')
+    for (const r of rows) log(r)
+    log('')
+  }
+  for (const b of backends) await stop(b)
+
+  if (SCENARIOS.has('inprocess')) for (const line of await runInProcess()) log(line)
+
+  const out = path.join(import.meta.dirname, 'RESULTS.md')
+  fs.writeFileSync(out, report.join('\n') + '\n')
+  process.stdout.write(`\nwritten to ${out}\n`)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exit(1)
+})
