@@ -18,6 +18,11 @@ import { StatReporter } from './autoscaler/reporter.ts'
 import { KnativeStatSink } from './autoscaler/knative-sink.ts'
 import { LocalRunner } from './autoscaler/local-runner.ts'
 import { formatProblem } from './model/problems.ts'
+import type { KubeConfig } from '@kubernetes/client-node'
+import { KubernetesSource, loadKubeConfig } from './sources/kubernetes.ts'
+import { KIngressStatusWriter } from './status/status-writer.ts' // KIngress status writer
+import type { StatusWriterOptions } from './status/status-writer.ts'
+import type { KubernetesSourceTuning } from './sources/kubernetes.ts'
 
 export interface Gateway {
   readonly config: GatewayConfig
@@ -27,6 +32,8 @@ export interface Gateway {
   readonly ports: { http: number; local: number; admin: number }
   readonly files: FilesSource | undefined
   readonly runner: LocalRunner | undefined
+  /** Cluster mode: the API server's KubeConfig (for the status writer) and the informer source. */
+  readonly kube: { readonly config: KubeConfig; readonly source: KubernetesSource } | undefined
   /** Compiles the store now (tests use it to avoid waiting for the coalesced recompile). */
   recompile(): Snapshot
   /** Stop taking new work: /readyz fails from now on. */
@@ -38,10 +45,19 @@ export interface StartOptions {
   log: Logger
   /** Process-level default metrics (off in tests that start several gateways in one process). */
   defaultMetrics?: boolean
+  /** Cluster mode: informer backoff and watchdog (tests shorten them). */
+  kubernetes?: KubernetesSourceTuning
+  /** KIngress status writer (cluster mode): `false` turns it off; an object tunes it (tests shorten its timings). */
+  statusWriter?: false | StatusWriterOptions
 }
 
-export async function startGateway(config: GatewayConfig, opts: StartOptions): Promise<Gateway> {
+export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions): Promise<Gateway> {
   const log = opts.log
+  // Defaults that depend on the mode: in a cluster the Knative autoscaler is at its well-known address.
+  const config: GatewayConfig = {
+    ...rawConfig,
+    autoscalerUrl: rawConfig.autoscalerUrl ?? (rawConfig.kubernetes ? `ws://autoscaler.knative-serving.svc.${rawConfig.clusterDomain}:8080` : undefined),
+  }
   const store = new ObjectStore()
   const compileOpts: CompileOptions = {
     ingressClass: config.ingressClass,
@@ -134,9 +150,60 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
     apply()
     configLoaded = true
     runner.start()
-  } else {
-    throw new Error('EDGE_ERR_KUBERNETES: the Kubernetes source is not available in this build; run with --manifests DIR')
   }
+
+  // ---- Kubernetes source (cluster mode) -------------------------------------------------------
+  // Informers fill the store; listeners start at once and /readyz fails until every informer has
+  // listed. Nothing is removed while the API server is unreachable: the last snapshot keeps serving.
+  let kube: { config: KubeConfig; source: KubernetesSource } | undefined
+  if (config.kubernetes) {
+    const kubeConfig = loadKubeConfig(config.kubeconfig)
+    const source = new KubernetesSource({
+      kubeConfig,
+      store,
+      log: log.child({ component: 'kubernetes' }),
+      ingressClass: config.ingressClass,
+      watchServing: config.watchServing,
+      // The status writer finds the gateway's own replicas in POD_NAMESPACE: watch it even when scoped.
+      namespaces: config.namespaces.length > 0 && !config.namespaces.includes(config.podNamespace) ? [...config.namespaces, config.podNamespace] : config.namespaces,
+      onHealthChange: (up) => metrics.sourceUp.set({ source: 'kubernetes' }, up ? 1 : 0),
+      ...opts.kubernetes,
+    })
+    kube = { config: kubeConfig, source }
+    void source.start().then(() => {
+      configLoaded = source.synced
+    })
+  }
+  const loadingReason = (): string | undefined =>
+    configLoaded ? undefined : (kube?.source.notSyncedReason() ?? 'initial configuration not loaded')
+  // ---- end Kubernetes source --------------------------------------------------------------------
+
+  // ---- KIngress status writer (cluster mode; issue 3 part B) ----------------------------------
+  // The leader among the replicas writes KIngress status once every replica serves each ingress.
+  // It starts after the first full list, so a half-filled store never turns into status writes.
+  let statusWriter: KIngressStatusWriter | undefined
+  if (kube && opts.statusWriter !== false) {
+    const writer = new KIngressStatusWriter({
+      kubeConfig: kube.config,
+      store,
+      snapshot: () => dataPlane.snapshot,
+      // Registered after `apply`, so on each store change the new snapshot is in place when this runs.
+      onSnapshot: (cb) => store.onChange(() => cb(dataPlane.snapshot)),
+      config,
+      log,
+      options: opts.statusWriter || undefined,
+    })
+    statusWriter = writer
+    void kube.source.start().then(() => {
+      if (statusWriter === writer) writer.start()
+    })
+  }
+  const stopStatusWriter = async (): Promise<void> => {
+    const w = statusWriter
+    statusWriter = undefined
+    await w?.stop()
+  }
+  // ---- end KIngress status writer -------------------------------------------------------------
 
   let sink: KnativeStatSink | undefined
   if (config.autoscalerUrl) {
@@ -156,9 +223,11 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
       {
         metrics,
         plane: dataPlane,
-        notReadyReason: () => (draining ? 'draining (shutting down)' : configLoaded ? undefined : 'initial configuration not loaded'),
+        notReadyReason: () => (draining ? 'draining (shutting down)' : loadingReason()),
         sources: () => ({
           files: files ? { dir: config.manifests, scans: files.scans } : undefined,
+          kubernetes: kube?.source.describe(),
+          statusWriter: statusWriter?.describe(),
           localRunner: runner?.describe(),
           autoscaler: sink ? { url: config.autoscalerUrl, connected: sink.connected, ...sink.stats } : undefined,
         }),
@@ -169,6 +238,8 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
     files?.stop()
+    await stopStatusWriter() // KIngress status writer
+    kube?.source.stop()
     await runner?.close()
     reporter.stop()
     await sink?.close()
@@ -184,6 +255,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
     reporter,
     files,
     runner,
+    kube,
     ports: { http: listeners[0]!.port, local: listeners[1]!.port, admin: admin.port },
     recompile: () => {
       const snap = compile()
@@ -196,6 +268,8 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
     close: async () => {
       draining = true
       files?.stop()
+      await stopStatusWriter() // KIngress status writer: step down and release the Lease first
+      kube?.source.stop()
       reporter.stop()
       await Promise.all(listeners.map((l) => l.close()))
       for (const l of listeners) l.server.closeAllConnections()

@@ -11,7 +11,7 @@ import { request as undiciRequest } from 'undici'
 import { parseConfig } from '../../src/config.ts'
 import type { GatewayConfig } from '../../src/config.ts'
 import { startGateway } from '../../src/gateway.ts'
-import type { Gateway } from '../../src/gateway.ts'
+import type { Gateway, StartOptions } from '../../src/gateway.ts'
 
 export interface SeenRequest {
   method: string
@@ -81,12 +81,12 @@ export function writeManifest(dir: string, file: string, objects: unknown[]): vo
 
 export const silentLog = pino({ level: process.env.EDGE_TEST_LOG ?? 'silent' })
 
-export async function startTestGateway(dir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Gateway> {
+export async function startTestGateway(dir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, start: Partial<StartOptions> = {}): Promise<Gateway> {
   const config: GatewayConfig = parseConfig(
     ['--manifests', dir, '--http-port', '0', '--local-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1', ...args],
     env,
   )
-  return startGateway(config, { log: silentLog, defaultMetrics: false })
+  return startGateway(config, { log: silentLog, defaultMetrics: false, ...start })
 }
 
 /** Waits until the gateway has compiled a snapshot for which `ok` holds (file watches are async). */

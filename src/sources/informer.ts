@@ -1,0 +1,382 @@
+// One informer (list + watch of one collection) that never silently stops.
+//
+// client-node 2.0.1's ListWatch gives up for good on any error that is not a 410 or its own inactivity
+// timeout (a dropped socket, a refused connection, a failing list), and `stop()` itself reports an
+// AbortError. So this wrapper:
+// - restarts the same ListWatch after an error, with jittered exponential backoff. start() resumes from
+//   the last resourceVersion, so nothing is relisted and nothing is lost (the watch replays history);
+// - runs a watchdog: if neither an event nor a (re)connect was seen for `watchdogMs`, the ListWatch is
+//   replaced by a new one. Replaced, not stop()+start(): a ListWatch whose watch request is still
+//   connecting cannot be aborted (its `request` is only set once the response arrives), so restarting
+//   it in place could leave two watch loops feeding one cache. A replaced instance is dead: everything
+//   it reports is ignored, and its late watch is aborted on its first sign of life;
+// - reconciles every list against the keys it has reported, so a fresh instance (which relists) still
+//   reports the deletions that happened while it was not watching;
+// - never removes anything because the API server is unreachable: only a successful list or a DELETED
+//   event removes an object.
+import type { Logger } from 'pino'
+import { ListWatch, Watch } from '@kubernetes/client-node'
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
+import type { KubeObject } from '../model/k8s.ts'
+import { listCollection } from './kube-list.ts'
+
+export interface InformerHandlers {
+  upsert(obj: KubeObject): void
+  /** `obj` may carry only `metadata.name`/`namespace` (a deletion found by a relist). */
+  remove(obj: KubeObject): void
+}
+
+export interface BackoffOptions {
+  initialMs: number
+  maxMs: number
+}
+
+export interface ResilientInformerOptions {
+  /** Shown in logs and /debug/routes, e.g. `ingresses` or `ingresses@ns1`. */
+  name: string
+  kubeConfig: KubeConfig
+  /** Collection path for list and watch, e.g. `/api/v1/services`. */
+  path: string
+  labelSelector?: string
+  /** Tried first; dropped (client-side filtering only) if the server answers 400 to it. */
+  fieldSelector?: string
+  handlers: InformerHandlers
+  log: Logger
+  /** Restart delay after an error: doubles from initialMs up to maxMs, with jitter. */
+  backoff?: BackoffOptions
+  /** Replace the watch when nothing (event or connect) was seen for this long. */
+  watchdogMs?: number
+  /** Called when synced/healthy change. */
+  onStateChange?: () => void
+}
+
+export interface InformerDescription {
+  path: string
+  fieldSelector: string | undefined
+  synced: boolean
+  healthy: boolean
+  objects: number
+  lastEventAt: string | undefined
+  lastConnectAt: string | undefined
+  lastListAt: string | undefined
+  restarts: number
+  watchdogRestarts: number
+  errors: number
+  lastError: { message: string; at: string } | undefined
+  retryInMs: number | undefined
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 30_000 }
+export const DEFAULT_WATCHDOG_MS = 5 * 60_000
+/** A healthy stretch this long resets the backoff; shorter ones keep growing it (a flapping watch). */
+const BACKOFF_RESET_MS = 10_000
+/** Longer than client-node's watch request timeout (30 s), after which a dead instance has no request left. */
+const DEAD_INSTANCE_SWEEP_MS = 45_000
+
+type Instance = ListWatch<KubernetesObject>
+
+const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t).toISOString())
+
+function keyOfObj(o: KubernetesObject): string {
+  return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as Error & { cause?: unknown }).cause
+    const code = (err as Error & { statusCode?: number }).statusCode
+    const parts = [err.message || err.name]
+    if (code !== undefined && !parts[0]!.includes(String(code))) parts.push(`(HTTP ${code})`)
+    if (cause instanceof Error && cause.message) parts.push(`(${cause.message})`)
+    return parts.join(' ')
+  }
+  return String(err)
+}
+
+function isUnsupportedSelector(err: unknown): boolean {
+  const e = err as { statusCode?: number; message?: string } | undefined
+  return e?.statusCode === 400 && /field ?(label|selector)/i.test(e.message ?? '')
+}
+
+export class ResilientInformer {
+  readonly name: string
+  private readonly opts: ResilientInformerOptions
+  private readonly backoff: BackoffOptions
+  private readonly watchdogMs: number
+  private fieldSelector: string | undefined
+  /** The live instance; any other instance is dead and ignored. */
+  private current: Instance | undefined
+  /** Replaced instances, by time of replacement, until any watch request they had in flight is over. */
+  private readonly dead = new Map<Instance, number>()
+  private stopped = false
+  private started = false
+  private restartTimer: NodeJS.Timeout | undefined
+  private restartAt: number | undefined
+  private watchdogTimer: NodeJS.Timeout | undefined
+  private attempts = 0
+  private okSince = 0
+  private lastActivity = 0
+  private errorCount = 0
+  /** Keys (`ns/name`) reported through upsert and not yet removed. */
+  private readonly known = new Set<string>()
+  private syncWaiters: Array<() => void> = []
+  private lastEventAt: number | undefined
+  private lastConnectAt: number | undefined
+  private lastListAt: number | undefined
+  private lastError: { message: string; at: number } | undefined
+  private restarts = 0
+  private watchdogRestarts = 0
+  synced = false
+  healthy = false
+
+  constructor(opts: ResilientInformerOptions) {
+    this.opts = opts
+    this.name = opts.name
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF
+    this.watchdogMs = opts.watchdogMs ?? DEFAULT_WATCHDOG_MS
+    this.fieldSelector = opts.fieldSelector
+  }
+
+  /** Starts listing and watching; resolves once the first list is in (or when stopped before that). */
+  start(): Promise<void> {
+    if (!this.started) {
+      this.started = true
+      const every = Math.max(50, Math.min(this.watchdogMs / 4, 10_000))
+      this.watchdogTimer = setInterval(() => this.checkWatchdog(), every)
+      this.watchdogTimer.unref()
+      this.replace()
+    }
+    return this.whenSynced()
+  }
+
+  whenSynced(): Promise<void> {
+    if (this.synced || this.stopped) return Promise.resolve()
+    return new Promise((resolve) => this.syncWaiters.push(resolve))
+  }
+
+  stop(): void {
+    if (this.stopped) return
+    this.stopped = true
+    if (this.restartTimer) clearTimeout(this.restartTimer)
+    if (this.watchdogTimer) clearInterval(this.watchdogTimer)
+    this.restartTimer = undefined
+    if (this.current) this.bury(this.current)
+    this.current = undefined
+    for (const inst of this.dead.keys()) void inst.stop()
+    this.dead.clear()
+    this.release()
+  }
+
+  describe(): InformerDescription {
+    return {
+      path: this.opts.path,
+      fieldSelector: this.fieldSelector,
+      synced: this.synced,
+      healthy: this.healthy,
+      objects: this.known.size,
+      lastEventAt: iso(this.lastEventAt),
+      lastConnectAt: iso(this.lastConnectAt),
+      lastListAt: iso(this.lastListAt),
+      restarts: this.restarts,
+      watchdogRestarts: this.watchdogRestarts,
+      errors: this.errorCount,
+      lastError: this.lastError ? { message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : undefined,
+      retryInMs: this.restartAt === undefined ? undefined : Math.max(0, this.restartAt - Date.now()),
+    }
+  }
+
+  // ---------------------------------------------------------------- instances
+
+  /** Builds a fresh ListWatch (which will list first) and makes it the live one. */
+  private replace(): void {
+    if (this.stopped) return
+    const old = this.current
+    const inst = this.create()
+    this.current = inst
+    if (old) this.bury(old)
+    this.run(inst)
+  }
+
+  private create(): Instance {
+    const { kubeConfig, path, labelSelector } = this.opts
+    const fieldSelector = this.fieldSelector
+    const live = (): boolean => inst === this.current && !this.stopped
+    const listFn = async (): Promise<KubernetesListObject<KubernetesObject>> => {
+      const list = await listCollection(kubeConfig, path, { labelSelector, fieldSelector })
+      // A replaced instance must not go on to open a watch: failing its list ends it quietly.
+      if (!live()) throw new Error(`informer ${this.name} was replaced`)
+      this.reconcile(list.items)
+      this.lastListAt = Date.now()
+      this.touch()
+      // ListWatch turns the items into add/update events right after this promise resolves (same
+      // macrotask), and the store schedules its coalesced recompile with setImmediate. Two turns of
+      // setImmediate put "synced" after both: a ready gateway already serves what was listed.
+      setImmediate(() => setImmediate(() => {
+        if (live()) this.listed()
+      }))
+      return list
+    }
+    const inst: Instance = new ListWatch<KubernetesObject>(path, new Watch(kubeConfig), listFn, false, labelSelector, fieldSelector)
+    const upsert = (obj: KubernetesObject): void => {
+      if (!live()) return this.kill(inst)
+      this.known.add(keyOfObj(obj))
+      this.lastEventAt = Date.now()
+      this.touch()
+      this.markHealthy()
+      this.opts.handlers.upsert(obj as KubeObject)
+    }
+    inst.on('add', upsert)
+    inst.on('update', upsert)
+    inst.on('delete', (obj) => {
+      if (!live()) return this.kill(inst)
+      this.known.delete(keyOfObj(obj))
+      this.lastEventAt = Date.now()
+      this.touch()
+      this.opts.handlers.remove(obj as KubeObject)
+    })
+    inst.on('connect', () => {
+      if (!live()) return this.kill(inst)
+      this.lastConnectAt = Date.now()
+      this.touch()
+    })
+    inst.on('error', (err) => {
+      if (!live()) return this.kill(inst)
+      this.failed(err)
+    })
+    return inst
+  }
+
+  /** A dead instance showed signs of life (a late watch response): abort it. stop() is idempotent. */
+  private kill(inst: Instance): void {
+    void inst.stop()
+  }
+
+  /**
+   * Stops a replaced instance. Its AbortError reaches a dead handler and is ignored. A watch request
+   * still connecting cannot be aborted yet, so the instance is stopped again on every watchdog tick
+   * until client-node's own request timeout (30 s) has certainly ended it: no quiet zombie watch stays.
+   */
+  private bury(inst: Instance): void {
+    this.dead.set(inst, Date.now())
+    void inst.stop()
+  }
+
+  private sweepDead(): void {
+    const now = Date.now()
+    for (const [inst, since] of this.dead) {
+      void inst.stop()
+      if (now - since > DEAD_INSTANCE_SWEEP_MS) this.dead.delete(inst)
+    }
+  }
+
+  private run(inst: Instance): void {
+    const errorsBefore = this.errorCount
+    this.touch()
+    inst.start().then(
+      () => {
+        // Replaced while its watch was connecting: the watch is open now, and can be aborted.
+        if (inst !== this.current) return this.kill(inst)
+        // start() resolves once the watch request has an answer; no error since means it is open.
+        if (inst === this.current && !this.stopped && this.errorCount === errorsBefore) this.markHealthy()
+      },
+      (err: unknown) => {
+        if (inst === this.current && !this.stopped) this.failed(err)
+      },
+    )
+  }
+
+  // ---------------------------------------------------------------- state
+
+  private failed(err: unknown): void {
+    const now = Date.now()
+    this.errorCount++
+    this.lastError = { message: errorMessage(err), at: now }
+    if (this.healthy && now - this.okSince >= BACKOFF_RESET_MS) this.attempts = 0
+    const wasHealthy = this.healthy
+    this.healthy = false
+    if (this.fieldSelector !== undefined && isUnsupportedSelector(err)) {
+      this.opts.log.info({ informer: this.name, fieldSelector: this.fieldSelector }, 'the API server does not support this field selector; filtering client-side')
+      this.fieldSelector = undefined
+      this.schedule(0, 'replace')
+    } else {
+      const delay = this.nextDelay()
+      const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
+      const status = (err as { statusCode?: number } | undefined)?.statusCode
+      const hint = status === 401 || status === 403 ? `the gateway's credentials need list and watch on ${this.opts.path} (RBAC)` : undefined
+      log({ informer: this.name, err: this.lastError.message, hint, retryInMs: delay }, 'EDGE_ERR_KUBE_WATCH: list/watch failed; retrying (the last known objects stay in service)')
+      this.schedule(delay, 'resume')
+    }
+    if (wasHealthy) this.opts.onStateChange?.()
+  }
+
+  private nextDelay(): number {
+    const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** Math.min(this.attempts, 30))
+    this.attempts++
+    // Jitter in [base/2, base]: replicas that lost the API server together do not return together.
+    return Math.round(base / 2 + Math.random() * (base / 2))
+  }
+
+  private schedule(delayMs: number, mode: 'resume' | 'replace'): void {
+    if (this.stopped || this.restartTimer) return
+    this.restartAt = Date.now() + delayMs
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined
+      this.restartAt = undefined
+      if (this.stopped) return
+      this.restarts++
+      // Resume: the same ListWatch continues from its last resourceVersion (or relists after a 410).
+      if (mode === 'resume' && this.current) this.run(this.current)
+      else this.replace()
+    }, delayMs)
+    this.restartTimer.unref()
+  }
+
+  private checkWatchdog(): void {
+    this.sweepDead()
+    if (this.stopped || this.restartTimer) return
+    const idle = Date.now() - this.lastActivity
+    if (idle < this.watchdogMs) return
+    this.watchdogRestarts++
+    this.restarts++
+    this.opts.log.warn({ informer: this.name, idleMs: idle }, 'EDGE_ERR_KUBE_WATCH_STALLED: no event and no reconnect for too long; restarting the watch')
+    this.replace()
+  }
+
+  private touch(): void {
+    this.lastActivity = Date.now()
+  }
+
+  private markHealthy(): void {
+    if (this.healthy) return
+    this.healthy = true
+    this.okSince = Date.now()
+    if (this.errorCount > 0) this.opts.log.info({ informer: this.name }, 'list/watch recovered')
+    this.opts.onStateChange?.()
+  }
+
+  private listed(): void {
+    this.markHealthy()
+    if (this.synced) return
+    this.synced = true
+    this.release()
+    this.opts.onStateChange?.()
+  }
+
+  private release(): void {
+    const waiters = this.syncWaiters
+    this.syncWaiters = []
+    for (const w of waiters) w()
+  }
+
+  /** After a list: anything reported before and absent now was deleted while nobody watched. */
+  private reconcile(items: readonly KubernetesObject[]): void {
+    const listed = new Set(items.map(keyOfObj))
+    for (const key of [...this.known]) {
+      if (listed.has(key)) continue
+      this.known.delete(key)
+      const slash = key.indexOf('/')
+      const namespace = key.slice(0, slash)
+      this.opts.handlers.remove({ apiVersion: '', kind: '', metadata: { name: key.slice(slash + 1), ...(namespace ? { namespace } : {}) } })
+    }
+  }
+}

@@ -1,0 +1,43 @@
+// The Kubernetes resources the cluster source watches, and how to address them. One table, so the
+// set of watched types (and the RBAC the chart must grant) is visible in one place.
+import type { Kind } from '../model/k8s.ts'
+
+export interface WatchedResource {
+  /** The kind the store keys on. */
+  kind: Kind
+  /** API group; '' is the core group. */
+  group: string
+  version: string
+  plural: string
+  /**
+   * A server-side field selector to try first. The real API server supports `type` for Secrets; a
+   * server that rejects the selector (400) gets a plain watch and the source filters client-side.
+   */
+  fieldSelector?: string
+}
+
+export const TLS_SECRET_TYPE = 'kubernetes.io/tls'
+
+export const KINGRESS: WatchedResource = { kind: 'Ingress', group: 'networking.internal.knative.dev', version: 'v1alpha1', plural: 'ingresses' }
+export const SERVICES: WatchedResource = { kind: 'Service', group: '', version: 'v1', plural: 'services' }
+export const ENDPOINT_SLICES: WatchedResource = { kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' }
+export const TLS_SECRETS: WatchedResource = { kind: 'Secret', group: '', version: 'v1', plural: 'secrets', fieldSelector: `type=${TLS_SECRET_TYPE}` }
+export const REVISIONS: WatchedResource = { kind: 'Revision', group: 'serving.knative.dev', version: 'v1', plural: 'revisions' }
+export const ROUTES: WatchedResource = { kind: 'Route', group: 'serving.knative.dev', version: 'v1', plural: 'routes' }
+export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
+
+/** What Kourier watches (kingress-contract.md §2.2) plus Revisions for the throttler; Serving objects on request. */
+export function watchedResources(watchServing: boolean): WatchedResource[] {
+  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS]
+  return watchServing ? [...base, ROUTES, DOMAIN_MAPPINGS] : base
+}
+
+export function apiVersionOf(r: WatchedResource): string {
+  return r.group === '' ? r.version : `${r.group}/${r.version}`
+}
+
+/** The list/watch path: cluster-wide, or one namespace's. */
+export function collectionPath(r: WatchedResource, namespace?: string): string {
+  const base = r.group === '' ? `/api/${r.version}` : `/apis/${r.group}/${r.version}`
+  return namespace === undefined ? `${base}/${r.plural}` : `${base}/namespaces/${encodeURIComponent(namespace)}/${r.plural}`
+}

@@ -1,0 +1,351 @@
+// The cluster source against the fake API server, with real gateways and real backends: objects
+// written in the "cluster" become traffic, and the informers survive drops, stalls, 410s and outages
+// without losing an update and without ever dropping the last good configuration.
+import t from 'tap'
+import { CLASS, endpointSlice, get, kingress, revision, revisionPods, service, serviceFor, simpleIngress, startBackend, waitFor } from './helpers/gateway.ts'
+import type { Backend } from './helpers/gateway.ts'
+import { apply, del, kubeDebug, readyz, startKubeEnv, startKubeGateway, waitReady, waitServed, who } from './helpers/kube.ts'
+
+const INGRESS_PATH = '/apis/networking.internal.knative.dev/v1alpha1/ingresses'
+const NOT_FOUND = '404 host-not-found'
+
+async function backends(t: { teardown(fn: () => unknown): void }, ...names: string[]): Promise<Backend[]> {
+  const bs = await Promise.all(names.map((n) => startBackend(n)))
+  t.teardown(() => Promise.all(bs.map((b) => b.close())))
+  return bs
+}
+
+/** Answers for `n` requests, counted by backend. */
+async function spread(port: number, host: string, n: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (let i = 0; i < n; i++) {
+    const w = await who(port, host)
+    out[w] = (out[w] ?? 0) + 1
+  }
+  return out
+}
+
+function tlsSecret(name: string, type = 'kubernetes.io/tls'): unknown {
+  const b64 = (s: string) => Buffer.from(s).toString('base64')
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'default' }, type, data: { 'tls.crt': b64('CERT'), 'tls.key': b64('KEY') } }
+}
+
+const listsOf = (api: { requests: Array<{ method: string; path: string; watch: boolean }> }, path: string) =>
+  api.requests.filter((r) => r.method === 'GET' && !r.watch && r.path === path).length
+
+t.test('KIngress, Services and EndpointSlices from the cluster become traffic, and follow every change', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!))
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  const port = gw.ports.http
+  t.equal(await who(port, 'hello.example.com'), 'a', 'served from the first list')
+  t.equal(gw.files, undefined, 'no files source in cluster mode')
+  t.equal(gw.runner, undefined, 'no local runner in cluster mode')
+  t.ok(gw.kube?.config.getCurrentCluster()?.server === env.api.url, 'the KubeConfig is exposed for the status writer')
+
+  // A new host appears.
+  apply(env.api, simpleIngress('second', ['second.example.com'], [['svc-b', 100]]))
+  await waitServed(port, 'second.example.com', 'b')
+
+  // The split changes: all to b, then 50/50.
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  await waitServed(port, 'hello.example.com', 'b')
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 50], ['svc-b', 50]]))
+  await waitFor('hello split 50/50', async () => {
+    const s = await spread(port, 'hello.example.com', 30)
+    return (s['a'] ?? 0) > 0 && (s['b'] ?? 0) > 0
+  })
+  t.pass('split between a and b')
+
+  // The endpoint of svc-a moves to backend b's port.
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  await waitServed(port, 'hello.example.com', 'a')
+  apply(env.api, endpointSlice('svc-a', [{ name: 'http', port: b!.port }], [{ ip: '127.0.0.1' }], 'default', 'svc-a-slice'))
+  await waitServed(port, 'hello.example.com', 'b')
+  t.pass('endpoint moved to another backend')
+
+  // The Service goes away: the gateway stops routing to it.
+  del(env.api, service('svc-a', [{ name: 'http', port: 80 }]))
+  await waitFor('svc-a gone from the store', () => gw.store.get('Service', 'default/svc-a') === undefined)
+  t.not(await who(port, 'hello.example.com'), 'b', 'no traffic to a deleted Service')
+
+  // The ingress is deleted: 404.
+  del(env.api, simpleIngress('hello', ['hello.example.com'], []))
+  await waitServed(port, 'hello.example.com', NOT_FOUND)
+  t.equal(await who(port, 'second.example.com'), 'b', 'the other ingress is untouched')
+
+  // Objects are stored with kind/apiVersion even though built-in list items carry none.
+  const svc = gw.store.get('Service', 'default/svc-b')
+  t.match(svc, { kind: 'Service', apiVersion: 'v1' })
+  t.match(gw.store.list('EndpointSlice')[0], { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1' })
+  t.equal(gw.store.ownerOf('Service', 'default/svc-b'), 'kubernetes')
+  t.same(env.api.writes(), [], 'the source never writes to the API server')
+})
+
+t.test('TLS Secrets are stored (only TLS ones) and follow the cluster', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a] = await backends(t, 'a')
+  apply(env.api, serviceFor('svc-a', a!))
+  const ing = kingress('secure', {
+    tls: [{ hosts: ['secure.example.com'], secretName: 'cert', secretNamespace: 'default' }],
+    rules: [{ hosts: ['secure.example.com'], visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'svc-a', servicePort: 80, percent: 100 }] }] } }],
+  })
+  apply(env.api, ing, tlsSecret('opaque', 'Opaque'))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  const tlsOf = async () => {
+    const r = await get(gw.ports.admin, 'localhost', '/debug/routes')
+    const body = JSON.parse(r.body) as { hosts: Array<{ host: string; tls?: string }>; problems: Array<{ code: string }> }
+    return { tls: body.hosts.find((h) => h.host === 'secure.example.com')?.tls, problems: body.problems.map((p) => p.code) }
+  }
+  t.same(await tlsOf(), { tls: undefined, problems: ['EDGE_ERR_TLS_SECRET'] }, 'secret missing: reported')
+  apply(env.api, tlsSecret('cert'))
+  await waitFor('certificate from the TLS secret', async () => (await tlsOf()).tls === 'default/cert')
+  t.equal(gw.store.get('Secret', 'default/opaque'), undefined, 'a non-TLS secret is never stored')
+  apply(env.api, { ...(tlsSecret('opaque', 'Opaque') as object), metadata: { name: 'opaque', namespace: 'default', labels: { x: 'y' } } })
+  apply(env.api, tlsSecret('other'))
+  await waitFor('second TLS secret stored', () => gw.store.get('Secret', 'default/other') !== undefined)
+  t.equal(gw.store.get('Secret', 'default/opaque'), undefined, 'still not stored after an update')
+  del(env.api, tlsSecret('cert'))
+  await waitFor('certificate gone with its secret', async () => (await tlsOf()).tls === undefined)
+  const secrets = (await kubeDebug(gw)).informers['secrets']
+  t.ok(secrets, 'a secrets informer')
+  t.equal(secrets?.fieldSelector, undefined, 'the fake rejects the type field selector: filtered client-side')
+  t.ok(env.api.requests.some((r) => r.path === '/api/v1/secrets' && r.query['fieldSelector'] === 'type=kubernetes.io/tls'), 'the server-side selector was tried first')
+})
+
+t.test('a KIngress of another class is never stored, served or written', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a] = await backends(t, 'a')
+  apply(env.api, serviceFor('svc-a', a!))
+  const theirs = (cls: string) => {
+    const o = simpleIngress('theirs', ['theirs.example.com'], [['svc-a', 100]]) as { metadata: { annotations: Record<string, string> } }
+    o.metadata.annotations['networking.knative.dev/ingress.class'] = cls
+    return o
+  }
+  apply(env.api, theirs('kourier.ingress.networking.knative.dev'), simpleIngress('ours', ['ours.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'ours.example.com'), 'a')
+  t.equal(await who(gw.ports.http, 'theirs.example.com'), NOT_FOUND)
+  t.equal(gw.store.get('Ingress', 'default/theirs'), undefined, 'not stored')
+
+  // Updated (still another class): still nothing.
+  const upd = theirs('kourier.ingress.networking.knative.dev')
+  ;(upd as { metadata: { labels?: Record<string, string> } }).metadata.labels = { touched: 'yes' }
+  apply(env.api, upd)
+  apply(env.api, simpleIngress('marker', ['marker.example.com'], [['svc-a', 100]]))
+  await waitServed(gw.ports.http, 'marker.example.com', 'a')
+  t.equal(gw.store.get('Ingress', 'default/theirs'), undefined, 'not stored after an update')
+
+  // Switching to our class makes it ours; switching back removes it.
+  apply(env.api, theirs(CLASS))
+  await waitServed(gw.ports.http, 'theirs.example.com', 'a')
+  apply(env.api, theirs('istio.ingress.networking.knative.dev'))
+  await waitServed(gw.ports.http, 'theirs.example.com', NOT_FOUND)
+  t.equal(gw.store.get('Ingress', 'default/theirs'), undefined, 'removed when its class changed away')
+  t.same(env.api.writes('/ingresses/theirs'), [], 'no write request for the other class')
+  t.same(env.api.writes(), [], 'no write request at all')
+})
+
+t.test('/readyz is 503 until every informer has listed, then 200', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a] = await backends(t, 'a')
+  apply(env.api, serviceFor('svc-a', a!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  // The KIngress list fails a few times (with backoff between tries).
+  env.api.failNext(3, { code: 500, match: (m, p, q) => m === 'GET' && p === INGRESS_PATH && q.get('watch') !== 'true' })
+  const gw = await startKubeGateway(t, env)
+  const first = await readyz(gw)
+  t.equal(first.status, 503, 'not ready before the first list')
+  t.match(first.body, /ingresses/, 'the reason names the informer still waiting')
+  const dbg = await kubeDebug(gw)
+  t.equal(dbg.synced, false)
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+  const after = await kubeDebug(gw)
+  t.equal(after.synced, true)
+  t.ok((after.informers['ingresses']?.errors ?? 0) >= 1, 'the failed lists are counted')
+  t.ok((after.informers['ingresses']?.restarts ?? 0) >= 1, 'and retried')
+  t.equal(gw.config.autoscalerUrl, 'ws://autoscaler.knative-serving.svc.cluster.local:8080', 'cluster mode defaults the autoscaler address')
+})
+
+t.test('a dropped watch is restarted and resumes where it stopped: nothing made during the drop is lost', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  for (let round = 1; round <= 2; round++) {
+    env.api.dropWatches()
+    // Made while no watch is open: the restarted watch must replay them from its resourceVersion.
+    const target = round === 1 ? 'svc-b' : 'svc-a'
+    apply(env.api, simpleIngress('hello', ['hello.example.com'], [[target, 100]]))
+    apply(env.api, simpleIngress(`new-${round}`, [`new-${round}.example.com`], [['svc-b', 100]]))
+    await waitServed(gw.ports.http, 'hello.example.com', target === 'svc-b' ? 'b' : 'a')
+    await waitServed(gw.ports.http, `new-${round}.example.com`, 'b')
+  }
+  const ing = (await kubeDebug(gw)).informers['ingresses']!
+  t.ok(ing.restarts >= 2, `restarted after each drop (${ing.restarts})`)
+  t.ok(ing.errors >= 2, 'each drop was seen as an error')
+  t.equal(listsOf(env.api, INGRESS_PATH), listsBefore, 'resumed from the last resourceVersion, no relist')
+  await waitFor('healthy again', async () => (await kubeDebug(gw)).healthy)
+  await waitFor('one watch per informer again', () => env.api.watchCount() === Object.keys(gw.kube!.source.describe().informers).length)
+  t.pass('no duplicate watches after restarts')
+})
+
+t.test('a stalled watch is replaced by the watchdog; updates made during the stall arrive', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env, [], { watchdogMs: 400 })
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+
+  env.api.stallWatches(true)
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  // client-node's own inactivity timeout is 30 s; only the watchdog can notice this soon.
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  // Stay stalled until the watchdog has also replaced a watch that was still connecting.
+  await waitFor('watchdog fired twice on the stalled informer', async () => ((await kubeDebug(gw)).informers['ingresses']?.watchdogRestarts ?? 0) >= 2)
+  const during = (await kubeDebug(gw)).informers['ingresses']!
+  t.ok(during.watchdogRestarts >= 2, `the watchdog restarted the stalled watch (${during.watchdogRestarts})`)
+  t.equal(during.errors, 0, 'a stall is not an error')
+
+  env.api.stallWatches(false)
+  apply(env.api, simpleIngress('after', ['after.example.com'], [['svc-a', 100]]))
+  await waitServed(gw.ports.http, 'after.example.com', 'a')
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'b')
+  // Watches the watchdog abandoned while they were still connecting are aborted once they open.
+  const informers = Object.keys(gw.kube!.source.describe().informers).length
+  await waitFor('no leftover watches', () => env.api.watchCount() <= informers)
+  t.pass('at most one open watch per informer after the stall')
+})
+
+t.test('410 Gone after an outage: the informer relists, and deletions made meanwhile are applied', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!))
+  apply(env.api, simpleIngress('keep', ['keep.example.com'], [['svc-a', 100]]), simpleIngress('gone', ['gone.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'gone.example.com'), 'a')
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  env.api.dropWatches()
+  del(env.api, simpleIngress('gone', ['gone.example.com'], []))
+  apply(env.api, simpleIngress('keep', ['keep.example.com'], [['svc-b', 100]]))
+  del(env.api, service('svc-a', [{ name: 'http', port: 80 }]))
+  env.api.expireHistory() // the resumed watches get 410: only a relist can tell what changed
+
+  await waitServed(gw.ports.http, 'gone.example.com', NOT_FOUND)
+  await waitServed(gw.ports.http, 'keep.example.com', 'b')
+  await waitFor('deleted Service removed by the relist', () => gw.store.get('Service', 'default/svc-a') === undefined)
+  t.ok(listsOf(env.api, INGRESS_PATH) > listsBefore, 'relisted')
+  t.ok(env.api.requests.some((r) => r.watch && r.path === INGRESS_PATH && r.status === 200), 'watching again')
+  await waitFor('healthy again', async () => (await kubeDebug(gw)).healthy)
+})
+
+t.test('API server down: the last snapshot keeps serving, health shows it, and changes flow again when it is back', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env, [], { backoff: { initialMs: 100, maxMs: 1000 } })
+  await waitReady(gw)
+  const sourceUp = async () => {
+    const m = (await get(gw.ports.admin, 'localhost', '/metrics')).body
+    return /edge_source_up\{source="kubernetes"\} (\d)/.exec(m)?.[1]
+  }
+  await waitFor('edge_source_up 1', async () => (await sourceUp()) === '1')
+  t.pass('edge_source_up{source="kubernetes"} 1 while connected')
+
+  await env.api.setDown(true)
+  await waitFor('source reported down', async () => (await sourceUp()) === '0')
+  t.pass('edge_source_up{source="kubernetes"} 0 while the API server is down')
+  const dbg = await kubeDebug(gw)
+  t.equal(dbg.healthy, false, '/debug/routes shows the source unhealthy')
+  t.equal(dbg.synced, true, 'still synced: the last state is kept')
+  t.ok(dbg.informers['ingresses']?.lastError?.message, 'with the last error')
+  // Long enough for several failed retries; nothing is removed meanwhile.
+  await waitFor('several failed retries', async () => ((await kubeDebug(gw)).informers['ingresses']?.errors ?? 0) >= 3)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a', 'traffic keeps flowing on the last snapshot')
+  t.equal((await readyz(gw)).status, 200, 'still ready: it serves the last known configuration')
+  t.ok(gw.store.get('Ingress', 'default/hello'), 'nothing removed from the store')
+
+  // Changed while the gateway cannot see it.
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  apply(env.api, simpleIngress('later', ['later.example.com'], [['svc-a', 100]]))
+  const kube = gw.kube
+  await env.api.setDown(false)
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  await waitServed(gw.ports.http, 'later.example.com', 'a')
+  await waitFor('source back up', async () => (await sourceUp()) === '1')
+  t.equal(gw.kube, kube, 'same source, no restart')
+  t.equal((await kubeDebug(gw)).healthy, true)
+})
+
+t.test('--namespace scopes the informers to namespaced paths', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!, 'team-a'), serviceFor('svc-b', b!, 'team-b'))
+  apply(env.api, simpleIngress('in', ['in.example.com'], [['svc-a', 100]], { ns: 'team-a' }))
+  apply(env.api, simpleIngress('out', ['out.example.com'], [['svc-b', 100]], { ns: 'team-b' }))
+  const gw = await startKubeGateway(t, env, ['--namespace', 'team-a', '--namespace', 'team-c'])
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'in.example.com'), 'a')
+  t.equal(await who(gw.ports.http, 'out.example.com'), NOT_FOUND, 'another namespace is not watched')
+  t.equal(gw.store.get('Service', 'team-b/svc-b'), undefined)
+  const dbg = await kubeDebug(gw)
+  t.same(dbg.namespaces, ['team-a', 'team-c', 'knative-serving'], "the gateway's own namespace is watched too (its replicas' EndpointSlices)")
+  t.equal(dbg.informers['ingresses@team-a']?.path, '/apis/networking.internal.knative.dev/v1alpha1/namespaces/team-a/ingresses')
+  t.equal(dbg.informers['services@team-c']?.path, '/api/v1/namespaces/team-c/services')
+  t.notOk(env.api.requests.some((r) => !r.path.includes('/namespaces/')), 'no cluster-wide request')
+  apply(env.api, simpleIngress('late', ['late.example.com'], [['svc-a', 100]], { ns: 'team-a' }))
+  await waitServed(gw.ports.http, 'late.example.com', 'a')
+})
+
+t.test('--watch-serving: Routes and Revisions from the cluster are translated and served', async (t) => {
+  const env = await startKubeEnv(t)
+  const [pod] = await backends(t, 'pod')
+  apply(env.api, revision('web-00001'), revisionPods('web-00001', pod!))
+  apply(env.api, {
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Route',
+    metadata: { name: 'web', namespace: 'default' },
+    spec: { traffic: [{ revisionName: 'web-00001', percent: 100 }] },
+    status: { url: 'http://web.default.example.com', traffic: [{ revisionName: 'web-00001', percent: 100 }] },
+  })
+  const plain = await startKubeGateway(t, env)
+  const gw = await startKubeGateway(t, env, ['--watch-serving'])
+  await waitReady(gw)
+  await waitReady(plain)
+  t.equal(await who(gw.ports.http, 'web.default.example.com'), 'pod')
+  t.ok(gw.store.get('Revision', 'default/web-00001'), 'Revision stored')
+  t.ok((await kubeDebug(gw)).informers['domainmappings'], 'DomainMappings watched')
+  t.equal(await who(plain.ports.http, 'web.default.example.com'), NOT_FOUND, 'without --watch-serving Routes are Serving\'s job')
+  t.notOk((await kubeDebug(plain)).informers['routes'], 'and not watched')
+})
+
+t.test('an API server restart (new resourceVersions, no history) is followed by a relist', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  await env.api.restart()
+  apply(env.api, simpleIngress('fresh', ['fresh.example.com'], [['svc-a', 100]]))
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  await waitServed(gw.ports.http, 'fresh.example.com', 'a')
+
+  // A wiped cluster that answers is the truth: its objects are gone.
+  await env.api.restart({ wipe: true })
+  await waitServed(gw.ports.http, 'hello.example.com', NOT_FOUND)
+  await waitFor('store emptied by the relist', () => gw.store.ownedBy('kubernetes').length === 0)
+  t.pass('relisted after each restart')
+})
