@@ -77,7 +77,7 @@ status:
   traffic: [{revisionName: cold-00001, percent: 100}]
 `,
   )
-  const config = parseConfig(['--manifests', dir, '--http-port', '0', '--local-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1'], {})
+  const config = parseConfig(['--manifests', dir, '--http-port', '0', '--local-port', '0', '--https-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1'], {})
   const gw = await startGateway(config, { log: pino({ level: 'silent' }), defaultMetrics: false })
   const agent = new http.Agent({ keepAlive: true })
   const slice: EndpointSlice = {

@@ -1,5 +1,6 @@
 // Every option the gateway takes: its flag, its environment variable and its default, in one table.
 // Other tools drive the gateway by these names, so they are kept stable.
+import net from 'node:net'
 import os from 'node:os'
 
 export interface GatewayConfig {
@@ -27,11 +28,30 @@ export interface GatewayConfig {
   workers: number
   logLevel: string
   accessLog: boolean
+  /** `namespace/name` of a TLS Secret served to SNI names without a certificate of their own. */
+  defaultTlsSecret: string | undefined
+  /** OpenSSL cipher list for TLS 1.2 connections. */
+  tlsCiphers: string | undefined
   /** Cold-start budget: how long a request may wait for a revision's first ready pod. */
   coldStartTimeoutSeconds: number
   /** Held requests allowed per revision and in the whole process. */
   maxQueuedPerRevision: number
   maxQueuedTotal: number
+  // ---- hostile input (issue 7): limits on what a client may send ----
+  /** Seconds a client has to send its request headers (408 after). */
+  headerTimeoutSeconds: number
+  /** Bytes of request line plus headers (431 above). */
+  maxHeaderBytes: number
+  /** Request header lines (431 above). */
+  maxHeaders: number
+  /** Characters of the request target (414 above). */
+  maxUrlLength: number
+  /** Bytes of request body; 0 = no limit (413 above). */
+  maxBodyBytes: number
+  /** Open connections from one client IP; 0 = no limit. */
+  maxConnectionsPerIp: number
+  /** CIDRs whose X-Forwarded-* / Forwarded headers are believed (appended to) rather than replaced. */
+  trustedProxies: string[]
 }
 
 type OptionKind = 'string' | 'int' | 'bool' | 'list'
@@ -46,6 +66,8 @@ interface OptionSpec {
   def: (env: NodeJS.ProcessEnv) => unknown
   min?: number
   max?: number
+  /** Extra check of a parsed value; throws UsageError. */
+  check?: (value: unknown, origin: string) => void
 }
 
 const OPTIONS: OptionSpec[] = [
@@ -73,10 +95,41 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
   { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
   { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request' },
+  { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
+  { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
   { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, help: 'seconds a request may wait for a first ready pod' },
   { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, help: 'held requests per revision before 503' },
   { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, help: 'held requests in the process before 503' },
+  // Hostile input. Defaults are safe for a public edge and never touch a long-running stream: the
+  // header timeout covers only the request headers, the body limit is off unless set.
+  { flag: 'header-timeout', env: 'EDGE_HEADER_TIMEOUT', kind: 'int', key: 'headerTimeoutSeconds', def: () => 15, min: 1, max: 300, help: 'seconds a client has to send its request headers (then 408)' },
+  { flag: 'max-header-size', env: 'EDGE_MAX_HEADER_SIZE', kind: 'int', key: 'maxHeaderBytes', def: () => 32 * 1024, min: 1024, max: 1024 * 1024, help: 'bytes of request line and headers (then 431)' },
+  { flag: 'max-headers', env: 'EDGE_MAX_HEADERS', kind: 'int', key: 'maxHeaders', def: () => 100, min: 8, max: 10000, help: 'request header lines (then 431)' },
+  { flag: 'max-url-length', env: 'EDGE_MAX_URL_LENGTH', kind: 'int', key: 'maxUrlLength', def: () => 8192, min: 64, help: 'characters of the request target (then 414)' },
+  { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
+  { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
+  { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
 ]
+
+/** `10.0.0.0/8`, `fd00::/8`, or a bare address (one host). */
+export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const slash = text.indexOf('/')
+  const address = slash === -1 ? text : text.slice(0, slash)
+  const v = net.isIP(address)
+  if (v === 0) return undefined
+  const max = v === 4 ? 32 : 128
+  let prefix = max
+  if (slash !== -1) {
+    const p = text.slice(slash + 1)
+    if (!/^\d{1,3}$/.test(p) || Number(p) > max) return undefined
+    prefix = Number(p)
+  }
+  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' }
+}
+
+function checkCidrs(value: unknown, origin: string): void {
+  for (const c of value as string[]) if (!parseCidr(c)) throw new UsageError(`${origin}: '${c}' is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`)
+}
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -139,6 +192,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
       raw = next
     }
     const value = parseValue(spec, raw, `--${name}`)
+    spec.check?.(value, `--${name}`)
     if (spec.kind === 'list') lists.set(spec.key, [...(lists.get(spec.key) ?? []), ...(value as string[])])
     else values.set(spec.key, value)
   }
@@ -146,7 +200,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   for (const o of OPTIONS) {
     if (lists.has(o.key)) out[o.key] = lists.get(o.key)
     else if (values.has(o.key)) out[o.key] = values.get(o.key)
-    else if (env[o.env] !== undefined && env[o.env] !== '') out[o.key] = parseValue(o, env[o.env]!, o.env)
+    else if (env[o.env] !== undefined && env[o.env] !== '') {
+      out[o.key] = parseValue(o, env[o.env]!, o.env)
+      o.check?.(out[o.key], o.env)
+    }
     else out[o.key] = o.def(env)
   }
   return out as unknown as GatewayConfig

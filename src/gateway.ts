@@ -4,12 +4,15 @@
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config.ts'
 import { ObjectStore } from './sources/store.ts'
+import type { StoreChanges } from './sources/store.ts'
 import { FilesSource } from './sources/files.ts'
-import { compileSnapshot } from './compile/snapshot.ts'
+import { LiveCompiler } from './compile/live.ts'
 import type { CompileOptions } from './compile/snapshot.ts'
 import type { Snapshot } from './model/snapshot.ts'
 import { DataPlane } from './dataplane/data-plane.ts'
-import { startListener } from './dataplane/listeners.ts'
+import { startListener, startTlsListener } from './dataplane/listeners.ts'
+import { clientLimits } from './dataplane/guard.ts'
+import { CertificateStore } from './dataplane/tls.ts'
 import type { Listener } from './dataplane/listeners.ts'
 import { startAdmin } from './admin/server.ts'
 import type { AdminServer } from './admin/server.ts'
@@ -29,7 +32,7 @@ export interface Gateway {
   readonly store: ObjectStore
   readonly plane: DataPlane
   readonly reporter: StatReporter
-  readonly ports: { http: number; local: number; admin: number }
+  readonly ports: { http: number; local: number; admin: number; https: number }
   readonly files: FilesSource | undefined
   readonly runner: LocalRunner | undefined
   /** Cluster mode: the API server's KubeConfig (for the status writer) and the informer source. */
@@ -70,23 +73,9 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   let plane: DataPlane | undefined
   let runner: LocalRunner | undefined
 
-  const compile = (): Snapshot => {
-    const snap = compileSnapshot(
-      {
-        ingresses: store.list('Ingress'),
-        routes: store.list('Route'),
-        domainMappings: store.list('DomainMapping'),
-        revisions: store.list('Revision'),
-        services: store.list('Service'),
-        endpointSlices: store.list('EndpointSlice'),
-        secrets: store.list('Secret'),
-        sourceProblems: store.problems(),
-      },
-      compileOpts,
-      store.version,
-    )
-    return snap
-  }
+  // Compile stays pure; `live` keeps it warm so a change recompiles only what it touches.
+  const live = new LiveCompiler(store, compileOpts)
+  const compile = (): Snapshot => live.full().snapshot
 
   const metrics = new GatewayMetrics(
     {
@@ -111,6 +100,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
     accessLog: config.accessLog,
+    maxUrlLength: config.maxUrlLength, // issue 7
     demand: {
       requestIn: (rev) => demand.requestIn(rev, now()),
       requestOut: (rev) => demand.requestOut(rev, now()),
@@ -119,12 +109,13 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   })
   const dataPlane = plane
 
-  const apply = (): void => {
+  const apply = (changes?: StoreChanges): void => {
     try {
-      const snap = compile()
-      dataPlane.setSnapshot(snap)
+      const before = dataPlane.snapshot
+      const r = changes ? live.update(changes) : live.full()
+      dataPlane.setSnapshot(r.snapshot, r.changedBackends)
       metrics.reloads.inc({ result: 'ok' })
-      for (const p of snap.problems) log.debug({ problem: p }, formatProblem(p))
+      if (r.snapshot.problems !== before.problems) for (const p of r.snapshot.problems) log.debug({ problem: p }, formatProblem(p))
     } catch (err) {
       // Compile is total over valid objects; reaching here is a bug. Keep serving the last snapshot.
       metrics.reloads.inc({ result: 'error' })
@@ -132,6 +123,9 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     }
   }
   store.onChange(apply)
+  // Pods becoming ready go straight to the throttlers (a held request dispatches on this microtask),
+  // not behind the coalesced recompile.
+  store.onChangeSoon(['EndpointSlice'], apply)
 
   let files: FilesSource | undefined
   if (!config.kubernetes) {
@@ -213,12 +207,19 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   }
   reporter.start()
 
-  const listenerOpts = { host: config.listenAddress }
+  // Issue 7: header/body/connection limits and trusted proxies, from the options.
+  const listenerOpts = { host: config.listenAddress, ...clientLimits(config) }
   const listeners: Listener[] = []
   let admin: AdminServer | undefined
   try {
     listeners.push(await startListener(dataPlane, 'public', { ...listenerOpts, port: config.httpPort }))
     listeners.push(await startListener(dataPlane, 'local', { ...listenerOpts, port: config.localPort }))
+    // TLS: certificates follow the snapshot (KIngress tls) and, in the files source, every TLS Secret.
+    const certs = new CertificateStore(log.child({ component: 'tls' }), { ciphers: config.tlsCiphers, defaultSecret: config.defaultTlsSecret })
+    const tlsSecrets = (): ReturnType<typeof store.list<'Secret'>> | undefined => (config.kubernetes && !config.defaultTlsSecret ? undefined : store.list('Secret'))
+    certs.update(dataPlane.snapshot, tlsSecrets())
+    store.onChange(() => certs.update(dataPlane.snapshot, tlsSecrets()))
+    listeners.push(await startTlsListener(dataPlane, certs, { ...listenerOpts, port: config.httpsPort, ciphers: config.tlsCiphers }))
     admin = await startAdmin(
       {
         metrics,
@@ -246,7 +247,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     throw err
   }
 
-  log.info({ http: listeners[0]!.port, local: listeners[1]!.port, admin: admin.port, manifests: files ? config.manifests : undefined }, 'edge-gateway listening')
+  log.info({ http: listeners[0]!.port, local: listeners[1]!.port, https: listeners[2]!.port, admin: admin.port, manifests: files ? config.manifests : undefined }, 'edge-gateway listening')
 
   return {
     config,
@@ -256,7 +257,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     files,
     runner,
     kube,
-    ports: { http: listeners[0]!.port, local: listeners[1]!.port, admin: admin.port },
+    ports: { http: listeners[0]!.port, local: listeners[1]!.port, https: listeners[2]!.port, admin: admin.port },
     recompile: () => {
       const snap = compile()
       dataPlane.setSnapshot(snap)
@@ -271,8 +272,11 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       await stopStatusWriter() // KIngress status writer: step down and release the Lease first
       kube?.source.stop()
       reporter.stop()
-      await Promise.all(listeners.map((l) => l.close()))
-      for (const l of listeners) l.server.closeAllConnections()
+      // Stop accepting, let in-flight requests finish for a moment, then end what is left.
+      const closed = Promise.all(listeners.map((l) => l.close()))
+      await Promise.race([dataPlane.whenIdle(), new Promise((r) => setTimeout(r, 1000).unref())])
+      for (const l of listeners) l.closeAll()
+      await closed
       await admin!.close()
       await runner?.close()
       await sink?.close()

@@ -6,6 +6,36 @@ import { startGateway } from './gateway.ts'
 
 const MIN_NODE_MAJOR = 22
 
+// Secrets never reach the logs. Field paths catch credentials logged as objects (a request's
+// headers, a Secret, a kubeconfig user); the PEM scrub catches key or certificate text that ends up
+// inside a message, e.g. a parser error quoting the line of a manifest it failed on.
+const REDACT_PATHS = [
+  'token', '*.token', 'password', '*.password',
+  'authorization', '*.authorization', '*.headers.authorization', '*.headers.cookie', '*.headers["proxy-authorization"]',
+  '*["tls.key"]', '*.data', '*.stringData', '*.*.data', '*.*.stringData',
+  '*.user.token', '*.user.password', '*.user.keyData', '*.user.certData',
+]
+const PEM = /-----BEGIN [A-Z0-9 ]*-----[\s\S]*?(?:-----END [A-Z0-9 ]*-----|$)/g
+
+function scrub(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return value.includes('-----BEGIN') ? value.replace(PEM, '[redacted PEM]') : value
+  if (value instanceof Error) {
+    if (!value.message.includes('-----BEGIN')) return value
+    const e = new Error(value.message.replace(PEM, '[redacted PEM]'))
+    e.name = value.name
+    return e
+  }
+  if (depth > 4 || value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) out[k] = scrub(v, depth + 1)
+  return out
+}
+
+function scrubPem(this: unknown, args: unknown[], method: (...a: unknown[]) => void): void {
+  method.apply(this, args.map((a) => scrub(a, 0)))
+}
+
 async function main(): Promise<void> {
   const major = Number(process.versions.node.split('.')[0])
   if (major < MIN_NODE_MAJOR) {
@@ -27,7 +57,7 @@ async function main(): Promise<void> {
     }
     throw err
   }
-  const log = pino({ level: config.logLevel, base: { pod: config.podName }, redact: ['*.token', '*.password', '*["tls.key"]'] })
+  const log = pino({ level: config.logLevel, base: { pod: config.podName }, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, hooks: { logMethod: scrubPem } })
   const gw = await startGateway(config, { log })
 
   let stopping = false

@@ -71,8 +71,8 @@ t.test('options: flags beat environment, environment beats defaults', async (t) 
 })
 
 t.test('the embedded default (routes/): cold start, split, tag, domain mapping, cluster-local, 404', async (t) => {
-  const [http, local, admin] = await freePorts(3)
-  const child: ChildProcess = spawn(process.execPath, [main, '--http-port', String(http), '--local-port', String(local), '--admin-port', String(admin), '--scale-to-zero-after', '2'], {
+  const [http, local, admin, https] = await freePorts(4)
+  const child: ChildProcess = spawn(process.execPath, [main, '--http-port', String(http), '--local-port', String(local), '--admin-port', String(admin), '--https-port', String(https), '--scale-to-zero-after', '2'], {
     cwd: root,
     env: { ...process.env, EDGE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

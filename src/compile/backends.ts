@@ -124,17 +124,43 @@ function findServicePort(svc: Service, want: number | string): ServicePort | und
   return ports.find((p) => p.name === want)
 }
 
-export function resolveBackend(split: IngressBackendSplit, index: BackendIndex): BackendSpec {
+/**
+ * What a split points at, decided without touching endpoints: the key the backend will have and
+ * what to resolve. Cheap, so a compile resolves each distinct backend once, not once per split.
+ */
+export interface BackendTarget {
+  readonly key: string
+  readonly namespace: string
+  readonly serviceName: string
+  readonly servicePort: number | string
+  /** Set when the split reaches a Knative revision's pods. */
+  readonly revisionName: string | undefined
+  /** `namespace/<service-name>` of the EndpointSlices the endpoints come from. */
+  readonly sliceService: string
+}
+
+export function backendTarget(split: IngressBackendSplit, index: BackendIndex): BackendTarget {
   const namespace = split.serviceNamespace
   const serviceName = split.serviceName
-  const wantPort = split.servicePort
   const svc = index.services.get(`${namespace}/${serviceName}`)
   const revisionName = headerValue(split.appendHeaders, HEADER_REVISION) ?? svc?.metadata.labels?.[LABEL_REVISION]
   // Revisions are reached at their pods, never through a ClusterIP: that is what lets the gateway
   // hold requests at zero and enforce containerConcurrency per pod.
-  if (revisionName) return revisionBackend(namespace, revisionName, serviceName, index)
+  if (revisionName) {
+    return { key: `rev:${namespace}/${revisionName}`, namespace, serviceName, servicePort: split.servicePort, revisionName, sliceService: `${namespace}/${revisionName}-private` }
+  }
+  return { key: `svc:${namespace}/${serviceName}:${split.servicePort}`, namespace, serviceName, servicePort: split.servicePort, revisionName: undefined, sliceService: `${namespace}/${serviceName}` }
+}
 
-  const key = `svc:${namespace}/${serviceName}:${wantPort}`
+export function resolveBackend(split: IngressBackendSplit, index: BackendIndex): BackendSpec {
+  return resolveTarget(backendTarget(split, index), index)
+}
+
+export function resolveTarget(t: BackendTarget, index: BackendIndex): BackendSpec {
+  const { namespace, serviceName, key } = t
+  if (t.revisionName) return revisionBackend(namespace, t.revisionName, serviceName, index)
+  const wantPort = t.servicePort
+  const svc = index.services.get(`${namespace}/${serviceName}`)
   const base = { key, namespace, serviceName }
   if (!svc) {
     return { ...base, kind: 'pods', protocol: 'http1', endpoints: [], problem: `Service ${namespace}/${serviceName} not found` }
@@ -159,4 +185,25 @@ export function resolveBackend(split: IngressBackendSplit, index: BackendIndex):
   // Kourier's rule, kept for compatibility: any h2c-named port makes the Service speak h2c upstream.
   const h2c = (svc.spec.ports ?? []).some((p) => isH2c(p.name, p.appProtocol))
   return { ...base, kind: 'pods', protocol: h2c ? 'h2c' : 'http1', endpoints }
+}
+
+/** Same routing-relevant content: lets an update keep the old object, so nothing downstream churns. */
+export function sameBackend(a: BackendSpec, b: BackendSpec): boolean {
+  if (a === b) return true
+  if (a.key !== b.key || a.kind !== b.kind || a.namespace !== b.namespace || a.serviceName !== b.serviceName || a.protocol !== b.protocol) return false
+  if (a.externalHost !== b.externalHost || a.externalPort !== b.externalPort || a.problem !== b.problem) return false
+  if (a.endpoints.length !== b.endpoints.length) return false
+  for (let i = 0; i < a.endpoints.length; i++) if (a.endpoints[i]!.address !== b.endpoints[i]!.address) return false
+  const ra = a.revision
+  const rb = b.revision
+  if (ra === rb) return true
+  if (!ra || !rb) return false
+  return (
+    ra.key === rb.key &&
+    ra.containerConcurrency === rb.containerConcurrency &&
+    ra.timeoutSeconds === rb.timeoutSeconds &&
+    ra.responseStartTimeoutSeconds === rb.responseStartTimeoutSeconds &&
+    ra.idleTimeoutSeconds === rb.idleTimeoutSeconds &&
+    ra.known === rb.known
+  )
 }

@@ -28,6 +28,8 @@ export interface DataPlaneOptions {
   maxQueuedPerRevision: number
   maxQueuedTotal: number
   accessLog: boolean
+  /** Longest request target taken (414 above); issue 7. */
+  maxUrlLength?: number
   /** Backoff before a pod that refused a connection is tried again. */
   retryBackoffMs?: number
   demand?: DemandSink
@@ -62,30 +64,77 @@ export class DataPlane {
     this.setSnapshot(initial)
   }
 
-  /** Installs a new snapshot: one reference swap, then the live throttlers learn the new pods. */
-  setSnapshot(next: Snapshot): void {
+  /**
+   * Installs a new snapshot: one reference swap, then the live throttlers learn the new pods.
+   * `changed` (the backend keys that differ from the current snapshot) limits the work to those
+   * backends; without it every backend is looked at.
+   */
+  setSnapshot(next: Snapshot, changed?: ReadonlySet<string>): void {
+    const prev = this.snapshot
     this.snapshot = next
-    const live = new Set<string>()
-    for (const b of next.backends.values()) {
-      if (b.kind === 'external') {
-        live.add(`http://${b.externalHost}:${b.externalPort}`)
-        continue
+    if (!changed || prev === next) return this.syncAllBackends(next)
+    let dropped = false
+    for (const key of changed) {
+      const before = prev.backends.get(key)
+      const after = next.backends.get(key)
+      if (before === after) continue
+      if (after) this.countOrigins(after, 1)
+      if (before) dropped = this.countOrigins(before, -1) || dropped
+      const t = this.throttlers.get(key)
+      if (!t) continue
+      if (after && after.kind !== 'external') {
+        t.setContainerConcurrency(after.revision?.containerConcurrency ?? 0)
+        t.updateEndpoints(after.endpoints)
+      } else this.dropThrottler(key, t)
+    }
+    if (dropped) this.closeUnusedPools()
+  }
+
+  /** How many backends name each upstream origin: a pool is closed only when no backend does. */
+  private readonly originRefs = new Map<string, number>()
+
+  /** Adds (+1) or removes (-1) a backend's origins; true when some origin is no longer named. */
+  private countOrigins(b: BackendSpec, delta: 1 | -1): boolean {
+    let dropped = false
+    const count = (origin: string): void => {
+      const n = (this.originRefs.get(origin) ?? 0) + delta
+      if (n > 0) this.originRefs.set(origin, n)
+      else {
+        this.originRefs.delete(origin)
+        dropped = true
       }
-      for (const ep of b.endpoints) live.add(originOf(ep.host, ep.port))
+    }
+    if (b.kind === 'external') count(`http://${b.externalHost}:${b.externalPort}`)
+    else for (const ep of b.endpoints) count(originOf(ep.host, ep.port))
+    return dropped
+  }
+
+  private dropThrottler(key: string, t: RevisionThrottler): void {
+    this.throttlers.delete(key)
+    t.rejectAll((w) => (w as Exchange).fail(503, 'no-backend', 'the backend was removed from the configuration while this request waited'))
+  }
+
+  private syncAllBackends(next: Snapshot): void {
+    this.originRefs.clear()
+    for (const b of next.backends.values()) {
+      this.countOrigins(b, 1)
+      if (b.kind === 'external') continue
       const t = this.throttlers.get(b.key)
       if (t) {
         t.setContainerConcurrency(b.revision?.containerConcurrency ?? 0)
         t.updateEndpoints(b.endpoints)
       }
     }
-    for (const [key, t] of this.throttlers) {
-      if (next.backends.has(key)) continue
-      this.throttlers.delete(key)
-      t.rejectAll((w) => (w as Exchange).fail(503, 'no-backend', 'the backend was removed from the configuration while this request waited'))
-    }
-    // Pods still carrying requests keep their pools until those finish; close the rest.
-    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.inFlight > 0) live.add(originOf(p.endpoint.host, p.endpoint.port))
-    this.pools.retain(live)
+    for (const [key, t] of this.throttlers) if (!next.backends.has(key)) this.dropThrottler(key, t)
+    this.closeUnusedPools()
+  }
+
+  /** Pods still carrying requests keep their pools until those finish; close the rest. */
+  private closeUnusedPools(): void {
+    const busy = new Set<string>()
+    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.inFlight > 0) busy.add(originOf(p.endpoint.host, p.endpoint.port))
+    const refs = this.originRefs
+    this.pools.retain({ has: (origin: string) => refs.has(origin) || busy.has(origin) } as ReadonlySet<string>)
   }
 
   /** This replica's index among the gateway's replicas, for sharing pod capacity (see throttler). */
@@ -131,6 +180,8 @@ export class DataPlane {
 
   handle(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {
     this.active++
+    // Issue 7: an over-long request target is refused before any routing work.
+    if (this.opts.maxUrlLength !== undefined && (req.url?.length ?? 0) > this.opts.maxUrlLength) return this.answer(req, res, 414, 'uri-too-long', `the request target is longer than ${this.opts.maxUrlLength} characters`)
     const snap = this.snapshot
     const hosts = listener === 'public' ? snap.publicHosts : snap.localHosts
     const rawHost = req.headers.host ?? (req.headers[':authority'] as string | undefined)

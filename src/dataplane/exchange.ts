@@ -29,6 +29,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   readonly resolution: Resolution
   readonly backend: BackendSpec
   readonly secure: boolean
+  /** The client speaks HTTP/2 (h2c or h2): the response is an Http2ServerResponse. */
+  readonly h2: boolean
   readonly startedAt: number
   throttler: RevisionThrottler | undefined
   pod: PodSlot | undefined
@@ -57,6 +59,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.resolution = resolution
     this.backend = resolution.inner?.split.backend ?? resolution.split.backend
     this.secure = secure
+    this.h2 = req.httpVersionMajor === 2
     this.startedAt = performance.now()
   }
 
@@ -141,8 +144,13 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       upgrade: false,
     })
     const method = req.method ?? 'GET'
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
-    this.plane.pools.get(origin).dispatch(
+    // HTTP/2 carries a body whenever the HEADERS frame did not end the stream (gRPC sends no length).
+    const hasBody = this.h2
+      ? !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders
+      : req.headers['content-length'] !== undefined
+        ? req.headers['content-length'] !== '0'
+        : req.headers['transfer-encoding'] !== undefined
+    this.plane.pools.get(origin, this.backend.protocol).dispatch(
       {
         path: req.url ?? '/',
         method,
@@ -188,17 +196,25 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       if (v !== undefined) res.setHeader(name, v)
     }
     if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
-    // Cork for the rest of this tick: undici usually delivers head, body and end together, and
-    // they then leave in one write instead of three. A streamed chunk is never held past the tick.
-    res.cork()
-    process.nextTick(uncork, res)
-    res.writeHead(statusCode, statusMessage || undefined)
+    if (this.h2) {
+      // HTTP/2: the head goes out with the first data, or with the end. A response with no body
+      // then leaves as one HEADERS frame that ends the stream, as it arrived: gRPC's trailers-only
+      // error responses depend on it.
+      res.statusCode = statusCode
+    } else {
+      // Cork for the rest of this tick: undici usually delivers head, body and end together, and
+      // they then leave in one write instead of three. A streamed chunk is never held past the tick.
+      res.cork()
+      process.nextTick(uncork, res)
+      res.writeHead(statusCode, statusMessage || undefined)
+    }
     this.touch()
     if (this.backend.revision) this.rearm()
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
     this.touch()
+    if (this.h2 && !this.res.headersSent) this.res.writeHead(this.res.statusCode)
     if (!this.res.write(chunk)) {
       controller.pause()
       this.res.once('drain', () => controller.resume())
@@ -208,7 +224,13 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   onResponseEnd(_controller: DispatchController, trailers: Record<string, string | string[] | undefined>): void {
     this.upstreamDone = true
     const res = this.res
-    if (trailers && Object.keys(trailers).length > 0 && res.chunkedEncoding) res.addTrailers(trailers as Record<string, string>)
+    // Trailers (gRPC's grpc-status) reach HTTP/2 clients always, HTTP/1.1 clients when chunked.
+    if (trailers && (this.h2 || res.chunkedEncoding)) {
+      for (const _ in trailers) {
+        res.addTrailers(trailers as Record<string, string>)
+        break
+      }
+    }
     res.end()
     this.done()
   }

@@ -1,10 +1,18 @@
-// The public and cluster-local HTTP listeners. Plain node:http servers (not fastify): the proxy path
-// needs no routing framework, and every layer it skips is throughput (see docs/hot-path.md).
+// The listeners: public and cluster-local (HTTP/1.1 and h2c on one port), and TLS (HTTP/2 and
+// HTTP/1.1 by ALPN, SNI certificates). Plain node:http/http2 servers rather than fastify: the proxy
+// path needs no routing framework, and every layer it skips is throughput (docs/hot-path.md).
 import http from 'node:http'
+import http2 from 'node:http2'
+import type net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
+import type { CertificateStore } from './tls.ts'
+import { createSniffingServer } from './sniff.ts'
+// Hostile input (issue 7): limits, framing checks, trusted hops, per-IP connections.
+import { limitConnectionsPerIp, onClientError, screenRequest, screenUpgrade, withDefaults } from './guard.ts'
+import type { ClientLimits } from './guard.ts'
 
-export interface ListenerOptions {
+export interface ListenerOptions extends Partial<ClientLimits> {
   host: string
   port: number
   /** Time a client has to send its request headers. */
@@ -16,12 +24,15 @@ export interface ListenerOptions {
 
 export interface Listener {
   readonly kind: ListenerKind
+  /** The HTTP/1.1 server (requests from h1 connections). */
   readonly server: http.Server
   readonly port: number
   close(): Promise<void>
+  /** Ends every connection now (after a drain). */
+  closeAll(): void
 }
 
-export async function startListener(plane: DataPlane, kind: ListenerKind, opts: ListenerOptions): Promise<Listener> {
+function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts: ListenerOptions): http.Server {
   const server = http.createServer({
     // A request may legitimately take minutes (Knative allows 600 s), and streams longer: no total limit here.
     requestTimeout: 0,
@@ -31,31 +42,135 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
     maxHeaderSize: opts.maxHeaderSize ?? 32 * 1024,
     noDelay: true,
+    // A request without Host is answered by handle() (400 with x-edge-reason), not by Node's bare 400.
+    requireHostHeader: false,
   })
-  server.on('request', (req, res) => plane.handle(req, res, kind, false))
-  server.on('upgrade', (req, socket, head) => plane.handleUpgrade(req, socket, head, kind, false))
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy()
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-    const body = `${http.STATUS_CODES[status]}: ${err.code ?? 'bad request'}\n`
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nx-edge-reason: bad-request\r\nconnection: close\r\n\r\n${body}`)
+  const limits = withDefaults(opts)
+  // More header lines than this fail the parse (HPE_HEADER_OVERFLOW → 431 in onClientError).
+  server.maxHeadersCount = limits.maxHeadersCount
+  server.on('request', (req, res) => {
+    if (screenRequest(req, res, limits, true)) return
+    plane.handle(req, res, kind, secure)
   })
+  // Expect: 100-continue: refuse (e.g. a Content-Length over the body limit) before the body is sent.
+  server.on('checkContinue', (req, res) => {
+    if (screenRequest(req, res, limits, true)) return
+    res.writeContinue()
+    plane.handle(req, res, kind, secure)
+  })
+  server.on('upgrade', (req, socket, head) => {
+    if (screenUpgrade(req, socket, limits)) return
+    plane.handleUpgrade(req, socket, head, kind, secure)
+  })
+  server.on('clientError', onClientError)
+  return server
+}
+
+function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plane: DataPlane, kind: ListenerKind, secure: boolean, limits: ClientLimits): void {
+  server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    // HTTP/1.1 requests on a TLS connection (ALPN http/1.1) arrive here too, as node:http objects.
+    if (screenRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, limits, !(req instanceof http2.Http2ServerRequest))) return
+    plane.handle(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, kind, secure)
+  })
+  // A misbehaving HTTP/2 client ends its own session, never the listener.
+  server.on('sessionError', () => {})
+  server.on('session', (session) => session.on('error', () => session.destroy()))
+}
+
+const H2_SETTINGS: http2.Settings = { maxConcurrentStreams: 1000, enablePush: false }
+
+async function listen(server: net.Server, host: string, port: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen({ host: opts.host, port: opts.port }, () => {
+    server.listen({ host, port }, () => {
       server.off('error', reject)
       resolve()
     })
   })
-  const port = (server.address() as AddressInfo).port
+  return (server.address() as AddressInfo).port
+}
+
+/** Public or cluster-local listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port. */
+export async function startListener(plane: DataPlane, kind: ListenerKind, opts: ListenerOptions): Promise<Listener> {
+  const h1 = http1Server(plane, kind, false, opts)
+  const h2 = http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: 64 })
+  const limits = withDefaults(opts)
+  http2Handlers(h2, plane, kind, false, limits)
+  const sessions = trackSessions(h2)
+  // h1 never listens itself (the sniffing front hands it connections), so start the connection
+  // tracking Node attaches to 'listening': without it neither headersTimeout (slow clients) nor
+  // closeIdleConnections/closeAllConnections apply to any connection.
+  h1.emit('listening')
+  const front = createSniffingServer(h1, h2, { firstByteTimeoutMs: opts.headersTimeoutMs ?? 15_000 })
+  limitConnectionsPerIp(front, limits.maxConnectionsPerIp)
+  const port = await listen(front, opts.host, opts.port)
   return {
     kind,
-    server,
+    server: h1,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        front.close(() => resolve())
+        // Not listening, so close() reports ERR_SERVER_NOT_RUNNING; what matters is that it stops
+        // the connection sweep and closes idle keep-alive connections.
+        h1.close(() => {})
+        for (const s of sessions) s.close()
+      }),
+    closeAll: () => {
+      h1.closeAllConnections()
+      for (const s of sessions) s.destroy()
+    },
+  }
+}
+
+/** The TLS listener: public rules over HTTPS, certificates chosen by SNI, h2 or http/1.1 by ALPN. */
+export async function startTlsListener(plane: DataPlane, certs: CertificateStore, opts: ListenerOptions & { ciphers?: string }): Promise<Listener> {
+  const server = http2.createSecureServer({
+    allowHTTP1: true,
+    SNICallback: certs.sniCallback,
+    minVersion: 'TLSv1.2',
+    ciphers: opts.ciphers,
+    settings: H2_SETTINGS,
+    maxSessionMemory: 64,
+  })
+  const limits = withDefaults(opts)
+  http2Handlers(server, plane, 'public', true, limits)
+  limitConnectionsPerIp(server, limits.maxConnectionsPerIp)
+  // WebSocket over TLS arrives as an HTTP/1.1 upgrade on the same server.
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    if (screenUpgrade(req, socket, limits)) return
+    plane.handleUpgrade(req, socket, head, 'public', true)
+  })
+  server.on('tlsClientError', () => {}) // logged once per name by the certificate store
+  const sessions = trackSessions(server)
+  // HTTP/1.1-over-TLS connections are not HTTP/2 sessions: track their sockets to end them on close.
+  const sockets = new Set<net.Socket>()
+  server.on('secureConnection', (sock: net.Socket) => {
+    sockets.add(sock)
+    sock.once('close', () => sockets.delete(sock))
+  })
+  const port = await listen(server, opts.host, opts.port)
+  return {
+    kind: 'public',
+    server: server as unknown as http.Server,
     port,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
-        server.closeIdleConnections()
+        for (const s of sessions) s.close()
       }),
+    closeAll: () => {
+      for (const s of sessions) s.destroy()
+      for (const sock of sockets) sock.destroy()
+    },
   }
+}
+
+function trackSessions(server: http2.Http2Server | http2.Http2SecureServer): Set<http2.Http2Session> {
+  const sessions = new Set<http2.Http2Session>()
+  server.on('session', (s) => {
+    sessions.add(s)
+    s.once('close', () => sessions.delete(s))
+  })
+  return sessions
 }

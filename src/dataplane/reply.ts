@@ -25,6 +25,11 @@ export type Reason =
   | 'probe'
   | 'draining'
   | 'internal-error'
+  // Hostile or oversized input (guard.ts, data-plane.ts handle()).
+  | 'uri-too-long'
+  | 'headers-too-large'
+  | 'header-timeout'
+  | 'body-too-large'
 
 export function reply(
   res: AnyResponse,

@@ -1,6 +1,10 @@
 // The request headers sent to a pod: the client's, minus hop-by-hop headers (RFC 9110 §7.6.1) and
 // anything the route sets, plus the route's headers (set, not appended: Knative semantics), Host,
 // X-Forwarded-* and the activator's K-Proxy-Request. Built as one flat array in a single pass.
+//
+// Spoofing (issue 7): headers the gateway or Knative own are never taken from a client, and the
+// forwarding headers (X-Forwarded-*, Forwarded, X-Real-IP) are only believed from a trusted hop
+// (--trusted-proxies). From anyone else they are replaced by what the gateway itself saw.
 import type { HeaderSet } from '../model/snapshot.ts'
 
 export interface UpstreamHeaderPlan {
@@ -32,7 +36,30 @@ const DROP = new Set([
   'k-proxy-request',
   'knative-serving-revision',
   'knative-serving-namespace',
+  // Set by a DomainMapping's route (appendHeaders); a client must not fake having come through one.
+  'k-original-host',
 ])
+
+// Forwarding headers: about the client, so only a trusted hop may state them.
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'forwarded', 'x-real-ip'])
+
+// The listener marks the header list of each request that came from a trusted hop. The decision
+// travels with the request's own rawHeaders array, so every caller of buildUpstreamHeaders (HTTP/1,
+// HTTP/2, WebSocket) gets it without a new parameter, and anything unmarked is untrusted.
+const trustedHops = new WeakSet<readonly string[]>()
+
+export function markTrustedHop(rawHeaders: readonly string[]): void {
+  trustedHops.add(rawHeaders)
+}
+
+export function isTrustedHop(rawHeaders: readonly string[]): boolean {
+  return trustedHops.has(rawHeaders)
+}
+
+/** `K-Network-*` other than the probe pair (Probe is answered by the gateway, Hash is rewritten). */
+function isInternalNetworkHeader(lower: string): boolean {
+  return lower.length > 10 && lower.charCodeAt(0) === 107 /* k */ && lower.startsWith('k-network-') && lower !== 'k-network-hash' && lower !== 'k-network-probe'
+}
 
 function isSet(sets: UpstreamHeaderPlan['sets'], lower: string): boolean {
   for (let i = 0; i < sets.length; i++) {
@@ -58,6 +85,7 @@ function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefine
 export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: UpstreamHeaderPlan): string[] {
   const out: string[] = []
   const hop = connectionTokens(rawHeaders)
+  const trusted = trustedHops.has(rawHeaders)
   let clientHost: string | undefined
   let xff: string | undefined
   let haveProto = false
@@ -80,16 +108,19 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
     }
     if (hop?.has(lower)) continue
     if (isSet(plan.sets, lower)) continue
-    if (lower === 'x-forwarded-for') {
-      xff = xff === undefined ? value : `${xff}, ${value}`
-      continue
-    }
-    if (lower === 'x-forwarded-proto') haveProto = true
-    else if (lower === 'x-forwarded-host') haveFwdHost = true
-    else if (lower === 'k-network-hash' && value === 'override') {
+    if (FORWARDING.has(lower)) {
+      // Untrusted: dropped here, replaced below with what the gateway saw. Trusted: kept, XFF appended to.
+      if (!trusted) continue
+      if (lower === 'x-forwarded-for') {
+        xff = xff === undefined ? value : `${xff}, ${value}`
+        continue
+      }
+      if (lower === 'x-forwarded-proto') haveProto = true
+      else if (lower === 'x-forwarded-host') haveFwdHost = true
+    } else if (lower === 'k-network-hash' && value === 'override') {
       out.push(name, plan.probeHash)
       continue
-    }
+    } else if (isInternalNetworkHeader(lower)) continue
     out.push(name, value)
   }
   const host = plan.host ?? clientHost

@@ -1,11 +1,33 @@
 // The object store: every Kubernetes object the gateway knows, by kind and `namespace/name`.
 // Sources (manifest files, cluster informers, the local runner) only write here; the compiler
-// only reads. Changes are coalesced so a burst of events gives one recompile.
+// only reads. Changes are coalesced so a burst of events gives one recompile, and each notification
+// says which objects changed, so the compiler can redo only what they touch.
 import type { Kind, KubeObject, ObjectsByKind } from '../model/k8s.ts'
 import { keyOf } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 
-type Listener = () => void
+export interface ChangedObject {
+  readonly kind: Kind
+  /** `namespace/name`; the object now is `store.get(kind, key)` (undefined: removed). */
+  readonly key: string
+}
+
+export interface StoreChanges {
+  /** Objects added, replaced or removed since the previous notification, by `Kind/namespace/name`. */
+  readonly objects: ReadonlyMap<string, ChangedObject>
+  /** The sources' problems changed. */
+  readonly problems: boolean
+}
+
+/** Listeners written before changes were reported take no argument; that still type-checks. */
+type Listener = (changes: StoreChanges) => void
+
+interface SoonListener {
+  readonly kinds: ReadonlySet<Kind>
+  readonly fn: Listener
+  pending: Map<string, ChangedObject>
+  scheduled: boolean
+}
 
 export class ObjectStore {
   private readonly objects = new Map<Kind, Map<string, KubeObject>>()
@@ -14,6 +36,9 @@ export class ObjectStore {
   private readonly bySource = new Map<string, Set<string>>()
   private readonly problemsBySource = new Map<string, ConfigProblem[]>()
   private readonly listeners = new Set<Listener>()
+  private readonly soonListeners = new Set<SoonListener>()
+  private pending = new Map<string, ChangedObject>()
+  private pendingProblems = false
   private notifyScheduled = false
   private batchDepth = 0
   private dirty = false
@@ -40,6 +65,7 @@ export class ObjectStore {
       if (!had) return
       this.problemsBySource.delete(source)
     } else this.problemsBySource.set(source, problems)
+    this.pendingProblems = true
     this.changed()
   }
 
@@ -56,7 +82,7 @@ export class ObjectStore {
     if (!owned) this.bySource.set(source, (owned = new Set()))
     owned.add(id)
     m.set(key, obj)
-    this.changed()
+    this.changedObject(kind, key, id)
   }
 
   remove(kind: Kind, key: string, source: string): void {
@@ -66,7 +92,7 @@ export class ObjectStore {
     if (this.owners.get(id) !== source) return
     this.owners.delete(id)
     this.bySource.get(source)?.delete(id)
-    if (this.objects.get(kind)?.delete(key)) this.changed()
+    if (this.objects.get(kind)?.delete(key)) this.changedObject(kind, key, id)
   }
 
   /** Replaces everything one source contributed with a new set, atomically for the compiler. */
@@ -107,6 +133,35 @@ export class ObjectStore {
     return () => this.listeners.delete(fn)
   }
 
+  /**
+   * Like onChange, but only for objects of `kinds`, and on a microtask instead of setImmediate: for
+   * changes that must reach the data plane at once (an EndpointSlice that makes a held request's pod
+   * ready). Events of one synchronous run (a batch, one informer chunk) still arrive together.
+   */
+  onChangeSoon(kinds: readonly Kind[], fn: Listener): () => void {
+    const l: SoonListener = { kinds: new Set(kinds), fn, pending: new Map(), scheduled: false }
+    this.soonListeners.add(l)
+    return () => this.soonListeners.delete(l)
+  }
+
+  private changedObject(kind: Kind, key: string, id: string): void {
+    const c: ChangedObject = { kind, key }
+    this.pending.set(id, c)
+    for (const l of this.soonListeners) {
+      if (!l.kinds.has(kind)) continue
+      l.pending.set(id, c)
+      if (l.scheduled) continue
+      l.scheduled = true
+      queueMicrotask(() => {
+        l.scheduled = false
+        const objects = l.pending
+        l.pending = new Map()
+        if (this.soonListeners.has(l)) l.fn({ objects, problems: false })
+      })
+    }
+    this.changed()
+  }
+
   private changed(): void {
     this.version++
     this.dirty = true
@@ -120,7 +175,10 @@ export class ObjectStore {
     setImmediate(() => {
       this.notifyScheduled = false
       this.dirty = false
-      for (const fn of this.listeners) fn()
+      const changes: StoreChanges = { objects: this.pending, problems: this.pendingProblems }
+      this.pending = new Map()
+      this.pendingProblems = false
+      for (const fn of this.listeners) fn(changes)
     })
   }
 }

@@ -83,7 +83,7 @@ export const silentLog = pino({ level: process.env.EDGE_TEST_LOG ?? 'silent' })
 
 export async function startTestGateway(dir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, start: Partial<StartOptions> = {}): Promise<Gateway> {
   const config: GatewayConfig = parseConfig(
-    ['--manifests', dir, '--http-port', '0', '--local-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1', ...args],
+    ['--manifests', dir, '--http-port', '0', '--local-port', '0', '--https-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1', ...args],
     env,
   )
   return startGateway(config, { log: silentLog, defaultMetrics: false, ...start })

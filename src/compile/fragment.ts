@@ -1,0 +1,221 @@
+// One ingress candidate (a KIngress, or a Route/DomainMapping translated to one) compiled on its
+// own: its identity and age, its host claims in rule order, and its paths as templates whose
+// backends are filled in later. Nothing here depends on other ingresses, so a fragment is built
+// once per object version and reused until that object (or a Service it names) changes.
+import type { DomainMapping, HTTPIngressPath, IngressBackendSplit, IngressSpec, IngressTLS, KIngress, Route, Visibility } from '../model/k8s.ts'
+import { keyOf } from '../model/k8s.ts'
+import type { ConfigProblem } from '../model/problems.ts'
+import { ConfigError } from '../model/problems.ts'
+import type { BackendSpec, HeaderSet, HostEntry, IngressRef, IngressSummary, PathEntry, SplitEntry, TLSCertificate } from '../model/snapshot.ts'
+import { backendTarget } from './backends.ts'
+import type { BackendIndex, BackendTarget } from './backends.ts'
+import { computeSpecHash, setIngressDefaults } from './hash.ts'
+
+export type Origin = IngressRef['origin']
+
+const NO_HEADERS: readonly HeaderSet[] = Object.freeze([])
+const NO_MATCHES: ReadonlyArray<readonly [string, string]> = Object.freeze([])
+/** The common single split at 100%: one shared array instead of one per path. */
+const CUMULATIVE_100: readonly number[] = Object.freeze([100])
+
+export interface SplitTemplate {
+  /** The (defaulted) split as written: a Service change re-derives its target from it. */
+  readonly input: IngressBackendSplit
+  readonly percent: number
+  readonly setHeaders: readonly HeaderSet[]
+  target: BackendTarget
+}
+
+/** A PathEntry without its backends. */
+export interface PathTemplate {
+  readonly prefix: string
+  readonly headerMatches: ReadonlyArray<readonly [string, string]>
+  readonly rewriteHost: string | undefined
+  readonly setHeaders: readonly HeaderSet[]
+  readonly splits: readonly SplitTemplate[]
+  readonly cumulative: readonly number[]
+  readonly totalPercent: number
+}
+
+/** A host as a rule names it, in rule order (duplicates kept: conflicts are reported per mention). */
+export interface HostClaim {
+  readonly host: string
+  readonly visibility: Visibility
+  readonly rule: number
+}
+
+export class Fragment {
+  /** `origin:namespace/name`: unique among candidates. */
+  readonly id: string
+  readonly origin: Origin
+  readonly ingress: KIngress
+  /** creationTimestamp, then `ns/name/origin`: the age order that decides host conflicts. */
+  readonly ts: string
+  readonly tie: string
+  readonly ref: IngressRef
+  /** `Kind ns/name`, as conflicts and problems name it. */
+  readonly label: string
+  /** Per rule (up to a compile error), its paths. */
+  readonly rules: PathTemplate[][] = []
+  readonly claims: HostClaim[] = []
+  /** Distinct hosts of `claims`. */
+  readonly hostSet = new Set<string>()
+  /** Every split's target, in order (also those before a compile error: they are live backends). */
+  readonly splits: SplitTemplate[] = []
+  readonly error: ConfigProblem[] = []
+  readonly tls: readonly IngressTLS[]
+
+  // ---- state the compiler keeps for this fragment ----
+  /** Per rule, its paths with the current backends; hosts of one rule share the array. */
+  paths: PathEntry[][] = []
+  accepted = false
+  /** Hosts this fragment serves (holds) in the current tables. */
+  held: readonly string[] = []
+  entries = new Map<string, HostEntry>()
+  certs: ReadonlyMap<string, TLSCertificate> = new Map()
+  summary: IngressSummary | undefined
+  inQueue = false
+  removed = false
+
+  constructor(id: string, origin: Origin, ingress: KIngress, hash: string, spec: IngressSpec) {
+    this.id = id
+    this.origin = origin
+    this.ingress = ingress
+    const m = ingress.metadata
+    this.ts = m.creationTimestamp ?? ''
+    this.tie = `${m.namespace}/${m.name}/${origin}`
+    const ns = m.namespace ?? 'default'
+    this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '' }
+    this.label = `${origin} ${ns}/${m.name}`
+    this.tls = spec.tls ?? []
+  }
+
+  /** Compiles rules into templates and host claims; a bad rule stops it, as a whole-ingress error. */
+  compile(spec: IngressSpec, index: BackendIndex): void {
+    try {
+      const rules = spec.rules ?? []
+      rules.forEach((rule, ri) => {
+        const paths = (rule.http?.paths ?? []).map((p, pi) => this.compilePath(p, `spec.rules[${ri}].http.paths[${pi}]`, index))
+        this.rules.push(paths)
+        const ruleHosts = rule.hosts && rule.hosts.length > 0 ? rule.hosts : ['*']
+        for (const raw of ruleHosts) {
+          const host = normaliseHost(raw)
+          this.claims.push({ host, visibility: rule.visibility ?? 'ExternalIP', rule: ri })
+          this.hostSet.add(host)
+        }
+      })
+    } catch (err) {
+      this.error.push(...problemFrom(err, this.label, 'EDGE_ERR_COMPILE'))
+    }
+  }
+
+  private compilePath(p: HTTPIngressPath, field: string, index: BackendIndex): PathTemplate {
+    const splits: SplitTemplate[] = []
+    const cumulative: number[] = []
+    let total = 0
+    for (const s of p.splits ?? []) {
+      const target = backendTarget(s, index)
+      const percent = typeof s.percent === 'number' && s.percent > 0 ? s.percent : 0
+      total += percent
+      const t: SplitTemplate = { input: s, percent, setHeaders: headerSets(s.appendHeaders), target }
+      splits.push(t)
+      this.splits.push(t)
+      cumulative.push(total)
+    }
+    if (splits.length === 0) {
+      throw new ConfigError([{ source: 'kubernetes', field: `${field}.splits`, reason: 'a path needs at least one split', code: 'EDGE_ERR_INVALID_FIELD' }])
+    }
+    const headerKeys = Object.keys(p.headers ?? {})
+    return {
+      prefix: p.path ?? '',
+      headerMatches: headerKeys.length === 0 ? NO_MATCHES : headerKeys.map((k) => [k.toLowerCase(), String(p.headers![k]!.exact ?? '')] as const),
+      rewriteHost: p.rewriteHost ? normaliseHost(p.rewriteHost) : undefined,
+      setHeaders: headerSets(p.appendHeaders),
+      splits,
+      cumulative: cumulative.length === 1 && cumulative[0] === 100 ? CUMULATIVE_100 : cumulative,
+      totalPercent: total,
+    }
+  }
+
+  /** Fills the templates with the current backends. */
+  buildPaths(backend: (key: string) => BackendSpec): void {
+    this.paths = this.rules.map((rule) =>
+      rule.map((t): PathEntry => ({
+        prefix: t.prefix,
+        headerMatches: t.headerMatches,
+        rewriteHost: t.rewriteHost,
+        setHeaders: t.setHeaders,
+        splits: t.splits.map((s): SplitEntry => ({ percent: s.percent, backend: backend(s.target.key), setHeaders: s.setHeaders })),
+        cumulative: t.cumulative,
+        totalPercent: t.totalPercent,
+      })),
+    )
+    this.entries = new Map()
+  }
+
+  /** The host entry for a held host; one object per host, built once per paths version. */
+  entry(claim: HostClaim): HostEntry {
+    let e = this.entries.get(claim.host)
+    if (!e) {
+      e = { host: claim.host, visibility: claim.visibility, ingress: this.ref, paths: this.paths[claim.rule]! }
+      this.entries.set(claim.host, e)
+    }
+    return e
+  }
+}
+
+/** Older object first (Kubernetes creation order), then by namespace/name, so conflicts are stable. */
+export function byAge(a: Fragment, b: Fragment): number {
+  if (a.ts !== b.ts) return a.ts < b.ts ? -1 : 1
+  return a.tie < b.tie ? -1 : a.tie > b.tie ? 1 : 0
+}
+
+export function problemFrom(err: unknown, object: string, code: string): ConfigProblem[] {
+  if (err instanceof ConfigError) return err.problems.map((p) => ({ ...p, source: p.source || 'kubernetes' }))
+  return [{ source: 'kubernetes', object, field: '', reason: err instanceof Error ? err.message : String(err), code }]
+}
+
+function headerSets(h: Record<string, string> | undefined): readonly HeaderSet[] {
+  if (!h) return NO_HEADERS
+  const names = Object.keys(h)
+  if (names.length === 0) return NO_HEADERS
+  return names.sort().map((name) => ({ name, lower: name.toLowerCase(), value: String(h[name]) }))
+}
+
+export function normaliseHost(h: string): string {
+  let host = h.trim().toLowerCase()
+  if (host.endsWith('.')) host = host.slice(0, -1)
+  return host
+}
+
+// ---- per-object memos: the store replaces an object when it changes, so identity is a version ----
+
+const translated = new WeakMap<object, { ingress?: KIngress; problems: ConfigProblem[] }>()
+const hashes = new WeakMap<KIngress, string>()
+
+export function translateOnce<T extends Route | DomainMapping>(obj: T, fn: (o: T) => KIngress): { ingress?: KIngress; problems: ConfigProblem[] } {
+  let r = translated.get(obj)
+  if (!r) {
+    try {
+      r = { ingress: fn(obj), problems: [] }
+    } catch (err) {
+      r = { problems: problemFrom(err, `${obj.kind} ${keyOf(obj.metadata)}`, 'EDGE_ERR_TRANSLATE') }
+    }
+    translated.set(obj, r)
+  }
+  return r
+}
+
+/**
+ * The defaulted spec (what rules compile from, as Serving defaults before hashing) and its hash.
+ * The defaulted copy is not kept: the fragment keeps only what it compiled from it.
+ */
+export function defaultedSpec(ing: KIngress): { spec: IngressSpec; hash: string } {
+  const spec = setIngressDefaults(ing.spec ?? {})
+  let hash = hashes.get(ing)
+  if (hash === undefined) {
+    hash = computeSpecHash(ing.metadata.namespace ?? 'default', ing.metadata.name, spec)
+    hashes.set(ing, hash)
+  }
+  return { spec, hash }
+}

@@ -1,0 +1,116 @@
+// HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port. Node's HTTP/2 server refuses
+// HTTP/1.1 even with allowHTTP1 (that option is for TLS only), so a plain TCP server reads the first
+// bytes of each connection: the HTTP/2 connection preface goes to the HTTP/2 server, anything else to
+// the HTTP/1.1 server. Only the first bytes of a connection are inspected; keep-alive requests that
+// follow cost nothing.
+import net from 'node:net'
+import { Duplex } from 'node:stream'
+import type http from 'node:http'
+import type http2 from 'node:http2'
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+
+export interface SniffOptions {
+  /** A connection that sends nothing for this long is closed (the HTTP servers' own limits apply after). */
+  firstByteTimeoutMs: number
+}
+
+export function createSniffingServer(h1: http.Server, h2: http2.Http2Server, opts: SniffOptions): net.Server {
+  return net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => sniff(socket, h1, h2, opts))
+}
+
+function sniff(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, opts: SniffOptions): void {
+  let seen: Buffer | undefined
+  const timer = setTimeout(() => socket.destroy(), opts.firstByteTimeoutMs)
+  timer.unref()
+  const handOver = (server: http.Server | http2.Http2Server): void => {
+    clearTimeout(timer)
+    socket.off('data', onData)
+    socket.off('error', onError)
+    socket.pause()
+    if (server === h1) {
+      // node:http reads buffered JS data before it consumes the socket itself: unshift is enough.
+      if (seen) socket.unshift(seen)
+      server.emit('connection', socket)
+      socket.resume()
+      return
+    }
+    // node:http2 reads the native handle directly and would never see bytes we already took off
+    // it, so it gets a stream that replays them first.
+    server.emit('connection', new ReplayingSocket(socket, seen))
+  }
+  const onData = (chunk: Buffer): void => {
+    seen = seen ? Buffer.concat([seen, chunk]) : chunk
+    const n = Math.min(seen.length, PREFACE.length)
+    if (seen.compare(PREFACE, 0, n, 0, n) !== 0) return handOver(h1)
+    if (seen.length >= PREFACE.length) return handOver(h2)
+    // A partial preface: wait for the rest.
+  }
+  const onError = (): void => {
+    clearTimeout(timer)
+    socket.destroy()
+  }
+  socket.on('data', onData)
+  socket.on('error', onError)
+  socket.resume()
+}
+
+/** A Duplex over a socket that first yields bytes already read from it. */
+class ReplayingSocket extends Duplex {
+  private readonly socket: net.Socket
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  readonly remoteFamily: string | undefined
+  readonly localAddress: string | undefined
+  readonly localPort: number | undefined
+
+  constructor(socket: net.Socket, replay: Buffer | undefined) {
+    super({ allowHalfOpen: false })
+    this.socket = socket
+    this.remoteAddress = socket.remoteAddress
+    this.remotePort = socket.remotePort
+    this.remoteFamily = socket.remoteFamily
+    this.localAddress = socket.localAddress
+    this.localPort = socket.localPort
+    if (replay) this.push(replay)
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause()
+    })
+    socket.on('end', () => this.push(null))
+    socket.on('error', (err) => this.destroy(err))
+    socket.on('close', () => this.destroy())
+    socket.resume()
+  }
+
+  override _read(): void {
+    this.socket.resume()
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.socket.write(chunk, cb)
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.socket.end(cb)
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.socket.destroy()
+    cb(err)
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.socket.setNoDelay(noDelay)
+    return this
+  }
+
+  setKeepAlive(enable?: boolean, delay?: number): this {
+    this.socket.setKeepAlive(enable, delay)
+    return this
+  }
+
+  setTimeout(ms: number, cb?: () => void): this {
+    this.socket.setTimeout(ms, cb)
+    return this
+  }
+}
