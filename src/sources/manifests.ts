@@ -26,7 +26,7 @@ export function parseManifestText(text: string, source: string): ParsedFile {
     try {
       docs = [JSON.parse(text)]
     } catch (err) {
-      out.problems.push({ source, document: 0, field: '', reason: `not valid JSON: ${(err as Error).message}`, code: 'EDGE_ERR_PARSE' })
+      out.problems.push({ source, document: 0, field: '', reason: `not valid JSON${jsonErrorWhere(text, err as Error)}: check quotes, commas and brackets`, code: 'EDGE_ERR_PARSE' })
       return out
     }
   } else {
@@ -62,4 +62,18 @@ function isList(doc: unknown): boolean {
   if (typeof doc !== 'object' || doc === null) return false
   const d = doc as { kind?: unknown; items?: unknown }
   return typeof d.kind === 'string' && d.kind.endsWith('List') && Array.isArray(d.items)
+}
+
+/**
+ * Where a JSON parse failed, without V8's message: that quotes a slice of the file, which may be a
+ * Secret's value, and problems end up in logs and /debug/routes.
+ */
+function jsonErrorWhere(text: string, err: Error): string {
+  const lc = /line (\d+) column (\d+)/.exec(err.message)
+  if (lc) return ` at line ${lc[1]}, column ${lc[2]}`
+  const pos = /position (\d+)/.exec(err.message)
+  if (!pos) return ''
+  const upTo = text.slice(0, Number(pos[1]))
+  const line = upTo.split('\n').length
+  return ` at line ${line}, column ${Number(pos[1]) - upTo.lastIndexOf('\n')}`
 }
