@@ -13,6 +13,12 @@ import { DataPlane } from './dataplane/data-plane.ts'
 import { startListener, startTlsListener } from './dataplane/listeners.ts'
 import { clientLimits } from './dataplane/guard.ts'
 import { CertificateStore } from './dataplane/tls.ts'
+import type { RemoteSlots } from './cluster/remote-throttler.ts'
+import { brokered } from './cluster/slot-broker.ts'
+import type { StatSink } from './autoscaler/reporter.ts'
+import type { RevisionRef } from './model/snapshot.ts'
+import { gatewayReplicas } from './status/replicas.ts'
+import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import type { Listener } from './dataplane/listeners.ts'
 import { startAdmin } from './admin/server.ts'
 import type { AdminServer } from './admin/server.ts'
@@ -22,8 +28,10 @@ import { KnativeStatSink } from './autoscaler/knative-sink.ts'
 import { LocalRunner } from './autoscaler/local-runner.ts'
 import { formatProblem } from './model/problems.ts'
 import type { KubeConfig } from '@kubernetes/client-node'
-import { KubernetesSource, loadKubeConfig } from './sources/kubernetes.ts'
-import { KIngressStatusWriter } from './status/status-writer.ts' // KIngress status writer
+// The Kubernetes client takes about a second to load: cluster-mode modules are imported only in
+// cluster mode (workers and the files source start without them).
+import type { KubernetesSource } from './sources/kubernetes.ts'
+import type { KIngressStatusWriter } from './status/status-writer.ts' // KIngress status writer
 import type { StatusWriterOptions } from './status/status-writer.ts'
 import type { KubernetesSourceTuning } from './sources/kubernetes.ts'
 
@@ -39,9 +47,14 @@ export interface Gateway {
   readonly kube: { readonly config: KubeConfig; readonly source: KubernetesSource } | undefined
   /** Compiles the store now (tests use it to avoid waiting for the coalesced recompile). */
   recompile(): Snapshot
-  /** Stop taking new work: /readyz fails from now on. */
+  /** Stop taking new work: /readyz fails from now on, and HTTP/1.1 responses say Connection: close. */
   startDraining(): void
-  close(): Promise<void>
+  /**
+   * Stops accepting, closes idle connections (HTTP/2 gets GOAWAY), answers requests still held for a
+   * pod with 503 `draining`, lets in-flight requests finish for up to `finishMs` (default 1 s), then
+   * ends what is left.
+   */
+  close(finishMs?: number): Promise<void>
 }
 
 export interface StartOptions {
@@ -52,10 +65,34 @@ export interface StartOptions {
   kubernetes?: KubernetesSourceTuning
   /** KIngress status writer (cluster mode): `false` turns it off; an object tunes it (tests shorten its timings). */
   statusWriter?: false | StatusWriterOptions
+  /**
+   * With --workers: the `primary` owns the sources, the status writer, the local runner, the autoscaler
+   * link and the admin port, and serves no traffic; each `worker` serves traffic from a replica of the
+   * primary's store. `single` (the default) does everything in one process.
+   */
+  role?: 'single' | 'primary' | 'worker'
+  /** Worker: the way to the primary. */
+  worker?: WorkerLink
+  /** Primary: /metrics adds the workers' metrics (requests are counted where they are served). */
+  metricsFrom?: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>
+  /** Primary: another reason not to be ready (workers still starting). */
+  notReady?: () => string | undefined
+  /** Where this replica's share of pod capacity goes (default: the data plane; the primary: its broker). */
+  onReplicaShare?: (index: number, count: number) => void
+}
+
+/** What a worker process needs from its primary. */
+export interface WorkerLink {
+  slots: RemoteSlots
+  /** Receives this worker's demand reports and pokes. */
+  stats: StatSink
+  coldStart(rev: RevisionRef): void
 }
 
 export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions): Promise<Gateway> {
   const log = opts.log
+  const role = opts.role ?? 'single'
+  const link = opts.worker
   // Defaults that depend on the mode: in a cluster the Knative autoscaler is at its well-known address.
   const config: GatewayConfig = {
     ...rawConfig,
@@ -81,6 +118,8 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     {
       inFlight: () => plane?.active ?? 0,
       configProblems: () => plane?.snapshot.problems.length ?? 0,
+      // Issue 7: the autoscaler link's health on /metrics (the sink is created below).
+      autoscaler: () => (sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: sink.connected } : undefined),
       revisions: () =>
         (plane?.backendState() ?? []).map(({ backend, throttler }) => {
           const slash = backend.indexOf('/')
@@ -105,7 +144,9 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       requestIn: (rev) => demand.requestIn(rev, now()),
       requestOut: (rev) => demand.requestOut(rev, now()),
     },
-    onColdStart: (rev) => runner?.coldStart(rev.namespace, rev.name),
+    onColdStart: (rev) => (link ? link.coldStart(rev) : runner?.coldStart(rev.namespace, rev.name)),
+    // Workers share per-pod limits through the primary's broker (see src/cluster/slot-broker.ts).
+    remoteThrottler: link ? (b) => (brokered(b) ? link.slots.throttler(b.key, b.revision!.containerConcurrency, b.endpoints) : undefined) : undefined,
   })
   const dataPlane = plane
 
@@ -128,7 +169,11 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   store.onChangeSoon(['EndpointSlice'], apply)
 
   let files: FilesSource | undefined
-  if (!config.kubernetes) {
+  if (role === 'worker') {
+    // The store is a replica of the primary's (src/cluster/replication.ts): no sources here.
+    configLoaded = true
+    reporter.addSink(link!.stats)
+  } else if (!config.kubernetes) {
     files = new FilesSource({ dir: config.manifests, store, log })
     await files.start()
     runner = new LocalRunner({
@@ -150,7 +195,8 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   // Informers fill the store; listeners start at once and /readyz fails until every informer has
   // listed. Nothing is removed while the API server is unreachable: the last snapshot keeps serving.
   let kube: { config: KubeConfig; source: KubernetesSource } | undefined
-  if (config.kubernetes) {
+  if (config.kubernetes && role !== 'worker') {
+    const { KubernetesSource, loadKubeConfig } = await import('./sources/kubernetes.ts')
     const kubeConfig = loadKubeConfig(config.kubeconfig)
     const source = new KubernetesSource({
       kubeConfig,
@@ -177,6 +223,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   // It starts after the first full list, so a half-filled store never turns into status writes.
   let statusWriter: KIngressStatusWriter | undefined
   if (kube && opts.statusWriter !== false) {
+    const { KIngressStatusWriter } = await import('./status/status-writer.ts')
     const writer = new KIngressStatusWriter({
       kubeConfig: kube.config,
       store,
@@ -200,7 +247,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   // ---- end KIngress status writer -------------------------------------------------------------
 
   let sink: KnativeStatSink | undefined
-  if (config.autoscalerUrl) {
+  if (config.autoscalerUrl && role !== 'worker') {
     sink = new KnativeStatSink({ url: config.autoscalerUrl, log: log.child({ component: 'autoscaler-sink' }) })
     sink.start()
     reporter.addSink(sink)
@@ -212,6 +259,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   const listeners: Listener[] = []
   let admin: AdminServer | undefined
   try {
+    if (role !== 'primary') {
     listeners.push(await startListener(dataPlane, 'public', { ...listenerOpts, port: config.httpPort }))
     listeners.push(await startListener(dataPlane, 'local', { ...listenerOpts, port: config.localPort }))
     // TLS: certificates follow the snapshot (KIngress tls) and, in the files source, every TLS Secret.
@@ -220,11 +268,12 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     certs.update(dataPlane.snapshot, tlsSecrets())
     store.onChange(() => certs.update(dataPlane.snapshot, tlsSecrets()))
     listeners.push(await startTlsListener(dataPlane, certs, { ...listenerOpts, port: config.httpsPort, ciphers: config.tlsCiphers }))
-    admin = await startAdmin(
+    }
+    if (role !== 'worker') admin = await startAdmin(
       {
         metrics,
         plane: dataPlane,
-        notReadyReason: () => (draining ? 'draining (shutting down)' : loadingReason()),
+        notReadyReason: () => (draining ? 'draining (shutting down)' : (loadingReason() ?? opts.notReady?.())),
         sources: () => ({
           files: files ? { dir: config.manifests, scans: files.scans } : undefined,
           kubernetes: kube?.source.describe(),
@@ -235,6 +284,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       },
       config.listenAddress,
       config.adminPort,
+      opts.metricsFrom,
     )
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
@@ -247,7 +297,26 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     throw err
   }
 
-  log.info({ http: listeners[0]!.port, local: listeners[1]!.port, https: listeners[2]!.port, admin: admin.port, manifests: files ? config.manifests : undefined }, 'edge-gateway listening')
+  const ports = {
+    http: listeners[0]?.port ?? config.httpPort,
+    local: listeners[1]?.port ?? config.localPort,
+    https: listeners[2]?.port ?? config.httpsPort,
+    admin: admin?.port ?? config.adminPort,
+  }
+  if (role !== 'worker') log.info({ ...ports, role, manifests: files ? config.manifests : undefined }, 'edge-gateway listening')
+
+  // Capacity sharing between gateway replicas (cluster mode): this replica's index among the ready
+  // endpoints of the gateway's own cluster-local Service, so containerConcurrency holds cluster-wide.
+  if (kube && config.podIp) {
+    const share = (): void => {
+      const replicas = gatewayReplicas(store.list('EndpointSlice'), config.podNamespace, config.localService, config.localPort)
+      const ips = [...new Set(replicas.map((r) => r.ip))].sort()
+      const index = ips.indexOf(config.podIp!)
+      ;(opts.onReplicaShare ?? ((i, n) => dataPlane.setReplicaShare(i, n)))(index, Math.max(1, ips.length))
+    }
+    store.onChangeSoon(['EndpointSlice'], share)
+    share()
+  }
 
   return {
     config,
@@ -257,7 +326,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     files,
     runner,
     kube,
-    ports: { http: listeners[0]!.port, local: listeners[1]!.port, https: listeners[2]!.port, admin: admin.port },
+    ports,
     recompile: () => {
       const snap = compile()
       dataPlane.setSnapshot(snap)
@@ -265,19 +334,22 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     },
     startDraining: () => {
       draining = true
+      dataPlane.draining = true
     },
-    close: async () => {
+    close: async (finishMs = 1000) => {
       draining = true
+      dataPlane.draining = true
       files?.stop()
       await stopStatusWriter() // KIngress status writer: step down and release the Lease first
       kube?.source.stop()
       reporter.stop()
       // Stop accepting, let in-flight requests finish for a moment, then end what is left.
       const closed = Promise.all(listeners.map((l) => l.close()))
-      await Promise.race([dataPlane.whenIdle(), new Promise((r) => setTimeout(r, 1000).unref())])
+      dataPlane.rejectHeld()
+      await Promise.race([dataPlane.whenIdle(), new Promise((r) => setTimeout(r, finishMs).unref())])
       for (const l of listeners) l.closeAll()
       await closed
-      await admin!.close()
+      await admin?.close()
       await runner?.close()
       await sink?.close()
       await dataPlane.close()

@@ -2,7 +2,13 @@
 // edge-gateway command line: options → config → gateway, and the shutdown sequence on signals.
 import { pino } from 'pino'
 import { parseConfig, usage, UsageError, wantsHelp } from './config.ts'
+import cluster from 'node:cluster'
 import { startGateway } from './gateway.ts'
+import { runPrimary } from './cluster/primary.ts'
+import { runWorker } from './cluster/worker.ts'
+
+/** Knative's max-revision-timeout-seconds: no request can legitimately outlive this after the drain. */
+const MAX_REVISION_TIMEOUT_MS = 600_000
 
 const MIN_NODE_MAJOR = 22
 
@@ -58,7 +64,14 @@ async function main(): Promise<void> {
     throw err
   }
   const log = pino({ level: config.logLevel, base: { pod: config.podName }, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, hooks: { logMethod: scrubPem } })
-  const gw = await startGateway(config, { log })
+  // --workers N (N > 1): this process becomes the primary and forks the workers; a worker is this same
+  // program started by node:cluster (see src/cluster/).
+  if (cluster.isWorker) {
+    await runWorker(config, log)
+    return
+  }
+  const target = config.workers > 1 ? await runPrimary(config, log) : await startGateway(config, { log })
+  const startDraining = (): void => target.startDraining()
 
   let stopping = false
   const shutdown = async (signal: string): Promise<void> => {
@@ -67,13 +80,17 @@ async function main(): Promise<void> {
       process.exit(1)
     }
     stopping = true
-    // SIGTERM is Kubernetes asking politely: fail readiness, keep serving while the load balancer
-    // deregisters us, then let in-flight work finish. SIGINT is a person at a terminal: no drain wait.
-    gw.startDraining()
+    // SIGTERM is Kubernetes asking politely: /readyz fails at once and HTTP/1.1 responses close their
+    // connections, but serving goes on for --drain-seconds while load balancers deregister us. Then
+    // the listeners stop accepting, requests still held for a pod get a 503, and in-flight requests
+    // may finish (up to the longest revision timeout Knative allows). SIGINT is a person at a
+    // terminal: no drain wait, and a short finish.
+    startDraining()
     const drainMs = signal === 'SIGTERM' ? config.drainSeconds * 1000 : 0
+    const finishMs = signal === 'SIGTERM' ? MAX_REVISION_TIMEOUT_MS : 2000
     log.info({ signal, drainSeconds: drainMs / 1000 }, 'shutting down')
     if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs))
-    await gw.close()
+    await target.close(finishMs)
     log.info('stopped')
     process.exit(0)
   }

@@ -8,6 +8,8 @@ export interface LiveState {
   inFlight(): number
   revisions(): Array<{ namespace: string; revision: string; inFlight: number; queued: number; pods: number }>
   configProblems(): number
+  /** The Knative autoscaler's stat websocket, when one is configured (issue 7: its outage is visible). */
+  autoscaler?(): { url: string; connected: boolean } | undefined
 }
 
 export class GatewayMetrics {
@@ -41,6 +43,17 @@ export class GatewayMetrics {
     this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers })
     this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers })
     new Gauge({ name: 'edge_requests_in_flight', help: 'Requests being proxied or held right now', registers, collect() { this.set(live.inFlight()) } })
+    new Gauge({
+      name: 'edge_autoscaler_connected',
+      help: '1 while the stat websocket to the Knative autoscaler is open, 0 while it is down (absent when none is configured)',
+      labelNames: ['url'],
+      registers,
+      collect() {
+        this.reset()
+        const a = live.autoscaler?.()
+        if (a) this.set({ url: a.url }, a.connected ? 1 : 0)
+      },
+    })
     new Gauge({ name: 'edge_config_problems', help: 'Configuration problems in the current snapshot (see /debug/routes)', registers, collect() { this.set(live.configProblems()) } })
     const perRevision = (name: string, help: string, pick: (r: ReturnType<LiveState['revisions']>[number]) => number) =>
       new Gauge({

@@ -23,6 +23,30 @@ export interface Waiter {
   cancelled: boolean
   /** When the waiter was queued (ms), for the cold-start histogram. */
   readonly queuedAt: number
+  /** A throttler that decides asynchronously (the workers' broker) refuses here instead of from enqueue(). */
+  refuse?(reason: Exclude<EnqueueResult, 'queued'>): void
+}
+
+/**
+ * What the data plane needs from a throttler. RevisionThrottler is the one implementation in a single
+ * process; with --workers, RemoteThrottler forwards to the primary's broker so that containerConcurrency
+ * and FIFO order hold across worker processes.
+ */
+export interface Throttler {
+  readonly inFlight: number
+  readonly queued: number
+  readonly podCount: number
+  readonly containerConcurrency: number
+  pods(): readonly PodSlot[]
+  tryAcquire(): PodSlot | undefined
+  enqueue(w: Waiter): EnqueueResult
+  cancel(w: Waiter): void
+  release(pod: PodSlot): void
+  markFailed(pod: PodSlot, backoffMs: number): void
+  setContainerConcurrency(cc: number): void
+  updateEndpoints(endpoints: readonly Endpoint[]): void
+  setReplicaShare(index: number, count: number): void
+  rejectAll(fail: (w: Waiter) => void): void
 }
 
 export interface Clock {
@@ -57,7 +81,7 @@ export interface ThrottlerOptions {
 
 export type EnqueueResult = 'queued' | 'revision-queue-full' | 'global-queue-full'
 
-export class RevisionThrottler {
+export class RevisionThrottler implements Throttler {
   private cc: number
   private readonly maxQueued: number
   private readonly budget: QueueBudget

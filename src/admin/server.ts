@@ -1,6 +1,8 @@
 // The admin listener: health, readiness, Prometheus metrics and the routing table. It lives on its
 // own port so none of it is reachable through the public or cluster-local listeners.
 import Fastify from 'fastify'
+import { AggregatorRegistry } from 'prom-client'
+import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { GatewayMetrics } from '../metrics.ts'
@@ -22,7 +24,13 @@ export interface AdminServer {
   close(): Promise<void>
 }
 
-export async function startAdmin(deps: AdminDeps, host: string, port: number): Promise<AdminServer> {
+export async function startAdmin(
+  deps: AdminDeps,
+  host: string,
+  port: number,
+  /** With --workers: the workers' metrics, merged with this process's (counters summed). */
+  metricsFrom?: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>,
+): Promise<AdminServer> {
   const app = Fastify({ logger: false })
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'))
   app.get('/readyz', async (_req, reply) => {
@@ -31,8 +39,10 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
     return reply.type('text/plain').send('ready\n')
   })
   app.get('/metrics', async (_req, reply) => {
-    const body = await deps.metrics.registry.metrics()
-    return reply.type(deps.metrics.registry.contentType).send(body)
+    const own = deps.metrics.registry
+    if (!metricsFrom) return reply.type(own.contentType).send(await own.metrics())
+    const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...(await metricsFrom())])
+    return reply.type(own.contentType).send(await merged.metrics())
   })
   app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.plane.snapshot, deps.plane, deps.sources())))
   await app.listen({ host, port })

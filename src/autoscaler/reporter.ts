@@ -6,7 +6,7 @@ import type { StatEntry } from './stat-encoding.ts'
 
 export interface StatSink {
   /** Returns false when the batch was dropped (e.g. not connected). Must not throw, but may. */
-  send(entries: StatEntry[]): boolean
+  send(entries: StatEntry[], poke?: boolean): boolean
 }
 
 export interface StatReporterOptions {
@@ -37,7 +37,7 @@ export class StatReporter {
     this.log = opts.log
     this.demand = new DemandTracker({
       podName: opts.podName,
-      onPoke: (entry) => this.sendToAll([entry]),
+      onPoke: (entry) => this.sendToAll([entry], true),
     })
   }
 
@@ -63,11 +63,16 @@ export class StatReporter {
     return entries
   }
 
-  private sendToAll(entries: StatEntry[]): void {
+  /** Sends entries measured elsewhere (a worker's, summed by the primary) to every sink. */
+  forward(entries: StatEntry[]): void {
+    if (entries.length > 0) this.sendToAll(entries)
+  }
+
+  private sendToAll(entries: StatEntry[], poke = false): void {
     for (const sink of this.sinks) {
       // A failing sink must not break the request path (pokes) or the other sinks.
       try {
-        sink.send(entries)
+        sink.send(entries, poke)
       } catch (err) {
         this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'stat sink threw; batch dropped')
       }

@@ -17,6 +17,8 @@ const NO_HEADERS: readonly HeaderSet[] = Object.freeze([])
 const NO_MATCHES: ReadonlyArray<readonly [string, string]> = Object.freeze([])
 /** The common single split at 100%: one shared array instead of one per path. */
 const CUMULATIVE_100: readonly number[] = Object.freeze([100])
+const NO_ENTRIES: readonly HostEntry[] = Object.freeze([])
+const NO_PROBLEMS: ConfigProblem[] = Object.freeze([]) as unknown as ConfigProblem[]
 
 export interface SplitTemplate {
   /** The (defaulted) split as written: a Service change re-derives its target from it. */
@@ -53,17 +55,17 @@ export class Fragment {
   readonly ts: string
   readonly tie: string
   readonly ref: IngressRef
-  /** `Kind ns/name`, as conflicts and problems name it. */
-  readonly label: string
   /** Per rule (up to a compile error), its paths. */
   readonly rules: PathTemplate[][] = []
   readonly claims: HostClaim[] = []
-  /** Distinct hosts of `claims`. */
-  readonly hostSet = new Set<string>()
+  /** Distinct hosts of `claims` (a handful: an array is smaller than a Set). */
+  readonly hosts: string[] = []
   /** Every split's target, in order (also those before a compile error: they are live backends). */
   readonly splits: SplitTemplate[] = []
-  readonly error: ConfigProblem[] = []
+  error: ConfigProblem[] = []
+  /** `spec.tls` as written (checked when used: a malformed one is this ingress's problem, not a crash). */
   readonly tls: readonly IngressTLS[]
+  readonly tlsMalformed: boolean
 
   // ---- state the compiler keeps for this fragment ----
   /** Per rule, its paths with the current backends; hosts of one rule share the array. */
@@ -71,11 +73,13 @@ export class Fragment {
   accepted = false
   /** Hosts this fragment serves (holds) in the current tables. */
   held: readonly string[] = []
-  entries = new Map<string, HostEntry>()
+  /** Host entries of the held hosts, built once per paths version (parallel to nothing: looked up by host). */
+  entries: HostEntry[] = NO_ENTRIES as HostEntry[]
   certs: ReadonlyMap<string, TLSCertificate> = new Map()
   summary: IngressSummary | undefined
   inQueue = false
   removed = false
+  private intern: (t: BackendTarget) => BackendTarget = (t) => t
 
   constructor(id: string, origin: Origin, ingress: KIngress, hash: string, spec: IngressSpec) {
     this.id = id
@@ -86,12 +90,13 @@ export class Fragment {
     this.tie = `${m.namespace}/${m.name}/${origin}`
     const ns = m.namespace ?? 'default'
     this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '' }
-    this.label = `${origin} ${ns}/${m.name}`
-    this.tls = spec.tls ?? []
+    this.tlsMalformed = spec.tls != null && !Array.isArray(spec.tls)
+    this.tls = Array.isArray(spec.tls) ? spec.tls : []
   }
 
   /** Compiles rules into templates and host claims; a bad rule stops it, as a whole-ingress error. */
-  compile(spec: IngressSpec, index: BackendIndex): void {
+  compile(spec: IngressSpec, index: BackendIndex, intern: (t: BackendTarget) => BackendTarget): void {
+    this.intern = intern
     try {
       const rules = spec.rules ?? []
       rules.forEach((rule, ri) => {
@@ -101,12 +106,13 @@ export class Fragment {
         for (const raw of ruleHosts) {
           const host = normaliseHost(raw)
           this.claims.push({ host, visibility: rule.visibility ?? 'ExternalIP', rule: ri })
-          this.hostSet.add(host)
+          if (!this.hosts.includes(host)) this.hosts.push(host)
         }
       })
     } catch (err) {
       this.error.push(...problemFrom(err, this.label, 'EDGE_ERR_COMPILE'))
     }
+    if (this.error.length === 0) this.error = NO_PROBLEMS
   }
 
   private compilePath(p: HTTPIngressPath, field: string, index: BackendIndex): PathTemplate {
@@ -114,7 +120,7 @@ export class Fragment {
     const cumulative: number[] = []
     let total = 0
     for (const s of p.splits ?? []) {
-      const target = backendTarget(s, index)
+      const target = this.intern(backendTarget(s, index))
       const percent = typeof s.percent === 'number' && s.percent > 0 ? s.percent : 0
       total += percent
       const t: SplitTemplate = { input: s, percent, setHeaders: headerSets(s.appendHeaders), target }
@@ -150,15 +156,30 @@ export class Fragment {
         totalPercent: t.totalPercent,
       })),
     )
-    this.entries = new Map()
+    this.entries = NO_ENTRIES as HostEntry[]
+  }
+
+  /** `Kind ns/name`, as conflicts and problems name it (built when needed: most ingresses never need it). */
+  get label(): string {
+    return `${this.origin} ${this.ref.key}`
+  }
+
+  clearEntries(): void {
+    this.entries = NO_ENTRIES as HostEntry[]
+  }
+
+  entryFor(host: string): HostEntry | undefined {
+    for (const e of this.entries) if (e.host === host) return e
+    return undefined
   }
 
   /** The host entry for a held host; one object per host, built once per paths version. */
   entry(claim: HostClaim): HostEntry {
-    let e = this.entries.get(claim.host)
+    let e = this.entryFor(claim.host)
     if (!e) {
       e = { host: claim.host, visibility: claim.visibility, ingress: this.ref, paths: this.paths[claim.rule]! }
-      this.entries.set(claim.host, e)
+      if (this.entries === NO_ENTRIES) this.entries = [e]
+      else this.entries.push(e)
     }
     return e
   }
@@ -191,7 +212,6 @@ export function normaliseHost(h: string): string {
 // ---- per-object memos: the store replaces an object when it changes, so identity is a version ----
 
 const translated = new WeakMap<object, { ingress?: KIngress; problems: ConfigProblem[] }>()
-const hashes = new WeakMap<KIngress, string>()
 
 export function translateOnce<T extends Route | DomainMapping>(obj: T, fn: (o: T) => KIngress): { ingress?: KIngress; problems: ConfigProblem[] } {
   let r = translated.get(obj)
@@ -211,11 +231,7 @@ export function translateOnce<T extends Route | DomainMapping>(obj: T, fn: (o: T
  * The defaulted copy is not kept: the fragment keeps only what it compiled from it.
  */
 export function defaultedSpec(ing: KIngress): { spec: IngressSpec; hash: string } {
+  // Not memoised: a fragment is built once per object version and keeps the hash in its ref.
   const spec = setIngressDefaults(ing.spec ?? {})
-  let hash = hashes.get(ing)
-  if (hash === undefined) {
-    hash = computeSpecHash(ing.metadata.namespace ?? 'default', ing.metadata.name, spec)
-    hashes.set(ing, hash)
-  }
-  return { spec, hash }
+  return { spec, hash: computeSpecHash(ing.metadata.namespace ?? 'default', ing.metadata.name, spec) }
 }

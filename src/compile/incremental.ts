@@ -45,6 +45,8 @@ interface BackendRecord {
 
 const NO_CERTS: ReadonlyMap<string, TLSCertificate> = new Map()
 const NO_HOSTS: readonly string[] = Object.freeze([])
+const NO_CONFLICTS: ReadonlyArray<{ host: string; heldBy: string }> = Object.freeze([])
+const NO_PROBLEMS: ConfigProblem[] = Object.freeze([]) as unknown as ConfigProblem[]
 const ORIGINS: readonly Origin[] = ['Ingress', 'Route', 'DomainMapping']
 const sharedCerts = new WeakMap<Secret, TLSCertificate>()
 
@@ -82,8 +84,8 @@ export class IncrementalCompiler {
   private order: Fragment[] = []
   /** host → the accepted fragment serving it. */
   private readonly holders = new Map<string, Fragment>()
-  /** host → every fragment naming it (accepted or not). */
-  private readonly claimants = new Map<string, Set<Fragment>>()
+  /** host → every fragment naming it (accepted or not); one fragment is kept bare (most hosts have one). */
+  private readonly claimants = new Map<string, Fragment | Set<Fragment>>()
   /** host → accepted fragments with a usable certificate for it. */
   private readonly certClaimants = new Map<string, Set<Fragment>>()
   private readonly backendRecords = new Map<string, BackendRecord>()
@@ -116,6 +118,19 @@ export class IncrementalCompiler {
   private backendEdit: PersistentMapEditor<BackendSpec> | undefined
   private summariesDirty = true
   private problemsDirty = true
+
+  /** One BackendTarget object per distinct target (by backend key): 10,000 ingresses on one Service share it. */
+  private readonly targets = new Map<string, BackendTarget[]>()
+  private readonly internTarget = (t: BackendTarget): BackendTarget => {
+    const list = this.targets.get(t.key)
+    if (!list) {
+      this.targets.set(t.key, [t])
+      return t
+    }
+    for (const x of list) if (x.serviceName === t.serviceName && x.servicePort === t.servicePort) return x
+    list.push(t)
+    return t
+  }
 
   constructor(opts: CompileOptions) {
     this.opts = opts
@@ -213,8 +228,10 @@ export class IncrementalCompiler {
     for (const f of added) this.attach(f)
 
     // 2. Services: the splits naming them may point elsewhere now (a revision label), or resolve differently.
+    // Fragments compiled in step 1 already saw the new Services.
+    const fresh = new Set(added)
     for (const svc of this.dirtyServices) {
-      for (const f of [...(this.fragmentsByService.get(svc) ?? [])]) this.retarget(f, svc)
+      for (const f of [...(this.fragmentsByService.get(svc) ?? [])]) if (!fresh.has(f)) this.retarget(f, svc)
     }
     this.dirtyServices.clear()
 
@@ -274,7 +291,7 @@ export class IncrementalCompiler {
     try {
       const d = defaultedSpec(ingress)
       const f = new Fragment(id, origin, ingress, d.hash, d.spec)
-      f.compile(d.spec, this.index)
+      f.compile(d.spec, this.index, this.internTarget)
       return f
     } catch (err) {
       const what = origin === 'Ingress' ? problemFrom(err, `Ingress ${keyOf(ingress.metadata)}`, 'EDGE_ERR_INGRESS') : problemFrom(err, `${origin} ${keyOf(obj.metadata)}`, 'EDGE_ERR_TRANSLATE')
@@ -312,7 +329,7 @@ export class IncrementalCompiler {
 
   private attach(f: Fragment): void {
     this.fragments.set(f.id, f)
-    for (const h of f.hostSet) addTo(this.claimants, h, f)
+    for (const h of f.hosts) this.addClaimant(h, f)
     this.attachBackends(f)
     for (const tls of f.tls) {
       try {
@@ -330,7 +347,7 @@ export class IncrementalCompiler {
     f.removed = true
     this.fragments.delete(f.id)
     this.releaseHosts(f, f.held, undefined)
-    for (const h of f.hostSet) removeFrom(this.claimants, h, f)
+    for (const h of f.hosts) this.removeClaimant(h, f)
     for (const h of f.certs.keys()) {
       removeFrom(this.certClaimants, h, f)
       this.dirtyCertHosts.add(h)
@@ -385,6 +402,7 @@ export class IncrementalCompiler {
       rec.users.delete(f)
       if (rec.users.size === 0) {
         this.backendRecords.delete(t.key)
+        this.targets.delete(t.key)
         removeFrom(this.backendsBySlices, rec.target.sliceService, t.key)
         this.publishBackend(t.key, undefined)
         continue
@@ -405,7 +423,7 @@ export class IncrementalCompiler {
     for (const s of f.splits) {
       if (`${s.input.serviceNamespace}/${s.input.serviceName}` !== svc) continue
       try {
-        s.target = backendTarget(s.input, this.index)
+        s.target = this.internTarget(backendTarget(s.input, this.index))
       } catch {
         // It compiled before with the same input; keep the old target.
       }
@@ -443,7 +461,7 @@ export class IncrementalCompiler {
     // An ingress that conflicts on any host is rejected whole (as Kourier does with DomainConflict):
     // serving half of it would route some of its hosts and not others with no one the wiser.
     const accepted = conflicts.length === 0 && f.error.length === 0
-    const problems: ConfigProblem[] = [...f.error]
+    let problems: ConfigProblem[] = f.error.length === 0 ? [] : [...f.error]
     let certs = NO_CERTS
     if (accepted) certs = this.certificatesOf(f, problems)
     else {
@@ -469,7 +487,7 @@ export class IncrementalCompiler {
         f.entry(c)
         this.dirtyHosts.add(c.host)
       }
-    } else f.entries.clear()
+    } else f.clearEntries()
     f.held = accepted ? hosts : NO_HOSTS
     f.accepted = accepted
 
@@ -481,7 +499,8 @@ export class IncrementalCompiler {
       f.certs = certs
     }
     if ((f.summary?.problems.length ?? 0) > 0 || problems.length > 0) this.problemsDirty = true
-    f.summary = { ref: f.ref, hosts: conflicts.length === 0 ? hosts : NO_HOSTS, conflicts, problems }
+    if (problems.length === 0) problems = NO_PROBLEMS
+    f.summary = { ref: f.ref, hosts: conflicts.length === 0 ? hosts : NO_HOSTS, conflicts: conflicts.length === 0 ? NO_CONFLICTS : conflicts, problems }
     this.summariesDirty = true
   }
 
@@ -499,10 +518,31 @@ export class IncrementalCompiler {
 
   /** Younger claimants of a host whose holder changed must be decided again. */
   private wakeYounger(host: string, f: Fragment): void {
-    for (const g of this.claimants.get(host) ?? []) if (g !== f && byAge(g, f) > 0) this.queue.push(g)
+    const c = this.claimants.get(host)
+    if (c === undefined) return
+    if (c instanceof Set) {
+      for (const g of c) if (g !== f && byAge(g, f) > 0) this.queue.push(g)
+    } else if (c !== f && byAge(c, f) > 0) this.queue.push(c)
+  }
+
+  private addClaimant(host: string, f: Fragment): void {
+    const c = this.claimants.get(host)
+    if (c === undefined) this.claimants.set(host, f)
+    else if (c instanceof Set) c.add(f)
+    else if (c !== f) this.claimants.set(host, new Set([c, f]))
+  }
+
+  private removeClaimant(host: string, f: Fragment): void {
+    const c = this.claimants.get(host)
+    if (c === f) this.claimants.delete(host)
+    else if (c instanceof Set) {
+      c.delete(f)
+      if (c.size === 1) this.claimants.set(host, c.values().next().value!)
+    }
   }
 
   private certificatesOf(f: Fragment, problems: ConfigProblem[]): ReadonlyMap<string, TLSCertificate> {
+    if (f.tlsMalformed) problems.push({ source: 'kubernetes', object: f.label, field: 'spec.tls', reason: 'spec.tls must be a list', code: 'EDGE_ERR_INVALID_FIELD' })
     if (f.tls.length === 0) return NO_CERTS
     const out = new Map<string, TLSCertificate>()
     try {
@@ -536,7 +576,7 @@ export class IncrementalCompiler {
       const pub = this.publicHosts.edit()
       const local = this.localHosts.edit()
       for (const h of this.dirtyHosts) {
-        const e = this.holders.get(h)?.entries.get(h)
+        const e = this.holders.get(h)?.entryFor(h)
         if (e) {
           local.set(h, e)
           if (e.visibility === 'ExternalIP') pub.set(h, e)

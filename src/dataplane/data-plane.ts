@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
+import type { Throttler, Waiter } from '../activator/throttler.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
@@ -35,6 +36,11 @@ export interface DataPlaneOptions {
   demand?: DemandSink
   /** A request is waiting for a revision that has no pod at all. */
   onColdStart?: (rev: RevisionRef) => void
+  /**
+   * Worker processes: a throttler shared through the primary, for backends whose per-pod limit must
+   * hold across workers (revisions with containerConcurrency > 0). Undefined: a local throttler.
+   */
+  remoteThrottler?: (backend: BackendSpec) => Throttler | undefined
 }
 
 export class DataPlane {
@@ -45,10 +51,12 @@ export class DataPlane {
   readonly coldStartBudgetMs: number
   readonly retryBackoffMs: number
   private readonly opts: DataPlaneOptions
-  private readonly throttlers = new Map<string, RevisionThrottler>()
+  private readonly throttlers = new Map<string, Throttler>()
   private readonly budget: QueueBudget
   private replicaIndex = -1
   private replicaCount = 1
+  /** Shutting down: responses close their HTTP/1.1 connection, so clients reconnect elsewhere. */
+  draining = false
   /** Requests (and WebSocket connections) being handled right now. */
   active = 0
   private idleWaiters: Array<() => void> = []
@@ -109,9 +117,9 @@ export class DataPlane {
     return dropped
   }
 
-  private dropThrottler(key: string, t: RevisionThrottler): void {
+  private dropThrottler(key: string, t: Throttler): void {
     this.throttlers.delete(key)
-    t.rejectAll((w) => (w as Exchange).fail(503, 'no-backend', 'the backend was removed from the configuration while this request waited'))
+    t.rejectAll((w) => failWaiter(w, 'the backend was removed from the configuration while this request waited', 'no-backend'))
   }
 
   private syncAllBackends(next: Snapshot): void {
@@ -144,11 +152,11 @@ export class DataPlane {
     for (const t of this.throttlers.values()) t.setReplicaShare(index, count)
   }
 
-  throttlerFor(b: BackendSpec): RevisionThrottler {
+  throttlerFor(b: BackendSpec): Throttler {
     let t = this.throttlers.get(b.key)
     if (!t) {
       const rev = b.revision
-      t = new RevisionThrottler({
+      t = this.opts.remoteThrottler?.(b) ?? new RevisionThrottler({
         containerConcurrency: rev?.containerConcurrency ?? 0,
         maxQueued: this.opts.maxQueuedPerRevision,
         budget: this.budget,
@@ -162,11 +170,11 @@ export class DataPlane {
   }
 
   /** Live per-backend state for metrics, /debug/routes and the local runner. */
-  backendState(): Array<{ backend: string; throttler: RevisionThrottler }> {
+  backendState(): Array<{ backend: string; throttler: Throttler }> {
     return [...this.throttlers].map(([backend, throttler]) => ({ backend, throttler }))
   }
 
-  throttlerByKey(key: string): RevisionThrottler | undefined {
+  throttlerByKey(key: string): Throttler | undefined {
     return this.throttlers.get(key)
   }
 
@@ -255,6 +263,11 @@ export class DataPlane {
     }
   }
 
+  /** End of a drain: requests still waiting for a pod get a clear 503 instead of a reset. */
+  rejectHeld(): void {
+    for (const t of this.throttlers.values()) t.rejectAll((w) => failWaiter(w, 'the gateway is shutting down; retry (another replica will take it)'))
+  }
+
   /** Resolves when no request is in flight or held. */
   whenIdle(): Promise<void> {
     if (this.active === 0) return Promise.resolve()
@@ -279,4 +292,10 @@ function originFormOf(target: string): string | undefined {
   } catch {
     return undefined
   }
+}
+
+/** A held request that can no longer be served: an HTTP request gets a 503, a WebSocket upgrade its refusal. */
+function failWaiter(w: Waiter, detail: string, reason: 'draining' | 'no-backend' = 'draining'): void {
+  if (w instanceof Exchange) w.fail(503, reason, detail, { 'retry-after': '1' })
+  else w.refuse?.('revision-queue-full')
 }

@@ -4,8 +4,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { BackendSpec, Snapshot } from '../model/snapshot.ts'
-import type { PodSlot, RevisionThrottler, Waiter } from '../activator/throttler.ts'
+import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
 import type { Resolution } from './resolve.ts'
+import { resolve } from './resolve.ts'
+import { lookupHost } from './host.ts'
 import { buildUpstreamHeaders, RESPONSE_DROP } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { AnyResponse, Reason } from './reply.ts'
@@ -15,6 +17,9 @@ type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onR
 
 /** Errors that prove the pod saw nothing of the request: safe to try another pod. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE'])
+
+/** Resolver failures (getaddrinfo): the upstream's name, not its connection, is the problem. */
+const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA'])
 
 const COLD_START_HEADER = 'x-edge-cold-start-ms'
 
@@ -26,13 +31,14 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   readonly res: ServerResponse
   readonly plane: DataPlane
   readonly snapshot: Snapshot
-  readonly resolution: Resolution
-  readonly backend: BackendSpec
+  /** Both change only when a held request follows the configuration (see reroute). */
+  resolution: Resolution
+  backend: BackendSpec
   readonly secure: boolean
   /** The client speaks HTTP/2 (h2c or h2): the response is an Http2ServerResponse. */
   readonly h2: boolean
   readonly startedAt: number
-  throttler: RevisionThrottler | undefined
+  throttler: Throttler | undefined
   pod: PodSlot | undefined
   controller: DispatchController | null = null
   /** undici finished with this request (ended or failed): nothing left to abort. */
@@ -98,13 +104,16 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     if (this.queuedAt === 0) this.queuedAt = performance.now()
     this.cancelled = false
     const r = throttler.enqueue(this)
-    if (r !== 'queued') {
-      const which = r === 'revision-queue-full' ? 'this revision' : 'the gateway'
-      this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry shortly`, { 'retry-after': '1' })
-      return
-    }
+    if (r !== 'queued') return this.refuse(r)
     this.inQueue = true
     this.rearm()
+  }
+
+  /** Waiter: no room in the queue (now, or later from the workers' broker). */
+  refuse(reason: Exclude<EnqueueResult, 'queued'>): void {
+    this.inQueue = false
+    const which = reason === 'revision-queue-full' ? 'this revision' : 'the gateway'
+    this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry shortly`, { 'retry-after': '1' })
   }
 
   /** Waiter: the throttler hands us a pod. */
@@ -196,6 +205,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       if (v !== undefined) res.setHeader(name, v)
     }
     if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
+    if (this.plane.draining && !this.h2) res.setHeader('connection', 'close')
     if (this.h2) {
       // HTTP/2: the head goes out with the first data, or with the end. A response with no body
       // then leaves as one HEADERS frame that ends the stream, as it arrived: gRPC's trailers-only
@@ -261,6 +271,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     }
     const where = this.pod ? this.pod.endpoint.address : this.backend.externalHost ?? this.backend.serviceName
     if (code === 'UND_ERR_CONNECT_TIMEOUT') this.fail(504, 'upstream-timeout', `connecting to ${where} timed out`)
+    // Issue 7: an ExternalName that does not resolve says so (a DNS failure, not a refused connection).
+    else if (DNS_ERRORS.has(code)) this.fail(502, 'upstream-connect-failed', `cannot resolve upstream host ${where}: DNS lookup failed (${code})`)
     else if (this.sent) this.fail(502, 'upstream-reset', `upstream ${where} closed the connection before responding (${code || err.message})`)
     else this.fail(502, 'upstream-connect-failed', `cannot connect to upstream ${where}: ${code || err.message}`)
   }
@@ -337,6 +349,15 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
 
   fail(status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
     if (this.finished) return
+    // Issue 7: the throttler dropped this held request because its backend left the configuration
+    // (e.g. the Route's traffic moved to a new revision). Nothing was sent anywhere, so it follows
+    // the configuration instead of failing.
+    if (reason === 'no-backend' && this.inQueue && this.cancelled && !this.sent && this.reroutes < 3) {
+      this.reroutes++
+      this.inQueue = false
+      queueMicrotask(() => this.reroute(detail))
+      return
+    }
     this.status = status
     if (this.inQueue) this.leaveQueue()
     reply(this.res as AnyResponse, status, reason, detail, headers)
@@ -344,6 +365,35 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     // before that: undici reports the abort synchronously through onResponseError, which would
     // then answer 502 upstream-reset instead of this 504/503.
     this.done()
+  }
+
+  reroutes = 0
+
+  /** Resolves the held request again against the current snapshot and waits there (or fails with `detail`). */
+  private reroute(detail: string): void {
+    if (this.finished) return
+    const snap = this.plane.snapshot
+    const old = this.resolution.entry
+    const rawHost = this.req.headers.host ?? (this.req.headers[':authority'] as string | undefined) ?? ''
+    // The listener the request came on decides which hosts it may reach; a public host stays public.
+    const entry = lookupHost(old.visibility === 'ExternalIP' ? snap.publicHosts : snap.localHosts, rawHost)
+    const url = this.req.url ?? '/'
+    const r = entry && url.charCodeAt(0) === 47 ? resolve(snap, entry, url, this.req.headers) : undefined
+    const backend = r && !('failure' in r) ? (r.inner?.split.backend ?? r.split.backend) : undefined
+    if (!r || 'failure' in r || !backend || backend.kind === 'external' || backend.problem || !snap.backends.has(backend.key) || (!backend.revision && backend.endpoints.length === 0)) {
+      this.fail(503, 'no-backend', detail)
+      return
+    }
+    const before = this.backend.revision
+    if (before) this.plane.demandOut(before)
+    this.resolution = r
+    this.backend = backend
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    if (backend.revision) this.plane.demandIn(backend.revision)
+    this.throttler = this.plane.throttlerFor(backend)
+    this.rearm()
+    this.acquire()
   }
 
   private leaveQueue(): void {

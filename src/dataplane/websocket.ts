@@ -5,7 +5,7 @@ import net from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
-import type { PodSlot, RevisionThrottler, Waiter } from '../activator/throttler.ts'
+import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
 import type { BackendSpec } from '../model/snapshot.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
@@ -31,12 +31,18 @@ class UpgradeWaiter implements Waiter {
   granted = false
   readonly queuedAt = performance.now()
   private readonly onGrant: (pod: PodSlot) => void
+  /** Set after creation: the broker may refuse later, once the socket's failure path exists. */
+  onRefuse: (() => void) | undefined
   constructor(onGrant: (pod: PodSlot) => void) {
     this.onGrant = onGrant
   }
   grant(pod: PodSlot): void {
     this.granted = true
     this.onGrant(pod)
+  }
+  refuse(): void {
+    this.granted = true // out of the queue: never cancel it
+    this.onRefuse?.()
   }
 }
 
@@ -91,6 +97,10 @@ export function proxyUpgrade(plane: DataPlane, req: IncomingMessage, socket: Dup
     clearTimeout(timer)
     go(p)
   })
+  waiter.onRefuse = () => {
+    clearTimeout(timer)
+    fail(503, 'queue-full', 'too many requests waiting; retry shortly')
+  }
   const outcome = throttler.enqueue(waiter)
   if (outcome !== 'queued') return fail(503, 'queue-full', 'too many requests waiting; retry shortly')
   const timer = setTimeout(() => {
@@ -114,7 +124,7 @@ function connect(
   secure: boolean,
   host: string,
   port: number,
-  throttler: RevisionThrottler | undefined,
+  throttler: Throttler | undefined,
   pod: PodSlot | undefined,
   finish: () => void,
 ): void {

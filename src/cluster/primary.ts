@@ -1,0 +1,136 @@
+// --workers N: the primary process. It runs the one set of sources (files or informers), the store,
+// the compiler, the KIngress status writer, the local runner and the autoscaler link, serves the admin
+// port, and forks N workers that serve traffic. node:cluster shares the listening sockets: the
+// primary accepts and hands connections to the workers in turn.
+import cluster from 'node:cluster'
+import type { Worker } from 'node:cluster'
+import type { Logger } from 'pino'
+import type { MetricObjectWithValues, MetricValue } from 'prom-client'
+import type { GatewayConfig } from '../config.ts'
+import { startGateway } from '../gateway.ts'
+import type { Gateway } from '../gateway.ts'
+import { SlotBroker } from './slot-broker.ts'
+import { StoreReplicator, send } from './replication.ts'
+import { StatsFanIn } from './stats-fan-in.ts'
+import { isMessage } from './protocol.ts'
+import type { ToPrimary } from './protocol.ts'
+
+export interface Primary {
+  readonly gateway: Gateway
+  /** Readiness fails at once; workers keep serving. */
+  startDraining(): void
+  /** Workers stop accepting, finish in-flight work (up to finishMs) and exit; then the primary closes. */
+  close(finishMs: number): Promise<void>
+}
+
+export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Primary> {
+  let gw: Gateway | undefined
+  const broker = new SlotBroker({
+    maxQueuedPerRevision: config.maxQueuedPerRevision,
+    maxQueuedTotal: config.maxQueuedTotal,
+    onColdStart: (rev) => gw?.runner?.coldStart(rev.namespace, rev.name),
+  })
+  const metricWaits = new Map<number, { want: number; got: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>()
+  let metricId = 0
+  const metricsFrom = async (): Promise<MetricObjectWithValues<MetricValue<string>>[][]> => {
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected())
+    if (workers.length === 0) return []
+    const id = ++metricId
+    const wait = { want: workers.length, got: [] as MetricObjectWithValues<MetricValue<string>>[][], done: () => {} }
+    const finished = new Promise<void>((r) => (wait.done = r))
+    metricWaits.set(id, wait)
+    for (const w of workers) send(w, { t: 'metrics', id })
+    // A worker that does not answer in time is left out of this scrape rather than stalling it.
+    await Promise.race([finished, new Promise((r) => setTimeout(r, 2000).unref())])
+    metricWaits.delete(id)
+    return wait.got
+  }
+
+  // Ready only once every worker listens: before that, connections to the shared ports are refused.
+  const listening = new Set<number>()
+  const notReady = (): string | undefined => (listening.size < config.workers ? `${listening.size} of ${config.workers} workers listening` : undefined)
+  gw = await startGateway(config, { log, role: 'primary', metricsFrom, notReady, onReplicaShare: (i, n) => broker.setReplicaShare(i, n) })
+  const gateway = gw
+  const replicator = new StoreReplicator(gateway.store)
+  const toBroker = (): void => broker.setSnapshot(gateway.plane.snapshot)
+  toBroker()
+  // Registered after the gateway's own listeners, so the new snapshot is in place when these run.
+  gateway.store.onChange(toBroker)
+  gateway.store.onChangeSoon(['EndpointSlice'], toBroker)
+  const fanIn = new StatsFanIn((entries) => gateway.reporter.forward(entries))
+  fanIn.start()
+
+  let stopping = false
+  let restarts = 0
+  const fork = (): void => {
+    const started = Date.now()
+    const w = cluster.fork({ EDGE_WORKER: '1' })
+    replicator.add(w)
+    w.on('message', (m: unknown) => onMessage(w, m))
+    w.on('exit', (code, signal) => {
+      broker.workerGone(w)
+      replicator.delete(w)
+      listening.delete(w.id)
+      if (stopping) return
+      // Back off while workers keep dying young (a port taken, a bad option), so it is no fork loop.
+      const young = Date.now() - started < 10_000
+      restarts = young ? restarts + 1 : 0
+      const delay = Math.min(200 * 2 ** restarts, 30_000)
+      log.error({ worker: w.id, code, signal, restartInMs: delay }, 'worker exited; starting another')
+      setTimeout(fork, delay).unref()
+    })
+  }
+  const onMessage = (w: Worker, m: unknown): void => {
+    if (!isMessage(m)) return
+    const msg = m as ToPrimary
+    switch (msg.t) {
+      case 'acquire':
+        return broker.acquire(w, msg.id, msg.key)
+      case 'cancel':
+        return broker.cancel(w, msg.id)
+      case 'release':
+        return broker.release(w, msg.key, msg.address)
+      case 'failed':
+        return broker.failed(msg.key, msg.address, msg.backoffMs)
+      case 'stats':
+        return fanIn.receive(w.id, msg.entries, msg.poke)
+      case 'cold-start':
+        return gateway.runner?.coldStart(msg.namespace, msg.name)
+      case 'metrics': {
+        const wait = metricWaits.get(msg.id)
+        if (!wait) return
+        wait.got.push(msg.json)
+        if (wait.got.length >= wait.want) wait.done()
+        return
+      }
+      case 'listening':
+        listening.add(w.id)
+        return
+    }
+  }
+  for (let i = 0; i < config.workers; i++) fork()
+  log.info({ workers: config.workers }, 'workers started')
+
+  return {
+    gateway,
+    startDraining: () => gateway.startDraining(),
+    close: async (finishMs) => {
+      stopping = true
+      fanIn.stop()
+      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w)
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              if (!w.isConnected()) return resolve()
+              w.once('exit', () => resolve())
+              send(w, { t: 'drain', finishMs })
+              // Never wait forever on a stuck worker.
+              setTimeout(() => w.process.kill('SIGKILL'), finishMs + 5000).unref()
+            }),
+        ),
+      )
+      await gateway.close()
+    },
+  }
+}

@@ -1,0 +1,158 @@
+// The primary's slot broker: with several worker processes, revisions with a per-pod limit
+// (containerConcurrency > 0) are throttled in one place, so no pod ever gets more than CC requests
+// from this replica whichever worker took them, and the queue stays first-in first-out across workers.
+// It runs the same RevisionThrottler a single process uses; workers borrow and return slots over IPC.
+// Revisions without a limit (CC = 0) need no coordination and stay in the workers.
+import type { Worker } from 'node:cluster'
+import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
+import type { EnqueueResult, PodSlot, Waiter } from '../activator/throttler.ts'
+import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
+import { send } from './replication.ts'
+
+/** Which backends the workers throttle through the broker. */
+export function brokered(b: BackendSpec): boolean {
+  return b.kind === 'pods' && (b.revision?.containerConcurrency ?? 0) > 0
+}
+
+class RemoteWaiter implements Waiter {
+  cancelled = false
+  readonly queuedAt = performance.now()
+  readonly worker: Worker
+  readonly id: number
+  private readonly broker: SlotBroker
+  readonly key: string
+  constructor(broker: SlotBroker, worker: Worker, id: number, key: string) {
+    this.broker = broker
+    this.worker = worker
+    this.id = id
+    this.key = key
+  }
+  grant(pod: PodSlot): void {
+    this.broker.granted(this, pod)
+  }
+}
+
+export interface SlotBrokerOptions {
+  maxQueuedPerRevision: number
+  maxQueuedTotal: number
+  onColdStart?: (rev: RevisionRef) => void
+}
+
+export class SlotBroker {
+  private readonly opts: SlotBrokerOptions
+  private readonly budget: QueueBudget
+  private readonly throttlers = new Map<string, RevisionThrottler>()
+  /** Queued requests by `workerId:id`. */
+  private readonly waiting = new Map<string, RemoteWaiter>()
+  /** Slots lent out, by `workerId|key|address`: returned when released, or when the worker dies. */
+  private readonly lent = new Map<string, { throttler: RevisionThrottler; slots: PodSlot[] }>()
+  private replica = { index: -1, count: 1 }
+
+  constructor(opts: SlotBrokerOptions) {
+    this.opts = opts
+    this.budget = new QueueBudget(opts.maxQueuedTotal)
+  }
+
+  setSnapshot(snap: Snapshot): void {
+    for (const b of snap.backends.values()) {
+      if (!brokered(b)) continue
+      let t = this.throttlers.get(b.key)
+      if (!t) {
+        const rev = b.revision!
+        t = new RevisionThrottler({
+          containerConcurrency: rev.containerConcurrency,
+          maxQueued: this.opts.maxQueuedPerRevision,
+          budget: this.budget,
+          onColdStart: this.opts.onColdStart ? () => this.opts.onColdStart!(rev) : undefined,
+        })
+        t.setReplicaShare(this.replica.index, this.replica.count)
+        this.throttlers.set(b.key, t)
+      }
+      t.setContainerConcurrency(b.revision!.containerConcurrency)
+      t.updateEndpoints(b.endpoints)
+    }
+    for (const [key, t] of this.throttlers) {
+      const b = snap.backends.get(key)
+      if (b && brokered(b)) continue
+      this.throttlers.delete(key)
+      t.rejectAll((w) => this.refuse(w as RemoteWaiter, 'revision-queue-full'))
+    }
+  }
+
+  setReplicaShare(index: number, count: number): void {
+    this.replica = { index, count }
+    for (const t of this.throttlers.values()) t.setReplicaShare(index, count)
+  }
+
+  acquire(worker: Worker, id: number, key: string): void {
+    const t = this.throttlers.get(key)
+    const w = new RemoteWaiter(this, worker, id, key)
+    if (!t) return this.refuse(w, 'revision-queue-full')
+    const pod = t.tryAcquire()
+    if (pod) return this.granted(w, pod)
+    this.waiting.set(`${worker.id}:${id}`, w)
+    const r = t.enqueue(w)
+    if (r !== 'queued') {
+      this.waiting.delete(`${worker.id}:${id}`)
+      this.refuse(w, r)
+    }
+  }
+
+  cancel(worker: Worker, id: number): void {
+    const k = `${worker.id}:${id}`
+    const w = this.waiting.get(k)
+    if (!w) return // already granted: the worker returns the slot when the grant reaches it
+    this.waiting.delete(k)
+    this.throttlers.get(w.key)?.cancel(w)
+  }
+
+  granted(w: RemoteWaiter, pod: PodSlot): void {
+    this.waiting.delete(`${w.worker.id}:${w.id}`)
+    const t = this.throttlers.get(w.key)!
+    const k = `${w.worker.id}|${w.key}|${pod.endpoint.address}`
+    let l = this.lent.get(k)
+    if (!l) this.lent.set(k, (l = { throttler: t, slots: [] }))
+    l.slots.push(pod)
+    send(w.worker, { t: 'grant', id: w.id, key: w.key, address: pod.endpoint.address })
+  }
+
+  release(worker: Worker, key: string, address: string): void {
+    const k = `${worker.id}|${key}|${address}`
+    const l = this.lent.get(k)
+    const pod = l?.slots.pop()
+    if (!l || !pod) return
+    if (l.slots.length === 0) this.lent.delete(k)
+    l.throttler.release(pod)
+  }
+
+  failed(key: string, address: string, backoffMs: number): void {
+    const t = this.throttlers.get(key)
+    const pod = t?.pods().find((p) => p.endpoint.address === address)
+    if (t && pod) t.markFailed(pod, backoffMs)
+  }
+
+  /** A worker exited: its queued requests are gone and its slots come back. */
+  workerGone(worker: Worker): void {
+    for (const [k, w] of this.waiting) {
+      if (w.worker !== worker) continue
+      this.waiting.delete(k)
+      this.throttlers.get(w.key)?.cancel(w)
+    }
+    const prefix = `${worker.id}|`
+    for (const [k, l] of this.lent) {
+      if (!k.startsWith(prefix)) continue
+      this.lent.delete(k)
+      for (const pod of l.slots) l.throttler.release(pod)
+    }
+  }
+
+  private refuse(w: RemoteWaiter, reason: Exclude<EnqueueResult, 'queued'>): void {
+    send(w.worker, { t: 'refuse', id: w.id, reason })
+  }
+
+  describe(): Record<string, { inFlight: number; queued: number; pods: number }> {
+    const out: Record<string, { inFlight: number; queued: number; pods: number }> = {}
+    for (const [k, t] of this.throttlers) out[k] = { inFlight: t.inFlight, queued: t.queued, pods: t.podCount }
+    return out
+  }
+}

@@ -1,0 +1,83 @@
+// --workers: a real primary with two worker processes. One source of truth (the primary's files
+// source, replicated), containerConcurrency held across workers, metrics summed, and a graceful drain.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import type { Backend } from './helpers/gateway.ts'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => r(s)) })))
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+  return ports
+}
+
+/** A backend that holds each request for `ms`, counting its own concurrency. */
+function slow(ms: number): (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, b: Backend) => void {
+  return (req, res, b) => setTimeout(() => res.end(JSON.stringify({ backend: b.name, url: req.url })), ms)
+}
+
+t.test('two workers: replicated config, CC=1 held across workers, summed metrics, drain on SIGTERM', async (t) => {
+  const pod = await startBackend('pod', slow(40))
+  const plain = await startBackend('plain')
+  const longRunning = await startBackend('long', slow(1500))
+  t.teardown(async () => {
+    await pod.close()
+    await plain.close()
+    await longRunning.close()
+  })
+  const dir = tempDir()
+  const rev = (name: string, b: Backend, cc: number): unknown[] => [revision(name, { containerConcurrency: cc }), revisionPods(name, b)]
+  writeManifest(dir, 'app.yaml', [
+    ...rev('one-00001', pod, 1),
+    ...rev('long-00001', longRunning, 0),
+    ...serviceFor('plain', plain),
+    kingress('one', { rules: [{ hosts: ['one.example.com'], http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'one-00001', servicePort: 80, appendHeaders: { 'Knative-Serving-Revision': 'one-00001', 'Knative-Serving-Namespace': 'default' } }] }] } }] }),
+    kingress('long', { rules: [{ hosts: ['long.example.com'], http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'long-00001', servicePort: 80, appendHeaders: { 'Knative-Serving-Revision': 'long-00001', 'Knative-Serving-Namespace': 'default' } }] }] } }] }),
+    simpleIngress('plain', ['plain.example.com'], [['plain', 100]]),
+  ])
+  const [http, local, https, admin] = await freePorts(4)
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [path.join(root, 'src', 'main.ts'), '--workers', '2', '--manifests', dir, '--listen-address', '127.0.0.1', '--http-port', String(http), '--local-port', String(local), '--https-port', String(https), '--admin-port', String(admin), '--drain-seconds', '1'],
+    { cwd: root, env: { ...process.env, EDGE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
+  )
+  let stderr = ''
+  child.stderr!.on('data', (c) => (stderr += c))
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  await waitFor('the primary and both workers to be ready', async () => (await get(admin!, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
+
+  // Requests spread over both workers (connections alternate); the per-pod limit still holds.
+  const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => get(http!, 'one.example.com', `/cc/${i}`)))
+  t.same(answers.map((a) => a.status), Array(24).fill(200), `all answered (${stderr})`)
+  t.equal(pod.maxInFlight, 1, 'the CC=1 pod never saw two requests at once, across two workers')
+  t.equal(pod.seen.length, 24, 'each request reached the pod once')
+
+  // A config change reaches every worker from the primary's one watch.
+  writeManifest(dir, 'more.yaml', [simpleIngress('late', ['late.example.com'], [['plain', 100]])])
+  await waitFor('every worker to serve the new host', async () => {
+    const rs = await Promise.all(Array.from({ length: 6 }, () => get(http!, 'late.example.com')))
+    return rs.every((r) => r.status === 200)
+  })
+
+  const metrics = (await get(admin!, 'localhost', '/metrics')).body
+  const m = /edge_requests_total\{host="one\.example\.com",namespace="default",revision="one-00001",code="200"\} (\d+)/.exec(metrics)
+  t.equal(Number(m?.[1]), 24, "the primary's /metrics sums the workers' counters")
+
+  // SIGTERM: readiness fails at once; a request in flight finishes; the process exits 0.
+  const inFlight = get(http!, 'long.example.com', '/slow')
+  await waitFor('the long request to reach its pod', () => longRunning.seen.length === 1)
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  child.kill('SIGTERM')
+  await waitFor('readiness to fail', async () => (await get(admin!, 'localhost', '/readyz').catch(() => undefined))?.status === 503)
+  t.equal((await inFlight).status, 200, 'the in-flight request finished during the drain')
+  t.equal(await exited, 0, 'exit 0 after the drain')
+})
