@@ -14,6 +14,8 @@ export interface PodSlot {
   suspectUntil: number
   /** Gone from the endpoints; requests already on it finish, new ones go elsewhere. */
   removed: boolean
+  /** `http://ip:port`, built on first use by the forwarder. */
+  origin?: string
 }
 
 export interface Waiter {

@@ -133,7 +133,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     }
     this.pod = pod
     if (this.queuedAt > 0) this.rearm()
-    this.dispatch(pod.endpoint.host.includes(':') ? `http://[${pod.endpoint.host}]:${pod.endpoint.port}` : `http://${pod.endpoint.address}`)
+    // The origin string is built once per pod, not per request.
+    this.dispatch((pod.origin ??= pod.endpoint.host.includes(':') ? `http://[${pod.endpoint.host}]:${pod.endpoint.port}` : `http://${pod.endpoint.address}`))
   }
 
   private dispatch(origin: string): void {
@@ -199,14 +200,13 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       controller.abort(CLIENT_GONE)
       return
     }
-    for (const name in headers) {
-      if (RESPONSE_DROP.has(name)) continue
-      const v = headers[name]
-      if (v !== undefined) res.setHeader(name, v)
-    }
-    if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
-    if (this.plane.draining && !this.h2) res.setHeader('connection', 'close')
     if (this.h2) {
+      for (const name in headers) {
+        if (RESPONSE_DROP.has(name)) continue
+        const v = headers[name]
+        if (v !== undefined) res.setHeader(name, v)
+      }
+      if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
       // HTTP/2: the head goes out with the first data, or with the end. A response with no body
       // then leaves as one HEADERS frame that ends the stream, as it arrived: gRPC's trailers-only
       // error responses depend on it.
@@ -216,7 +216,18 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       // they then leave in one write instead of three. A streamed chunk is never held past the tick.
       res.cork()
       process.nextTick(uncork, res)
-      res.writeHead(statusCode, statusMessage || undefined)
+      // One flat [name, value, ...] list: writeHead stores it as is, with no per-header setHeader.
+      const flat: string[] = []
+      for (const name in headers) {
+        if (RESPONSE_DROP.has(name)) continue
+        const v = headers[name]
+        if (v === undefined) continue
+        if (typeof v === 'string') flat.push(name, v)
+        else for (const one of v) flat.push(name, one)
+      }
+      if (this.coldStartMs >= 0) flat.push(COLD_START_HEADER, String(Math.round(this.coldStartMs)))
+      if (this.plane.draining) flat.push('connection', 'close')
+      res.writeHead(statusCode, statusMessage || undefined, flat)
     }
     this.touch()
     if (this.backend.revision) this.rearm()
@@ -437,5 +448,7 @@ function onClose(this: ServerResponse & { exchange?: Exchange }): void {
 
 function res_onClose(x: Exchange): void {
   ;(x.res as ServerResponse & { exchange?: Exchange }).exchange = x
-  x.res.once('close', onClose)
+  // `on`, not `once`: once() wraps the listener in a new closure per request; the response is
+  // closed only once anyway.
+  x.res.on('close', onClose)
 }
