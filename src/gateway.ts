@@ -75,6 +75,10 @@ export interface StartOptions {
   worker?: WorkerLink
   /** Primary: /metrics adds the workers' metrics (requests are counted where they are served). */
   metricsFrom?: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>
+  /** Primary: requests in flight per pod address, as the workers report them (the local runner's safe stop). */
+  inFlightAt?: (address: string) => number
+  /** Primary: extra state for /debug/routes (the slot broker). */
+  debugExtra?: () => Record<string, unknown>
   /** Primary: another reason not to be ready (workers still starting). */
   notReady?: () => string | undefined
   /** Where this replica's share of pod capacity goes (default: the data plane; the primary: its broker). */
@@ -180,10 +184,12 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       store,
       log: log.child({ component: 'local-runner' }),
       scaleToZeroAfterSeconds: config.scaleToZeroAfter,
-      inFlightAt: (address) => {
+      // A stopped process must have no request in flight; in the primary the workers know.
+      stopGraceMs: opts.inFlightAt ? 2500 : 0,
+      inFlightAt: opts.inFlightAt ?? ((address) => {
         for (const { throttler } of dataPlane.backendState()) for (const p of throttler.pods()) if (p.endpoint.address === address) return p.inFlight
         return 0
-      },
+      }),
     })
     reporter.addSink(runner)
     apply()
@@ -280,6 +286,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
           statusWriter: statusWriter?.describe(),
           localRunner: runner?.describe(),
           autoscaler: sink ? { url: config.autoscalerUrl, connected: sink.connected, ...sink.stats } : undefined,
+          ...opts.debugExtra?.(),
         }),
       },
       config.listenAddress,

@@ -40,27 +40,31 @@ export class GatewayMetrics {
       registers,
     })
     this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
-    this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers })
-    this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers })
+    // With --workers the primary sums every process's metrics; values every process computes alike
+    // (the config) take the max instead of being counted once per process.
+    this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers, aggregator: 'max' })
+    this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers, aggregator: 'max' })
     new Gauge({ name: 'edge_requests_in_flight', help: 'Requests being proxied or held right now', registers, collect() { this.set(live.inFlight()) } })
     new Gauge({
       name: 'edge_autoscaler_connected',
       help: '1 while the stat websocket to the Knative autoscaler is open, 0 while it is down (absent when none is configured)',
       labelNames: ['url'],
       registers,
+      aggregator: 'max',
       collect() {
         this.reset()
         const a = live.autoscaler?.()
         if (a) this.set({ url: a.url }, a.connected ? 1 : 0)
       },
     })
-    new Gauge({ name: 'edge_config_problems', help: 'Configuration problems in the current snapshot (see /debug/routes)', registers, collect() { this.set(live.configProblems()) } })
-    const perRevision = (name: string, help: string, pick: (r: ReturnType<LiveState['revisions']>[number]) => number) =>
+    new Gauge({ name: 'edge_config_problems', help: 'Configuration problems in the current snapshot (see /debug/routes)', registers, aggregator: 'max', collect() { this.set(live.configProblems()) } })
+    const perRevision = (name: string, help: string, pick: (r: ReturnType<LiveState['revisions']>[number]) => number, aggregator: 'sum' | 'max' = 'sum') =>
       new Gauge({
         name,
         help,
         labelNames: ['namespace', 'revision'],
         registers,
+        aggregator,
         collect() {
           this.reset()
           for (const r of live.revisions()) this.set({ namespace: r.namespace, revision: r.revision }, pick(r))
@@ -68,7 +72,7 @@ export class GatewayMetrics {
       })
     perRevision('edge_revision_requests_in_flight', 'Requests on a pod of the revision from this gateway', (r) => r.inFlight)
     perRevision('edge_revision_requests_queued', 'Requests held for the revision (no free capacity)', (r) => r.queued)
-    perRevision('edge_revision_ready_pods', 'Ready pods the gateway balances across', (r) => r.pods)
+    perRevision('edge_revision_ready_pods', 'Ready pods the gateway balances across', (r) => r.pods, 'max')
   }
 
   request(host: string, backend: BackendSpec | undefined, code: number, seconds: number): void {

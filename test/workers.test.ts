@@ -68,9 +68,14 @@ t.test('two workers: replicated config, CC=1 held across workers, summed metrics
     return rs.every((r) => r.status === 200)
   })
 
+  const warm = await get(http!, 'one.example.com', '/warm')
+  t.equal(warm.headers['x-edge-cold-start-ms'], undefined, 'a request that found a free slot at the broker reports no cold start')
+  const debug = (await get(admin!, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { pods: number }> } }>()
+  t.equal(debug.sources.slotBroker['rev:default/one-00001']?.pods, 1, "/debug/routes shows the broker's view of the CC=1 revision")
   const metrics = (await get(admin!, 'localhost', '/metrics')).body
+  t.match(metrics, /edge_revision_ready_pods\{namespace="default",revision="one-00001"\} 1\n/, 'a per-process gauge is not multiplied by the number of workers')
   const m = /edge_requests_total\{host="one\.example\.com",namespace="default",revision="one-00001",code="200"\} (\d+)/.exec(metrics)
-  t.equal(Number(m?.[1]), 24, "the primary's /metrics sums the workers' counters")
+  t.equal(Number(m?.[1]), 25, "the primary's /metrics sums the workers' counters")
 
   // SIGTERM: readiness fails at once; a request in flight finishes; the process exits 0.
   const inFlight = get(http!, 'long.example.com', '/slow')

@@ -19,8 +19,8 @@ export interface PodSlot {
 }
 
 export interface Waiter {
-  /** Called once with the pod the request may use. */
-  grant(pod: PodSlot): void
+  /** Called once with the pod the request may use; `waited` false: it never had to queue (broker fast path). */
+  grant(pod: PodSlot, waited?: boolean): void
   /** Set by cancel(): a cancelled waiter is skipped when it reaches the head of the queue. */
   cancelled: boolean
   /** When the waiter was queued (ms), for the cold-start histogram. */

@@ -25,6 +25,11 @@ export interface LocalRunnerOptions {
   inFlightAt(address: string): number
   /** How long a new process may take to listen before it is given up on. */
   startTimeoutMs?: number
+  /**
+   * Wait at least this long after taking a process out of the endpoints before stopping it, even at
+   * zero in flight: with --workers the counts arrive once a second, so a fresh 0 proves nothing yet.
+   */
+  stopGraceMs?: number
 }
 
 interface Instance {
@@ -35,6 +40,8 @@ interface Instance {
   ready: boolean
   /** Taken out of the endpoints; killed once its in-flight requests finish. */
   stopping: boolean
+  /** When it was taken out of the endpoints. */
+  retiredAt: number
   exited: boolean
 }
 
@@ -164,12 +171,12 @@ export class LocalRunner implements StatSink {
       // endpoints, and killed when they finish.
       for (const i of live.slice(want).reverse()) this.retire(st, i)
     }
-    for (const i of st.instances) if (i.stopping && !i.exited && this.opts.inFlightAt(`127.0.0.1:${i.port}`) === 0) void kill(i)
+    for (const i of st.instances) if (i.stopping && !i.exited && this.idle(i)) void kill(i)
   }
 
   private launch(st: RevisionState, rev: Revision, command: string): void {
     const id = this.nextId++
-    const inst: Instance = { id, port: 0, child: undefined as unknown as ChildProcess, ready: false, stopping: false, exited: false }
+    const inst: Instance = { id, port: 0, child: undefined as unknown as ChildProcess, ready: false, stopping: false, retiredAt: 0, exited: false }
     st.instances.push(inst)
     void freePort().then((port) => {
       if (this.closed || inst.stopping) {
@@ -226,9 +233,15 @@ export class LocalRunner implements StatSink {
 
   private retire(st: RevisionState, inst: Instance): void {
     inst.stopping = true
+    inst.retiredAt = Date.now()
     this.publish(st)
     if (!inst.child) return
-    if (this.opts.inFlightAt(`127.0.0.1:${inst.port}`) === 0) void kill(inst)
+    if (this.idle(inst)) void kill(inst)
+  }
+
+  /** Out of the endpoints long enough for every count to include it, and nothing in flight. */
+  private idle(inst: Instance): boolean {
+    return Date.now() - inst.retiredAt >= (this.opts.stopGraceMs ?? 0) && this.opts.inFlightAt(`127.0.0.1:${inst.port}`) === 0
   }
 
   private forget(st: RevisionState, inst: Instance): void {

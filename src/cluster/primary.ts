@@ -49,7 +49,22 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
   // Ready only once every worker listens: before that, connections to the shared ports are refused.
   const listening = new Set<number>()
   const notReady = (): string | undefined => (listening.size < config.workers ? `${listening.size} of ${config.workers} workers listening` : undefined)
-  gw = await startGateway(config, { log, role: 'primary', metricsFrom, notReady, onReplicaShare: (i, n) => broker.setReplicaShare(i, n) })
+  // Per-pod in-flight counts of CC = 0 revisions live in the workers: their latest report, per worker.
+  const workerInFlight = new Map<number, Record<string, number>>()
+  const inFlightAt = (address: string): number => {
+    let n = broker.inFlightAt(address)
+    for (const m of workerInFlight.values()) n += m[address] ?? 0
+    return n
+  }
+  gw = await startGateway(config, {
+    log,
+    role: 'primary',
+    metricsFrom,
+    notReady,
+    inFlightAt,
+    debugExtra: () => ({ slotBroker: broker.describe(), workers: { listening: listening.size, configured: config.workers } }),
+    onReplicaShare: (i, n) => broker.setReplicaShare(i, n),
+  })
   const gateway = gw
   const replicator = new StoreReplicator(gateway.store)
   const toBroker = (): void => broker.setSnapshot(gateway.plane.snapshot)
@@ -71,6 +86,7 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
       broker.workerGone(w)
       replicator.delete(w)
       listening.delete(w.id)
+      workerInFlight.delete(w.id)
       if (stopping) return
       // Back off while workers keep dying young (a port taken, a bad option), so it is no fork loop.
       const young = Date.now() - started < 10_000
@@ -93,6 +109,7 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
       case 'failed':
         return broker.failed(msg.key, msg.address, msg.backoffMs)
       case 'stats':
+        if (msg.inFlight) workerInFlight.set(w.id, msg.inFlight)
         return fanIn.receive(w.id, msg.entries, msg.poke)
       case 'cold-start':
         return gateway.runner?.coldStart(msg.namespace, msg.name)
@@ -113,7 +130,10 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
 
   return {
     gateway,
-    startDraining: () => gateway.startDraining(),
+    startDraining: () => {
+      gateway.startDraining()
+      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { t: 'draining' })
+    },
     close: async (finishMs) => {
       stopping = true
       fanIn.stop()

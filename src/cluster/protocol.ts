@@ -10,10 +10,12 @@ export type ToWorker =
   /** Store replication: objects written and removed since the last message, in order. */
   | { t: 'store'; upsert: KubeObject[]; remove: Array<[Kind, string]> }
   /** A slot for request `id` on pod `address` (or a refusal). */
-  | { t: 'grant'; id: number; key: string; address: string }
+  | { t: 'grant'; id: number; key: string; address: string; waited: boolean }
   | { t: 'refuse'; id: number; reason: Exclude<EnqueueResult, 'queued'> }
   /** Stop accepting, finish in-flight work, then exit. */
   | { t: 'drain'; finishMs: number }
+  /** Draining has begun: readiness already fails; close HTTP/1.1 connections after each response. */
+  | { t: 'draining' }
   /** Send your metrics (for the primary's /metrics). */
   | { t: 'metrics'; id: number }
 
@@ -25,7 +27,7 @@ export type ToPrimary =
   | { t: 'release'; key: string; address: string }
   | { t: 'failed'; key: string; address: string; backoffMs: number }
   /** The worker's demand: each tick's report, and pokes as they happen. */
-  | { t: 'stats'; entries: StatEntry[]; poke: boolean }
+  | { t: 'stats'; entries: StatEntry[]; poke: boolean; inFlight?: Record<string, number> }
   | { t: 'cold-start'; namespace: string; name: string }
   | { t: 'metrics'; id: number; json: MetricObjectWithValues<MetricValue<string>>[] }
 

@@ -56,7 +56,7 @@ export class RemoteSlots {
         return
       }
       this.pending.delete(m.id)
-      p.throttler.granted(p.waiter, m.address)
+      p.throttler.granted(p.waiter, m.address, m.waited)
       return
     }
     if (!p) return
@@ -118,7 +118,7 @@ export class RemoteThrottler implements Throttler {
     if (this.slots.withdraw(w)) this.queued--
   }
 
-  granted(w: Waiter, address: string): void {
+  granted(w: Waiter, address: string, waited: boolean): void {
     this.queued--
     let slot = this.byAddress.get(address)
     if (!slot) {
@@ -128,7 +128,7 @@ export class RemoteThrottler implements Throttler {
     }
     slot.inFlight++
     this.inFlight++
-    w.grant(slot)
+    w.grant(slot, waited)
   }
 
   refused(w: Waiter, reason: Exclude<EnqueueResult, 'queued'>): void {

@@ -27,6 +27,8 @@ class RemoteWaiter implements Waiter {
     this.id = id
     this.key = key
   }
+  /** Set while the request sits in the queue, so the worker can tell a real wait from the fast path. */
+  queued = false
   grant(pod: PodSlot): void {
     this.broker.granted(this, pod)
   }
@@ -91,6 +93,7 @@ export class SlotBroker {
     const pod = t.tryAcquire()
     if (pod) return this.granted(w, pod)
     this.waiting.set(`${worker.id}:${id}`, w)
+    w.queued = true
     const r = t.enqueue(w)
     if (r !== 'queued') {
       this.waiting.delete(`${worker.id}:${id}`)
@@ -113,7 +116,7 @@ export class SlotBroker {
     let l = this.lent.get(k)
     if (!l) this.lent.set(k, (l = { throttler: t, slots: [] }))
     l.slots.push(pod)
-    send(w.worker, { t: 'grant', id: w.id, key: w.key, address: pod.endpoint.address })
+    send(w.worker, { t: 'grant', id: w.id, key: w.key, address: pod.endpoint.address, waited: w.queued })
   }
 
   release(worker: Worker, key: string, address: string): void {
@@ -148,6 +151,13 @@ export class SlotBroker {
 
   private refuse(w: RemoteWaiter, reason: Exclude<EnqueueResult, 'queued'>): void {
     send(w.worker, { t: 'refuse', id: w.id, reason })
+  }
+
+  /** Requests in flight per pod address across every worker (for the local runner's safe stop). */
+  inFlightAt(address: string): number {
+    let n = 0
+    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.endpoint.address === address) n += p.inFlight
+    return n
   }
 
   describe(): Record<string, { inFlight: number; queued: number; pods: number }> {

@@ -36,13 +36,18 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
       slots,
       stats: {
         send: (entries, poke) => {
-          toPrimary({ t: 'stats', entries, poke: poke === true })
+          toPrimary({ t: 'stats', entries, poke: poke === true, inFlight: poke ? undefined : inFlightByPod() })
           return true
         },
       },
       coldStart: (rev) => toPrimary({ t: 'cold-start', namespace: rev.namespace, name: rev.name }),
     },
   })
+  function inFlightByPod(): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const { throttler } of gw.plane.backendState()) for (const p of throttler.pods()) if (p.inFlight > 0) out[p.endpoint.address] = (out[p.endpoint.address] ?? 0) + p.inFlight
+    return out
+  }
   apply = (m) => applyReplica(gw.store, m)
   for (const m of early.splice(0)) apply(m)
   gw.recompile()
@@ -55,6 +60,9 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
         return slots.onMessage(m)
       case 'metrics':
         void gw.plane.metrics.registry.getMetricsAsJSON().then((json) => toPrimary({ t: 'metrics', id: m.id, json }))
+        return
+      case 'draining':
+        gw.startDraining()
         return
       case 'drain':
         gw.startDraining()

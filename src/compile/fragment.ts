@@ -4,6 +4,7 @@
 // once per object version and reused until that object (or a Service it names) changes.
 import type { DomainMapping, HTTPIngressPath, IngressBackendSplit, IngressSpec, IngressTLS, KIngress, Route, Visibility } from '../model/k8s.ts'
 import { keyOf } from '../model/k8s.ts'
+import { validateObject } from './validate.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 import { ConfigError } from '../model/problems.ts'
 import type { BackendSpec, HeaderSet, HostEntry, IngressRef, IngressSummary, PathEntry, SplitEntry, TLSCertificate } from '../model/snapshot.ts'
@@ -110,7 +111,7 @@ export class Fragment {
         }
       })
     } catch (err) {
-      this.error.push(...problemFrom(err, this.label, 'EDGE_ERR_COMPILE'))
+      this.error.push(...problemFrom(err, this.label, 'EDGE_ERR_COMPILE', this.ingress))
     }
     if (this.error.length === 0) this.error = NO_PROBLEMS
   }
@@ -191,9 +192,20 @@ export function byAge(a: Fragment, b: Fragment): number {
   return a.tie < b.tie ? -1 : a.tie > b.tie ? 1 : 0
 }
 
-export function problemFrom(err: unknown, object: string, code: string): ConfigProblem[] {
+/**
+ * A failure to compile an object, as problems. Given the object, the validator names the fields
+ * that broke it; only when it finds nothing does the raw error stand, with no field.
+ */
+export function problemFrom(err: unknown, object: string, code: string, obj?: unknown): ConfigProblem[] {
   if (err instanceof ConfigError) return err.problems.map((p) => ({ ...p, source: p.source || 'kubernetes' }))
+  const named = obj === undefined ? undefined : validatorProblems(obj)
+  if (named) return named.map((p) => ({ ...p, object: p.object ?? object }))
   return [{ source: 'kubernetes', object, field: '', reason: err instanceof Error ? err.message : String(err), code }]
+}
+
+function validatorProblems(obj: unknown): ConfigProblem[] | undefined {
+  const r = validateObject(obj, 'kubernetes')
+  return 'problems' in r && r.problems.length > 0 ? r.problems : undefined
 }
 
 function headerSets(h: Record<string, string> | undefined): readonly HeaderSet[] {

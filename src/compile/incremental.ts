@@ -10,6 +10,7 @@
 // Still pure: no I/O, no clocks. compileSnapshot() is this, started empty and built once.
 import type { DomainMapping, EndpointSlice, KIngress, Kind, KubeObject, Revision, Route, Secret, Service } from '../model/k8s.ts'
 import { ANN_INGRESS_CLASS, LABEL_SERVICE_NAME, keyOf } from '../model/k8s.ts'
+import { validateObject } from './validate.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 import type { BackendSpec, HostEntry, IngressSummary, RevisionRef, Snapshot, TLSCertificate } from '../model/snapshot.ts'
 import { backendTarget, resolveTarget, revisionRef, sameBackend } from './backends.ts'
@@ -74,6 +75,8 @@ export class IncrementalCompiler {
   private readonly slicesByService = new Map<string, EndpointSlice[]>()
   private readonly secrets = new Map<string, Secret>()
   private sourceProblems: readonly ConfigProblem[] = []
+  /** Objects refused at the door (they fail validation), by `Kind:key`: reported, never compiled. */
+  private readonly refused = new Map<string, readonly ConfigProblem[]>()
   private readonly index: BackendIndex = { services: this.services, revisions: this.revisionObjects, slicesByService: this.slicesByService }
 
   // ---- compiled state ----
@@ -137,7 +140,17 @@ export class IncrementalCompiler {
   }
 
   /** Records the current version of one object (`undefined`: it is gone). Work waits for build(). */
-  set(kind: Kind, key: string, obj: KubeObject | undefined): void {
+  set(kind: Kind, key: string, input: KubeObject | undefined): void {
+    // Compile trusts what it reads; an object too broken to read at all (no metadata...) is
+    // refused here with the validator's field-by-field problems instead.
+    let obj = input
+    const id = `${kind}:${key}`
+    const bad = obj === undefined ? undefined : unreadable(obj)
+    if (bad) {
+      this.refused.set(id, bad)
+      this.problemsDirty = true
+      obj = undefined
+    } else if (this.refused.delete(id)) this.problemsDirty = true
     switch (kind) {
       case 'Ingress':
       case 'Route':
@@ -294,7 +307,7 @@ export class IncrementalCompiler {
       f.compile(d.spec, this.index, this.internTarget)
       return f
     } catch (err) {
-      const what = origin === 'Ingress' ? problemFrom(err, `Ingress ${keyOf(ingress.metadata)}`, 'EDGE_ERR_INGRESS') : problemFrom(err, `${origin} ${keyOf(obj.metadata)}`, 'EDGE_ERR_TRANSLATE')
+      const what = origin === 'Ingress' ? problemFrom(err, `Ingress ${keyOf(ingress.metadata)}`, 'EDGE_ERR_INGRESS', ingress) : problemFrom(err, `${origin} ${keyOf(obj.metadata)}`, 'EDGE_ERR_TRANSLATE', obj)
       this.setObjectProblems(origin, id, [...problems, ...what])
       return undefined
     }
@@ -566,7 +579,7 @@ export class IncrementalCompiler {
         }
       })
     } catch (err) {
-      problems.push(...problemFrom(err, f.label, 'EDGE_ERR_COMPILE'))
+      problems.push(...problemFrom(err, f.label, 'EDGE_ERR_COMPILE', f.ingress))
     }
     return out.size === 0 ? NO_CERTS : out
   }
@@ -624,6 +637,7 @@ export class IncrementalCompiler {
     }
     if (this.problemsDirty) {
       const all: ConfigProblem[] = [...this.sourceProblems]
+      for (const ps of this.refused.values()) all.push(...ps)
       for (const o of ORIGINS) for (const ps of this.objectProblems[o].values()) all.push(...ps)
       for (const s of this.summaries) if (s.problems.length > 0) all.push(...s.problems)
       this.problems = all
@@ -665,10 +679,21 @@ function certificateOf(secret: Secret | undefined, secretKey: string): TLSCertif
   return c
 }
 
+/** A Secret's field as text; a value that is not a string counts as missing (reported as such). */
 export function secretData(secret: Secret | undefined, field: string): string | undefined {
   const s = secret?.stringData?.[field]
-  if (s) return s
+  if (typeof s === 'string' && s !== '') return s
   const b = secret?.data?.[field]
-  if (!b) return undefined
+  if (typeof b !== 'string' || b === '') return undefined
   return Buffer.from(b, 'base64').toString('utf8')
+}
+
+/** Problems for an object whose metadata cannot be read at all; undefined when it can be compiled. */
+function unreadable(obj: KubeObject): readonly ConfigProblem[] | undefined {
+  if (typeof obj !== 'object' || obj === null) return [{ source: 'kubernetes', field: '', reason: 'not an object', code: 'EDGE_ERR_INVALID_OBJECT' }]
+  const m = obj.metadata as unknown
+  if (typeof m === 'object' && m !== null && typeof (m as { name?: unknown }).name === 'string') return undefined
+  const r = validateObject(obj, 'kubernetes')
+  if ('problems' in r && r.problems.length > 0) return r.problems
+  return [{ source: 'kubernetes', field: 'metadata.name', reason: 'the object has no metadata.name; give it one', code: 'EDGE_ERR_INVALID_OBJECT' }]
 }

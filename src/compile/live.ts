@@ -1,7 +1,7 @@
 // Keeps an IncrementalCompiler in step with an object store: a full load at start (or on demand),
 // then only the objects each change notification names. Reads the store, never writes it.
 import type { Kind, KubeObject } from '../model/k8s.ts'
-import { KINDS, keyOf } from '../model/k8s.ts'
+import { KINDS, objectKey } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 import { IncrementalCompiler } from './incremental.ts'
 import type { BuildResult, CompileOptions } from './incremental.ts'
@@ -38,7 +38,7 @@ export class LiveCompiler {
   /** Compiles everything the source holds, from scratch. */
   full(): LiveBuild {
     const c = new IncrementalCompiler(this.opts)
-    for (const kind of KINDS) for (const o of this.source.list(kind)) c.set(kind, keyOf(o.metadata), o)
+    for (const kind of KINDS) for (const o of this.source.list(kind)) c.set(kind, objectKey(o), o)
     c.setSourceProblems(this.source.problems())
     this.compiler = c
     return { snapshot: c.build(this.source.version).snapshot, changedBackends: undefined }

@@ -2,7 +2,7 @@
 // tested with plain objects and fuzzed. This is the from-scratch entry point: the gateway keeps an
 // IncrementalCompiler warm instead and feeds it only what changed; both give the same snapshot.
 import type { DomainMapping, EndpointSlice, Kind, KubeObject, Revision, Route, Secret, Service, KIngress } from '../model/k8s.ts'
-import { keyOf } from '../model/k8s.ts'
+import { objectKey } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 import type { Snapshot } from '../model/snapshot.ts'
 import { IncrementalCompiler } from './incremental.ts'
@@ -34,7 +34,7 @@ export function loadInput(c: IncrementalCompiler, input: CompileInput): void {
     ['EndpointSlice', input.endpointSlices],
     ['Secret', input.secrets],
   ]
-  for (const [kind, objs] of all) for (const o of objs) c.set(kind, keyOf(o.metadata), o)
+  for (const [kind, objs] of all) for (const o of objs) c.set(kind, objectKey(o), o)
   c.setSourceProblems(input.sourceProblems ?? [])
 }
 

@@ -117,8 +117,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   }
 
   /** Waiter: the throttler hands us a pod. */
-  grant(pod: PodSlot): void {
+  grant(pod: PodSlot, waited = true): void {
     this.inQueue = false
+    // The workers' broker answers every request asynchronously; only a real wait is a cold start.
+    if (!waited) this.queuedAt = 0
     if (this.coldStartMs < 0 && this.queuedAt > 0) {
       this.coldStartMs = performance.now() - this.queuedAt
       this.plane.metrics.coldStart(this.backend, this.coldStartMs)

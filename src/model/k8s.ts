@@ -205,3 +205,10 @@ export const HEADER_PROXY_REQUEST = 'K-Proxy-Request'
 export function keyOf(meta: ObjectMeta): string {
   return `${meta.namespace ?? 'default'}/${meta.name}`
 }
+
+/** keyOf for objects not yet validated: a malformed one still gets a key (its problems name it). */
+export function objectKey(obj: { metadata?: unknown } | null | undefined): string {
+  const m = (obj && typeof obj === 'object' ? obj.metadata : undefined) as ObjectMeta | null | undefined
+  if (!m || typeof m !== 'object') return 'invalid/<no metadata>'
+  return `${typeof m.namespace === 'string' ? m.namespace : 'default'}/${typeof m.name === 'string' ? m.name : '<no name>'}`
+}
