@@ -6,7 +6,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { execSync } from 'node:child_process'
-import { pinned, stop, waitPort, hasTaskset } from './lib/procs.ts'
+import net from 'node:net'
+import { pinned, rssMb, stop, waitPort, hasTaskset, which } from './lib/procs.ts'
 import { median, wrk } from './lib/wrk.ts'
 import type { WrkResult } from './lib/wrk.ts'
 import { gatewayManifests, startGatewayProc, startHaproxy, startNginx } from './lib/proxies.ts'
@@ -20,7 +21,7 @@ const opt = (name: string, def: string): string => {
 }
 const ROUNDS = Number(opt('rounds', '3'))
 const SECONDS = Number(opt('seconds', '10'))
-const SCENARIOS = new Set(opt('scenarios', 'saturation,fixed,stream,split,workers,inprocess').split(','))
+const SCENARIOS = new Set(opt('scenarios', 'saturation,fixed,stream,split,table,held,workers,inprocess').split(','))
 const CONNS = 50
 // Load generator and backend share core 0; each proxy gets core 1 to itself.
 const LOAD_CPU = 0
@@ -59,12 +60,30 @@ function med(rs: WrkResult[], k: keyof WrkResult): number {
   return median(rs.map((r) => r[k]))
 }
 
+/** wrk, HAProxy and nginx come from Debian; try to install what is missing, and say so if that fails. */
+function ensureTools(): void {
+  const missing = ['wrk', 'haproxy', 'nginx'].filter((c) => !which(c))
+  if (missing.length === 0) return
+  const pkgs = missing.map((c) => (c === 'nginx' ? 'nginx-light' : c))
+  process.stdout.write(`installing ${pkgs.join(', ')} from Debian's packages...\n`)
+  try {
+    execSync(`apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkgs.join(' ')}`, { stdio: 'ignore' })
+  } catch {
+    process.stdout.write(`could not install ${pkgs.join(', ')}; the comparisons that need them are skipped\n`)
+  }
+  if (!which('wrk')) {
+    process.stderr.write('wrk is required for the benchmark (apt-get install wrk)\n')
+    process.exit(1)
+  }
+}
+
 async function main(): Promise<void> {
+  ensureTools()
   const backendDirect = 18001
   const backendProxied = 18002
   const nodeV = process.version
   const versions = [`node ${nodeV}`]
-  for (const [cmd, re] of [['haproxy -v', /version ([\d.]+)/], ['nginx -v 2>&1', /nginx\/([\d.]+)/], ['wrk -v 2>&1 || true', /wrk ([\d.]+)/]] as const) {
+  for (const [cmd, re] of [['haproxy -v', /version ([\d.]+)/], ['nginx -v 2>&1', /nginx\/([\d.]+)/], ['wrk -v 2>&1 || true', /wrk (?:debian\/)?([\d.]+)/]] as const) {
     try {
       versions.push(`${cmd.split(' ')[0]} ${re.exec(execSync(cmd, { encoding: 'utf8' }))?.[1] ?? '?'}`)
     } catch {
@@ -161,6 +180,70 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const r of running) await r.stop()
+  }
+
+  if (SCENARIOS.has('table')) {
+    log('## Lookups with 10,000 KIngress loaded vs 10 (edge-gateway, one process)')
+    log('')
+    const small = await startGatewayProc(18500, 18590, gatewayManifests(backendProxied, 10), PROXY_CPU)
+    const big = await startGatewayProc(18600, 18690, gatewayManifests(backendProxied, 10_000), PROXY_CPU)
+    try {
+      for (const g of [small, big]) await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+      const res = await interleaved(
+        [
+          { name: '10 KIngress', port: small.port, host: 'bench.example.com' },
+          { name: '10,000 KIngress', port: big.port, host: 'bench.example.com' },
+        ],
+        (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }),
+      )
+      const a = med(res.get('10 KIngress')!, 'rps')
+      const b = med(res.get('10,000 KIngress')!, 'rps')
+      log('| table | req/s | p99 ms | RSS MB |')
+      log('|---|---|---|---|')
+      log(`| 10 KIngress | ${fmt(a)} | ${fmt(med(res.get('10 KIngress')!, 'p99'), 2)} | ${fmt(rssMb(small.child.pid) ?? NaN)} |`)
+      log(`| 10,000 KIngress | ${fmt(b)} | ${fmt(med(res.get('10,000 KIngress')!, 'p99'), 2)} | ${fmt(rssMb(big.child.pid) ?? NaN)} |`)
+      log(`\nratio 10,000 / 10: ${fmt(b / a, 3)} (target ≥ 0.95); RSS with 10,000 KIngress after load (target ≤ 300 MB).`)
+      log('')
+    } finally {
+      await small.stop()
+      await big.stop()
+    }
+  }
+
+  if (SCENARIOS.has('held')) {
+    log('## 10,000 requests held during a cold start (RSS growth of the gateway)')
+    log('')
+    const dir = gatewayManifests(backendProxied)
+    fs.appendFileSync(
+      path.join(dir, 'bench.yaml'),
+      `---\napiVersion: serving.knative.dev/v1\nkind: Revision\nmetadata: {name: cold-00001, namespace: default}\n---\napiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: {name: cold, namespace: default}\nstatus:\n  url: http://cold.example.com\n  traffic: [{revisionName: cold-00001, percent: 100}]\n`,
+    )
+    const g = await startGatewayProc(18700, 18790, dir, PROXY_CPU, 1, ['--max-queued-per-revision', '20000'])
+    const sockets: net.Socket[] = []
+    try {
+      await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+      await new Promise((r) => setTimeout(r, 500))
+      const before = rssMb(g.child.pid) ?? NaN
+      for (let i = 0; i < 10_000; i++) {
+        const s = net.connect(g.port, '127.0.0.1')
+        s.on('error', () => {})
+        s.write(`GET /held/${i} HTTP/1.1\r\nHost: cold.example.com\r\n\r\n`)
+        sockets.push(s)
+        if (i % 500 === 499) await new Promise((r) => setTimeout(r, 20))
+      }
+      let queued = 0
+      for (let k = 0; k < 200 && queued < 10_000; k++) {
+        await new Promise((r) => setTimeout(r, 100))
+        const m = await fetch(`http://127.0.0.1:18790/metrics`).then((r) => r.text())
+        queued = Number(/edge_revision_requests_queued\{namespace="default",revision="cold-00001"\} (\d+)/.exec(m)?.[1] ?? 0)
+      }
+      const after = rssMb(g.child.pid) ?? NaN
+      log(`held ${queued} requests: RSS ${fmt(before)} MB → ${fmt(after)} MB, growth ${fmt(after - before)} MB (target ≤ 100 MB).`)
+      log('')
+    } finally {
+      for (const s of sockets) s.destroy()
+      await g.stop()
+    }
   }
 
   if (SCENARIOS.has('workers')) {

@@ -68,7 +68,7 @@ export class KnativeStatSink {
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 1 << 20
   }
 
-  /** True while the websocket is open. The gateway's readiness follows this, as the activator's does. */
+  /** True while the websocket is open. Exported as edge_autoscaler_connected; unlike Knative's activator, readiness does not follow it (warm traffic must not suffer an autoscaler outage). */
   get connected(): boolean {
     return this.isOpen
   }

@@ -48,9 +48,10 @@ function formatAddress(ip: string, port: number): string {
 export function readyEndpoints(
   slices: readonly EndpointSlice[] | undefined,
   pick: (ports: NonNullable<EndpointSlice['ports']>) => { port?: number; name?: string; appProtocol?: string } | undefined,
-): { endpoints: Endpoint[]; h2c: boolean } {
+): { endpoints: Endpoint[]; notReady: Endpoint[]; h2c: boolean } {
   const seen = new Set<string>()
   const endpoints: Endpoint[] = []
+  const starting = new Map<string, Endpoint>()
   let h2c = false
   for (const slice of slices ?? []) {
     if (slice.addressType === 'FQDN') continue
@@ -58,18 +59,25 @@ export function readyEndpoints(
     if (!port?.port) continue
     if (isH2c(port.name, port.appProtocol)) h2c = true
     for (const ep of slice.endpoints ?? []) {
-      // Kubernetes: a nil `ready` means ready. Terminating pods are not ready.
-      if (ep.conditions?.ready === false) continue
       const ip = ep.addresses?.[0]
       if (typeof ip !== 'string' || ip === '') continue
       const address = formatAddress(ip, port.port)
+      // Kubernetes: a nil `ready` means ready. A not-ready pod that is not terminating may be
+      // starting: a candidate for the activator's early probe (unless another slice lists it ready).
+      if (ep.conditions?.ready === false) {
+        if (ep.conditions.terminating !== true && !starting.has(address)) starting.set(address, { address, host: ip, port: port.port })
+        continue
+      }
       if (seen.has(address)) continue
       seen.add(address)
       endpoints.push({ address, host: ip, port: port.port })
     }
   }
+  for (const a of seen) starting.delete(a)
+  const notReady = [...starting.values()]
   endpoints.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
-  return { endpoints, h2c }
+  notReady.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
+  return { endpoints, notReady, h2c }
 }
 
 export function revisionRef(namespace: string, name: string, rev: Revision | undefined): RevisionRef {
@@ -91,6 +99,12 @@ function positive(n: unknown): number | undefined {
   return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : undefined
 }
 
+/** Knative turns the early probe off when the app's readiness is an exec probe or it has a startup probe. */
+function earlyProbeAllowed(rev: Revision | undefined): boolean {
+  for (const c of rev?.spec?.containers ?? []) if (c.readinessProbe?.exec || c.startupProbe) return false
+  return true
+}
+
 function revisionIsH2c(rev: Revision | undefined): boolean {
   for (const c of rev?.spec?.containers ?? []) {
     if (c.ports?.[0]?.name === 'h2c') return true
@@ -102,7 +116,7 @@ function revisionIsH2c(rev: Revision | undefined): boolean {
 function revisionBackend(namespace: string, name: string, serviceName: string, index: BackendIndex): BackendSpec {
   const rev = index.revisions.get(`${namespace}/${name}`)
   const slices = index.slicesByService.get(`${namespace}/${name}-private`)
-  const { endpoints, h2c } = readyEndpoints(slices, (ports) =>
+  const { endpoints, notReady, h2c } = readyEndpoints(slices, (ports) =>
     ports.length === 1 ? ports[0] : ports.find((p) => p.name === 'http' || p.name === 'http2' || p.name === 'h2c'),
   )
   const protocol: UpstreamProtocol = h2c || revisionIsH2c(rev) ? 'h2c' : 'http1'
@@ -114,6 +128,7 @@ function revisionBackend(namespace: string, name: string, serviceName: string, i
     protocol,
     endpoints,
     revision: revisionRef(namespace, name, rev),
+    ...(notReady.length > 0 && earlyProbeAllowed(rev) ? { notReady } : {}),
   }
 }
 
@@ -187,13 +202,18 @@ export function resolveTarget(t: BackendTarget, index: BackendIndex): BackendSpe
   return { ...base, kind: 'pods', protocol: h2c ? 'h2c' : 'http1', endpoints }
 }
 
+function sameAddresses(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i]!.address !== b[i]!.address) return false
+  return true
+}
+
 /** Same routing-relevant content: lets an update keep the old object, so nothing downstream churns. */
 export function sameBackend(a: BackendSpec, b: BackendSpec): boolean {
   if (a === b) return true
   if (a.key !== b.key || a.kind !== b.kind || a.namespace !== b.namespace || a.serviceName !== b.serviceName || a.protocol !== b.protocol) return false
   if (a.externalHost !== b.externalHost || a.externalPort !== b.externalPort || a.problem !== b.problem) return false
-  if (a.endpoints.length !== b.endpoints.length) return false
-  for (let i = 0; i < a.endpoints.length; i++) if (a.endpoints[i]!.address !== b.endpoints[i]!.address) return false
+  if (!sameAddresses(a.endpoints, b.endpoints) || !sameAddresses(a.notReady ?? [], b.notReady ?? [])) return false
   const ra = a.revision
   const rb = b.revision
   if (ra === rb) return true

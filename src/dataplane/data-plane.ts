@@ -4,9 +4,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
+import type { BackendSpec, Endpoint, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
 import type { Throttler, Waiter } from '../activator/throttler.ts'
+import { PodProber } from '../activator/pod-prober.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
@@ -52,6 +53,7 @@ export class DataPlane {
   readonly retryBackoffMs: number
   private readonly opts: DataPlaneOptions
   private readonly throttlers = new Map<string, Throttler>()
+  private readonly prober = new PodProber({ onChange: (key) => this.probed(key) })
   private readonly budget: QueueBudget
   private replicaIndex = -1
   private replicaCount = 1
@@ -92,7 +94,7 @@ export class DataPlane {
       if (!t) continue
       if (after && after.kind !== 'external') {
         t.setContainerConcurrency(after.revision?.containerConcurrency ?? 0)
-        t.updateEndpoints(after.endpoints)
+        t.updateEndpoints(this.endpointsFor(after))
       } else this.dropThrottler(key, t)
     }
     if (dropped) this.closeUnusedPools()
@@ -130,7 +132,7 @@ export class DataPlane {
       const t = this.throttlers.get(b.key)
       if (t) {
         t.setContainerConcurrency(b.revision?.containerConcurrency ?? 0)
-        t.updateEndpoints(b.endpoints)
+        t.updateEndpoints(this.endpointsFor(b))
       }
     }
     for (const [key, t] of this.throttlers) if (!next.backends.has(key)) this.dropThrottler(key, t)
@@ -143,6 +145,24 @@ export class DataPlane {
     for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.inFlight > 0) busy.add(originOf(p.endpoint.host, p.endpoint.port))
     const refs = this.originRefs
     this.pools.retain({ has: (origin: string) => refs.has(origin) || busy.has(origin) } as ReadonlySet<string>)
+  }
+
+  /**
+   * The pods a backend's throttler may use: the ready ones, plus not-yet-Ready revision pods that
+   * already passed the activator's probe (src/activator/pod-prober.ts).
+   */
+  private endpointsFor(b: BackendSpec): readonly Endpoint[] {
+    this.prober.sync(b.key, b.notReady)
+    const early = this.prober.healthy(b.key)
+    if (early.length === 0) return b.endpoints
+    return [...b.endpoints, ...early]
+  }
+
+  /** A probe passed (or a probed pod went away): the backend's throttler learns at once. */
+  private probed(key: string): void {
+    const b = this.snapshot.backends.get(key)
+    const t = this.throttlers.get(key)
+    if (b && t) t.updateEndpoints(this.endpointsFor(b))
   }
 
   /** This replica's index among the gateway's replicas, for sharing pod capacity (see throttler). */
@@ -163,7 +183,7 @@ export class DataPlane {
         onColdStart: rev && this.opts.onColdStart ? () => this.opts.onColdStart!(rev) : undefined,
       })
       t.setReplicaShare(this.replicaIndex, this.replicaCount)
-      t.updateEndpoints(b.endpoints)
+      t.updateEndpoints(this.endpointsFor(b))
       this.throttlers.set(b.key, t)
     }
     return t
@@ -275,6 +295,7 @@ export class DataPlane {
   }
 
   async close(): Promise<void> {
+    this.prober.close()
     await this.pools.close()
   }
 }

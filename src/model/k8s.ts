@@ -126,7 +126,7 @@ export interface Revision extends KubeObject {
     timeoutSeconds?: number
     responseStartTimeoutSeconds?: number
     idleTimeoutSeconds?: number
-    containers?: Array<{ name?: string; image?: string; ports?: ContainerPort[] }>
+    containers?: Array<{ name?: string; image?: string; ports?: ContainerPort[]; readinessProbe?: { exec?: unknown }; startupProbe?: unknown }>
   }
   status?: { conditions?: Condition[] }
 }

@@ -49,6 +49,11 @@ export interface BackendSpec {
   readonly externalPort?: number
   /** Set when the backend is a Knative revision (its pods are those of `<revision>-private`). */
   readonly revision?: RevisionRef
+  /**
+   * Revision pods Kubernetes lists but has not marked Ready: the activator's probe may find them up
+   * early. Absent when the revision's own probes forbid that (exec readiness or a startup probe).
+   */
+  readonly notReady?: readonly Endpoint[]
   /** Why the backend cannot serve, when it cannot (no such Service, no matching port...). */
   readonly problem?: string
 }
