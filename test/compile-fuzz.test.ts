@@ -9,20 +9,12 @@ import { lookupHost } from '../src/dataplane/host.ts'
 import { pickPath, pickSplit, resolve } from '../src/dataplane/resolve.ts'
 import { validSamples } from './fixtures/validate-samples.ts'
 import type { Sample } from './fixtures/validate-samples.ts'
+import { prng } from './helpers/prng.ts'
 
 const SEED = 0x0c0_ffee
 const SNAPSHOTS = 600
 const REQUESTS_PER_SNAPSHOT = 20
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 const rand = prng(SEED)
 const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!
 

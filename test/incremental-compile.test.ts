@@ -11,18 +11,10 @@ import type { Kind, KubeObject } from '../src/model/k8s.ts'
 import { keyOf } from '../src/model/k8s.ts'
 import type { Snapshot } from '../src/model/snapshot.ts'
 import { compileSnapshot as referenceCompile } from './helpers/reference-compile.ts'
+import { prng } from './helpers/prng.ts'
 
 const opts = { ingressClass: 'edge.ingress.networking.knative.dev', domain: 'example.com', clusterDomain: 'cluster.local', translateServing: true }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function generator(rand: () => number) {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!

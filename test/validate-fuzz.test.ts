@@ -9,21 +9,12 @@ import { domainMappingToIngress } from '../src/translate/domain-mapping.ts'
 import { ConfigError } from '../src/model/problems.ts'
 import type { ValidObject } from '../src/compile/validate.ts'
 import { validSamples } from './fixtures/validate-samples.ts'
+import { prng } from './helpers/prng.ts'
 
 const SEED = 0x5eed_2024
 const MUTATED = 4000
 const RANDOM = 1000
 
-// mulberry32: tiny, good enough to explore shapes.
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const rand = prng(SEED)
 const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!

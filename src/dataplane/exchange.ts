@@ -8,7 +8,7 @@ import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/thr
 import type { Resolution } from './resolve.ts'
 import { resolve } from './resolve.ts'
 import { lookupHost } from './host.ts'
-import { buildUpstreamHeaders, RESPONSE_DROP } from './upstream-headers.ts'
+import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { AnyResponse, Reason } from './reply.ts'
 import type { DataPlane } from './data-plane.ts'
@@ -144,17 +144,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.upstreamDone = false
     this.controller = null
     const req = this.req
-    const r = this.resolution
-    const inner = r.inner
-    const headers = buildUpstreamHeaders(req.rawHeaders, {
-      sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
-      host: r.upstreamHost,
-      probeHash: r.entry.ingress.hash,
-      clientIp: req.socket.remoteAddress,
-      proto: this.secure ? 'https' : 'http',
-      activator: this.backend.revision !== undefined,
-      upgrade: false,
-    })
+    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, false)
     const method = req.method ?? 'GET'
     // HTTP/2 carries a body whenever the HEADERS frame did not end the stream (gRPC sends no length).
     const hasBody = this.h2

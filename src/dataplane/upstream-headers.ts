@@ -5,7 +5,9 @@
 // Spoofing (issue 7): headers the gateway or Knative own are never taken from a client, and the
 // forwarding headers (X-Forwarded-*, Forwarded, X-Real-IP) are only believed from a trusted hop
 // (--trusted-proxies). From anyone else they are replaced by what the gateway itself saw.
+import type { IncomingMessage } from 'node:http'
 import type { HeaderSet } from '../model/snapshot.ts'
+import type { Resolution } from './resolve.ts'
 
 export interface UpstreamHeaderPlan {
   /** Header lists to set, in order; a later list overrides an earlier one for the same name. */
@@ -138,3 +140,17 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
 
 /** Response headers that must not be relayed to the client (hop-by-hop). */
 export const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
+
+/** The upstream headers for a resolved request: the route's header sets, in hop order, and the rest. */
+export function upstreamHeadersFor(req: IncomingMessage, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean): string[] {
+  const inner = r.inner
+  return buildUpstreamHeaders(req.rawHeaders, {
+    sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
+    host: r.upstreamHost,
+    probeHash: r.entry.ingress.hash,
+    clientIp: req.socket.remoteAddress,
+    proto: secure ? 'https' : 'http',
+    activator,
+    upgrade,
+  })
+}

@@ -10,7 +10,7 @@ import type { BackendSpec } from '../model/snapshot.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
 import type { Resolution } from './resolve.ts'
-import { buildUpstreamHeaders } from './upstream-headers.ts'
+import { upstreamHeadersFor } from './upstream-headers.ts'
 import { REASON_HEADER } from './reply.ts'
 import type { Reason } from './reply.ts'
 import { STATUS_CODES } from 'node:http'
@@ -128,16 +128,7 @@ function connect(
   pod: PodSlot | undefined,
   finish: () => void,
 ): void {
-  const inner = r.inner
-  const headers = buildUpstreamHeaders(req.rawHeaders, {
-    sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
-    host: r.upstreamHost,
-    probeHash: r.entry.ingress.hash,
-    clientIp: req.socket.remoteAddress,
-    proto: secure ? 'https' : 'http',
-    activator: backend.revision !== undefined,
-    upgrade: true,
-  })
+  const headers = upstreamHeadersFor(req, r, secure, backend.revision !== undefined, true)
   let lines = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`
   for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
   lines += '\r\n'
