@@ -187,7 +187,8 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       // A stopped process must have no request in flight; in the primary the workers know.
       stopGraceMs: opts.inFlightAt ? 2500 : 0,
       inFlightAt: opts.inFlightAt ?? ((address) => {
-        for (const { throttler } of dataPlane.backendState()) for (const p of throttler.pods()) if (p.endpoint.address === address) return p.inFlight
+        // busy(), not pods(): a pod already out of the endpoints may still be finishing requests.
+        for (const { throttler } of dataPlane.backendState()) for (const p of throttler.busy()) if (p.endpoint.address === address) return p.inFlight
         return 0
       }),
     })

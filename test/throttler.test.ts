@@ -641,3 +641,16 @@ t.test('markFailed skips a pod until its backoff passes, then drains', async (t)
     t.equal(th.queued, 0)
   })
 })
+
+t.test('busy() lists every pod with requests in flight, including pods gone from the endpoints', (t) => {
+  const { th } = throttler({ cc: 0, pods: 2 })
+  const a = th.tryAcquire()!
+  t.same(th.busy().map((p) => p.endpoint.address), [a.endpoint.address])
+  // The pod leaves the endpoints with its request still running: the local runner must still see it.
+  th.updateEndpoints(eps(2).filter((e) => e.address !== a.endpoint.address))
+  t.notOk(th.pods().includes(a), 'no longer a pod new requests can get')
+  t.same(th.busy().map((p) => p.endpoint.address), [a.endpoint.address], 'but still busy')
+  th.release(a)
+  t.same(th.busy(), [], 'idle once its request finished')
+  t.end()
+})

@@ -40,6 +40,8 @@ export interface Throttler {
   readonly podCount: number
   readonly containerConcurrency: number
   pods(): readonly PodSlot[]
+  /** Every pod with requests in flight, including pods already gone from the endpoints. */
+  busy(): PodSlot[]
   tryAcquire(): PodSlot | undefined
   enqueue(w: Waiter): EnqueueResult
   cancel(w: Waiter): void
@@ -127,6 +129,13 @@ export class RevisionThrottler implements Throttler {
   /** Every ready pod this throttler knows, with its in-flight count (for /debug/routes). */
   pods(): readonly PodSlot[] {
     return this.ready
+  }
+
+  busy(): PodSlot[] {
+    const out: PodSlot[] = []
+    for (const p of this.ready) if (p.inFlight > 0) out.push(p)
+    for (const p of this.leaving.values()) if (p.inFlight > 0) out.push(p)
+    return out
   }
 
   setContainerConcurrency(cc: number): void {

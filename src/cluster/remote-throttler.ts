@@ -79,6 +79,8 @@ export class RemoteThrottler implements Throttler {
   private readonly slots: RemoteSlots
   private cc: number
   private byAddress = new Map<string, PodSlot>()
+  /** Pods gone from the endpoints with requests still on them. */
+  private readonly leaving = new Map<string, PodSlot>()
   private ready: PodSlot[] = []
   inFlight = 0
   queued = 0
@@ -99,6 +101,13 @@ export class RemoteThrottler implements Throttler {
 
   pods(): readonly PodSlot[] {
     return this.ready
+  }
+
+  busy(): PodSlot[] {
+    const out: PodSlot[] = []
+    for (const p of this.ready) if (p.inFlight > 0) out.push(p)
+    for (const p of this.leaving.values()) if (p.inFlight > 0) out.push(p)
+    return out
   }
 
   /** Never synchronous: the primary decides, so FIFO order holds across workers. */
@@ -139,6 +148,7 @@ export class RemoteThrottler implements Throttler {
   release(pod: PodSlot): void {
     pod.inFlight--
     this.inFlight--
+    if (pod.inFlight <= 0 && this.leaving.get(pod.endpoint.address) === pod) this.leaving.delete(pod.endpoint.address)
     this.slots.send({ t: 'release', key: this.key, address: pod.endpoint.address })
   }
 
@@ -157,7 +167,12 @@ export class RemoteThrottler implements Throttler {
       slot.removed = false
       next.set(ep.address, slot)
     }
-    for (const [a, s] of this.byAddress) if (!next.has(a)) s.removed = true
+    for (const [a, s] of this.byAddress) {
+      if (next.has(a)) continue
+      s.removed = true
+      if (s.inFlight > 0) this.leaving.set(a, s)
+    }
+    for (const a of next.keys()) this.leaving.delete(a)
     this.byAddress = next
     this.ready = [...next.values()]
   }

@@ -156,7 +156,7 @@ export class SlotBroker {
   /** Requests in flight per pod address across every worker (for the local runner's safe stop). */
   inFlightAt(address: string): number {
     let n = 0
-    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.endpoint.address === address) n += p.inFlight
+    for (const t of this.throttlers.values()) for (const p of t.busy()) if (p.endpoint.address === address) n += p.inFlight
     return n
   }
 
