@@ -32,6 +32,8 @@ export interface GatewayConfig {
   defaultTlsSecret: string | undefined
   /** OpenSSL cipher list for TLS 1.2 connections. */
   tlsCiphers: string | undefined
+  /** Streams (gRPC, server-sent events) are cut after this long without data; 0: never. */
+  streamIdleTimeoutSeconds: number
   /** Cold-start budget: how long a request may wait for a revision's first ready pod. */
   coldStartTimeoutSeconds: number
   /** Held requests allowed per revision and in the whole process. */
@@ -97,6 +99,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request' },
   { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
   { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
+  { flag: 'stream-idle-timeout', env: 'EDGE_STREAM_IDLE_TIMEOUT', kind: 'int', key: 'streamIdleTimeoutSeconds', def: () => 300, min: 0, help: 'seconds a gRPC or event stream may stay silent (0: no limit); streams are not cut by request timeouts' },
   { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, help: 'seconds a request may wait for a first ready pod' },
   { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, help: 'held requests per revision before 503' },
   { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, help: 'held requests in the process before 503' },

@@ -140,6 +140,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     log,
     metrics,
     coldStartBudgetMs: config.coldStartTimeoutSeconds * 1000,
+    streamIdleTimeoutMs: config.streamIdleTimeoutSeconds * 1000,
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
     accessLog: config.accessLog,

@@ -32,6 +32,8 @@ export interface DataPlaneOptions {
   accessLog: boolean
   /** Longest request target taken (414 above); issue 7. */
   maxUrlLength?: number
+  /** Idle limit for streams (gRPC, server-sent events) to revisions without idleTimeoutSeconds; 0: none. */
+  streamIdleTimeoutMs?: number
   /** Backoff before a pod that refused a connection is tried again. */
   retryBackoffMs?: number
   demand?: DemandSink
@@ -51,6 +53,7 @@ export class DataPlane {
   readonly log: Logger
   readonly coldStartBudgetMs: number
   readonly retryBackoffMs: number
+  readonly streamIdleTimeoutMs: number
   private readonly opts: DataPlaneOptions
   private readonly throttlers = new Map<string, Throttler>()
   private readonly prober = new PodProber({ onChange: (key) => this.probed(key) })
@@ -68,6 +71,7 @@ export class DataPlane {
     this.log = opts.log
     this.metrics = opts.metrics
     this.coldStartBudgetMs = opts.coldStartBudgetMs
+    this.streamIdleTimeoutMs = opts.streamIdleTimeoutMs ?? 0
     this.retryBackoffMs = opts.retryBackoffMs ?? 50
     this.budget = new QueueBudget(opts.maxQueuedTotal)
     this.snapshot = initial

@@ -37,6 +37,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   readonly secure: boolean
   /** The client speaks HTTP/2 (h2c or h2): the response is an Http2ServerResponse. */
   readonly h2: boolean
+  /** A long-lived stream (gRPC request, or an event-stream response): idle timeout, no total timeout. */
+  streaming: boolean
   readonly startedAt: number
   throttler: Throttler | undefined
   pod: PodSlot | undefined
@@ -66,6 +68,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.backend = resolution.inner?.split.backend ?? resolution.split.backend
     this.secure = secure
     this.h2 = req.httpVersionMajor === 2
+    this.streaming = typeof req.headers['content-type'] === 'string' && req.headers['content-type'].startsWith('application/grpc')
     this.startedAt = performance.now()
   }
 
@@ -184,6 +187,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
 
   onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     if (statusCode < 200) return // 1xx: Node answers Expect: 100-continue to the client itself
+    const ct = headers['content-type']
+    if (typeof ct === 'string' && ct.startsWith('text/event-stream')) this.streaming = true
     this.sent = true
     this.responded = true
     this.status = statusCode
@@ -294,7 +299,9 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     if (!rev) return undefined
     let at = Infinity
     let reason: Reason = 'request-timeout'
-    if (rev.timeoutSeconds !== undefined) at = this.startedAt + rev.timeoutSeconds * 1000
+    // A stream (gRPC, server-sent events) is not cut by the request timeout: it gets an idle timeout
+    // of its own instead (the revision's idleTimeoutSeconds, else --stream-idle-timeout).
+    if (rev.timeoutSeconds !== undefined && !this.streaming) at = this.startedAt + rev.timeoutSeconds * 1000
     if (!this.responded && rev.responseStartTimeoutSeconds !== undefined) {
       const t = this.startedAt + rev.responseStartTimeoutSeconds * 1000
       if (t < at) (at = t), (reason = 'response-start-timeout')
@@ -303,8 +310,9 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       const t = this.queuedAt + this.plane.coldStartBudgetMs
       if (t < at) (at = t), (reason = 'cold-start-timeout')
     }
-    if (rev.idleTimeoutSeconds !== undefined) {
-      const t = (this.lastActivity || this.startedAt) + rev.idleTimeoutSeconds * 1000
+    const idleMs = rev.idleTimeoutSeconds !== undefined ? rev.idleTimeoutSeconds * 1000 : this.streaming && this.plane.streamIdleTimeoutMs > 0 ? this.plane.streamIdleTimeoutMs : undefined
+    if (idleMs !== undefined) {
+      const t = (this.lastActivity || this.startedAt) + idleMs
       if (t < at) (at = t), (reason = 'idle-timeout')
     }
     return at === Infinity ? undefined : { at: Math.max(at, now + 1), reason }
