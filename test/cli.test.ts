@@ -2,10 +2,9 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { get, waitFor } from './helpers/gateway.ts'
+import { freePorts, get, waitFor } from './helpers/gateway.ts'
 import { parseConfig } from '../src/config.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -20,15 +19,6 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
     child.stderr.on('data', (c) => (stderr += c))
     child.on('exit', (code) => resolve({ code, stdout, stderr }))
   })
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => r(s)) })),
-  )
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
-  return ports
 }
 
 t.test('an unknown option exits non-zero with a usage message naming it', async (t) => {

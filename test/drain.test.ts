@@ -3,19 +3,11 @@
 // a request in flight finishes, a request still waiting for a pod gets a clear 503, and the exit is 0.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { freePorts, get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => r(s)) })))
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
-  return ports
-}
 
 t.test('SIGTERM: readiness fails, Connection: close, in-flight finishes, held gets 503 draining, exit 0', async (t) => {
   const app = await startBackend('app')

@@ -53,6 +53,14 @@ export interface Throttler {
   rejectAll(fail: (w: Waiter) => void): void
 }
 
+/** Pods with requests in flight: the ready ones and those already gone from the endpoints. */
+export function busyPods(ready: readonly PodSlot[], leaving: ReadonlyMap<string, PodSlot>): PodSlot[] {
+  const out: PodSlot[] = []
+  for (const p of ready) if (p.inFlight > 0) out.push(p)
+  for (const p of leaving.values()) if (p.inFlight > 0) out.push(p)
+  return out
+}
+
 export interface Clock {
   now(): number
   setTimer(fn: () => void, ms: number): void
@@ -132,10 +140,7 @@ export class RevisionThrottler implements Throttler {
   }
 
   busy(): PodSlot[] {
-    const out: PodSlot[] = []
-    for (const p of this.ready) if (p.inFlight > 0) out.push(p)
-    for (const p of this.leaving.values()) if (p.inFlight > 0) out.push(p)
-    return out
+    return busyPods(this.ready, this.leaving)
   }
 
   setContainerConcurrency(cc: number): void {

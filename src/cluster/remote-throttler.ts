@@ -1,6 +1,7 @@
 // Worker side of the slot broker: a Throttler whose decisions are made in the primary. Every request
 // to a brokered revision asks the primary for a slot (one IPC round trip) and returns it when done;
 // the worker keeps a local view of its own in-flight counts for metrics and /debug.
+import { busyPods } from '../activator/throttler.ts'
 import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
 import type { Endpoint } from '../model/snapshot.ts'
 import type { ToPrimary, ToWorker } from './protocol.ts'
@@ -104,10 +105,7 @@ export class RemoteThrottler implements Throttler {
   }
 
   busy(): PodSlot[] {
-    const out: PodSlot[] = []
-    for (const p of this.ready) if (p.inFlight > 0) out.push(p)
-    for (const p of this.leaving.values()) if (p.inFlight > 0) out.push(p)
-    return out
+    return busyPods(this.ready, this.leaving)
   }
 
   /** Never synchronous: the primary decides, so FIFO order holds across workers. */

@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import http from 'node:http'
+import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { stringify } from 'yaml'
@@ -64,6 +65,16 @@ export async function startBackend(name: string, handler: BackendHandler = descr
   await new Promise<void>((r) => b.server.listen(0, '127.0.0.1', () => r()))
   b.port = (b.server.address() as AddressInfo).port
   return b
+}
+
+/** Ports free right now, for a child process that needs fixed ports (closed again before returning). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<net.Server>((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => r(s)) })),
+  )
+  const ports = servers.map((s) => (s.address() as AddressInfo).port)
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+  return ports
 }
 
 export function tempDir(prefix = 'edge-test-'): string {
