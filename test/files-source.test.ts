@@ -52,6 +52,9 @@ t.test('a bad file is reported with file, document, field and reason, and its la
   // Unparseable YAML in an unrelated file: nothing else changes.
   fs.writeFileSync(path.join(dir, 'junk.yaml'), 'kind: [unclosed\n  - : :')
   await waitFor('the parse error to be reported', async () => (await debug(gw)).problems.some((x) => x.code === 'EDGE_ERR_PARSE'))
+  const parseProblem = (await debug(gw)).problems.find((x) => x.code === 'EDGE_ERR_PARSE')!
+  t.match(parseProblem.source, /junk\.yaml$/, 'the parse error names its file')
+  t.match(parseProblem.reason, /^not valid YAML: .+ at line \d+, column \d+$/, 'and the line and column where parsing failed')
   t.equal((await get(gw.ports.http, 'other.example.com')).json().backend, 'two', 'an unrelated bad file drops nothing')
 
   // Fixing the file applies the new version and clears its problems.
