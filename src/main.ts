@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=16
 // edge-gateway command line: options → config → gateway, and the shutdown sequence on signals.
 import { pino } from 'pino'
 import { parseConfig, usage, UsageError, wantsHelp } from './config.ts'

@@ -6,6 +6,7 @@
 // (range, with, variables, an unknown function) throws, so a template that outgrows the subset fails
 // here loudly rather than slipping through. It is strict where Helm is lenient: printing a missing
 // value throws instead of rendering an empty string.
+import { NODE_FLAGS, withNodeFlags } from '../src/runtime-flags.ts'
 import t from 'tap'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -904,6 +905,17 @@ t.test('Dockerfile', async (t) => {
 
   const entrypoints = args(final, 'ENTRYPOINT')
   const entry = JSON.parse(entrypoints[entrypoints.length - 1] ?? 'null') as unknown
-  t.same(entry, ['node', pkg.bin['edge-gateway']], 'ENTRYPOINT is exec form: node dist/main.js (the package bin)')
+  t.same(entry, ['node', ...NODE_FLAGS, pkg.bin['edge-gateway']], 'ENTRYPOINT is exec form: node, the gateway\'s V8 flags, dist/main.js (the package bin)')
   t.equal(pkg.bin['edge-gateway'], 'dist/main.js')
+})
+
+// The V8 flags cannot be set from inside the process, so every way of starting it must pass them.
+t.test('every launch path passes the gateway\'s V8 flags (src/runtime-flags.ts)', async (t) => {
+  t.ok(NODE_FLAGS.length > 0)
+  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  t.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} dist/main.js`, 'npm start')
+  const shebang = readFileSync(join(repo, 'src', 'main.ts'), 'utf8').split('\n')[0]
+  t.equal(shebang, `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`, 'the edge-gateway bin (its shebang)')
+  t.same(withNodeFlags(['--inspect']), ['--inspect', ...NODE_FLAGS], 'workers: added to the primary\'s own flags')
+  t.same(withNodeFlags(['--max-semi-space-size=64']), ['--max-semi-space-size=64'], 'an operator\'s own value wins')
 })

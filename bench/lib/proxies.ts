@@ -7,6 +7,7 @@ import path from 'node:path'
 import { stringify } from 'yaml'
 import type { ChildProcess } from 'node:child_process'
 import { pinned, stop, waitPort, which } from './procs.ts'
+import { NODE_FLAGS } from '../../src/runtime-flags.ts'
 
 export interface Running {
   name: string
@@ -135,7 +136,7 @@ export function ingress(name: string, hosts: string[]): unknown {
 export async function startGatewayProc(port: number, adminPort: number, manifests: string, cpu: number | undefined, workers = 1, extraArgs: string[] = []): Promise<Running> {
   const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'main.js')
   if (!fs.existsSync(main)) throw new Error('dist/main.js missing: run npm run build first')
-  const child = pinned(cpu, process.execPath, [main, '--manifests', manifests, '--http-port', String(port), '--local-port', String(port + 1), '--https-port', String(port + 2), '--admin-port', String(adminPort), '--listen-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'warn', ...extraArgs])
+  const child = pinned(cpu, process.execPath, [...NODE_FLAGS, main, '--manifests', manifests, '--http-port', String(port), '--local-port', String(port + 1), '--https-port', String(port + 2), '--admin-port', String(adminPort), '--listen-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'warn', ...extraArgs])
   await waitPort(port, 30_000)
   await waitPort(adminPort, 30_000)
   return { name: `edge-gateway${workers > 1 ? ` x${workers}` : ''}`, port, child, stop: () => stop(child) }

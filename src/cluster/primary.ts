@@ -13,6 +13,7 @@ import { SlotBroker } from './slot-broker.ts'
 import { StoreReplicator, send } from './replication.ts'
 import { StatsFanIn } from './stats-fan-in.ts'
 import { isMessage } from './protocol.ts'
+import { withNodeFlags } from '../runtime-flags.ts'
 import type { ToPrimary } from './protocol.ts'
 
 export interface Primary {
@@ -77,6 +78,8 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
 
   let stopping = false
   let restarts = 0
+  // Workers run with the gateway's V8 flags even when the primary was started without them.
+  cluster.setupPrimary({ execArgv: withNodeFlags(process.execArgv) })
   const fork = (): void => {
     const started = Date.now()
     const w = cluster.fork({ EDGE_WORKER: '1' })

@@ -35,7 +35,7 @@ export function parseManifestText(text: string, source: string): ParsedFile {
     // file of 10,000 KIngress leaves its garbage in the young generation instead of the old one
     // (parseAllDocuments keeps every tree alive until the whole file is parsed).
     const lines = new LineCounter()
-    const composer = new Composer({ maxAliasCount: 100 })
+    const composer = new Composer()
     let i = 0
     for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
       const err = doc.errors[0]
