@@ -3,6 +3,7 @@
 // pays nothing for them.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { BackendSpec } from './model/snapshot.ts'
+import { RequestAccounting } from './request-accounting.ts'
 
 export interface LiveState {
   inFlight(): number
@@ -15,7 +16,7 @@ export interface LiveState {
 export class GatewayMetrics {
   readonly registry = new Registry()
   private readonly requests: Counter<'host' | 'namespace' | 'revision' | 'code'>
-  private readonly duration: Histogram<'code_class'>
+  private readonly accounting = new RequestAccounting()
   private readonly coldStarts: Histogram<'namespace' | 'revision'>
   private readonly retries: Counter<'namespace' | 'revision'>
   readonly reloads: Counter<'result'>
@@ -24,14 +25,32 @@ export class GatewayMetrics {
   constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry]
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'edge_process_' })
-    this.requests = new Counter({ name: 'edge_requests_total', help: 'Requests answered, by host, revision and status code', labelNames: ['host', 'namespace', 'revision', 'code'], registers })
-    this.duration = new Histogram({
-      name: 'edge_request_duration_seconds',
-      help: 'Time from request arrival to the end of the response',
-      labelNames: ['code_class'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    const accounting = this.accounting
+    this.requests = new Counter({
+      name: 'edge_requests_total',
+      help: 'Requests answered, by host, revision and status code',
+      labelNames: ['host', 'namespace', 'revision', 'code'],
       registers,
+      // Counted per request in RequestAccounting; brought up to date here, at scrape time.
+      collect() {
+        for (const row of accounting.rows.values()) {
+          if (row.count === row.flushed) continue
+          this.inc(row.labels, row.count - row.flushed)
+          row.flushed = row.count
+        }
+      },
     })
+    // Written by hand in prom-client's metric shape (the registry and the workers' aggregation only
+    // call get()): prom-client's Histogram offers no way to add counts other than one observe() each.
+    const durationName = 'edge_request_duration_seconds'
+    this.registry.registerMetric({
+      name: durationName,
+      help: 'Time from request arrival to the end of the response',
+      type: 'histogram',
+      aggregator: 'sum',
+      get: async () => ({ name: durationName, help: 'Time from request arrival to the end of the response', type: 'histogram', aggregator: 'sum', values: accounting.durationValues(durationName) }),
+      reset: () => {},
+    } as unknown as Parameters<Registry['registerMetric']>[0])
     this.coldStarts = new Histogram({
       name: 'edge_cold_start_wait_seconds',
       help: 'Time a request was held waiting for capacity (scale from zero or all pods busy)',
@@ -76,9 +95,7 @@ export class GatewayMetrics {
   }
 
   request(host: string, backend: BackendSpec | undefined, code: number, seconds: number): void {
-    const rev = backend?.revision
-    this.requests.inc({ host, namespace: rev?.namespace ?? backend?.namespace ?? '', revision: rev?.name ?? '', code })
-    this.duration.observe({ code_class: code >= 500 ? '5xx' : code >= 400 ? '4xx' : code >= 300 ? '3xx' : code >= 200 ? '2xx' : '1xx' }, seconds)
+    this.accounting.record(host, backend, code, seconds)
   }
 
   coldStart(backend: BackendSpec, ms: number): void {
