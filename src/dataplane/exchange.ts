@@ -328,7 +328,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       return
     }
     this.timerReason = d.reason
-    this.timer = setTimeout(onTimer, d.at - now, this)
+    // Whole milliseconds: Node keeps one timer list per distinct delay, and a fractional delay made a
+    // new list (and a priority-queue insert) for every request. Firing up to 1 ms late is harmless:
+    // timeout() re-checks the deadline.
+    this.timer = setTimeout(onTimer, Math.ceil(d.at - now), this)
     this.timer.unref()
   }
 
