@@ -11,6 +11,7 @@ import { pinned, rssMb, stop, waitPort, hasTaskset, which } from './lib/procs.ts
 import { median, wrk } from './lib/wrk.ts'
 import type { WrkResult } from './lib/wrk.ts'
 import { gatewayManifests, startGatewayProc, startHaproxy, startNginx } from './lib/proxies.ts'
+import { NODE_FLAGS } from '../src/runtime-flags.ts'
 import type { Running } from './lib/proxies.ts'
 import { runInProcess } from './in-process.ts'
 
@@ -211,7 +212,7 @@ async function main(): Promise<void> {
   }
 
   if (SCENARIOS.has('held')) {
-    log('## 10,000 requests held during a cold start (RSS growth of the gateway)')
+    log('## 10,000 requests held during a cold start (RSS growth)')
     log('')
     const dir = gatewayManifests(backendProxied)
     fs.appendFileSync(
@@ -219,31 +220,37 @@ async function main(): Promise<void> {
       `---\napiVersion: serving.knative.dev/v1\nkind: Revision\nmetadata: {name: cold-00001, namespace: default}\n---\napiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: {name: cold, namespace: default}\nstatus:\n  url: http://cold.example.com\n  traffic: [{revisionName: cold-00001, percent: 100}]\n`,
     )
     const g = await startGatewayProc(18700, 18790, dir, PROXY_CPU, 1, ['--max-queued-per-revision', '20000'])
-    const sockets: net.Socket[] = []
+    const gwHeld = async (): Promise<number> => {
+      const m = await fetch(`http://127.0.0.1:18790/metrics`).then((r) => r.text())
+      return Number(/edge_revision_requests_queued\{namespace="default",revision="cold-00001"\} (\d+)/.exec(m)?.[1] ?? 0)
+    }
+    let gwRow = ''
     try {
       await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: 2, cpu: LOAD_CPU })
-      await new Promise((r) => setTimeout(r, 500))
-      const before = rssMb(g.child.pid) ?? NaN
-      for (let i = 0; i < 10_000; i++) {
-        const s = net.connect(g.port, '127.0.0.1')
-        s.on('error', () => {})
-        s.write(`GET /held/${i} HTTP/1.1\r\nHost: cold.example.com\r\n\r\n`)
-        sockets.push(s)
-        if (i % 500 === 499) await new Promise((r) => setTimeout(r, 20))
-      }
-      let queued = 0
-      for (let k = 0; k < 200 && queued < 10_000; k++) {
-        await new Promise((r) => setTimeout(r, 100))
-        const m = await fetch(`http://127.0.0.1:18790/metrics`).then((r) => r.text())
-        queued = Number(/edge_revision_requests_queued\{namespace="default",revision="cold-00001"\} (\d+)/.exec(m)?.[1] ?? 0)
-      }
-      const after = rssMb(g.child.pid) ?? NaN
-      log(`held ${queued} requests: RSS ${fmt(before)} MB → ${fmt(after)} MB, growth ${fmt(after - before)} MB (target ≤ 100 MB).`)
-      log('')
+      const r = await holdRequests(g.port, g.child.pid, gwHeld)
+      gwRow = `| edge-gateway (queued for a revision at zero) | ${r.held} | ${fmt(r.before)} | ${fmt(r.after)} | ${fmt(r.after - r.before)} |`
     } finally {
-      for (const s of sockets) s.destroy()
       await g.stop()
     }
+    // The same load against a bare node:http server that holds every request: Node's own cost.
+    const floorPort = 18800
+    const floor = pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'held-floor.mjs'), String(floorPort)])
+    let floorRow = ''
+    try {
+      await waitPort(floorPort)
+      await wrk({ url: `http://127.0.0.1:${floorPort}/count`, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+      const r = await holdRequests(floorPort, floor.pid, async () => Number(await fetch(`http://127.0.0.1:${floorPort}/count`).then((x) => x.text())))
+      floorRow = `| bare node:http, holding each request (the floor) | ${r.held} | ${fmt(r.before)} | ${fmt(r.after)} | ${fmt(r.after - r.before)} |`
+    } finally {
+      await stop(floor)
+    }
+    log('| process | held | RSS before MB | RSS holding MB | growth MB |')
+    log('|---|---|---|---|---|')
+    log(gwRow)
+    log(floorRow)
+    log('')
+    log('Target for the gateway: growth ≤ 100 MB. Each held request is its own HTTP/1.1 connection, so the floor is what Node itself spends per connection and request.')
+    log('')
   }
 
   if (SCENARIOS.has('workers')) {
@@ -273,6 +280,30 @@ async function main(): Promise<void> {
   const out = path.join(import.meta.dirname, 'RESULTS.md')
   fs.writeFileSync(out, report.join('\n') + '\n')
   process.stdout.write(`\nwritten to ${out}\n`)
+}
+
+/** Opens 10,000 connections, each sending one request that will be held; RSS before and once all are held. */
+async function holdRequests(port: number, pid: number | undefined, heldNow: () => Promise<number>): Promise<{ held: number; before: number; after: number }> {
+  const sockets: net.Socket[] = []
+  try {
+    await new Promise((r) => setTimeout(r, 500))
+    const before = rssMb(pid) ?? NaN
+    for (let i = 0; i < 10_000; i++) {
+      const s = net.connect(port, '127.0.0.1')
+      s.on('error', () => {})
+      s.write(`GET /held/${i} HTTP/1.1\r\nHost: cold.example.com\r\n\r\n`)
+      sockets.push(s)
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 20))
+    }
+    let held = 0
+    for (let k = 0; k < 200 && held < 10_000; k++) {
+      await new Promise((r) => setTimeout(r, 100))
+      held = await heldNow()
+    }
+    return { held, before, after: rssMb(pid) ?? NaN }
+  } finally {
+    for (const s of sockets) s.destroy()
+  }
 }
 
 main().catch((err: unknown) => {
