@@ -45,9 +45,9 @@ interface Target {
   path?: string
 }
 
-async function interleaved(targets: Target[], run: (t: Target) => Promise<WrkResult>): Promise<Map<string, WrkResult[]>> {
+async function interleaved(targets: Target[], run: (t: Target) => Promise<WrkResult>, rounds = ROUNDS): Promise<Map<string, WrkResult[]>> {
   const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]))
-  for (let r = 0; r < ROUNDS; r++) {
+  for (let r = 0; r < rounds; r++) {
     for (const t of targets) {
       const res = await run(t)
       results.get(t.name)!.push(res)
@@ -137,9 +137,10 @@ async function main(): Promise<void> {
     if (SCENARIOS.has('fixed')) {
       // Each connection sends one request every 10 ms: ~5,000 req/s, well within every proxy's reach.
       const delayMs = 10
-      log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, paced connections)`)
+      log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, paced connections, ${Math.max(ROUNDS, 5)} rounds)`)
       log('')
-      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs }))
+      // Tail latency is the noisiest number here: at least five rounds for its medians.
+      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs }), Math.max(ROUNDS, 5))
       const d = res.get('direct')!
       log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added |')
       log('|---|---|---|---|---|---|---|---|')
