@@ -224,3 +224,34 @@ t.test('ExternalName Service whose name does not resolve: a clear 502 naming DNS
   t.same(after.map((r) => `${r.status} ${String(r.headers['x-backend'])}`), Array(10).fill('200 ext'), 'all 10 requests after the fix answered by the backend')
   t.equal(ext.seen.filter((s) => s.url === '/after').length, 10)
 })
+
+// A bug in the gateway (here injected: one host's compiled entry throws when read) must cost the
+// request it happened in, never the process and the traffic beside it.
+t.test('an internal error while routing a request: that request gets 500 internal-error, everything else keeps flowing', async (t) => {
+  const dir = tempDir('edge-faults-bug-')
+  const app = await startBackend('app')
+  t.teardown(async () => {
+    await app.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  writeManifest(dir, 'app.yaml', [...serviceFor('app', app), simpleIngress('app', ['app.example.com', 'bug.example.com'], [['app', 100]])])
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  await waitFor('routes loaded', () => gw.plane.snapshot.publicHosts.has('bug.example.com'))
+  const healthy = gw.plane.snapshot.publicHosts.get('app.example.com')!
+  const broken = gw.plane.snapshot.publicHosts.get('bug.example.com')!
+  t.not(broken, healthy)
+  Object.defineProperty(broken, 'paths', { get: () => { throw new Error('injected fault') } })
+
+  const [bad, good] = await Promise.all([
+    Promise.all(Array.from({ length: 5 }, () => get(gw.ports.http, 'bug.example.com', '/'))),
+    Promise.all(Array.from({ length: 20 }, () => get(gw.ports.http, 'app.example.com', '/'))),
+  ])
+  t.same(bad.map((r) => `${r.status} ${String(r.headers['x-edge-reason'])}`), Array(5).fill('500 internal-error'), 'each faulty request: 500 internal-error')
+  t.match(bad[0]!.body, /the gateway failed while handling this request/, 'the body says the gateway failed, not the app')
+  t.same(good.map((r) => r.status), Array(20).fill(200), 'the other host answered all 20 meanwhile')
+  t.equal(gw.plane.snapshot.publicHosts.get('app.example.com'), healthy)
+  t.equal((await get(gw.ports.http, 'app.example.com', '/after')).status, 200, 'and the process still serves afterwards')
+  const m = (await get(gw.ports.admin, 'localhost', '/metrics')).body
+  t.match(m, /edge_requests_in_flight 0/, 'no request is left counted in flight')
+})

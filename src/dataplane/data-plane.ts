@@ -211,6 +211,27 @@ export class DataPlane {
   }
 
   handle(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {
+    try {
+      this.route(req, res, listener, secure)
+    } catch (err) {
+      this.internalError(req, res, err)
+    }
+  }
+
+  /** A bug costs the request it happened in, never the process and the requests beside it. */
+  private internalError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    this.log.error({ err, method: req.method, url: req.url, host: req.headers.host }, 'internal error while handling a request')
+    const detail = 'the gateway failed while handling this request (the error is in its log)'
+    const x = (res as ServerResponse & { exchange?: Exchange }).exchange
+    try {
+      if (x) x.fail(500, 'internal-error', detail)
+      else this.answer(req, res, 500, 'internal-error', detail)
+    } catch {
+      res.destroy()
+    }
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {
     this.active++
     // Issue 7: an over-long request target is refused before any routing work.
     if (this.opts.maxUrlLength !== undefined && (req.url?.length ?? 0) > this.opts.maxUrlLength) return this.answer(req, res, 414, 'uri-too-long', `the request target is longer than ${this.opts.maxUrlLength} characters`)
