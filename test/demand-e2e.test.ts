@@ -4,18 +4,14 @@
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
-import type { AddressInfo } from 'node:net'
-import { WebSocketServer } from 'ws'
-import { decodeWireStatMessages } from '../src/autoscaler/stat-encoding.ts'
-import type { StatEntry } from '../src/autoscaler/stat-encoding.ts'
+import { FakeAutoscaler } from './helpers/fake-autoscaler.ts'
 import { get, kingress, revision, revisionPods, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 
 t.test('the fake autoscaler gets the poke first, then per-second stats with the demand', async (t) => {
-  const frames: Array<{ at: number; entries: StatEntry[]; binary: boolean }> = []
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  await new Promise<void>((r) => wss.once('listening', () => r()))
-  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => frames.push({ at: Date.now(), entries: decodeWireStatMessages(data as Buffer), binary: isBinary })))
-  t.teardown(() => new Promise<void>((r) => wss.close(() => r())))
+  const fake = new FakeAutoscaler()
+  await fake.listen()
+  t.teardown(() => fake.stop())
+  const frames = fake.frames
   const pod = await startBackend('pod', (_req, res) => setTimeout(() => res.end('ok'), 1500))
   t.teardown(() => pod.close())
   const dir = tempDir()
@@ -24,10 +20,9 @@ t.test('the fake autoscaler gets the poke first, then per-second stats with the 
     revisionPods('demo-00001', pod),
     kingress('demo', { rules: [{ hosts: ['demo.example.com'], http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'demo-00001', servicePort: 80, appendHeaders: { 'Knative-Serving-Revision': 'demo-00001', 'Knative-Serving-Namespace': 'default' } }] }] } }] }),
   ])
-  const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`
-  const gw = await startTestGateway(dir, ['--autoscaler-url', url, '--pod-name', 'edge-0'])
+  const gw = await startTestGateway(dir, ['--autoscaler-url', fake.url, '--pod-name', 'edge-0'])
   t.teardown(() => gw.close())
-  await waitFor('the gateway to connect to the autoscaler', () => wss.clients.size === 1)
+  await waitFor('the gateway to connect to the autoscaler', () => fake.connections === 1)
 
   const answers = Promise.all([get(gw.ports.http, 'demo.example.com'), get(gw.ports.http, 'demo.example.com')])
   await waitFor('the poke', () => frames.length > 0)

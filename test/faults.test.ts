@@ -3,56 +3,17 @@
 // the second must be a clear gateway error for that route only; both recover without a restart.
 // (API server outages, including an update made while it was down, are in kubernetes-source.test.ts.)
 import fs from 'node:fs'
-import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { Test } from 'tap'
-import { WebSocketServer } from 'ws'
 import type { Gateway } from '../src/gateway.ts'
-import { decodeWireStatMessages } from '../src/autoscaler/stat-encoding.ts'
-import type { StatEntry } from '../src/autoscaler/stat-encoding.ts'
 import { endpointSlice, externalNameService, get, kingress, revision, serviceFor, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
 import { closedPort, revisionIngress } from './helpers/activator.ts'
+import { FakeAutoscaler } from './helpers/fake-autoscaler.ts'
 
 const NS = 'default'
 const REV = 'warm-00001'
 const HOST = 'warm.example.com'
-
-/** A stand-in for the autoscaler's stat server: counts connections and decodes every binary frame. */
-class FakeAutoscaler {
-  readonly frames: StatEntry[][] = []
-  connections = 0
-  private wss: WebSocketServer | undefined
-
-  async listen(port = 0): Promise<number> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port })
-    await once(wss, 'listening')
-    wss.on('connection', (sock) => {
-      this.connections++
-      sock.on('message', (data, isBinary) => {
-        if (!isBinary) return
-        const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
-        this.frames.push(decodeWireStatMessages(buf))
-      })
-    })
-    this.wss = wss
-    return (wss.address() as AddressInfo).port
-  }
-
-  /** Frames so far that report `rev`. */
-  framesFor(rev: string): number {
-    return this.frames.filter((f) => f.some((e) => e.namespace === NS && e.name === rev)).length
-  }
-
-  async stop(): Promise<void> {
-    const wss = this.wss
-    if (wss === undefined) return
-    this.wss = undefined
-    for (const c of wss.clients) c.terminate()
-    await new Promise<void>((resolve) => wss.close(() => resolve()))
-  }
-}
 
 interface AutoscalerDebug {
   url: string
@@ -112,12 +73,12 @@ async function warmGateway(t: Test, autoscalerUrl: string): Promise<{ gw: Gatewa
 
 /** Sends a little traffic until the fake autoscaler has received `n` more frames about REV. */
 async function framesArrive(gw: Gateway, fake: FakeAutoscaler, n: number, what: string): Promise<void> {
-  const start = fake.framesFor(REV)
+  const start = fake.framesFor(NS, REV)
   await waitFor(
     what,
     async () => {
       await get(gw.ports.http, HOST, '/')
-      return fake.framesFor(REV) >= start + n
+      return fake.framesFor(NS, REV) >= start + n
     },
     20_000,
   )

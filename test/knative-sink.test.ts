@@ -1,69 +1,15 @@
 import t from 'tap'
-import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
-import { WebSocketServer } from 'ws'
-import type { WebSocket } from 'ws'
 import { KnativeStatSink } from '../src/autoscaler/knative-sink.ts'
 import { StatReporter } from '../src/autoscaler/reporter.ts'
-import { decodeWireStatMessages } from '../src/autoscaler/stat-encoding.ts'
 import type { StatEntry } from '../src/autoscaler/stat-encoding.ts'
+import { FakeAutoscaler } from './helpers/fake-autoscaler.ts'
+import type { Frame } from './helpers/fake-autoscaler.ts'
+import { waitFor } from './helpers/wait.ts'
 
 const HELLO = { namespace: 'default', name: 'hello-00001' }
 const FAST_BACKOFF = { initialMs: 20, factor: 1.5, maxMs: 200 }
 
-interface Frame {
-  binary: boolean
-  entries: StatEntry[]
-}
-
-/** A stand-in for the autoscaler's stat server: decodes every binary frame with our decoder. */
-class FakeAutoscaler {
-  readonly frames: Frame[] = []
-  connections = 0
-  private wss: WebSocketServer | undefined
-
-  async listen(port = 0, opts: { autoPong?: boolean } = {}): Promise<number> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port, autoPong: opts.autoPong ?? true })
-    await once(wss, 'listening')
-    wss.on('connection', (sock) => {
-      this.connections++
-      sock.on('message', (data, isBinary) => {
-        const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
-        this.frames.push({ binary: isBinary, entries: isBinary ? decodeWireStatMessages(buf) : [] })
-      })
-    })
-    this.wss = wss
-    return (wss.address() as AddressInfo).port
-  }
-
-  /** What the real server does on shutdown: close every client with 1012 "Restarting". */
-  restartClients(): void {
-    for (const c of this.wss?.clients ?? []) c.close(1012, 'Restarting')
-  }
-
-  clients(): Iterable<WebSocket> {
-    return this.wss?.clients ?? []
-  }
-
-  async stop(): Promise<void> {
-    const wss = this.wss
-    if (wss === undefined) return
-    this.wss = undefined
-    for (const c of wss.clients) c.terminate()
-    await new Promise<void>((resolve) => wss.close(() => resolve()))
-  }
-}
-
 const quietLog = { info: () => {}, warn: () => {} }
-
-/** Bounded wait: polls until the condition holds, fails with `what` otherwise. */
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 
 async function setup(t: { teardown(fn: () => unknown): void }, opts: { pongTimeoutMs?: number; autoPong?: boolean } = {}) {
   const server = new FakeAutoscaler()

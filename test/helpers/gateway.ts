@@ -101,14 +101,7 @@ export async function startTestGateway(dir: string, args: string[] = [], env: No
 }
 
 /** Waits until the gateway has compiled a snapshot for which `ok` holds (file watches are async). */
-export async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await ok()) return
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
+export { waitFor } from './wait.ts'
 
 export interface Answer {
   status: number
