@@ -42,13 +42,10 @@ export class GatewayMetrics {
     })
     // Written by hand in prom-client's metric shape (the registry and the workers' aggregation only
     // call get()): prom-client's Histogram offers no way to add counts other than one observe() each.
-    const durationName = 'edge_request_duration_seconds'
+    const duration = { name: 'edge_request_duration_seconds', help: 'Time from request arrival to the end of the response', type: 'histogram', aggregator: 'sum' } as const
     this.registry.registerMetric({
-      name: durationName,
-      help: 'Time from request arrival to the end of the response',
-      type: 'histogram',
-      aggregator: 'sum',
-      get: async () => ({ name: durationName, help: 'Time from request arrival to the end of the response', type: 'histogram', aggregator: 'sum', values: accounting.durationValues(durationName) }),
+      ...duration,
+      get: async () => ({ ...duration, values: accounting.durationValues(duration.name) }),
       reset: () => {},
     } as unknown as Parameters<Registry['registerMetric']>[0])
     this.coldStarts = new Histogram({

@@ -5,7 +5,7 @@
 // date when it is scraped.
 import type { BackendSpec } from './model/snapshot.ts'
 
-export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
 export interface RequestRow {

@@ -7,7 +7,8 @@
 // allocation bursts, and it does not give it back. Loading 10,000 KIngress, or 10,000 requests held
 // at once, grew it to ~120 MB on a 24 GiB machine. A proxy's garbage dies young either way, so a
 // 16 MB semi-space keeps scavenges as cheap (their cost follows the survivors, i.e. the requests
-// in flight) and caps that memory (bench/RESULTS.md: RSS with 10,000 KIngress 307 → 221 MB).
+// in flight) and caps that memory (measured here: RSS with 10,000 KIngress after a wrk run, 307 →
+// 221 MB; bench/RESULTS.md has the current number).
 export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16']
 
 /** `execArgv` plus whichever of NODE_FLAGS it does not set already (an operator's own value wins). */
