@@ -105,6 +105,15 @@ function ingressInformer(s: Awaited<ReturnType<typeof setup>>, labelSelector?: s
   return s.track(inf)
 }
 
+/** An ingress informer, recorded and started, once it has seen the add of each of `names`. */
+async function startedIngressInformer(s: Awaited<ReturnType<typeof setup>>, what: string, ...names: string[]): Promise<{ inf: k8s.Informer<Obj> & k8s.ObjectCache<Obj>; rec: Recorded }> {
+  const inf = ingressInformer(s)
+  const rec = record(inf)
+  await inf.start()
+  await waitFor(what, () => names.every((n) => rec.events.includes(`add ${n}`)))
+  return { inf, rec }
+}
+
 t.test('kubeconfig file and KubeConfig point at the fake', async (t) => {
   const s = await setup(t)
   const dir = mkdtempSync(join(tmpdir(), 'fake-apiserver-'))
@@ -348,10 +357,7 @@ function kc(s: { kc: k8s.KubeConfig }): k8s.KubeConfig {
 t.test('informer sees add, update, delete', async (t) => {
   const s = await setup(t)
   await s.co.createNamespacedCustomObject({ ...KN, namespace: 'default', body: ingress('pre') })
-  const inf = ingressInformer(s)
-  const rec = record(inf)
-  await inf.start()
-  await waitFor('initial add', () => rec.events.includes('add pre'))
+  const { inf, rec } = await startedIngressInformer(s, 'initial add', 'pre')
   t.equal(s.server.watchCount(), 1)
 
   await s.co.createNamespacedCustomObject({ ...KN, namespace: 'default', body: ingress('one') })
@@ -379,10 +385,7 @@ t.test('informer sees add, update, delete', async (t) => {
 t.test('informer recovers after dropWatches() without missing an update', async (t) => {
   const s = await setup(t)
   s.server.put(KN.group, KN.version, KN.plural, ingress('a'))
-  const inf = ingressInformer(s)
-  const rec = record(inf)
-  await inf.start()
-  await waitFor('add a', () => rec.events.includes('add a'))
+  const { inf, rec } = await startedIngressInformer(s, 'add a', 'a')
   const listsBefore = s.server.requests.filter((r) => r.path === INGRESS_PATH && !r.watch).length
 
   s.server.dropWatches()
@@ -413,10 +416,7 @@ for (const mode of ['event', 'http'] as const) {
     const s = await setup(t, { expiredMode: mode })
     s.server.put(KN.group, KN.version, KN.plural, ingress('keep'))
     s.server.put(KN.group, KN.version, KN.plural, ingress('gone'))
-    const inf = ingressInformer(s)
-    const rec = record(inf)
-    await inf.start()
-    await waitFor('initial adds', () => rec.events.includes('add keep') && rec.events.includes('add gone'))
+    const { inf, rec } = await startedIngressInformer(s, 'initial adds', 'keep', 'gone')
 
     s.server.dropWatches()
     await waitFor('informer stopped', () => rec.errors.length === 1)
@@ -440,10 +440,7 @@ for (const mode of ['event', 'http'] as const) {
 t.test('expireWatches(): a 410 on an open watch is handled inside ListWatch (relist, no error)', async (t) => {
   const s = await setup(t)
   s.server.put(KN.group, KN.version, KN.plural, ingress('a'))
-  const inf = ingressInformer(s)
-  const rec = record(inf)
-  await inf.start()
-  await waitFor('add a', () => rec.events.includes('add a'))
+  const { inf, rec } = await startedIngressInformer(s, 'add a', 'a')
   s.server.expireWatches()
   await waitFor('relisted and watching again', () =>
     s.server.requests.filter((r) => r.path === INGRESS_PATH && !r.watch).length === 2 && s.server.watchCount() === 1)

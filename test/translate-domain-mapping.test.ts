@@ -2,8 +2,7 @@ import t from 'tap'
 import { domainMappingToIngress } from '../src/translate/domain-mapping.ts'
 import type { TranslateOptions } from '../src/translate/options.ts'
 import type { DomainMapping } from '../src/model/k8s.ts'
-import { ConfigError } from '../src/model/problems.ts'
-import type { ConfigProblem } from '../src/model/problems.ts'
+import { problemsOf } from './helpers/problems.ts'
 
 const opts: TranslateOptions = { ingressClass: 'edge.ingress.networking.knative.dev', domain: 'example.com', clusterDomain: 'cluster.local' }
 
@@ -14,16 +13,6 @@ function appMapping(): DomainMapping {
     metadata: { name: 'app.example.org', namespace: 'default', uid: 'u-1' },
     spec: { ref: { apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: 'hello' } },
   }
-}
-
-function problemsOf(fn: () => unknown): ConfigProblem[] {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems
-    throw err
-  }
-  throw new Error('expected a ConfigError')
 }
 
 t.test('the §1.9 example', async (t) => {

@@ -2,8 +2,7 @@ import t from 'tap'
 import { routeToIngress } from '../src/translate/route.ts'
 import type { TranslateOptions } from '../src/translate/options.ts'
 import type { IngressBackendSplit, Route } from '../src/model/k8s.ts'
-import { ConfigError } from '../src/model/problems.ts'
-import type { ConfigProblem } from '../src/model/problems.ts'
+import { problemsOf } from './helpers/problems.ts'
 
 const opts: TranslateOptions = { ingressClass: 'edge.ingress.networking.knative.dev', domain: 'example.com', clusterDomain: 'cluster.local' }
 
@@ -37,16 +36,6 @@ function helloRoute(): Route {
       ],
     },
   }
-}
-
-function problemsOf(fn: () => unknown): ConfigProblem[] {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems
-    throw err
-  }
-  throw new Error('expected a ConfigError')
 }
 
 t.test('the §1.8 example, plus tag-header routing', async (t) => {

@@ -86,6 +86,11 @@ export function qualifiedKind(def: ResourceDef): string {
   return def.group === '' ? def.kind : `${def.kind}.${def.group}`
 }
 
+/** A Knative custom resource: namespaced, with a status subresource, generation bumped on spec changes. */
+function knativeKind(group: string, version: string, plural: string, kind: string): ResourceDef {
+  return { group, version, plural, kind, namespaced: true, statusSubresource: true, generation: 'spec', builtin: false }
+}
+
 export const DEFAULT_RESOURCES: ResourceDef[] = [
   { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, statusSubresource: true, builtin: true },
   { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false, builtin: true },
@@ -95,30 +100,12 @@ export const DEFAULT_RESOURCES: ResourceDef[] = [
     group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice',
     namespaced: true, statusSubresource: false, generation: 'nonmeta', builtin: true,
   },
-  {
-    group: 'networking.internal.knative.dev', version: 'v1alpha1', plural: 'ingresses', kind: 'Ingress',
-    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
-  },
-  {
-    group: 'serving.knative.dev', version: 'v1', plural: 'routes', kind: 'Route',
-    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
-  },
-  {
-    group: 'serving.knative.dev', version: 'v1', plural: 'revisions', kind: 'Revision',
-    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
-  },
-  {
-    group: 'serving.knative.dev', version: 'v1', plural: 'services', kind: 'Service',
-    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
-  },
-  {
-    group: 'serving.knative.dev', version: 'v1', plural: 'configurations', kind: 'Configuration',
-    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
-  },
-  {
-    group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings', kind: 'DomainMapping',
-    namespaced: true, statusSubresource: true, generation: 'spec', builtin: false,
-  },
+  knativeKind('networking.internal.knative.dev', 'v1alpha1', 'ingresses', 'Ingress'),
+  knativeKind('serving.knative.dev', 'v1', 'routes', 'Route'),
+  knativeKind('serving.knative.dev', 'v1', 'revisions', 'Revision'),
+  knativeKind('serving.knative.dev', 'v1', 'services', 'Service'),
+  knativeKind('serving.knative.dev', 'v1', 'configurations', 'Configuration'),
+  knativeKind('serving.knative.dev', 'v1beta1', 'domainmappings', 'DomainMapping'),
   {
     group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease',
     namespaced: true, statusSubresource: false, builtin: true,
