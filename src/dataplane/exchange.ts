@@ -1,5 +1,6 @@
 // One proxied HTTP request, from resolved route to finished response. A single object per request
-// carries all its state and is itself the undici dispatch handler, so the hot path allocates little:
+// carries all its state and is itself the dispatch handler (undici's interface, which our own
+// HTTP/1.1 client in h1/ speaks too), so the hot path allocates little:
 // no per-request closures besides the client-close listener.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
@@ -155,7 +156,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       : req.headers['content-length'] !== undefined
         ? req.headers['content-length'] !== '0'
         : req.headers['transfer-encoding'] !== undefined
-    this.plane.pools.get(origin, this.backend.protocol).dispatch(
+    this.plane.pools.get(origin, this.backend.protocol, hasBody).dispatch(
       {
         path: req.url ?? '/',
         method,

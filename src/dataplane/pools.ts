@@ -1,9 +1,23 @@
 // Upstream connection pools, one per origin (pod ip:port or ExternalName host:port), kept alive
 // across requests. A pool whose origin left the configuration is closed gracefully: requests
 // already on it finish first.
+//
+// HTTP/1.1 requests without a body go through our own H1Pool (the hot path, see h1/h1-pool.ts);
+// requests with a body go through undici's Pool, which streams them; h2c through undici's H2CClient.
 import { H2CClient, Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { UpstreamProtocol } from '../model/snapshot.ts'
+import { H1Pool } from './h1/h1-pool.ts'
+
+/** What the Exchange needs of a client: undici's dispatch. */
+export interface UpstreamDispatcher {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean
+}
+
+interface Closable {
+  close(): Promise<void>
+  destroy(): Promise<void>
+}
 
 export interface PoolOptions {
   /** Upper bound on a request's connect time; cold-start retries happen above this layer. */
@@ -15,14 +29,26 @@ export class PoolRegistry {
   private readonly pools = new Map<string, Pool>()
   /** h2c origins: one multiplexed session each (gRPC streams stay on the session they start on). */
   private readonly h2c = new Map<string, H2CClient>()
+  /** HTTP/1.1 requests without a body. */
+  private readonly h1 = new Map<string, H1Pool>()
   private readonly opts: PoolOptions
 
   constructor(opts: PoolOptions) {
     this.opts = opts
   }
 
-  get(origin: string, protocol: UpstreamProtocol = 'http1'): Dispatcher {
-    return protocol === 'h2c' ? this.getH2c(origin) : this.getHttp1(origin)
+  get(origin: string, protocol: UpstreamProtocol = 'http1', hasBody = true): UpstreamDispatcher {
+    if (protocol === 'h2c') return this.getH2c(origin)
+    return hasBody ? this.getHttp1(origin) : this.getH1(origin)
+  }
+
+  private getH1(origin: string): H1Pool {
+    let p = this.h1.get(origin)
+    if (!p) {
+      p = new H1Pool(origin, { connectTimeoutMs: this.opts.connectTimeoutMs, keepAliveTimeoutMs: this.opts.keepAliveTimeoutMs })
+      this.h1.set(origin, p)
+    }
+    return p
   }
 
   private getH2c(origin: string): H2CClient {
@@ -61,7 +87,7 @@ export class PoolRegistry {
 
   /** Closes pools whose origin is not in `live`. */
   retain(live: ReadonlySet<string>): void {
-    for (const map of [this.pools, this.h2c] as Array<Map<string, Dispatcher>>) {
+    for (const map of [this.pools, this.h2c, this.h1] as Array<Map<string, Closable>>) {
       for (const [origin, pool] of map) {
         if (live.has(origin)) continue
         map.delete(origin)
@@ -71,19 +97,22 @@ export class PoolRegistry {
   }
 
   get size(): number {
-    return this.pools.size + this.h2c.size
+    return this.pools.size + this.h2c.size + this.h1.size
+  }
+
+  private takeAll(): Closable[] {
+    const all: Closable[] = [...this.pools.values(), ...this.h2c.values(), ...this.h1.values()]
+    this.pools.clear()
+    this.h2c.clear()
+    this.h1.clear()
+    return all
   }
 
   async close(): Promise<void> {
-    const all: Dispatcher[] = [...this.pools.values(), ...this.h2c.values()]
-    this.pools.clear()
-    this.h2c.clear()
-    await Promise.allSettled(all.map((p) => p.close()))
+    await Promise.allSettled(this.takeAll().map((p) => p.close()))
   }
 
   destroy(): void {
-    for (const p of [...this.pools.values(), ...this.h2c.values()]) p.destroy().catch(() => {})
-    this.pools.clear()
-    this.h2c.clear()
+    for (const p of this.takeAll()) p.destroy().catch(() => {})
   }
 }

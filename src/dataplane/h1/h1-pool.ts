@@ -1,0 +1,350 @@
+// Keep-alive HTTP/1.1 connections to one upstream origin, for requests without a body (the common
+// GET/HEAD/DELETE case). undici carries everything else. Measured reason (docs/hot-path.md): at a
+// fixed rate undici 8 writes each request on a reused connection one event-loop phase late
+// (setImmediate) and spends more CPU per request than the proxy can afford next to HAProxy.
+//
+// One request per connection at a time (no pipelining, as queue-proxy counts concurrency per
+// connection). It speaks undici's DispatchHandler/DispatchController interface, so the Exchange
+// drives either client the same way.
+//
+// A connection is reused only when its response ended exactly where its framing said and nothing
+// else arrived: bytes a pod sends while its connection is idle, or after a response's end, close
+// that connection, so they can never be read as the answer to someone else's request.
+import net from 'node:net'
+import type { Dispatcher } from 'undici'
+import { ResponseParser } from './response-parser.ts'
+import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
+
+type Handler = Dispatcher.DispatchHandler
+
+export interface H1PoolOptions {
+  connectTimeoutMs: number
+  /** Idle connections close after this; a shorter `Keep-Alive: timeout=N` from the pod wins. */
+  keepAliveTimeoutMs: number
+}
+
+/** What the Exchange passes: the request line and a flat [name, value, ...] header list. */
+export interface H1Request {
+  method: string
+  path: string
+  headers?: unknown
+}
+
+const NO_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>
+
+/** Characters that would let a header or the path break out of its line. */
+const UNSAFE = /[\r\n\0]/
+
+class UpstreamError extends Error {
+  readonly code: string
+  constructor(message: string, code: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+export class H1Pool {
+  readonly host: string
+  readonly port: number
+  /** Host header for a request that has none (an HTTP/1.0 client). */
+  readonly hostHeader: string
+  readonly opts: H1PoolOptions
+  private readonly idle: H1Connection[] = []
+  private readonly all = new Set<H1Connection>()
+  private closing: (() => void) | undefined
+  closed = false
+
+  constructor(origin: string, opts: H1PoolOptions) {
+    const u = new URL(origin)
+    this.host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
+    this.port = u.port ? Number(u.port) : 80
+    this.hostHeader = u.host
+    this.opts = opts
+  }
+
+  /** Number of open connections (busy or idle). */
+  get connections(): number {
+    return this.all.size
+  }
+
+  dispatch(opts: H1Request, handler: Handler): boolean {
+    if (this.closed) {
+      handler.onResponseError?.(DETACHED, new UpstreamError('the upstream pool is closed', 'UND_ERR_CLOSED'))
+      return false
+    }
+    const head = requestHead(opts, this.hostHeader)
+    if (head === undefined) {
+      handler.onResponseError?.(DETACHED, new UpstreamError('request line or a header value holds CR, LF or NUL', 'UND_ERR_INVALID_ARG'))
+      return false
+    }
+    let conn = this.idle.pop()
+    if (conn === undefined) {
+      conn = new H1Connection(this)
+      this.all.add(conn)
+    }
+    conn.begin(opts.method === 'HEAD', head, handler)
+    return true
+  }
+
+  release(conn: H1Connection): void {
+    if (this.closed) return conn.destroy()
+    this.idle.push(conn)
+  }
+
+  forget(conn: H1Connection): void {
+    if (!this.all.delete(conn)) return
+    const i = this.idle.lastIndexOf(conn)
+    if (i >= 0) this.idle.splice(i, 1)
+    if (this.closing && this.all.size === 0) this.closing()
+  }
+
+  /** Closes idle connections now and busy ones when their response ends. */
+  close(): Promise<void> {
+    this.closed = true
+    for (const c of this.idle.splice(0)) c.destroy()
+    if (this.all.size === 0) return Promise.resolve()
+    return new Promise((resolve) => (this.closing = resolve))
+  }
+
+  /** Closes every connection now; requests on them fail. */
+  destroy(): Promise<void> {
+    this.closed = true
+    for (const c of [...this.all]) c.destroy()
+    return Promise.resolve()
+  }
+}
+
+function requestHead(opts: H1Request, defaultHost: string): string | undefined {
+  if (UNSAFE.test(opts.path) || opts.path.length === 0) return undefined
+  let head = `${opts.method} ${opts.path} HTTP/1.1\r\n`
+  let hasHost = false
+  const headers = opts.headers as string[] | null | undefined
+  if (headers) {
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!
+      const value = headers[i + 1]!
+      if (UNSAFE.test(value) || UNSAFE.test(name)) return undefined
+      if (!hasHost && name.length === 4 && name.toLowerCase() === 'host') hasHost = true
+      head += `${name}: ${value}\r\n`
+    }
+  }
+  if (!hasHost) head += `host: ${defaultHost}\r\n`
+  return head + '\r\n'
+}
+
+type PoolSocket = net.Socket & { conn: H1Connection }
+
+class H1Connection implements ResponseSink, Dispatcher.DispatchController {
+  readonly pool: H1Pool
+  readonly socket: PoolSocket
+  readonly parser = new ResponseParser()
+  handler: Handler | null = null
+  connected = false
+  private complete = false
+  private trailers: ResponseHeaders | null = null
+  private _aborted = false
+  private _paused = false
+  private _reason: Error | null = null
+  private error: Error | undefined
+  private idleTimeoutMs: number
+
+  constructor(pool: H1Pool) {
+    this.pool = pool
+    this.idleTimeoutMs = pool.opts.keepAliveTimeoutMs
+    const s = net.connect({ host: pool.host, port: pool.port, noDelay: true }) as PoolSocket
+    s.conn = this
+    s.setTimeout(pool.opts.connectTimeoutMs)
+    s.on('connect', onConnect)
+    s.on('data', onData)
+    s.on('timeout', onTimeout)
+    s.on('error', onError)
+    s.on('close', onClose)
+    this.socket = s
+  }
+
+  get aborted(): boolean {
+    return this._aborted
+  }
+
+  get paused(): boolean {
+    return this._paused
+  }
+
+  get reason(): Error | null {
+    return this._reason
+  }
+
+  begin(headRequest: boolean, head: string, handler: Handler): void {
+    this.handler = handler
+    this.complete = false
+    this.trailers = null
+    this.parser.reset(headRequest)
+    if (this.connected) this.socket.setTimeout(0)
+    handler.onRequestStart?.(this, null)
+    if (this.handler !== handler) return // aborted from onRequestStart
+    this.socket.write(head, 'latin1')
+    if (this.connected) handler.onRequestSent?.()
+  }
+
+  // ---- DispatchController ----
+
+  abort(reason: Error): void {
+    const h = this.handler
+    if (h === null || this._aborted) return
+    this._aborted = true
+    this._reason = reason
+    this.handler = null
+    this.destroy()
+    h.onResponseError?.(this, reason)
+  }
+
+  pause(): void {
+    if (this._paused) return
+    this._paused = true
+    this.socket.pause()
+  }
+
+  resume(): void {
+    if (!this._paused) return
+    this._paused = false
+    this.socket.resume()
+  }
+
+  // ---- ResponseSink ----
+
+  onHead(status: number, statusText: string, headers: ResponseHeaders): void {
+    const ka = headers['keep-alive']
+    if (typeof ka === 'string') this.applyKeepAlive(ka)
+    this.handler?.onResponseStart?.(this, status, headers, statusText)
+  }
+
+  onBody(chunk: Buffer): void {
+    this.handler?.onResponseData?.(this, chunk)
+  }
+
+  onEnd(trailers: ResponseHeaders | null): void {
+    this.complete = true
+    this.trailers = trailers
+  }
+
+  // ---- socket events ----
+
+  connectedNow(): void {
+    this.connected = true
+    this.socket.setTimeout(this.handler ? 0 : this.idleTimeoutMs)
+    this.handler?.onRequestSent?.()
+  }
+
+  data(chunk: Buffer): void {
+    if (this.handler === null) {
+      // Nothing was asked: a pod talking out of turn loses the connection (see the file comment).
+      this.destroy()
+      return
+    }
+    let end: number
+    try {
+      end = this.parser.execute(chunk, this)
+    } catch (err) {
+      this.fail(err as Error)
+      return
+    }
+    // The handler may have aborted during execute (the client left): the connection is gone then.
+    if (this.complete && this.handler !== null) this.ended(end === chunk.length && this.parser.keepAlive)
+  }
+
+  closed(): void {
+    this.pool.forget(this)
+    if (this.handler === null) return
+    if (this.error === undefined && this.parser.untilClose) {
+      try {
+        this.parser.eof(this)
+      } catch (err) {
+        this.fail(err as Error)
+        return
+      }
+      if (this.complete) return this.ended(false)
+    }
+    const err = this.error ?? new UpstreamError(this.parser.started ? 'upstream closed the connection in the middle of a response' : 'other side closed', 'UND_ERR_SOCKET')
+    this.fail(err)
+  }
+
+  timedOut(): void {
+    if (!this.connected) {
+      this.error = new UpstreamError(`connect timeout after ${this.pool.opts.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT')
+      this.socket.destroy()
+      return
+    }
+    // Idle past the keep-alive timeout (busy connections have no socket timeout).
+    if (this.handler === null) this.destroy()
+  }
+
+  failed(err: Error): void {
+    this.error ??= err
+  }
+
+  // ---- endings ----
+
+  private ended(reusable: boolean): void {
+    const h = this.handler!
+    const trailers = this.trailers
+    this.handler = null
+    if (reusable && !this.pool.closed) {
+      if (this._paused) this.resume()
+      this.socket.setTimeout(this.idleTimeoutMs)
+      this.pool.release(this)
+    } else this.destroy()
+    h.onResponseEnd?.(this, (trailers ?? NO_TRAILERS) as Record<string, string>)
+  }
+
+  private fail(err: Error): void {
+    const h = this.handler
+    this.handler = null
+    this.destroy()
+    h?.onResponseError?.(this, err)
+  }
+
+  destroy(): void {
+    this.socket.destroy()
+    this.pool.forget(this)
+  }
+
+  /** `Keep-Alive: timeout=N`: the pod closes idle connections after N s; stop reusing them 1 s before. */
+  private applyKeepAlive(v: string): void {
+    const i = v.indexOf('timeout=')
+    if (i < 0) return
+    const s = Number.parseInt(v.slice(i + 8), 10)
+    if (!(s > 0)) return
+    const ms = Math.max(1000, s * 1000 - 1000)
+    if (ms < this.idleTimeoutMs) this.idleTimeoutMs = ms
+  }
+}
+
+function onConnect(this: PoolSocket): void {
+  this.conn.connectedNow()
+}
+
+function onData(this: PoolSocket, chunk: Buffer): void {
+  this.conn.data(chunk)
+}
+
+function onTimeout(this: PoolSocket): void {
+  this.conn.timedOut()
+}
+
+function onError(this: PoolSocket, err: Error): void {
+  this.conn.failed(err)
+}
+
+function onClose(this: PoolSocket): void {
+  this.conn.closed()
+}
+
+/** The controller handed out for a request refused before it reached a connection. */
+const DETACHED: Dispatcher.DispatchController = {
+  aborted: true,
+  paused: false,
+  reason: null,
+  abort() {},
+  pause() {},
+  resume() {},
+}
