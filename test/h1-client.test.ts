@@ -424,3 +424,19 @@ t.test('pool: close() lets a busy request finish, then ends its connection', asy
   const after = await request(p)
   t.equal(after.error?.code, 'UND_ERR_CLOSED')
 })
+
+t.test('pool: a connection idle past the pod’s Keep-Alive timeout is closed, not reused', async (t) => {
+  const pod = await scriptedPod(t, (n, _h, s) => s.write(`HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: ${`r${n}`.length}\r\n\r\nr${n}`))
+  const p = pool(t, pod.port, 60_000)
+  t.equal((await request(p)).body.toString(), 'r1')
+  t.equal((await request(p)).body.toString(), 'r2', 'reused while fresh')
+  // timeout=1 means the pod may close it after 1 s; the pool stops using it by then.
+  await new Promise((r) => setTimeout(r, 2300))
+  t.equal(pod.closes(), 1, 'the idle sweep closed it')
+  t.equal(p.connections, 0)
+  t.equal((await request(p)).body.toString(), 'r3')
+  t.same(
+    pod.seen.map((s) => s.conn),
+    [1, 1, 2],
+  )
+})

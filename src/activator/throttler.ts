@@ -344,6 +344,8 @@ export class RevisionThrottler implements Throttler {
 
   private compact(): void {
     if (this.head === this.queue.length) {
+      // Every release gets here; an empty queue needs nothing (setting length is a runtime call).
+      if (this.head === 0) return
       this.queue.length = 0
       this.head = 0
     } else if (this.head > 1024 && this.head * 2 > this.queue.length) {

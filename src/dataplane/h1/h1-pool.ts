@@ -32,6 +32,35 @@ export interface H1Request {
 
 const NO_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>
 
+// Idle connections expire by the clock, not by a socket timer: a socket timer re-armed on every
+// request costs a Timeout object and two timer-list operations per request. A dispatch checks the
+// idle time of the connection it takes; one sweep a second closes the ones nobody took.
+const SWEEP_MS = 1000
+const sweeping = new Set<H1Pool>()
+let sweeper: NodeJS.Timeout | undefined
+
+function sweepAll(): void {
+  const now = performance.now()
+  for (const pool of sweeping) if (pool.sweep(now) === 0) sweeping.delete(pool)
+  if (sweeping.size === 0) {
+    clearInterval(sweeper)
+    sweeper = undefined
+  }
+}
+
+function watchIdle(pool: H1Pool): void {
+  sweeping.add(pool)
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweepAll, SWEEP_MS)
+    sweeper.unref()
+  }
+}
+
+// Reads from every upstream socket land in this one buffer (net's `onread`), which skips the
+// Readable stream machinery per read. Callbacks run one at a time and nothing keeps a view of it:
+// the parser copies head and trailer text into strings, and body bytes are copied out (below).
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
+
 /** Characters that would let a header or the path break out of its line. */
 const UNSAFE = /[\r\n\0]/
 
@@ -78,6 +107,12 @@ export class H1Pool {
       return false
     }
     let conn = this.idle.pop()
+    if (conn !== undefined && performance.now() - conn.idleSince >= conn.idleTimeoutMs) {
+      // The pod may be closing it right now: take none of the older ones either (LIFO order).
+      for (const c of this.idle.splice(0)) c.destroy()
+      conn.destroy()
+      conn = undefined
+    }
     if (conn === undefined) {
       conn = new H1Connection(this)
       this.all.add(conn)
@@ -88,7 +123,16 @@ export class H1Pool {
 
   release(conn: H1Connection): void {
     if (this.closed) return conn.destroy()
-    this.idle.push(conn)
+    conn.idleSince = performance.now()
+    if (this.idle.push(conn) === 1) watchIdle(this)
+  }
+
+  /** Closes connections idle past their timeout; returns how many idle ones are left. */
+  sweep(now: number): number {
+    const idle = this.idle
+    // Oldest first: the stack's bottom has been idle longest.
+    while (idle.length > 0 && now - idle[0]!.idleSince >= idle[0]!.idleTimeoutMs) idle.shift()!.destroy()
+    return idle.length
   }
 
   forget(conn: H1Connection): void {
@@ -146,16 +190,16 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
   private _paused = false
   private _reason: Error | null = null
   private error: Error | undefined
-  private idleTimeoutMs: number
+  idleTimeoutMs: number
+  idleSince = 0
 
   constructor(pool: H1Pool) {
     this.pool = pool
     this.idleTimeoutMs = pool.opts.keepAliveTimeoutMs
-    const s = net.connect({ host: pool.host, port: pool.port, noDelay: true }) as PoolSocket
+    const s = net.connect({ host: pool.host, port: pool.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: onRead } }) as PoolSocket
     s.conn = this
     s.setTimeout(pool.opts.connectTimeoutMs)
     s.on('connect', onConnect)
-    s.on('data', onData)
     s.on('timeout', onTimeout)
     s.on('error', onError)
     s.on('close', onClose)
@@ -179,7 +223,6 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
     this.complete = false
     this.trailers = null
     this.parser.reset(headRequest)
-    if (this.connected) this.socket.setTimeout(0)
     handler.onRequestStart?.(this, null)
     if (this.handler !== handler) return // aborted from onRequestStart
     this.socket.write(head, 'latin1')
@@ -219,7 +262,8 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
   }
 
   onBody(chunk: Buffer): void {
-    this.handler?.onResponseData?.(this, chunk)
+    // A copy: the chunk is a view of READ_BUFFER, and the client's socket may hold it until later.
+    this.handler?.onResponseData?.(this, Buffer.from(chunk))
   }
 
   onEnd(trailers: ResponseHeaders | null): void {
@@ -231,7 +275,7 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
 
   connectedNow(): void {
     this.connected = true
-    this.socket.setTimeout(this.handler ? 0 : this.idleTimeoutMs)
+    this.socket.setTimeout(0)
     this.handler?.onRequestSent?.()
   }
 
@@ -268,14 +312,11 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
     this.fail(err)
   }
 
+  /** The socket timeout is armed only while connecting. */
   timedOut(): void {
-    if (!this.connected) {
-      this.error = new UpstreamError(`connect timeout after ${this.pool.opts.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT')
-      this.socket.destroy()
-      return
-    }
-    // Idle past the keep-alive timeout (busy connections have no socket timeout).
-    if (this.handler === null) this.destroy()
+    if (this.connected) return
+    this.error = new UpstreamError(`connect timeout after ${this.pool.opts.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT')
+    this.socket.destroy()
   }
 
   failed(err: Error): void {
@@ -290,7 +331,6 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
     this.handler = null
     if (reusable && !this.pool.closed) {
       if (this._paused) this.resume()
-      this.socket.setTimeout(this.idleTimeoutMs)
       this.pool.release(this)
     } else this.destroy()
     h.onResponseEnd?.(this, (trailers ?? NO_TRAILERS) as Record<string, string>)
@@ -323,8 +363,11 @@ function onConnect(this: PoolSocket): void {
   this.conn.connectedNow()
 }
 
-function onData(this: PoolSocket, chunk: Buffer): void {
-  this.conn.data(chunk)
+function onRead(this: PoolSocket, nread: number, buf: Buffer): boolean {
+  const conn = this.conn
+  conn.data(buf.subarray(0, nread))
+  // false pauses the socket: keep it paused if the handler asked for that.
+  return !conn.paused
 }
 
 function onTimeout(this: PoolSocket): void {

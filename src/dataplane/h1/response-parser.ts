@@ -306,31 +306,44 @@ function hexValue(c: number): number {
 
 /** `text` from `from` holds field lines separated by CRLF (the last may end without one). */
 function parseFields(text: string, from: number, into: ResponseHeaders): void {
+  // One pass per line over indices of `text`, with no per-line substring: this runs for every header
+  // of every response.
+  const len = text.length
   let start = from
-  while (start < text.length) {
+  while (start < len) {
     let end = text.indexOf('\r\n', start)
-    if (end < 0) end = text.length
-    const line = text.slice(start, end)
-    start = end + 2
-    if (line.length === 0) continue
-    const c0 = line.charCodeAt(0)
-    if (c0 === 32 || c0 === 9) throw new ResponseParseError('obsolete line folding in a response header')
-    const colon = line.indexOf(':')
-    if (colon <= 0) throw new ResponseParseError(`malformed response header line: ${JSON.stringify(line.slice(0, 64))}`)
-    for (let i = 0; i < colon; i++) {
-      if (!isTokenChar(line.charCodeAt(i))) throw new ResponseParseError(`invalid character in response header name ${JSON.stringify(line.slice(0, colon))}`)
+    if (end < 0) end = len
+    if (end === start) {
+      start += 2
+      continue
     }
+    const c0 = text.charCodeAt(start)
+    if (c0 === 32 || c0 === 9) throw new ResponseParseError('obsolete line folding in a response header')
+    let colon = start
+    let upper = false
+    for (; colon < end; colon++) {
+      const c = text.charCodeAt(colon)
+      if (c === 58 /* : */) break
+      if (c >= 65 && c <= 90) upper = true
+      else if (!isTokenChar(c)) throw new ResponseParseError(`invalid character in response header name ${JSON.stringify(text.slice(start, Math.min(end, start + 64)))}`)
+    }
+    if (colon === start || colon === end) throw new ResponseParseError(`malformed response header line: ${JSON.stringify(text.slice(start, Math.min(end, start + 64)))}`)
     let a = colon + 1
-    let b = line.length
-    while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++
-    while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--
-    const value = line.slice(a, b)
-    const name = line.slice(0, colon).toLowerCase()
-    checkFieldValue(value, `response header ${name}`)
+    let b = end
+    while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++
+    while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--
+    for (let i = a; i < b; i++) {
+      const c = text.charCodeAt(i)
+      if ((c < 32 && c !== 9) || c === 127) throw new ResponseParseError(`control character in response header ${text.slice(start, colon).toLowerCase()}`)
+    }
+    const raw = text.slice(start, colon)
+    const name = upper ? raw.toLowerCase() : raw
+    const value = text.slice(a, b)
     const prev = into[name]
     if (prev === undefined) into[name] = value
     else if (typeof prev === 'string') into[name] = [prev, value]
     else prev.push(value)
+    start = end + 2
   }
 }
 
@@ -354,6 +367,8 @@ function isTokenChar(c: number): boolean {
 }
 
 function hasToken(v: string | string[], token: string): boolean {
+  // The usual value is the one token itself ("keep-alive" or "close").
+  if (typeof v === 'string' && v.indexOf(',') < 0) return v.length === token.length ? v.toLowerCase() === token : v.trim().toLowerCase() === token
   const all = typeof v === 'string' ? v : v.join(',')
   for (const t of all.split(',')) if (t.trim().toLowerCase() === token) return true
   return false
@@ -361,6 +376,17 @@ function hasToken(v: string | string[], token: string): boolean {
 
 /** Every Content-Length value (repeated, or a list) must be the same decimal number. */
 function contentLength(v: string | string[]): number {
+  if (typeof v === 'string' && v.length > 0 && v.length <= 15) {
+    // The usual case: one plain number.
+    let n = 0
+    let i = 0
+    for (; i < v.length; i++) {
+      const c = v.charCodeAt(i) - 48
+      if (c < 0 || c > 9) break
+      n = n * 10 + c
+    }
+    if (i === v.length) return n
+  }
   let out = -1
   for (const field of typeof v === 'string' ? [v] : v) {
     for (const part of field.split(',')) {
