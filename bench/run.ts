@@ -137,10 +137,26 @@ async function main(): Promise<void> {
     if (SCENARIOS.has('fixed')) {
       // Each connection sends one request every 10 ms: ~5,000 req/s, well within every proxy's reach.
       const delayMs = 10
+      // Two floors beside the proxies: what a bare node:http proxy costs with undici, and with no
+      // real upstream client at all (bench/floor-proxy.mjs). They show how much of the gateway's
+      // latency is Node's own.
+      const floors = [
+        { name: 'floor: node:http + undici Pool', port: 18810, kind: 'undici' },
+        { name: 'floor: node:http + bare socket', port: 18820, kind: 'socket' },
+      ]
+      const floorProcs = floors.map((f) => pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'floor-proxy.mjs'), String(f.port), String(backendProxied), f.kind]))
+      for (const f of floors) await waitPort(f.port)
+      const fixedTargets: Target[] = [...targets, ...floors.map((f) => ({ name: f.name, port: f.port }))]
+      for (const f of floors) await wrk({ url: `http://127.0.0.1:${f.port}/`, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
       log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, paced connections, ${Math.max(ROUNDS, 5)} rounds)`)
       log('')
       // Tail latency is the noisiest number here: at least five rounds for its medians.
-      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs }), Math.max(ROUNDS, 5))
+      let res: Map<string, WrkResult[]>
+      try {
+        res = await interleaved(fixedTargets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs }), Math.max(ROUNDS, 5))
+      } finally {
+        for (const p of floorProcs) await stop(p)
+      }
       const d = res.get('direct')!
       log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added |')
       log('|---|---|---|---|---|---|---|---|')
