@@ -367,11 +367,18 @@ t.test('pool: a malformed response fails that request and closes its connection'
   )
 })
 
-t.test('pool: a header value with CR or LF is refused before anything is sent', async (t) => {
+t.test('pool: a header value with CR or LF, or a character that is not one byte, is refused before anything is sent', async (t) => {
   const pod = await scriptedPod(t, (_n, _h, s) => s.write(OK('x')))
-  const out = await request(pool(t, pod.port), { headers: ['host', 'a', 'x-evil', 'a\r\nInjected: yes'] })
-  t.equal(out.error?.code, 'UND_ERR_INVALID_ARG')
-  t.equal(pod.seen.length, 0)
+  const p = pool(t, pod.port)
+  const crlf = await request(p, { headers: ['host', 'a', 'x-evil', 'a\r\nInjected: yes'] })
+  t.equal(crlf.error?.code, 'UND_ERR_INVALID_ARG')
+  const wide = await request(p, { headers: ['host', 'a', 'x-price', '5 €'] })
+  t.equal(wide.error?.code, 'UND_ERR_INVALID_ARG')
+  t.match(wide.error?.message, /above U\+00FF/)
+  const latin1 = await request(p, { headers: ['host', 'a', 'x-name', 'Jos\u00e9'] })
+  t.equal(latin1.body.toString(), 'x', 'a latin1 value still goes through')
+  t.equal(pod.seen.length, 1)
+  t.equal(pod.seen[0]!.head.split('\r\n')[2], 'x-name: Jos\u00e9')
 })
 
 t.test('pool: abort in the middle of a body closes that connection only', async (t) => {

@@ -61,8 +61,12 @@ function watchIdle(pool: H1Pool): void {
 // the parser copies head and trailer text into strings, and body bytes are copied out (below).
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
 
-/** Characters that would let a header or the path break out of its line. */
-const UNSAFE = /[\r\n\0]/
+/**
+ * Characters that would let a header or the path break out of its line, and characters that do
+ * not fit in one byte (the head is written as latin1, which would silently drop their high byte;
+ * undici refuses them too).
+ */
+const UNSAFE = /[\r\n\0\u0100-\uffff]/
 
 class UpstreamError extends Error {
   readonly code: string
@@ -103,7 +107,7 @@ export class H1Pool {
     }
     const head = requestHead(opts, this.hostHeader)
     if (head === undefined) {
-      handler.onResponseError?.(DETACHED, new UpstreamError('request line or a header value holds CR, LF or NUL', 'UND_ERR_INVALID_ARG'))
+      handler.onResponseError?.(DETACHED, new UpstreamError('the request path or a header holds CR, LF, NUL or a character above U+00FF', 'UND_ERR_INVALID_ARG'))
       return false
     }
     let conn = this.idle.pop()
