@@ -76,6 +76,16 @@ t.test('414: a request target over --max-url-length, before routing', async (t) 
   t.equal((await get(gw.ports.http, HOST, `/${'a'.repeat(250)}`)).status, 200, '251 characters pass')
 })
 
+t.test('414 for a WebSocket upgrade too: the same limit, nothing reaches the backend', async (t) => {
+  const before = backend.started
+  const upgrade = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
+  const long = await raw(gw.ports.http, upgrade(`/${'a'.repeat(300)}`))
+  t.equal(long.status, 414)
+  t.equal(long.headers['x-edge-reason'], 'uri-too-long')
+  t.ok(long.closed, 'and the connection is closed')
+  t.equal(backend.started, before, 'nothing forwarded')
+})
+
 t.test('413: a Content-Length over --max-body-size is refused up front', async (t) => {
   const before = backend.started
   const r = await raw(gw.ports.http, `POST / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}`)

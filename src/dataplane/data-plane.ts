@@ -14,7 +14,7 @@ import { resolve } from './resolve.ts'
 import { reply } from './reply.ts'
 import { Exchange } from './exchange.ts'
 import { PoolRegistry } from './pools.ts'
-import { proxyUpgrade } from './websocket.ts'
+import { proxyUpgrade, writeRawReply } from './websocket.ts'
 
 export type ListenerKind = 'public' | 'local'
 
@@ -263,7 +263,31 @@ export class DataPlane {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean): void {
     this.active++
-    proxyUpgrade(this, req, socket, head, listener, secure, () => this.release())
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      this.release()
+    }
+    // The same request-target limit as plain requests, before any routing work.
+    if (this.opts.maxUrlLength !== undefined && (req.url?.length ?? 0) > this.opts.maxUrlLength) {
+      writeRawReply(socket, 414, 'uri-too-long', `the request target is longer than ${this.opts.maxUrlLength} characters`)
+      release()
+      return
+    }
+    try {
+      proxyUpgrade(this, req, socket, head, listener, secure, release)
+    } catch (err) {
+      // As for plain requests: a bug costs this upgrade, never the process (an exception here would
+      // escape Node's 'upgrade' event).
+      this.log.error({ err, url: req.url, host: req.headers.host }, 'internal error while handling an upgrade')
+      try {
+        writeRawReply(socket, 500, 'internal-error', 'the gateway failed while handling this request (the error is in its log)')
+      } catch {
+        socket.destroy()
+      }
+      release()
+    }
   }
 
   /**
