@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { ResponseParser, ResponseParseError } from '../src/dataplane/h1/response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from '../src/dataplane/h1/response-parser.ts'
 import { H1Pool } from '../src/dataplane/h1/h1-pool.ts'
+import { endpointSlice, get, service, simpleIngress, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
 
 // ---- the parser ----
 
@@ -445,5 +446,25 @@ t.test('pool: a connection idle past the pod’s Keep-Alive timeout is closed, n
   t.same(
     pod.seen.map((s) => s.conn),
     [1, 1, 2],
+  )
+})
+
+t.test('through the gateway: a pod’s malformed response is a 502 upstream-bad-response naming the problem, and the next request is fine', async (t) => {
+  const pod = await scriptedPod(t, (n, _h, s) => s.write(n === 1 ? 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' : OK('fine')))
+  const dir = tempDir('edge-h1-')
+  writeManifest(dir, 'app.yaml', [service('app', [{ name: 'http', port: 80 }]), endpointSlice('app', [{ name: 'http', port: pod.port }], [{ ip: '127.0.0.1' }], 'default', 'app-slice'), simpleIngress('app', ['app.example.com'], [['app', 100]])])
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const bad = await get(gw.ports.http, 'app.example.com', '/')
+  t.equal(bad.status, 502)
+  t.equal(bad.headers['x-edge-reason'], 'upstream-bad-response')
+  t.match(bad.body, /sent a malformed response: response has both Content-Length and Transfer-Encoding/)
+  const good = await get(gw.ports.http, 'app.example.com', '/')
+  t.equal(good.status, 200)
+  t.equal(good.body, 'fine')
+  t.same(
+    pod.seen.map((s) => s.conn),
+    [1, 2],
+    'the second request went on a new connection',
   )
 })

@@ -279,7 +279,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       return
     }
     const where = this.pod ? this.pod.endpoint.address : this.backend.externalHost ?? this.backend.serviceName
-    if (code === 'UND_ERR_CONNECT_TIMEOUT') this.fail(504, 'upstream-timeout', `connecting to ${where} timed out`)
+    // A response the client could not parse, or one ambiguous about where it ends (our h1 client's
+    // UND_ERR_PROTOCOL, llhttp's HPE_* from undici): the pod answered, but not in HTTP.
+    if (code === 'UND_ERR_PROTOCOL' || code.startsWith('HPE_')) this.fail(502, 'upstream-bad-response', `upstream ${where} sent a malformed response: ${err.message}`)
+    else if (code === 'UND_ERR_CONNECT_TIMEOUT') this.fail(504, 'upstream-timeout', `connecting to ${where} timed out`)
     // Issue 7: an ExternalName that does not resolve says so (a DNS failure, not a refused connection).
     else if (DNS_ERRORS.has(code)) this.fail(502, 'upstream-connect-failed', `cannot resolve upstream host ${where}: DNS lookup failed (${code})`)
     else if (this.sent) this.fail(502, 'upstream-reset', `upstream ${where} closed the connection before responding (${code || err.message})`)

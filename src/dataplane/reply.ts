@@ -15,6 +15,7 @@ export type Reason =
   | 'no-backend'
   | 'upstream-connect-failed'
   | 'upstream-reset'
+  | 'upstream-bad-response'
   | 'upstream-timeout'
   | 'request-timeout'
   | 'response-start-timeout'
