@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { ResponseParser, ResponseParseError } from '../src/dataplane/h1/response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from '../src/dataplane/h1/response-parser.ts'
 import { H1Pool } from '../src/dataplane/h1/h1-pool.ts'
+import { closedPort } from './helpers/activator.ts'
 import { endpointSlice, get, service, simpleIngress, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
 
 // ---- the parser ----
@@ -336,13 +337,7 @@ t.test('pool: bytes a pod sends after its response, or while idle, never answer 
 })
 
 t.test('pool: a refused connection reports ECONNREFUSED and that nothing was sent', async (t) => {
-  const port = await new Promise<number>((r) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port
-      s.close(() => r(p))
-    })
-  })
-  const out = await request(pool(t, port))
+  const out = await request(pool(t, await closedPort()))
   t.equal(out.error?.code, 'ECONNREFUSED')
   t.equal(out.sent, false)
 })
