@@ -463,3 +463,33 @@ t.test('through the gateway: a pod’s malformed response is a 502 upstream-bad-
     'the second request went on a new connection',
   )
 })
+
+t.test('pool: a late resume() from a finished request does not resume the next request on that connection', async (t) => {
+  const pod = await scriptedPod(t, (n, _h, s) => {
+    if (n === 1) return void s.write(OK('one'))
+    s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst')
+    setTimeout(() => s.write('later'), 50)
+  })
+  const p = pool(t, pod.port)
+  let first: Controller | undefined
+  const one = await request(p, {}, (c) => {
+    first = c
+    c.pause() // left paused: the response ends in the same read
+  })
+  t.equal(one.body.toString(), 'one')
+  let second: Controller | undefined
+  let pieces = 0
+  const two = request(p, {}, (c) => {
+    pieces++
+    if (pieces === 1) {
+      second = c
+      c.pause()
+      first!.resume() // stale: must not touch the connection, now request 2's
+    }
+  })
+  await new Promise((r) => setTimeout(r, 200))
+  t.equal(pieces, 1, 'request 2 stayed paused after the first piece')
+  second!.resume()
+  t.equal((await two).body.toString(), 'firstlater')
+  t.equal(pod.connections(), 1, 'both on one connection')
+})

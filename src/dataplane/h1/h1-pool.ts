@@ -182,17 +182,64 @@ function requestHead(opts: H1Request, defaultHost: string): string | undefined {
 
 type PoolSocket = net.Socket & { conn: H1Connection }
 
-class H1Connection implements ResponseSink, Dispatcher.DispatchController {
-  readonly pool: H1Pool
-  readonly socket: PoolSocket
-  readonly parser = new ResponseParser()
-  handler: Handler | null = null
-  connected = false
-  private complete = false
-  private trailers: ResponseHeaders | null = null
+/**
+ * One request's controller. Its own object, not the connection: a call that comes late (a drain
+ * listener firing after its response ended) must not pause, resume or abort the next request on
+ * the same connection.
+ */
+class RequestControl implements Dispatcher.DispatchController {
+  readonly conn: H1Connection
+  readonly handler: Handler
   private _aborted = false
   private _paused = false
   private _reason: Error | null = null
+
+  constructor(conn: H1Connection, handler: Handler) {
+    this.conn = conn
+    this.handler = handler
+  }
+
+  get aborted(): boolean {
+    return this._aborted
+  }
+
+  get paused(): boolean {
+    return this._paused
+  }
+
+  get reason(): Error | null {
+    return this._reason
+  }
+
+  abort(reason: Error): void {
+    if (this._aborted || this.conn.current !== this) return
+    this._aborted = true
+    this._reason = reason
+    this.conn.abortCurrent(reason)
+  }
+
+  pause(): void {
+    if (this._paused || this.conn.current !== this) return
+    this._paused = true
+    this.conn.socket.pause()
+  }
+
+  resume(): void {
+    if (!this._paused) return
+    this._paused = false
+    if (this.conn.current === this) this.conn.socket.resume()
+  }
+}
+
+class H1Connection implements ResponseSink {
+  readonly pool: H1Pool
+  readonly socket: PoolSocket
+  readonly parser = new ResponseParser()
+  /** The request in flight, if any. */
+  current: RequestControl | null = null
+  connected = false
+  private complete = false
+  private trailers: ResponseHeaders | null = null
   private error: Error | undefined
   idleTimeoutMs: number
   idleSince = 0
@@ -210,51 +257,23 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
     this.socket = s
   }
 
-  get aborted(): boolean {
-    return this._aborted
-  }
-
-  get paused(): boolean {
-    return this._paused
-  }
-
-  get reason(): Error | null {
-    return this._reason
-  }
-
   begin(headRequest: boolean, head: string, handler: Handler): void {
-    this.handler = handler
+    const c = new RequestControl(this, handler)
+    this.current = c
     this.complete = false
     this.trailers = null
     this.parser.reset(headRequest)
-    handler.onRequestStart?.(this, null)
-    if (this.handler !== handler) return // aborted from onRequestStart
+    handler.onRequestStart?.(c, null)
+    if (this.current !== c) return // aborted from onRequestStart
     this.socket.write(head, 'latin1')
     if (this.connected) handler.onRequestSent?.()
   }
 
-  // ---- DispatchController ----
-
-  abort(reason: Error): void {
-    const h = this.handler
-    if (h === null || this._aborted) return
-    this._aborted = true
-    this._reason = reason
-    this.handler = null
+  abortCurrent(reason: Error): void {
+    const c = this.current!
+    this.current = null
     this.destroy()
-    h.onResponseError?.(this, reason)
-  }
-
-  pause(): void {
-    if (this._paused) return
-    this._paused = true
-    this.socket.pause()
-  }
-
-  resume(): void {
-    if (!this._paused) return
-    this._paused = false
-    this.socket.resume()
+    c.handler.onResponseError?.(c, reason)
   }
 
   // ---- ResponseSink ----
@@ -262,12 +281,14 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
   onHead(status: number, statusText: string, headers: ResponseHeaders): void {
     const ka = headers['keep-alive']
     if (typeof ka === 'string') this.applyKeepAlive(ka)
-    this.handler?.onResponseStart?.(this, status, headers, statusText)
+    const c = this.current
+    c?.handler.onResponseStart?.(c, status, headers, statusText)
   }
 
   onBody(chunk: Buffer): void {
     // A copy: the chunk is a view of READ_BUFFER, and the client's socket may hold it until later.
-    this.handler?.onResponseData?.(this, Buffer.from(chunk))
+    const c = this.current
+    c?.handler.onResponseData?.(c, Buffer.from(chunk))
   }
 
   onEnd(trailers: ResponseHeaders | null): void {
@@ -280,11 +301,11 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
   connectedNow(): void {
     this.connected = true
     this.socket.setTimeout(0)
-    this.handler?.onRequestSent?.()
+    this.current?.handler.onRequestSent?.()
   }
 
   data(chunk: Buffer): void {
-    if (this.handler === null) {
+    if (this.current === null) {
       // Nothing was asked: a pod talking out of turn loses the connection (see the file comment).
       this.destroy()
       return
@@ -297,12 +318,12 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
       return
     }
     // The handler may have aborted during execute (the client left): the connection is gone then.
-    if (this.complete && this.handler !== null) this.ended(end === chunk.length && this.parser.keepAlive)
+    if (this.complete && this.current !== null) this.ended(end === chunk.length && this.parser.keepAlive)
   }
 
   closed(): void {
     this.pool.forget(this)
-    if (this.handler === null) return
+    if (this.current === null) return
     if (this.error === undefined && this.parser.untilClose) {
       try {
         this.parser.eof(this)
@@ -330,21 +351,21 @@ class H1Connection implements ResponseSink, Dispatcher.DispatchController {
   // ---- endings ----
 
   private ended(reusable: boolean): void {
-    const h = this.handler!
+    const c = this.current!
     const trailers = this.trailers
-    this.handler = null
+    this.current = null
     if (reusable && !this.pool.closed) {
-      if (this._paused) this.resume()
+      if (c.paused) this.socket.resume()
       this.pool.release(this)
     } else this.destroy()
-    h.onResponseEnd?.(this, (trailers ?? NO_TRAILERS) as Record<string, string>)
+    c.handler.onResponseEnd?.(c, (trailers ?? NO_TRAILERS) as Record<string, string>)
   }
 
   private fail(err: Error): void {
-    const h = this.handler
-    this.handler = null
+    const c = this.current
+    this.current = null
     this.destroy()
-    h?.onResponseError?.(this, err)
+    c?.handler.onResponseError?.(c, err)
   }
 
   destroy(): void {
@@ -370,8 +391,8 @@ function onConnect(this: PoolSocket): void {
 function onRead(this: PoolSocket, nread: number, buf: Buffer): boolean {
   const conn = this.conn
   conn.data(buf.subarray(0, nread))
-  // false pauses the socket: keep it paused if the handler asked for that.
-  return !conn.paused
+  // false pauses the socket: keep it paused if the request's handler asked for that.
+  return !(conn.current?.paused ?? false)
 }
 
 function onTimeout(this: PoolSocket): void {
