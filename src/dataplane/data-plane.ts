@@ -234,7 +234,8 @@ export class DataPlane {
   private route(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {
     this.active++
     // Issue 7: an over-long request target is refused before any routing work.
-    if (this.opts.maxUrlLength !== undefined && (req.url?.length ?? 0) > this.opts.maxUrlLength) return this.answer(req, res, 414, 'uri-too-long', `the request target is longer than ${this.opts.maxUrlLength} characters`)
+    const tooLong = this.urlTooLong(req)
+    if (tooLong) return this.answer(req, res, 414, 'uri-too-long', tooLong)
     const snap = this.snapshot
     const hosts = listener === 'public' ? snap.publicHosts : snap.localHosts
     const rawHost = req.headers.host ?? (req.headers[':authority'] as string | undefined)
@@ -261,6 +262,12 @@ export class DataPlane {
     new Exchange(this, snap, req, res, r, secure).start()
   }
 
+  /** Issue 7's request-target limit, for plain requests and upgrades alike: the 414 detail, if over. */
+  private urlTooLong(req: IncomingMessage): string | undefined {
+    const max = this.opts.maxUrlLength
+    return max !== undefined && (req.url?.length ?? 0) > max ? `the request target is longer than ${max} characters` : undefined
+  }
+
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean): void {
     this.active++
     let released = false
@@ -270,8 +277,9 @@ export class DataPlane {
       this.release()
     }
     // The same request-target limit as plain requests, before any routing work.
-    if (this.opts.maxUrlLength !== undefined && (req.url?.length ?? 0) > this.opts.maxUrlLength) {
-      writeRawReply(socket, 414, 'uri-too-long', `the request target is longer than ${this.opts.maxUrlLength} characters`)
+    const tooLong = this.urlTooLong(req)
+    if (tooLong) {
+      writeRawReply(socket, 414, 'uri-too-long', tooLong)
       release()
       return
     }

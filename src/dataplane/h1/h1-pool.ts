@@ -111,11 +111,14 @@ export class H1Pool {
       return false
     }
     let conn = this.idle.pop()
-    if (conn !== undefined && performance.now() - conn.idleSince >= conn.idleTimeoutMs) {
-      // The pod may be closing it right now: take none of the older ones either (LIFO order).
-      for (const c of this.idle.splice(0)) c.destroy()
-      conn.destroy()
-      conn = undefined
+    if (conn !== undefined) {
+      const now = performance.now()
+      if (conn.idleExpired(now)) {
+        // The pod may be closing it right now. The ones below it on the stack are older still.
+        conn.destroy()
+        this.sweep(now)
+        conn = undefined
+      }
     }
     if (conn === undefined) {
       conn = new H1Connection(this)
@@ -135,7 +138,7 @@ export class H1Pool {
   sweep(now: number): number {
     const idle = this.idle
     // Oldest first: the stack's bottom has been idle longest.
-    while (idle.length > 0 && now - idle[0]!.idleSince >= idle[0]!.idleTimeoutMs) idle.shift()!.destroy()
+    while (idle.length > 0 && idle[0]!.idleExpired(now)) idle.shift()!.destroy()
     return idle.length
   }
 
@@ -243,6 +246,11 @@ class H1Connection implements ResponseSink {
   private error: Error | undefined
   idleTimeoutMs: number
   idleSince = 0
+
+  /** Idle past its keep-alive timeout (the pod may close it any moment). */
+  idleExpired(now: number): boolean {
+    return now - this.idleSince >= this.idleTimeoutMs
+  }
 
   constructor(pool: H1Pool) {
     this.pool = pool

@@ -148,12 +148,12 @@ export class ResponseParser {
     if (this.head === '') {
       end = buf.indexOf(CRLFCRLF, pos, 'latin1')
       if (end >= 0) {
-        if (end - pos > MAX_HEAD_BYTES) throw new ResponseParseError(`response head is larger than ${MAX_HEAD_BYTES} bytes`)
+        if (end - pos > MAX_HEAD_BYTES) throw headTooLarge()
         text = buf.toString('latin1', pos, end)
         pos = end + 4
       } else {
         this.head = buf.toString('latin1', pos, buf.length)
-        if (this.head.length > MAX_HEAD_BYTES) throw new ResponseParseError(`response head is larger than ${MAX_HEAD_BYTES} bytes`)
+        if (this.head.length > MAX_HEAD_BYTES) throw headTooLarge()
         return buf.length
       }
     } else {
@@ -161,10 +161,10 @@ export class ResponseParser {
       this.head += buf.toString('latin1', pos, buf.length)
       end = this.head.indexOf(CRLFCRLF, Math.max(0, before - 3))
       if (end < 0) {
-        if (this.head.length > MAX_HEAD_BYTES) throw new ResponseParseError(`response head is larger than ${MAX_HEAD_BYTES} bytes`)
+        if (this.head.length > MAX_HEAD_BYTES) throw headTooLarge()
         return buf.length
       }
-      if (end > MAX_HEAD_BYTES) throw new ResponseParseError(`response head is larger than ${MAX_HEAD_BYTES} bytes`)
+      if (end > MAX_HEAD_BYTES) throw headTooLarge()
       text = this.head.slice(0, end)
       pos = pos + (end + 4 - before)
       this.head = ''
@@ -184,7 +184,7 @@ export class ResponseParser {
       throw new ResponseParseError(`malformed status line: ${JSON.stringify(statusLine.slice(0, 64))}`)
     }
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : ''
-    checkFieldValue(statusText, 'status line')
+    if (hasControlChar(statusText, 0, statusText.length)) throw new ResponseParseError('control character in status line')
     const headers: ResponseHeaders = {}
     if (lineEnd >= 0) parseFields(text, lineEnd + 2, headers)
 
@@ -258,7 +258,7 @@ export class ResponseParser {
     const c = line.charCodeAt(i)
     // After the digits: CR, or a chunk extension (which we ignore), possibly after whitespace.
     if (i !== line.length - 1 && c !== 59 /* ; */ && c !== 32 && c !== 9) throw new ResponseParseError('chunked body: malformed chunk size')
-    checkFieldValue(line.slice(i, line.length - 1), 'chunk extension')
+    if (hasControlChar(line, i, line.length - 1)) throw new ResponseParseError('control character in chunk extension')
     if (size === 0) {
       this.state = State.Trailers
       this.line = ''
@@ -290,6 +290,10 @@ export class ResponseParser {
     this.finish(sink, trailers)
     return pos + end + 4 - before
   }
+}
+
+function headTooLarge(): ResponseParseError {
+  return new ResponseParseError(`response head is larger than ${MAX_HEAD_BYTES} bytes`)
 }
 
 function digit(s: string, i: number): number {
@@ -332,10 +336,7 @@ function parseFields(text: string, from: number, into: ResponseHeaders): void {
     let b = end
     while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++
     while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--
-    for (let i = a; i < b; i++) {
-      const c = text.charCodeAt(i)
-      if ((c < 32 && c !== 9) || c === 127) throw new ResponseParseError(`control character in response header ${text.slice(start, colon).toLowerCase()}`)
-    }
+    if (hasControlChar(text, a, b)) throw new ResponseParseError(`control character in response header ${text.slice(start, colon).toLowerCase()}`)
     const raw = text.slice(start, colon)
     const name = upper ? raw.toLowerCase() : raw
     const value = text.slice(a, b)
@@ -348,11 +349,12 @@ function parseFields(text: string, from: number, into: ResponseHeaders): void {
 }
 
 /** Field values may hold visible characters, SP, HTAB and obs-text; never CR, LF, NUL or other controls. */
-function checkFieldValue(v: string, where: string): void {
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i)
-    if ((c < 32 && c !== 9) || c === 127) throw new ResponseParseError(`control character in ${where}`)
+function hasControlChar(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if ((c < 32 && c !== 9) || c === 127) return true
   }
+  return false
 }
 
 // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
