@@ -10,7 +10,7 @@ import { endpointSlice, externalNameService, get, kingress, revision, serviceFor
 import type { Backend } from './helpers/gateway.ts'
 import { closedPort, revisionIngress } from './helpers/activator.ts'
 import { FakeAutoscaler } from './helpers/fake-autoscaler.ts'
-import { raw } from './helpers/raw.ts'
+import { raw, upgradeRequest } from './helpers/raw.ts'
 
 const NS = 'default'
 const REV = 'warm-00001'
@@ -218,7 +218,7 @@ t.test('an internal error while routing a request: that request gets 500 interna
   t.match(m, /edge_requests_in_flight 0/, 'no request is left counted in flight')
 
   // The same bug met by a WebSocket upgrade: that handshake gets 500 internal-error, not a crash.
-  const ws = await raw(gw.ports.http, 'GET / HTTP/1.1\r\nHost: bug.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  const ws = await raw(gw.ports.http, upgradeRequest('bug.example.com'))
   t.equal(ws.status, 500)
   t.equal(ws.headers['x-edge-reason'], 'internal-error')
   t.match(ws.body, /the gateway failed while handling this request/)

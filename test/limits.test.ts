@@ -4,7 +4,7 @@ import t from 'tap'
 import net from 'node:net'
 import { request as undiciRequest } from 'undici'
 import { endpointSlice, get, simpleIngress, service, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
-import { raw, startRecordingBackend } from './helpers/raw.ts'
+import { raw, startRecordingBackend, upgradeRequest } from './helpers/raw.ts'
 import { parseConfig, UsageError } from '../src/config.ts'
 
 const HOST = 'limits.example.com'
@@ -78,8 +78,7 @@ t.test('414: a request target over --max-url-length, before routing', async (t) 
 
 t.test('414 for a WebSocket upgrade too: the same limit, nothing reaches the backend', async (t) => {
   const before = backend.started
-  const upgrade = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
-  const long = await raw(gw.ports.http, upgrade(`/${'a'.repeat(300)}`))
+  const long = await raw(gw.ports.http, upgradeRequest(HOST, `/${'a'.repeat(300)}`))
   t.equal(long.status, 414)
   t.equal(long.headers['x-edge-reason'], 'uri-too-long')
   t.ok(long.closed, 'and the connection is closed')

@@ -18,6 +18,9 @@ import { proxyUpgrade, writeRawReply } from './websocket.ts'
 
 export type ListenerKind = 'public' | 'local'
 
+/** What a client is told when a bug in the gateway cost its request (plain or upgrade). */
+const INTERNAL_ERROR_DETAIL = 'the gateway failed while handling this request (the error is in its log)'
+
 export interface DemandSink {
   requestIn(rev: { namespace: string; name: string }, nowMs: number): void
   requestOut(rev: { namespace: string; name: string }, nowMs: number): void
@@ -221,11 +224,10 @@ export class DataPlane {
   /** A bug costs the request it happened in, never the process and the requests beside it. */
   private internalError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     this.log.error({ err, method: req.method, url: req.url, host: req.headers.host }, 'internal error while handling a request')
-    const detail = 'the gateway failed while handling this request (the error is in its log)'
     const x = (res as ServerResponse & { exchange?: Exchange }).exchange
     try {
-      if (x) x.fail(500, 'internal-error', detail)
-      else this.answer(req, res, 500, 'internal-error', detail)
+      if (x) x.fail(500, 'internal-error', INTERNAL_ERROR_DETAIL)
+      else this.answer(req, res, 500, 'internal-error', INTERNAL_ERROR_DETAIL)
     } catch {
       res.destroy()
     }
@@ -290,7 +292,7 @@ export class DataPlane {
       // escape Node's 'upgrade' event).
       this.log.error({ err, url: req.url, host: req.headers.host }, 'internal error while handling an upgrade')
       try {
-        writeRawReply(socket, 500, 'internal-error', 'the gateway failed while handling this request (the error is in its log)')
+        writeRawReply(socket, 500, 'internal-error', INTERNAL_ERROR_DETAIL)
       } catch {
         socket.destroy()
       }

@@ -103,3 +103,8 @@ export async function startRecordingBackend(onRequest?: (req: http.IncomingMessa
   void (bytes = [])
   return b
 }
+
+/** A WebSocket opening handshake as raw bytes, for tests that want to see the gateway's raw answer. */
+export function upgradeRequest(host: string, path = '/'): string {
+  return `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
+}
