@@ -23,7 +23,12 @@ export interface WrkOptions {
   connections: number
   seconds: number
   cpu?: number
-  /** Pace each connection: one request every `delayMs` (an approximately fixed rate). */
+  /**
+   * Pace each connection: after each response it waits a random 0..2×`delayMs` ms (mean `delayMs`)
+   * before the next request, an approximately fixed rate with arrivals spread out. A constant
+   * think time would keep every connection in the phase they all started in, so the requests
+   * would arrive in bursts of one per connection.
+   */
   delayMs?: number
 }
 
@@ -38,10 +43,11 @@ export async function wrk(o: WrkOptions): Promise<WrkResult> {
   let script: string | undefined
   if (o.delayMs !== undefined) {
     script = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wrk-')), 'pace.lua')
-    // Extended percentiles, and a fixed think time per connection.
+    // Extended percentiles, and a random think time per request (LuaJIT's math.random(m, n) is
+    // an integer in [m, n], from the same seed every run).
     fs.writeFileSync(
       script,
-      `function delay() return ${o.delayMs} end
+      `function delay() return math.random(0, ${2 * o.delayMs}) end
 done = function(summary, latency, requests)
   io.write(string.format("P999 %d\\n", latency:percentile(99.9)))
 end\n`,
