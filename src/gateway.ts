@@ -270,11 +270,14 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     if (role !== 'primary') {
     listeners.push(await startListener(dataPlane, 'public', { ...listenerOpts, port: config.httpPort }))
     listeners.push(await startListener(dataPlane, 'local', { ...listenerOpts, port: config.localPort }))
-    // TLS: certificates follow the snapshot (KIngress tls) and, in the files source, every TLS Secret.
+    // TLS: certificates follow the snapshot (KIngress tls), in the files source every TLS Secret
+    // (a laptop has no KIngress to name them), and --default-tls-secret. In a cluster a Secret no
+    // KIngress names is never served: any namespace can hold a TLS Secret.
     const certs = new CertificateStore(log.child({ component: 'tls' }), { ciphers: config.tlsCiphers, defaultSecret: config.defaultTlsSecret })
-    const tlsSecrets = (): ReturnType<typeof store.list<'Secret'>> | undefined => (config.kubernetes && !config.defaultTlsSecret ? undefined : store.list('Secret'))
-    certs.update(dataPlane.snapshot, tlsSecrets())
-    store.onChange(() => certs.update(dataPlane.snapshot, tlsSecrets()))
+    const updateCerts = (): void =>
+      certs.update(dataPlane.snapshot, config.kubernetes ? [] : store.list('Secret'), config.defaultTlsSecret ? store.get('Secret', config.defaultTlsSecret) : undefined)
+    updateCerts()
+    store.onChange(updateCerts)
     listeners.push(await startTlsListener(dataPlane, certs, { ...listenerOpts, port: config.httpsPort, ciphers: config.tlsCiphers }))
     }
     if (role !== 'worker') admin = await startAdmin(

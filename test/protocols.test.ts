@@ -9,10 +9,10 @@ import tls from 'node:tls'
 import fs from 'node:fs'
 import path from 'node:path'
 import * as grpc from '@grpc/grpc-js'
-import { generate } from 'selfsigned'
 import { WebSocket, WebSocketServer } from 'ws'
 import { endpointSlice, get, kingress, service, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
+import { makeCA, makeCert, tlsSecret } from './helpers/certs.ts'
 import type { Gateway } from '../src/gateway.ts'
 
 const closers: Array<() => unknown> = []
@@ -83,27 +83,6 @@ function grpcClient(port: number, authority: string): grpc.Client & Record<strin
 
 function unary(c: grpc.Client & Record<string, Function>, method: 'unary' | 'fail' | 'slow', msg: string, opts: grpc.CallOptions = {}): Promise<string> {
   return new Promise((resolve, reject) => c[method]!(Buffer.from(msg), new grpc.Metadata(), opts, (err: grpc.ServiceError | null, res: Buffer) => (err ? reject(err) : resolve(res.toString()))))
-}
-
-// ---- certificates ----
-
-async function makeCA(): Promise<{ cert: string; key: string }> {
-  const ca = await generate([{ name: 'commonName', value: 'edge test CA' }], { keyType: 'ec', algorithm: 'sha256', extensions: [{ name: 'basicConstraints', cA: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true }] })
-  return { cert: ca.cert, key: ca.private }
-}
-
-async function makeCert(ca: { cert: string; key: string }, host: string): Promise<{ cert: string; key: string }> {
-  const c = await generate([{ name: 'commonName', value: host }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    ca,
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: host }] }],
-  })
-  return { cert: c.cert, key: c.private }
-}
-
-function tlsSecret(name: string, c: { cert: string; key: string }): unknown {
-  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'default' }, type: 'kubernetes.io/tls', data: { 'tls.crt': Buffer.from(c.cert).toString('base64'), 'tls.key': Buffer.from(c.key).toString('base64') } }
 }
 
 function httpsGet(port: number, host: string, ca: string, servername = host): Promise<{ status: number; body: string; peerCN: string; alpn: string | false | null }> {
@@ -356,12 +335,7 @@ t.test('TLS: an unknown SNI name fails only its handshake; the listener keeps se
 })
 
 t.test('TLS: a changed Secret is served without a restart', async (t) => {
-  const renewed = await generate([{ name: 'commonName', value: 'other.example.com' }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    ca,
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'other.example.com' }] }],
-  })
+  const renewed = await makeCert(ca, 'other.example.com')
   const before = await new Promise<string>((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port: gw.ports.https, servername: 'other.example.com', ca: ca.cert }, () => {
       resolve(s.getPeerCertificate().fingerprint256)
@@ -377,7 +351,7 @@ t.test('TLS: a changed Secret is served without a restart', async (t) => {
     path.join(dir, 'tls.yaml'),
     text
       .replace(/(name: other-cert[\s\S]*?tls.crt: )\S+/, `$1${Buffer.from(renewed.cert).toString('base64')}`)
-      .replace(/(name: other-cert[\s\S]*?tls.key: )\S+/, `$1${Buffer.from(renewed.private).toString('base64')}`),
+      .replace(/(name: other-cert[\s\S]*?tls.key: )\S+/, `$1${Buffer.from(renewed.key).toString('base64')}`),
   )
   await waitFor('the renewed certificate to be served', async () => {
     const fp = await new Promise<string>((resolve) => {

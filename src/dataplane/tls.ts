@@ -1,6 +1,6 @@
 // TLS termination with SNI. Certificates come from the Secrets named in KIngress `tls` (via the
-// snapshot) and, in the files source, from every kubernetes.io/tls Secret by the names its certificate
-// carries. A secure context is built once per Secret content and rebuilt when the Secret changes, so
+// snapshot), in the files source also from every kubernetes.io/tls Secret by the names its
+// certificate carries, and from --default-tls-secret for any other name. A secure context is built once per Secret content and rebuilt when the Secret changes, so
 // rotation needs no restart. A bad Secret or an unknown name fails that handshake only, with one log
 // line, and never the listener.
 import tls from 'node:tls'
@@ -52,14 +52,27 @@ export class CertificateStore {
   private readonly contexts = new Map<string, Entry>()
   private byHost = new Map<string, Entry>()
   private readonly warned = new Set<string>()
+  /** The inputs of the last update, to skip the ones that change nothing. */
+  private last: { certificates: Snapshot['certificates'] | undefined; byNames: number; defaultSecret: Secret | undefined } = { certificates: undefined, byNames: 0, defaultSecret: undefined }
+  /** Why `--default-tls-secret` is not being served, for the handshake error. */
+  private defaultProblem: string | undefined
 
   constructor(log: Logger, opts: TlsOptions) {
     this.log = log
     this.opts = opts
   }
 
-  /** Recomputes host → certificate from the snapshot and, when given, from TLS Secrets by their names. */
-  update(snapshot: Snapshot, secretsByName: readonly Secret[] | undefined): void {
+  /**
+   * Recomputes host → certificate: first the snapshot's (the Secrets KIngress `tls` entries name),
+   * then each of `byCertificateNames` for the DNS names its certificate carries (the files source
+   * passes every TLS Secret; the cluster passes none, so a Secret no KIngress names is never served),
+   * then `defaultSecret` (the object of `--default-tls-secret`, undefined if it is not there) for
+   * every other name.
+   */
+  update(snapshot: Snapshot, byCertificateNames: readonly Secret[], defaultSecret: Secret | undefined): void {
+    // The store calls this on every change (EndpointSlices too): nothing to do unless an input moved.
+    if (snapshot.certificates === this.last.certificates && byCertificateNames.length === 0 && this.last.byNames === 0 && defaultSecret === this.last.defaultSecret) return
+    this.last = { certificates: snapshot.certificates, byNames: byCertificateNames.length, defaultSecret }
     const next = new Map<string, Entry>()
     const live = new Set<string>()
     const add = (host: string, c: TLSCertificate): void => {
@@ -67,7 +80,7 @@ export class CertificateStore {
       if (!next.has(host)) next.set(host, this.entry(c.secret, c.cert, c.key))
     }
     for (const [host, c] of snapshot.certificates) add(host, c)
-    for (const s of secretsByName ?? []) {
+    for (const s of byCertificateNames) {
       if (s.type !== 'kubernetes.io/tls') continue
       const cert = secretField(s, 'tls.crt')
       const key = secretField(s, 'tls.key')
@@ -81,13 +94,17 @@ export class CertificateStore {
       }
       for (const n of names) add(n, { secret: keyOf(s.metadata), cert, key })
     }
-    if (this.opts.defaultSecret) {
-      const s = (secretsByName ?? []).find((x) => keyOf(x.metadata) === this.opts.defaultSecret)
-      const cert = s && secretField(s, 'tls.crt')
-      const key = s && secretField(s, 'tls.key')
+    this.defaultProblem = undefined
+    const name = this.opts.defaultSecret
+    if (name) {
+      const cert = defaultSecret?.type === 'kubernetes.io/tls' ? secretField(defaultSecret, 'tls.crt') : undefined
+      const key = cert && defaultSecret ? secretField(defaultSecret, 'tls.key') : undefined
       if (cert && key) {
-        live.add(this.opts.defaultSecret)
-        next.set('', this.entry(this.opts.defaultSecret, cert, key))
+        live.add(name)
+        next.set('', this.entry(name, cert, key))
+      } else {
+        this.defaultProblem = `the --default-tls-secret ${name} ${defaultSecret ? 'is not a kubernetes.io/tls Secret with tls.crt and tls.key' : 'does not exist (or is not readable)'}`
+        this.warnOnce(`default:${this.defaultProblem}`, { secret: name }, `EDGE_ERR_TLS_SECRET: ${this.defaultProblem}; names without a certificate of their own fail their TLS handshake until it is fixed`)
       }
     }
     for (const k of this.contexts.keys()) if (!live.has(k)) this.contexts.delete(k)
@@ -124,7 +141,7 @@ export class CertificateStore {
   readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
     const e = this.lookup(servername)
     if (e?.context) return cb(null, e.context)
-    const why = e ? `the certificate of Secret ${e.secret} is unusable (${e.error})` : 'no certificate for this name (add it to a KIngress tls entry, or set --default-tls-secret)'
+    const why = e ? `the certificate of Secret ${e.secret} is unusable (${e.error})` : (this.defaultProblem ?? 'no certificate for this name (add it to a KIngress tls entry, or set --default-tls-secret)')
     this.warnOnce(`sni:${servername}`, { servername }, `TLS handshake refused for ${servername}: ${why}`)
     cb(new Error(`EDGE_ERR_TLS_SNI: ${servername}: ${why}`))
   }

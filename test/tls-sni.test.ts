@@ -1,0 +1,81 @@
+// Which certificate each SNI name is served. In cluster mode: only the Secrets KIngresses name, and
+// --default-tls-secret for every other name; a TLS Secret some namespace holds but no KIngress names
+// is never served, with or without the default. In the files source (a laptop, no KIngress to name
+// them) every TLS Secret is served for the names in its certificate.
+import t from 'tap'
+import fs from 'node:fs'
+import type { Test } from 'tap'
+import { kingress, serviceFor, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { apply, del, startKubeEnv, startKubeGateway, waitReady } from './helpers/kube.ts'
+import { makeCA, makeCert, servedCertificate, tlsSecret } from './helpers/certs.ts'
+import type { KeyPair } from './helpers/certs.ts'
+
+let ca: KeyPair
+const certs: Record<string, KeyPair> = {}
+
+t.before(async () => {
+  ca = await makeCA()
+  for (const host of ['secure.example.com', 'stray.example.com', 'fallback.example.com', 'fallback-renewed.example.com']) certs[host] = await makeCert(ca, host)
+})
+
+/** The cluster every test starts from: one KIngress naming `secure-cert`, and a stray TLS Secret in another namespace. */
+async function cluster(t: Test, args: string[]) {
+  const env = await startKubeEnv(t)
+  const app = await startBackend('app')
+  t.teardown(() => app.close())
+  apply(
+    env.api,
+    ...serviceFor('svc-a', app),
+    kingress('secure', {
+      tls: [{ hosts: ['secure.example.com'], secretName: 'secure-cert', secretNamespace: 'default' }],
+      rules: [{ hosts: ['secure.example.com'], visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'svc-a', servicePort: 80, percent: 100 }] }] } }],
+    }),
+    tlsSecret('secure-cert', certs['secure.example.com']!),
+    tlsSecret('stray-cert', certs['stray.example.com']!, 'team-b'),
+  )
+  const gw = await startKubeGateway(t, env, args)
+  await waitReady(gw)
+  await waitFor('the stray Secret is in the store', () => gw.store.get('Secret', 'team-b/stray-cert') !== undefined)
+  const served = (name: string) => servedCertificate(gw.ports.https, name, ca.cert)
+  return { env, gw, served }
+}
+
+t.test('without --default-tls-secret: a KIngress-named Secret is served; a stray one is not, and names without a certificate fail their handshake', async (t) => {
+  const { served } = await cluster(t, [])
+  t.same(await served('secure.example.com'), { cn: 'secure.example.com' })
+  const stray = await served('stray.example.com')
+  t.ok('error' in stray, 'the stray Secret is not served for its own name')
+  t.same(await served('secure.example.com'), { cn: 'secure.example.com' }, 'the listener keeps serving')
+})
+
+t.test('with --default-tls-secret: other names get the default, the stray Secret still never; the default follows its Secret', async (t) => {
+  const { env, gw, served } = await cluster(t, ['--default-tls-secret', 'edge-system/fallback'])
+  const before = await served('stray.example.com')
+  t.ok('error' in before, 'the default Secret is not there yet: the handshake fails')
+  apply(env.api, tlsSecret('fallback', certs['fallback.example.com']!, 'edge-system'))
+  await waitFor('the default Secret is in the store', () => gw.store.get('Secret', 'edge-system/fallback') !== undefined)
+  await waitFor('the default certificate is served', async () => 'cn' in (await served('anything.example.com')))
+  t.same(await served('anything.example.com'), { cn: 'fallback.example.com' }, 'a name with no certificate: the default')
+  t.same(await served('stray.example.com'), { cn: 'fallback.example.com' }, 'the stray Secret is not served for its name: the default is')
+  t.same(await served('secure.example.com'), { cn: 'secure.example.com' }, 'a KIngress-named Secret still wins')
+
+  apply(env.api, tlsSecret('fallback', certs['fallback-renewed.example.com']!, 'edge-system'))
+  await waitFor('the renewed default is served', async () => {
+    const r = await served('anything.example.com')
+    return 'cn' in r && r.cn === 'fallback-renewed.example.com'
+  })
+  del(env.api, tlsSecret('fallback', certs['fallback-renewed.example.com']!, 'edge-system'))
+  await waitFor('the default is gone with its Secret', async () => 'error' in (await served('anything.example.com')))
+  t.same(await served('secure.example.com'), { cn: 'secure.example.com' })
+})
+
+t.test('files source: every TLS Secret is served for the names in its certificate; --default-tls-secret for the rest', async (t) => {
+  const dir = tempDir()
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  writeManifest(dir, 'tls.yaml', [tlsSecret('stray-cert', certs['stray.example.com']!, 'team-b'), tlsSecret('fallback', certs['fallback.example.com']!, 'edge-system')])
+  const gw = await startTestGateway(dir, ['--default-tls-secret', 'edge-system/fallback'])
+  t.teardown(() => gw.close())
+  const served = (name: string) => servedCertificate(gw.ports.https, name, ca.cert)
+  t.same(await served('stray.example.com'), { cn: 'stray.example.com' }, 'a Secret no KIngress names, by its own name')
+  t.same(await served('other.example.com'), { cn: 'fallback.example.com' }, 'any other name: the default')
+})
