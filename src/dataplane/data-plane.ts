@@ -14,7 +14,7 @@ import { resolve } from './resolve.ts'
 import { reply } from './reply.ts'
 import { Exchange } from './exchange.ts'
 import { PoolRegistry } from './pools.ts'
-import { proxyUpgrade, writeRawReply } from './websocket.ts'
+import { proxyUpgrade, Upgrade, writeRawReply } from './websocket.ts'
 
 export type ListenerKind = 'public' | 'local'
 
@@ -374,8 +374,12 @@ function originFormOf(target: string): string | undefined {
   }
 }
 
-/** A held request that can no longer be served: an HTTP request gets a 503, a WebSocket upgrade its refusal. */
+/**
+ * A held request or upgrade that can no longer be served here: a 503 that says why (one whose backend
+ * left the configuration follows the configuration instead, see Exchange.fail). Any other waiter is
+ * a worker's, held in the primary's broker, which refuses it.
+ */
 function failWaiter(w: Waiter, detail: string, reason: 'draining' | 'no-backend' = 'draining'): void {
-  if (w instanceof Exchange) w.fail(503, reason, detail, { 'retry-after': '1' })
+  if (w instanceof Exchange || w instanceof Upgrade) w.fail(503, reason, detail, { 'retry-after': '1' })
   else w.refuse?.('revision-queue-full')
 }

@@ -5,14 +5,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { BackendSpec, Snapshot } from '../model/snapshot.ts'
-import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
+import type { PodSlot } from '../activator/throttler.ts'
+import { HeldForPod } from './held.ts'
 import type { Resolution } from './resolve.ts'
-import { resolve } from './resolve.ts'
-import { lookupHost } from './host.ts'
+import { resolveAgain } from './resolve.ts'
 import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { AnyResponse, Reason } from './reply.ts'
 import type { DataPlane } from './data-plane.ts'
+import { nextDeadline, timeoutDetail } from './deadlines.ts'
+import type { Deadline, TimedState } from './deadlines.ts'
 
 type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0]
 
@@ -27,7 +29,7 @@ const COLD_START_HEADER = 'x-edge-cold-start-ms'
 /** One preallocated reason for aborting an upstream request: an Error per abort costs a stack trace. */
 const CLIENT_GONE = new Error('the client closed the request')
 
-export class Exchange implements Dispatcher.DispatchHandler, Waiter {
+export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, TimedState {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly plane: DataPlane
@@ -41,26 +43,20 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   /** A long-lived stream (gRPC request, or an event-stream response): idle timeout, no total timeout. */
   streaming: boolean
   readonly startedAt: number
-  throttler: Throttler | undefined
   pod: PodSlot | undefined
   controller: DispatchController | null = null
   /** undici finished with this request (ended or failed): nothing left to abort. */
   upstreamDone = false
-  cancelled = false
-  /** Waiting in the throttler's queue right now. */
-  inQueue = false
-  queuedAt = 0
-  coldStartMs = -1
   attempts = 0
   sent = false
   responded = false
   finished = false
   status = 0
   timer: NodeJS.Timeout | undefined
-  timerReason: Reason | undefined
   lastActivity = 0
 
   constructor(plane: DataPlane, snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, resolution: Resolution, secure: boolean) {
+    super()
     this.plane = plane
     this.snapshot = snapshot
     this.req = req
@@ -98,41 +94,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.acquire()
   }
 
-  private acquire(): void {
-    const throttler = this.throttler!
-    const pod = throttler.tryAcquire()
-    if (pod) {
-      this.granted(pod)
-      return
-    }
-    if (this.queuedAt === 0) this.queuedAt = performance.now()
-    this.cancelled = false
-    const r = throttler.enqueue(this)
-    if (r !== 'queued') return this.refuse(r)
-    this.inQueue = true
-    this.rearm()
-  }
-
-  /** Waiter: no room in the queue (now, or later from the workers' broker). */
-  refuse(reason: Exclude<EnqueueResult, 'queued'>): void {
-    this.inQueue = false
-    const which = reason === 'revision-queue-full' ? 'this revision' : 'the gateway'
-    this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry shortly`, { 'retry-after': '1' })
-  }
-
-  /** Waiter: the throttler hands us a pod. */
-  grant(pod: PodSlot, waited = true): void {
-    this.inQueue = false
-    // The workers' broker answers every request asynchronously; only a real wait is a cold start.
-    if (!waited) this.queuedAt = 0
-    if (this.coldStartMs < 0 && this.queuedAt > 0) {
-      this.coldStartMs = performance.now() - this.queuedAt
-      this.plane.metrics.coldStart(this.backend, this.coldStartMs)
-    }
-    this.granted(pod)
-  }
-
-  private granted(pod: PodSlot): void {
+  protected granted(pod: PodSlot): void {
     if (this.finished) {
       this.throttler!.release(pod)
       return
@@ -294,35 +256,21 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   }
 
   // ---- timeouts ----
-  // Knative's three per-revision limits plus the gateway's cold-start budget. One timer holds the
-  // earliest deadline that applies in the current state; it is re-armed when the state changes
-  // (queued → on a pod → responding), and on firing it re-checks, since activity moves the idle one.
+  // One timer holds the earliest deadline that applies in the current state (deadlines.ts); it is
+  // re-armed when the state changes (queued → on a pod → responding), and on firing it re-checks,
+  // since activity moves the idle one.
 
-  private deadline(now: number): { at: number; reason: Reason } | undefined {
-    const rev = this.backend.revision
-    if (!rev) return undefined
-    let at = Infinity
-    let reason: Reason = 'request-timeout'
-    // A stream (gRPC, server-sent events) is not cut by the request timeout: it gets an idle timeout
-    // of its own instead (the revision's idleTimeoutSeconds, else --stream-idle-timeout).
-    if (rev.timeoutSeconds !== undefined && !this.streaming) at = this.startedAt + rev.timeoutSeconds * 1000
-    if (!this.responded && rev.responseStartTimeoutSeconds !== undefined) {
-      const t = this.startedAt + rev.responseStartTimeoutSeconds * 1000
-      if (t < at) (at = t), (reason = 'response-start-timeout')
-    }
-    if (!this.pod && !this.responded && this.queuedAt > 0) {
-      const t = this.queuedAt + this.plane.coldStartBudgetMs
-      if (t < at) (at = t), (reason = 'cold-start-timeout')
-    }
-    const idleMs = rev.idleTimeoutSeconds !== undefined ? rev.idleTimeoutSeconds * 1000 : this.streaming && this.plane.streamIdleTimeoutMs > 0 ? this.plane.streamIdleTimeoutMs : undefined
-    if (idleMs !== undefined) {
-      const t = (this.lastActivity || this.startedAt) + idleMs
-      if (t < at) (at = t), (reason = 'idle-timeout')
-    }
-    return at === Infinity ? undefined : { at: Math.max(at, now + 1), reason }
+  /** TimedState: holds a pod now. */
+  get onPod(): boolean {
+    return this.pod !== undefined
   }
 
-  private rearm(): void {
+  private deadline(now: number): Deadline | undefined {
+    const rev = this.backend.revision
+    return rev ? nextDeadline(this, rev, this.plane, now) : undefined
+  }
+
+  protected rearm(): void {
     if (this.finished || !this.backend.revision) return
     if (this.timer) clearTimeout(this.timer)
     const now = performance.now()
@@ -331,7 +279,6 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       this.timer = undefined
       return
     }
-    this.timerReason = d.reason
     // Whole milliseconds: Node keeps one timer list per distinct delay, and a fractional delay made a
     // new list (and a priority-queue insert) for every request. Firing up to 1 ms late is harmless:
     // timeout() re-checks the deadline.
@@ -353,29 +300,14 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       this.rearm()
       return
     }
-    const key = this.backend.revision?.key
-    const detail: Record<string, string> = {
-      'cold-start-timeout': `no pod of revision ${key} became ready within the cold start budget (${this.plane.coldStartBudgetMs / 1000}s)`,
-      'request-timeout': `revision ${key} did not finish within its timeoutSeconds`,
-      'response-start-timeout': `revision ${key} did not start responding within its responseStartTimeoutSeconds`,
-      'idle-timeout': `revision ${key} sent nothing for its idleTimeoutSeconds`,
-    }
-    this.fail(504, d.reason, detail[d.reason] ?? 'timeout')
+    this.fail(504, d.reason, timeoutDetail(d.reason, this.backend.revision!, this.plane))
   }
 
   // ---- endings ----
 
   fail(status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
     if (this.finished) return
-    // Issue 7: the throttler dropped this held request because its backend left the configuration
-    // (e.g. the Route's traffic moved to a new revision). Nothing was sent anywhere, so it follows
-    // the configuration instead of failing.
-    if (reason === 'no-backend' && this.inQueue && this.cancelled && !this.sent && this.reroutes < 3) {
-      this.reroutes++
-      this.inQueue = false
-      queueMicrotask(() => this.reroute(detail))
-      return
-    }
+    if (!this.sent && this.rerouteInstead(reason, detail)) return
     this.status = status
     if (this.inQueue) this.leaveQueue()
     reply(this.res as AnyResponse, status, reason, detail, headers)
@@ -385,23 +317,17 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.done()
   }
 
-  reroutes = 0
-
   /** Resolves the held request again against the current snapshot and waits there (or fails with `detail`). */
-  private reroute(detail: string): void {
+  protected reroute(detail: string): void {
     if (this.finished) return
-    const snap = this.plane.snapshot
-    const old = this.resolution.entry
-    const rawHost = this.req.headers.host ?? (this.req.headers[':authority'] as string | undefined) ?? ''
-    // The listener the request came on decides which hosts it may reach; a public host stays public.
-    const entry = lookupHost(old.visibility === 'ExternalIP' ? snap.publicHosts : snap.localHosts, rawHost)
-    const url = this.req.url ?? '/'
-    const r = entry && url.charCodeAt(0) === 47 ? resolve(snap, entry, url, this.req.headers) : undefined
-    const backend = r && !('failure' in r) ? (r.inner?.split.backend ?? r.split.backend) : undefined
-    if (!r || 'failure' in r || !backend || backend.kind === 'external' || backend.problem || !snap.backends.has(backend.key) || (!backend.revision && backend.endpoints.length === 0)) {
+    const req = this.req
+    const again = resolveAgain(this.plane.snapshot, this.resolution, req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '', req.url ?? '/', req.headers)
+    if (!again) {
       this.fail(503, 'no-backend', detail)
       return
     }
+    const r = again.resolution
+    const backend = again.backend
     const before = this.backend.revision
     if (before) this.plane.demandOut(before)
     this.resolution = r
@@ -412,11 +338,6 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.throttler = this.plane.throttlerFor(backend)
     this.rearm()
     this.acquire()
-  }
-
-  private leaveQueue(): void {
-    this.inQueue = false
-    this.throttler!.cancel(this)
   }
 
   /** The client went away (or the response finished): release everything exactly once. */

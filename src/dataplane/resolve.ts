@@ -1,7 +1,8 @@
 // Resolve: (listener hosts, Host, path, headers) → the path and split a request takes. Pure, and on
 // the hot path: no regex, no closures, one small result object per request.
 import type { IncomingHttpHeaders } from 'node:http'
-import type { HeaderSet, HostEntry, PathEntry, Snapshot, SplitEntry } from '../model/snapshot.ts'
+import type { BackendSpec, HeaderSet, HostEntry, PathEntry, Snapshot, SplitEntry } from '../model/snapshot.ts'
+import { lookupHost } from './host.ts'
 
 export interface Resolution {
   /** The host entry the client asked for (its ingress answers the K-Network-Hash probe). */
@@ -77,4 +78,20 @@ export function resolve(
   const innerPath = pickPath(target, url, headers, sets)
   if (!innerPath) return { failure: 'path', entry: target }
   return { entry, path, split, inner: { entry: target, path: innerPath, split: pickSplit(innerPath) }, upstreamHost: path.rewriteHost }
+}
+
+/**
+ * A held request whose backend left the configuration (e.g. the Route's traffic moved to a new
+ * revision), resolved again against `snap`: the same Host on the same side (a public host stays
+ * public), the same URL and headers. Undefined when nothing in `snap` can take it; a held request
+ * is never moved to an external service or to a Service with no endpoints.
+ */
+export function resolveAgain(snap: Snapshot, previous: Resolution, rawHost: string, url: string, headers: IncomingHttpHeaders): { resolution: Resolution; backend: BackendSpec } | undefined {
+  const entry = lookupHost(previous.entry.visibility === 'ExternalIP' ? snap.publicHosts : snap.localHosts, rawHost)
+  if (!entry || url.charCodeAt(0) !== 47) return undefined
+  const r = resolve(snap, entry, url, headers)
+  if ('failure' in r) return undefined
+  const backend = r.inner?.split.backend ?? r.split.backend
+  if (backend.kind === 'external' || backend.problem || !snap.backends.has(backend.key) || (!backend.revision && backend.endpoints.length === 0)) return undefined
+  return { resolution: r, backend }
 }

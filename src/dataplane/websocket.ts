@@ -1,166 +1,243 @@
 // HTTP/1.1 Upgrade (WebSocket) through any route: resolved like a request, then the two sockets are
 // spliced byte for byte (no re-framing). The client gets its 101 from the pod itself, so a dead
 // upstream yields an HTTP error, never a 101 followed by a close.
+//
+// An upgrade is held, throttled, timed and re-routed like a request (exchange.ts): it waits for a pod
+// of a revision at zero within the cold-start budget; until the pod's first byte the revision's
+// timeoutSeconds and responseStartTimeoutSeconds apply (a pod that accepts the connection and never
+// answers gets a 504); once the pod has answered it is a stream, closed only after idleTimeoutSeconds
+// (else --stream-idle-timeout) without a byte in either direction, as gRPC and event streams are.
 import net from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
-import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
-import type { BackendSpec } from '../model/snapshot.ts'
+import type { PodSlot } from '../activator/throttler.ts'
+import { HeldForPod } from './held.ts'
+import type { BackendSpec, RevisionRef } from '../model/snapshot.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
-import { resolve } from './resolve.ts'
+import { resolve, resolveAgain } from './resolve.ts'
 import type { Resolution } from './resolve.ts'
 import { upstreamHeadersFor } from './upstream-headers.ts'
 import { REASON_HEADER } from './reply.ts'
 import type { Reason } from './reply.ts'
+import { nextDeadline, timeoutDetail } from './deadlines.ts'
+import type { TimedState } from './deadlines.ts'
 import { STATUS_CODES } from 'node:http'
 
-export function writeRawReply(socket: Duplex, status: number, reason: Reason, detail: string): void {
+export function writeRawReply(socket: Duplex, status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
   if (socket.destroyed) return
   const body = `${detail}\n`
+  let extra = ''
+  if (headers) for (const name in headers) extra += `${name}: ${headers[name]}\r\n`
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
       `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `${REASON_HEADER}: ${reason}\r\nconnection: close\r\n\r\n${body}`,
+      `${REASON_HEADER}: ${reason}\r\n${extra}connection: close\r\n\r\n${body}`,
   )
 }
 
-class UpgradeWaiter implements Waiter {
-  cancelled = false
-  /** Granted a pod: out of the queue, so it must never be cancelled (that would corrupt the counts). */
-  granted = false
-  readonly queuedAt = performance.now()
-  private readonly onGrant: (pod: PodSlot) => void
-  /** Set after creation: the broker may refuse later, once the socket's failure path exists. */
-  onRefuse: (() => void) | undefined
-  constructor(onGrant: (pod: PodSlot) => void) {
-    this.onGrant = onGrant
-  }
-  grant(pod: PodSlot): void {
-    this.granted = true
-    this.onGrant(pod)
-  }
-  refuse(): void {
-    this.granted = true // out of the queue: never cancel it
-    this.onRefuse?.()
-  }
+/** Routes one upgrade request and splices it to a pod; `done` runs once when it is over. */
+export function proxyUpgrade(plane: DataPlane, req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean, done: () => void): void {
+  new Upgrade(plane, req, socket, head, secure, done).start(listener)
 }
 
-export function proxyUpgrade(plane: DataPlane, req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean, done: () => void): void {
-  let finished = false
-  const finish = (): void => {
-    if (finished) return
-    finished = true
-    done()
-  }
-  socket.on('error', () => socket.destroy())
-  socket.once('close', finish)
-  const fail = (status: number, reason: Reason, detail: string): void => {
-    writeRawReply(socket, status, reason, detail)
-    finish()
+export class Upgrade extends HeldForPod implements TimedState {
+  readonly plane: DataPlane
+  private readonly req: IncomingMessage
+  private readonly socket: Duplex
+  private readonly head: Buffer
+  private readonly secure: boolean
+  private readonly done: () => void
+  private resolution: Resolution | undefined
+  backend: BackendSpec | undefined
+  private pod: PodSlot | undefined
+  private upstream: net.Socket | undefined
+  private timer: NodeJS.Timeout | undefined
+  /** The revision this upgrade counts as demand for (demandIn done, demandOut owed). */
+  private demand: RevisionRef | undefined
+  private finished = false
+  readonly startedAt = performance.now()
+  /** The pod sent its first byte (its 101, or an HTTP error the client gets as is). */
+  responded = false
+  /** After the pod's first byte the connection is a stream: no total timeout, an idle one. */
+  streaming = false
+  lastActivity = 0
+
+  constructor(plane: DataPlane, req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean, done: () => void) {
+    super()
+    this.plane = plane
+    this.req = req
+    this.socket = socket
+    this.head = head
+    this.secure = secure
+    this.done = done
+    socket.on('error', () => socket.destroy())
+    socket.once('close', () => this.finish())
   }
 
-  const snap = plane.snapshot
-  const hosts = listener === 'public' ? snap.publicHosts : snap.localHosts
-  const rawHost = req.headers.host
-  if (!rawHost) return fail(400, 'bad-request', 'the request has no Host header')
-  const entry = lookupHost(hosts, rawHost)
-  if (!entry) return fail(404, 'host-not-found', `no route for host ${normaliseHostHeader(rawHost) ?? ''} on the ${listener} listener`)
-  if (!secure && listener === 'public' && entry.ingress.httpOption === 'Redirected') return fail(400, 'https-redirect', `use wss://${entry.host}${req.url ?? '/'}`)
-  const url = req.url ?? '/'
-  const r = resolve(snap, entry, url, req.headers)
-  if ('failure' in r) return fail(404, 'path-not-found', `no path of host ${r.entry.host} matches ${url.split('?')[0]}`)
-  const backend = r.inner?.split.backend ?? r.split.backend
+  get onPod(): boolean {
+    return this.pod !== undefined
+  }
 
-  if (backend.kind === 'external') {
-    connect(plane, req, socket, head, r, backend, secure, backend.externalHost!, backend.externalPort!, undefined, undefined, finish)
-    return
+  start(listener: ListenerKind): void {
+    const snap = this.plane.snapshot
+    const req = this.req
+    const rawHost = req.headers.host
+    if (!rawHost) return this.fail(400, 'bad-request', 'the request has no Host header')
+    const entry = lookupHost(listener === 'public' ? snap.publicHosts : snap.localHosts, rawHost)
+    if (!entry) return this.fail(404, 'host-not-found', `no route for host ${normaliseHostHeader(rawHost) ?? ''} on the ${listener} listener`)
+    if (!this.secure && listener === 'public' && entry.ingress.httpOption === 'Redirected') return this.fail(400, 'https-redirect', `use wss://${entry.host}${req.url ?? '/'}`)
+    const url = req.url ?? '/'
+    const r = resolve(snap, entry, url, req.headers)
+    if ('failure' in r) return this.fail(404, 'path-not-found', `no path of host ${r.entry.host} matches ${url.split('?')[0]}`)
+    const backend = r.inner?.split.backend ?? r.split.backend
+    this.resolution = r
+    this.backend = backend
+    if (backend.kind === 'external') return this.connect(backend.externalHost!, backend.externalPort!)
+    if (backend.problem) return this.fail(503, 'no-backend', backend.problem)
+    const throttler = this.plane.throttlerFor(backend)
+    this.throttler = throttler
+    if (!backend.revision && throttler.podCount === 0) return this.fail(503, 'no-backend', `Service ${backend.namespace}/${backend.serviceName} has no ready endpoints`)
+    this.demandFor(backend.revision)
+    this.acquire()
   }
-  if (backend.problem) return fail(503, 'no-backend', backend.problem)
-  const throttler = plane.throttlerFor(backend)
-  const rev = backend.revision
-  if (!rev && throttler.podCount === 0) return fail(503, 'no-backend', `Service ${backend.namespace}/${backend.serviceName} has no ready endpoints`)
-  if (rev) {
-    plane.demandIn(rev)
-    socket.once('close', () => plane.demandOut(rev))
-  }
-  const go = (pod: PodSlot): void => {
-    if (socket.destroyed) {
-      throttler.release(pod)
+
+  // ---- waiting for a pod (the queueing itself is HeldForPod's) ----
+
+  protected granted(pod: PodSlot): void {
+    if (this.finished || this.socket.destroyed) {
+      this.throttler!.release(pod)
       return
     }
-    connect(plane, req, socket, head, r, backend, secure, pod.endpoint.host, pod.endpoint.port, throttler, pod, finish)
+    this.pod = pod
+    this.rearm()
+    this.connect(pod.endpoint.host, pod.endpoint.port)
   }
-  const pod = throttler.tryAcquire()
-  if (pod) return go(pod)
-  const waiter = new UpgradeWaiter((p) => {
-    clearTimeout(timer)
-    go(p)
-  })
-  waiter.onRefuse = () => {
-    clearTimeout(timer)
-    fail(503, 'queue-full', 'too many requests waiting; retry shortly')
-  }
-  const outcome = throttler.enqueue(waiter)
-  if (outcome !== 'queued') return fail(503, 'queue-full', 'too many requests waiting; retry shortly')
-  const timer = setTimeout(() => {
-    throttler.cancel(waiter)
-    fail(504, 'cold-start-timeout', `no pod of revision ${rev?.key ?? backend.key} became ready within the cold start budget`)
-  }, plane.coldStartBudgetMs)
-  timer.unref()
-  socket.once('close', () => {
-    clearTimeout(timer)
-    if (!waiter.granted) throttler.cancel(waiter)
-  })
-}
 
-function connect(
-  plane: DataPlane,
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  r: Resolution,
-  backend: BackendSpec,
-  secure: boolean,
-  host: string,
-  port: number,
-  throttler: Throttler | undefined,
-  pod: PodSlot | undefined,
-  finish: () => void,
-): void {
-  const headers = upstreamHeadersFor(req, r, secure, backend.revision !== undefined, true)
-  let lines = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`
-  for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
-  lines += '\r\n'
-
-  let released = false
-  const releasePod = (): void => {
-    if (released) return
-    released = true
-    if (throttler && pod) throttler.release(pod)
+  /** Resolves the held upgrade again against the current snapshot and waits there (or fails with `detail`). */
+  protected reroute(detail: string): void {
+    if (this.finished) return
+    const again = resolveAgain(this.plane.snapshot, this.resolution!, this.req.headers.host ?? '', this.req.url ?? '/', this.req.headers)
+    if (!again) return this.fail(503, 'no-backend', detail)
+    this.resolution = again.resolution
+    this.backend = again.backend
+    this.demandFor(again.backend.revision)
+    this.throttler = this.plane.throttlerFor(again.backend)
+    this.acquire()
   }
-  const upstream = net.connect({ host, port })
-  let connected = false
-  upstream.setNoDelay(true)
-  upstream.once('connect', () => {
-    connected = true
-    upstream.write(lines)
-    if (head.length > 0) upstream.write(head)
-    upstream.pipe(socket as NodeJS.WritableStream)
-    ;(socket as NodeJS.ReadableStream).pipe(upstream)
-  })
-  upstream.on('error', (err: NodeJS.ErrnoException) => {
-    if (!connected) writeRawReply(socket, 502, 'upstream-connect-failed', `cannot connect to upstream ${host}:${port}: ${err.code ?? err.message}`)
-    else socket.destroy()
-  })
-  upstream.once('close', () => {
-    releasePod()
-    socket.end()
-  })
-  socket.once('close', () => {
-    releasePod()
-    upstream.destroy()
-    finish()
-  })
-  plane.log.debug({ host, port, url: req.url }, 'upgrade')
+
+  // ---- the splice ----
+
+  private connect(host: string, port: number): void {
+    const req = this.req
+    const headers = upstreamHeadersFor(req, this.resolution!, this.secure, this.backend!.revision !== undefined, true)
+    let lines = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`
+    for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
+    lines += '\r\n'
+    const socket = this.socket
+    const upstream = net.connect({ host, port })
+    this.upstream = upstream
+    let connected = false
+    upstream.setNoDelay(true)
+    upstream.once('connect', () => {
+      connected = true
+      upstream.write(lines)
+      if (this.head.length > 0) upstream.write(this.head)
+      // The pod's end is handled below: before its first byte the client gets a 502, not a close.
+      upstream.pipe(socket as NodeJS.WritableStream, { end: false })
+      ;(socket as NodeJS.ReadableStream).pipe(upstream)
+      // Activity listeners only once both pipes exist: a 'data' listener makes a stream flow, and
+      // bytes it read before its pipe would be lost.
+      upstream.on('data', () => {
+        this.lastActivity = performance.now()
+        if (!this.responded) {
+          this.responded = true
+          this.streaming = true
+          this.rearm()
+        }
+      })
+      socket.on('data', () => (this.lastActivity = performance.now()))
+    })
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (!connected) this.fail(502, 'upstream-connect-failed', `cannot connect to upstream ${host}:${port}: ${err.code ?? err.message}`)
+      else if (!this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding (${err.code ?? err.message})`)
+      else socket.destroy()
+    })
+    upstream.once('end', () => {
+      if (this.responded) socket.end()
+    })
+    upstream.once('close', () => {
+      this.releasePod()
+      if (connected && !this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding`)
+      else socket.end()
+    })
+    this.plane.log.debug({ host, port, url: req.url }, 'upgrade')
+  }
+
+  // ---- timeouts ----
+
+  protected rearm(): void {
+    const rev = this.backend?.revision
+    if (this.finished || !rev) return
+    if (this.timer) clearTimeout(this.timer)
+    const now = performance.now()
+    const d = nextDeadline(this, rev, this.plane, now)
+    this.timer = d ? setTimeout(() => this.timeout(), Math.ceil(d.at - now)) : undefined
+    this.timer?.unref()
+  }
+
+  private timeout(): void {
+    this.timer = undefined
+    const rev = this.backend?.revision
+    if (this.finished || !rev) return
+    const now = performance.now()
+    const d = nextDeadline(this, rev, this.plane, now)
+    // Activity may have pushed the idle deadline on, or the state moved past the one that was armed.
+    if (!d || d.at > now + 1) return this.rearm()
+    const detail = timeoutDetail(d.reason, rev, this.plane)
+    if (this.responded) this.plane.log.debug({ url: this.req.url, revision: rev.key, reason: d.reason }, `upgraded connection closed: ${detail}`)
+    this.fail(504, d.reason, detail)
+  }
+
+  // ---- endings ----
+
+  /**
+   * Ends the upgrade with an HTTP answer if the pod has not started answering yet, else by closing
+   * both sides (nothing HTTP can be said inside a spliced connection).
+   */
+  fail(status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
+    if (this.finished) return
+    if (this.rerouteInstead(reason, detail)) return
+    if (this.inQueue) this.leaveQueue()
+    if (this.responded) this.socket.destroy()
+    else writeRawReply(this.socket, status, reason, detail, headers)
+    this.upstream?.destroy()
+    this.finish()
+  }
+
+  /** Moves this upgrade's demand to `rev` (none: undefined). */
+  private demandFor(rev: RevisionRef | undefined): void {
+    if (this.demand) this.plane.demandOut(this.demand)
+    this.demand = rev
+    if (rev) this.plane.demandIn(rev)
+  }
+
+  private releasePod(): void {
+    if (!this.pod) return
+    this.throttler!.release(this.pod)
+    this.pod = undefined
+  }
+
+  /** The client went away, or the upgrade failed: release everything exactly once. */
+  private finish(): void {
+    if (this.finished) return
+    this.finished = true
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    if (this.inQueue) this.leaveQueue()
+    this.releasePod()
+    this.upstream?.destroy()
+    this.demandFor(undefined)
+    this.done()
+  }
 }
