@@ -78,3 +78,36 @@ t.test('two workers: replicated config, CC=1 held across workers, summed metrics
   t.equal((await inFlight).status, 200, 'the in-flight request finished during the drain')
   t.equal(await exited, 0, 'exit 0 after the drain')
 })
+
+t.test('two workers: requests held for a CC > 0 revision follow the Route when its traffic moves, on every worker', async (t) => {
+  const next = await startBackend('next')
+  t.teardown(() => next.close())
+  const dir = tempDir()
+  const route = (rev: string): unknown => ({ apiVersion: 'serving.knative.dev/v1', kind: 'Route', metadata: { name: 'app', namespace: 'default' }, status: { url: 'http://app.default.example.com', traffic: [{ revisionName: rev, percent: 100 }] } })
+  // app-00001 is at zero and brokered by the primary (containerConcurrency 1); app-00002 has a pod.
+  writeManifest(dir, 'revisions.yaml', [revision('app-00001', { containerConcurrency: 1 }), revision('app-00002', { containerConcurrency: 1 }), revisionPods('app-00002', next)])
+  writeManifest(dir, 'route.yaml', [route('app-00001')])
+  const [http, local, https, admin] = await freePorts(4)
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [path.join(root, 'src', 'main.ts'), '--workers', '2', '--manifests', dir, '--listen-address', '127.0.0.1', '--http-port', String(http), '--local-port', String(local), '--https-port', String(https), '--admin-port', String(admin)],
+    { cwd: root, env: { ...process.env, EDGE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
+  )
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  await waitFor('the primary and both workers to be ready', async () => (await get(admin!, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
+  const held = Array.from({ length: 6 }, (_, i) => get(http!, 'app.default.example.com', `/held-${i}`))
+  await waitFor('6 requests held at the broker', async () => {
+    const debug = (await get(admin!, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { queued: number }> } }>()
+    return debug.sources.slotBroker['rev:default/app-00001']?.queued === 6
+  })
+  writeManifest(dir, 'route.yaml', [route('app-00002')])
+  const answers = await Promise.all(held)
+  t.same(
+    answers.map((a) => `${a.status} ${String(a.headers['x-backend'] ?? a.headers['x-edge-reason'])}`),
+    Array(6).fill('200 next'),
+    'every held request was answered by the revision the traffic moved to',
+  )
+  t.equal(next.maxInFlight, 1, 'containerConcurrency 1 held for them too')
+})
