@@ -3,7 +3,7 @@
 // real gateways on ephemeral ports.
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config.ts'
-import { ObjectStore } from './sources/store.ts'
+import { ObjectStore, withoutKind } from './sources/store.ts'
 import type { StoreChanges } from './sources/store.ts'
 import { FilesSource } from './sources/files.ts'
 import { LiveCompiler } from './compile/live.ts'
@@ -168,9 +168,13 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       log.error({ err }, 'EDGE_ERR_COMPILE: compiling the configuration failed; the last snapshot stays in service')
     }
   }
-  store.onChange(apply)
   // Pods becoming ready go straight to the throttlers (a held request dispatches on this microtask),
-  // not behind the coalesced recompile.
+  // not behind the coalesced recompile; that one then skips the EndpointSlices already applied (a
+  // microtask always runs before the setImmediate that delivers the same change again).
+  store.onChange((changes) => {
+    const rest = withoutKind(changes, 'EndpointSlice')
+    if (rest) apply(rest)
+  })
   store.onChangeSoon(['EndpointSlice'], apply)
 
   let files: FilesSource | undefined

@@ -60,11 +60,17 @@ t.test('KIngress, Services and EndpointSlices from the cluster become traffic, a
   })
   t.pass('split between a and b')
 
-  // The endpoint of svc-a moves to backend b's port.
+  // The endpoint of svc-a moves to backend b's port: one compile for it, not one on the fast
+  // EndpointSlice path and a second on the coalesced one.
   apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
   await waitServed(port, 'hello.example.com', 'a')
+  await new Promise((r) => setTimeout(r, 50)) // let the coalesced notification of that change pass
+  const reloads = async (): Promise<number> => Number(/edge_config_reloads_total\{result="ok"\} (\d+)/.exec((await get(gw.ports.admin, 'localhost', '/metrics')).body)?.[1])
+  const before = await reloads()
   apply(env.api, endpointSlice('svc-a', [{ name: 'http', port: b!.port }], [{ ip: '127.0.0.1' }], 'default', 'svc-a-slice'))
   await waitServed(port, 'hello.example.com', 'b')
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal((await reloads()) - before, 1, 'an EndpointSlice change is compiled once')
   t.pass('endpoint moved to another backend')
 
   // The Service goes away: the gateway stops routing to it.

@@ -19,6 +19,19 @@ export interface StoreChanges {
   readonly problems: boolean
 }
 
+/**
+ * `changes` without the objects of `kind`; undefined when nothing is left (no other object and no
+ * problem change). The same object when it has none of `kind`.
+ */
+export function withoutKind(changes: StoreChanges, kind: Kind): StoreChanges | undefined {
+  let found = false
+  for (const c of changes.objects.values()) if (c.kind === kind) (found = true)
+  if (!found) return changes
+  const rest = new Map<string, ChangedObject>()
+  for (const [id, c] of changes.objects) if (c.kind !== kind) rest.set(id, c)
+  return rest.size > 0 || changes.problems ? { objects: rest, problems: changes.problems } : undefined
+}
+
 /** Listeners written before changes were reported take no argument; that still type-checks. */
 type Listener = (changes: StoreChanges) => void
 
