@@ -20,6 +20,7 @@ export class GatewayMetrics {
   private readonly coldStarts: Histogram<'namespace' | 'revision'>
   private readonly retries: Counter<'namespace' | 'revision'>
   readonly reloads: Counter<'result'>
+  private readonly connectionsRefused: Counter<'reason'>
   readonly sourceUp: Gauge<'source'>
 
   constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
@@ -58,6 +59,7 @@ export class GatewayMetrics {
     this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
+    this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip)', labelNames: ['reason'], registers })
     this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers, aggregator: 'max' })
     new Gauge({ name: 'edge_requests_in_flight', help: 'Requests being proxied or held right now', registers, collect() { this.set(live.inFlight()) } })
@@ -98,6 +100,10 @@ export class GatewayMetrics {
   coldStart(backend: BackendSpec, ms: number): void {
     const rev = backend.revision
     if (rev) this.coldStarts.observe({ namespace: rev.namespace, revision: rev.name }, ms / 1000)
+  }
+
+  connectionRefused(reason: 'per-ip-limit'): void {
+    this.connectionsRefused.inc({ reason })
   }
 
   retried(backend: BackendSpec): void {

@@ -160,4 +160,25 @@ t.test('--max-connections-per-ip: connections beyond the limit are closed at onc
   const ok = await raw(gw2.ports.http, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`)
   t.equal(ok.status, 200, 'one closed: a new connection is served')
   b.destroy()
+  const metrics = (await get(gw2.ports.admin, 'localhost', '/metrics')).body
+  t.match(metrics, /edge_connections_refused_total\{reason="per-ip-limit"\} 2\n/, 'both refused connections are counted')
+})
+
+t.test('answers the gateway gives before routing are counted in edge_requests_total (no host label)', async (t) => {
+  const count = async (code: number): Promise<number> => {
+    const m = new RegExp(`edge_requests_total\\{host="",namespace="",revision="",code="${code}"\\} (\\d+)`).exec((await get(gw.ports.admin, 'localhost', '/metrics')).body)
+    return Number(m?.[1] ?? 0)
+  }
+  const before = { 400: await count(400), 413: await count(413), 414: await count(414), 431: await count(431), 505: await count(505) }
+  t.equal((await raw(gw.ports.http, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nHost: other.example.com\r\n\r\n`)).status, 400, 'two Host headers (the guard)')
+  t.equal((await raw(gw.ports.http, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: x\r\n\r\n`)).status, 400, 'a malformed request (the parser)')
+  t.equal((await raw(gw.ports.http, `GET / HTTP/2.0\r\nHost: ${HOST}\r\n\r\n`)).status, 505)
+  t.equal((await raw(gw.ports.http, `POST / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 2000\r\n\r\n`)).status, 413)
+  t.equal((await raw(gw.ports.http, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Big: ${'a'.repeat(5000)}\r\n\r\n`)).status, 431)
+  t.equal((await raw(gw.ports.http, upgradeRequest(HOST, `/${'a'.repeat(300)}`))).status, 414, 'an upgrade over the URL limit')
+  t.equal((await raw(gw.ports.http, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`)).status, 400, 'an upgrade with two Hosts')
+  t.same(
+    { 400: (await count(400)) - before[400], 413: (await count(413)) - before[413], 414: (await count(414)) - before[414], 431: (await count(431)) - before[431], 505: (await count(505)) - before[505] },
+    { 400: 3, 413: 1, 414: 1, 431: 1, 505: 1 },
+  )
 })

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import t from 'tap'
 import { WebSocket, WebSocketServer } from 'ws'
-import { endpointSlice, revision, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { endpointSlice, get, revision, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
 import { NS, revisionState, waitForQueued, within } from './helpers/activator.ts'
 import { raw, upgradeRequest } from './helpers/raw.ts'
@@ -139,6 +139,14 @@ t.test('a held upgrade follows the Route when its traffic moves to another revis
   const reply = new Promise<string>((r) => client.once('message', (m) => r(String(m))))
   client.send('hi')
   t.equal(await within(reply, 'the echo'), 'next: hi', 'served by the revision the traffic moved to')
+})
+
+t.test('upgrades are counted in edge_requests_total by their handshake answer, the pod\'s or the gateway\'s', async (t) => {
+  const m = (await get(gw.ports.admin, 'localhost', '/metrics')).body
+  const count = (host: string, rev: string, code: number): number => Number(new RegExp(`edge_requests_total\\{host="${host}",namespace="default",revision="${rev}",code="${code}"\\} (\\d+)`).exec(m)?.[1] ?? 0)
+  t.equal(count(host('idle'), 'idle-00001', 101), 1, 'the WebSocket that opened: 101 from the pod')
+  t.equal(count(host('slow'), 'slow-00001', 504), 1, "the handshake the pod never answered: the gateway's 504")
+  t.equal(count(host('hangup'), 'hangup-00001', 502), 1)
 })
 
 t.test('an upgrade still held when the gateway stops waiting (end of a drain) gets 503 draining', async (t) => {

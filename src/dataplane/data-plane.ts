@@ -12,6 +12,8 @@ import type { GatewayMetrics } from '../metrics.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
 import { reply } from './reply.ts'
+import type { Reason } from './reply.ts'
+import type { Refusal } from './guard.ts'
 import { Exchange } from './exchange.ts'
 import { PoolRegistry } from './pools.ts'
 import { proxyUpgrade, Upgrade, writeRawReply } from './websocket.ts'
@@ -282,6 +284,7 @@ export class DataPlane {
     const tooLong = this.urlTooLong(req)
     if (tooLong) {
       writeRawReply(socket, 414, 'uri-too-long', tooLong)
+      this.refused(req, { status: 414, reason: 'uri-too-long' })
       release()
       return
     }
@@ -296,6 +299,7 @@ export class DataPlane {
       } catch {
         socket.destroy()
       }
+      this.refused(req, { status: 500, reason: 'internal-error' })
       release()
     }
   }
@@ -312,11 +316,26 @@ export class DataPlane {
     this.answer(req, res, 200, 'probe', 'probe ok')
   }
 
-  private answer(req: IncomingMessage, res: ServerResponse, status: number, reason: Parameters<typeof reply>[2], detail: string, headers?: Record<string, string>): void {
+  private answer(req: IncomingMessage, res: ServerResponse, status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
     reply(res, status, reason, detail, headers)
-    this.metrics.request('', undefined, status, 0)
-    if (this.opts.accessLog) this.log.info({ method: req.method, url: req.url, host: req.headers.host, status, reason }, 'access')
+    this.refused(req, { status, reason })
     this.release()
+  }
+
+  /**
+   * Counts an answer the gateway gave before routing (the guard's, the parser's, or handle()'s
+   * own): in edge_requests_total with no host, and in the access log. `req` is undefined when the
+   * request could not be parsed at all.
+   */
+  refused(req: IncomingMessage | undefined, r: Refusal): void {
+    this.metrics.request('', undefined, r.status, 0)
+    if (this.opts.accessLog) this.log.info({ method: req?.method, url: req?.url, host: req?.headers.host, status: r.status, reason: r.reason }, 'access')
+  }
+
+  /** An upgrade's handshake answer (the pod's status, or the gateway's own), counted once. */
+  upgradeAnswered(req: IncomingMessage, host: string, backend: BackendSpec | undefined, status: number, seconds: number, reason: Reason | undefined): void {
+    this.metrics.request(host, backend, status, seconds)
+    if (this.opts.accessLog) this.log.info({ method: req.method, url: req.url, host, status, reason, revision: backend?.revision?.key, upgrade: true, ms: Math.round(seconds * 1000) }, 'access')
   }
 
   /** Called by an Exchange exactly once when it ends. */

@@ -81,7 +81,7 @@ export function isTrustedAddress(list: net.BlockList, address: string | undefine
  * Connections beyond the per-IP limit are closed as they are accepted, before a byte is read: the
  * same for HTTP/1.1, h2c and TLS, and it costs the client nothing to retry later.
  */
-export function limitConnectionsPerIp(server: net.Server, max: number): void {
+export function limitConnectionsPerIp(server: net.Server, max: number, onRefused: () => void): void {
   if (max <= 0) return
   const open = new Map<string, number>()
   server.prependListener('connection', (socket: net.Socket) => {
@@ -90,6 +90,7 @@ export function limitConnectionsPerIp(server: net.Server, max: number): void {
     const n = (open.get(ip) ?? 0) + 1
     if (n > max) {
       socket.destroy()
+      onRefused()
       return
     }
     open.set(ip, n)
@@ -103,11 +104,23 @@ export function limitConnectionsPerIp(server: net.Server, max: number): void {
 
 type PendingResponse = { headersSent?: boolean } | null | undefined
 
-/** The parser refused the bytes: say so in plain HTTP/1.1 if nothing was said yet, and close. */
-export function onClientError(err: NodeJS.ErrnoException, socket: net.Socket | Duplex): void {
+/** What the guard answered itself, for the request count and the access log. */
+export interface Refusal {
+  readonly status: number
+  readonly reason: Reason
+}
+
+/**
+ * The parser refused the bytes: say so in plain HTTP/1.1 if nothing was said yet, and close.
+ * Returns what was answered; undefined when the connection could only be dropped.
+ */
+export function onClientError(err: NodeJS.ErrnoException, socket: net.Socket | Duplex): Refusal | undefined {
   // A response already on the wire for this connection cannot be followed by another one.
   const pending = (socket as { _httpMessage?: PendingResponse })._httpMessage
-  if (!(socket as net.Socket).writable || pending?.headersSent) return void socket.destroy()
+  if (!(socket as net.Socket).writable || pending?.headersSent) {
+    socket.destroy()
+    return undefined
+  }
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   const reason: Reason = status === 431 ? 'headers-too-large' : status === 408 ? 'header-timeout' : 'bad-request'
   const detail = status === 431 ? 'the request headers are too large or too many' : status === 408 ? 'the request headers did not arrive in time' : 'the request is malformed'
@@ -117,19 +130,20 @@ export function onClientError(err: NodeJS.ErrnoException, socket: net.Socket | D
     // Half-open sockets linger: close once the answer is flushed.
     () => socket.destroy(),
   )
+  return { status, reason }
 }
 
 /** Answers for the gateway itself, ending the connection when HTTP/1.1 (unread bytes may follow). */
-function refuse(req: IncomingMessage, res: ServerResponse, status: number, reason: Reason, detail: string): true {
+function refuse(req: IncomingMessage, res: ServerResponse, status: number, reason: Reason, detail: string): Refusal {
   reply(res, status, reason, detail, req.httpVersionMajor === 1 ? { connection: 'close' } : undefined)
-  return true
+  return { status, reason }
 }
 
 /**
- * Runs before routing on every request of a listener. Returns true when it answered the request
- * itself. `h1`: the request came over HTTP/1.x framing (not HTTP/2).
+ * Runs before routing on every request of a listener. Returns what it answered when it answered
+ * the request itself, else undefined. `h1`: the request came over HTTP/1.x framing (not HTTP/2).
  */
-export function screenRequest(req: IncomingMessage, res: ServerResponse, limits: ClientLimits, h1: boolean): boolean {
+export function screenRequest(req: IncomingMessage, res: ServerResponse, limits: ClientLimits, h1: boolean): Refusal | undefined {
   if (h1) {
     const bad = framingProblem(req)
     if (bad) return refuse(req, res, bad[0], 'bad-request', bad[1])
@@ -141,19 +155,19 @@ export function screenRequest(req: IncomingMessage, res: ServerResponse, limits:
     if (cl !== '0' && (cl !== undefined || !h1 || req.headers['transfer-encoding'] !== undefined)) countBody(req, res, max)
   }
   if (limits.trustedProxies !== undefined && isTrustedAddress(limits.trustedProxies, req.socket?.remoteAddress)) markTrustedHop(req.rawHeaders)
-  return false
+  return undefined
 }
 
 /** The same for an HTTP/1.1 Upgrade (WebSocket) request: a raw answer on the socket. */
-export function screenUpgrade(req: IncomingMessage, socket: Duplex, limits: ClientLimits): boolean {
+export function screenUpgrade(req: IncomingMessage, socket: Duplex, limits: ClientLimits): Refusal | undefined {
   const bad = framingProblem(req)
   if (bad) {
     const body = `${bad[1]}\n`
     socket.end(`HTTP/1.1 ${bad[0]} ${http.STATUS_CODES[bad[0]]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-edge-reason: bad-request\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
-    return true
+    return { status: bad[0], reason: 'bad-request' }
   }
   if (limits.trustedProxies !== undefined && isTrustedAddress(limits.trustedProxies, req.socket?.remoteAddress)) markTrustedHop(req.rawHeaders)
-  return false
+  return undefined
 }
 
 /**

@@ -5,6 +5,7 @@ import http from 'node:http'
 import http2 from 'node:http2'
 import type net from 'node:net'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
 import type { CertificateStore } from './tls.ts'
 import { createSniffingServer } from './sniff.ts'
@@ -49,27 +50,34 @@ function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts
   // More header lines than this fail the parse (HPE_HEADER_OVERFLOW → 431 in onClientError).
   server.maxHeadersCount = limits.maxHeadersCount
   server.on('request', (req, res) => {
-    if (screenRequest(req, res, limits, true)) return
+    const refused = screenRequest(req, res, limits, true)
+    if (refused) return plane.refused(req, refused)
     plane.handle(req, res, kind, secure)
   })
   // Expect: 100-continue: refuse (e.g. a Content-Length over the body limit) before the body is sent.
   server.on('checkContinue', (req, res) => {
-    if (screenRequest(req, res, limits, true)) return
+    const refused = screenRequest(req, res, limits, true)
+    if (refused) return plane.refused(req, refused)
     res.writeContinue()
     plane.handle(req, res, kind, secure)
   })
   server.on('upgrade', (req, socket, head) => {
-    if (screenUpgrade(req, socket, limits)) return
+    const refused = screenUpgrade(req, socket, limits)
+    if (refused) return plane.refused(req, refused)
     plane.handleUpgrade(req, socket, head, kind, secure)
   })
-  server.on('clientError', onClientError)
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const refused = onClientError(err, socket)
+    if (refused) plane.refused(undefined, refused)
+  })
   return server
 }
 
 function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plane: DataPlane, kind: ListenerKind, secure: boolean, limits: ClientLimits): void {
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     // HTTP/1.1 requests on a TLS connection (ALPN http/1.1) arrive here too, as node:http objects.
-    if (screenRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, limits, !(req instanceof http2.Http2ServerRequest))) return
+    const refused = screenRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, limits, !(req instanceof http2.Http2ServerRequest))
+    if (refused) return plane.refused(req as unknown as http.IncomingMessage, refused)
     plane.handle(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, kind, secure)
   })
   // A misbehaving HTTP/2 client ends its own session, never the listener.
@@ -102,7 +110,7 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   // closeIdleConnections/closeAllConnections apply to any connection.
   h1.emit('listening')
   const front = createSniffingServer(h1, h2, { firstByteTimeoutMs: opts.headersTimeoutMs ?? 15_000 })
-  limitConnectionsPerIp(front, limits.maxConnectionsPerIp)
+  limitConnectionsPerIp(front, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   const port = await listen(front, opts.host, opts.port)
   return {
     kind,
@@ -135,10 +143,11 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
   })
   const limits = withDefaults(opts)
   http2Handlers(server, plane, 'public', true, limits)
-  limitConnectionsPerIp(server, limits.maxConnectionsPerIp)
+  limitConnectionsPerIp(server, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   // WebSocket over TLS arrives as an HTTP/1.1 upgrade on the same server.
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    if (screenUpgrade(req, socket, limits)) return
+    const refused = screenUpgrade(req, socket, limits)
+    if (refused) return plane.refused(req, refused)
     plane.handleUpgrade(req, socket, head, 'public', true)
   })
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store

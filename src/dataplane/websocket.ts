@@ -56,6 +56,8 @@ export class Upgrade extends HeldForPod implements TimedState {
   /** The revision this upgrade counts as demand for (demandIn done, demandOut owed). */
   private demand: RevisionRef | undefined
   private finished = false
+  /** The handshake's answer is in the request count (see count()). */
+  private counted = false
   readonly startedAt = performance.now()
   /** The pod sent its first byte (its 101, or an HTTP error the client gets as is). */
   responded = false
@@ -148,11 +150,12 @@ export class Upgrade extends HeldForPod implements TimedState {
       ;(socket as NodeJS.ReadableStream).pipe(upstream)
       // Activity listeners only once both pipes exist: a 'data' listener makes a stream flow, and
       // bytes it read before its pipe would be lost.
-      upstream.on('data', () => {
+      upstream.on('data', (chunk: Buffer) => {
         this.lastActivity = performance.now()
         if (!this.responded) {
           this.responded = true
           this.streaming = true
+          this.count(statusOfHead(chunk), undefined)
           this.rearm()
         }
       })
@@ -210,7 +213,10 @@ export class Upgrade extends HeldForPod implements TimedState {
     if (this.rerouteInstead(reason, detail)) return
     if (this.inQueue) this.leaveQueue()
     if (this.responded) this.socket.destroy()
-    else writeRawReply(this.socket, status, reason, detail, headers)
+    else {
+      writeRawReply(this.socket, status, reason, detail, headers)
+      this.count(status, reason)
+    }
     this.upstream?.destroy()
     this.finish()
   }
@@ -220,6 +226,16 @@ export class Upgrade extends HeldForPod implements TimedState {
     if (this.demand) this.plane.demandOut(this.demand)
     this.demand = rev
     if (rev) this.plane.demandIn(rev)
+  }
+
+  /**
+   * Counts the handshake's answer once, in edge_requests_total and the access log: the pod's status,
+   * the gateway's own answer, or 499 when the client left before either.
+   */
+  private count(status: number, reason: Reason | undefined): void {
+    if (this.counted) return
+    this.counted = true
+    this.plane.upgradeAnswered(this.req, this.resolution?.entry.host ?? '', this.backend, status, (performance.now() - this.startedAt) / 1000, reason)
   }
 
   private releasePod(): void {
@@ -238,6 +254,17 @@ export class Upgrade extends HeldForPod implements TimedState {
     this.releasePod()
     this.upstream?.destroy()
     this.demandFor(undefined)
+    this.count(499, undefined)
     this.done()
   }
+}
+
+/**
+ * The status of the response head the pod's first bytes start (`HTTP/1.1 101 ...`), for the request
+ * count; 502 when they are not one (the client still gets them as they came).
+ */
+function statusOfHead(chunk: Buffer): number {
+  if (chunk.length < 12) return 502
+  const line = chunk.toString('latin1', 0, 12)
+  return /^HTTP\/1\.[01] [1-5]\d\d$/.test(line) ? Number(line.slice(9)) : 502
 }
