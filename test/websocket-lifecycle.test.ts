@@ -4,12 +4,13 @@
 // when its traffic moves, and one still held when the gateway stops waiting gets 503 draining.
 // Real sockets and a real WebSocket client and server; assertions are about answers and order.
 import fs from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import t from 'tap'
 import { WebSocket, WebSocketServer } from 'ws'
 import { endpointSlice, get, revision, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
-import { NS, revisionState, waitForQueued, within } from './helpers/activator.ts'
+import { closedPort, NS, revisionState, waitForQueued, within } from './helpers/activator.ts'
 import { raw, upgradeRequest } from './helpers/raw.ts'
 import type { Gateway } from '../src/gateway.ts'
 
@@ -56,12 +57,15 @@ let silent: Awaited<ReturnType<typeof tcpPod>>
 let hangUp: Awaited<ReturnType<typeof tcpPod>>
 let idle: Awaited<ReturnType<typeof echoPod>>
 let next: Awaited<ReturnType<typeof echoPod>>
+/** A pod listed ready whose server is not listening yet (the scale-from-zero race). */
+let latePort: number
 
 t.before(async () => {
   silent = await tcpPod((s) => s.resume())
   hangUp = await tcpPod((s) => s.once('data', () => s.destroy()))
   idle = await echoPod('idle')
   next = await echoPod('next')
+  latePort = await closedPort()
   dir = tempDir('edge-ws-')
   writeManifest(dir, 'revisions.yaml', [
     revision('slow-00001', { timeoutSeconds: 1 }),
@@ -71,9 +75,10 @@ t.before(async () => {
     revision('cold-00001'),
     revision('drain-00001'),
     revision('next-00001'),
+    revision('early-00001'),
   ])
-  writeManifest(dir, 'pods.yaml', [pods('slow-00001', silent.port), pods('start-00001', silent.port), pods('hangup-00001', hangUp.port), pods('idle-00001', idle.port), pods('next-00001', next.port)])
-  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'cold-00001'), route('drain', 'drain-00001')])
+  writeManifest(dir, 'pods.yaml', [pods('slow-00001', silent.port), pods('start-00001', silent.port), pods('hangup-00001', hangUp.port), pods('idle-00001', idle.port), pods('next-00001', next.port), pods('early-00001', latePort)])
+  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'cold-00001'), route('drain', 'drain-00001'), route('early', 'early-00001')])
   gw = await startTestGateway(dir)
   await waitFor('routes loaded', () => gw.plane.snapshot.backends.has(`rev:${NS}/idle-00001`) && gw.plane.snapshot.backends.has(`rev:${NS}/cold-00001`))
 })
@@ -134,7 +139,7 @@ t.test('a held upgrade follows the Route when its traffic moves to another revis
   const opened = new Promise<void>((resolve, reject) => (client.once('open', () => resolve()), client.once('error', reject)))
   opened.catch(() => undefined)
   await waitForQueued(gw, 'cold-00001', 1)
-  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'next-00001'), route('drain', 'drain-00001')])
+  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'next-00001'), route('drain', 'drain-00001'), route('early', 'early-00001')])
   await within(opened, 'the held upgrade to open on the new revision')
   const reply = new Promise<string>((r) => client.once('message', (m) => r(String(m))))
   client.send('hi')
@@ -158,4 +163,27 @@ t.test('an upgrade still held when the gateway stops waiting (end of a drain) ge
   t.equal(a.headers['x-edge-reason'], 'draining')
   t.equal(a.headers['retry-after'], '1')
   await waitFor('the queue to be empty', async () => (await revisionState(gw, 'drain-00001'))?.queued === 0)
+})
+
+t.test('a pod listed ready before it listens: the refused upgrade is retried, and reaches the pod once it listens', async (t) => {
+  const client = new WebSocket(`ws://127.0.0.1:${gw.ports.http}/ws`, { headers: { host: host('early') } })
+  t.teardown(() => client.terminate())
+  const opened = new Promise<void>((resolve, reject) => (client.once('open', () => resolve()), client.once('error', reject)))
+  opened.catch(() => undefined)
+  const retries = async (): Promise<number> => Number(/edge_upstream_retries_total\{namespace="default",revision="early-00001"\} (\d+)/.exec((await get(gw.ports.admin, 'localhost', '/metrics')).body)?.[1] ?? 0)
+  await waitFor('the refused connection to be retried', async () => (await retries()) > 0)
+  const late = http.createServer()
+  const wss = new WebSocketServer({ server: late })
+  wss.on('connection', (sock) => sock.on('message', (m) => sock.send(`late: ${String(m)}`)))
+  await new Promise<void>((r) => late.listen(latePort, '127.0.0.1', () => r()))
+  t.teardown(async () => {
+    client.terminate() // first: the WebSocketServer's close waits for its clients
+    await new Promise<void>((r) => wss.close(() => r()))
+    late.closeAllConnections()
+    await new Promise<void>((r) => late.close(() => r()))
+  })
+  await within(opened, 'the upgrade to open once the pod listens')
+  const reply = new Promise<string>((r) => client.once('message', (m) => r(String(m))))
+  client.send('hi')
+  t.equal(await within(reply, 'the echo'), 'late: hi')
 })

@@ -15,7 +15,7 @@ import { reply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import type { Refusal } from './guard.ts'
 import { Exchange } from './exchange.ts'
-import { PoolRegistry } from './pools.ts'
+import { PoolRegistry, UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
 import { proxyUpgrade, Upgrade, writeRawReply } from './websocket.ts'
 
 export type ListenerKind = 'public' | 'local'
@@ -53,7 +53,7 @@ export interface DataPlaneOptions {
 
 export class DataPlane {
   snapshot: Snapshot
-  readonly pools = new PoolRegistry({ connectTimeoutMs: 5000, keepAliveTimeoutMs: 4000 })
+  readonly pools = new PoolRegistry({ connectTimeoutMs: UPSTREAM_CONNECT_TIMEOUT_MS, keepAliveTimeoutMs: 4000 })
   readonly metrics: GatewayMetrics
   readonly log: Logger
   readonly coldStartBudgetMs: number

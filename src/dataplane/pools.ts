@@ -19,6 +19,9 @@ interface Closable {
   destroy(): Promise<void>
 }
 
+/** How long connecting to a pod or external host may take (requests and WebSocket upgrades alike). */
+export const UPSTREAM_CONNECT_TIMEOUT_MS = 5000
+
 export interface PoolOptions {
   /** Upper bound on a request's connect time; cold-start retries happen above this layer. */
   connectTimeoutMs: number

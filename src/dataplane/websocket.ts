@@ -23,6 +23,7 @@ import type { Reason } from './reply.ts'
 import { nextDeadline, timeoutDetail } from './deadlines.ts'
 import type { TimedState } from './deadlines.ts'
 import { STATUS_CODES } from 'node:http'
+import { UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
 
 export function writeRawReply(socket: Duplex, status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
   if (socket.destroyed) return
@@ -137,12 +138,18 @@ export class Upgrade extends HeldForPod implements TimedState {
     for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
     lines += '\r\n'
     const socket = this.socket
-    const upstream = net.connect({ host, port })
+    const upstream = net.connect({ host, port, noDelay: true })
     this.upstream = upstream
     let connected = false
-    upstream.setNoDelay(true)
+    // Handlers of a connection given up for a retry must not touch the one that replaced it.
+    const current = (): boolean => this.upstream === upstream
+    upstream.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS)
+    upstream.once('timeout', () => {
+      if (!connected) upstream.destroy(Object.assign(new Error(`no connection within ${UPSTREAM_CONNECT_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' }))
+    })
     upstream.once('connect', () => {
       connected = true
+      upstream.setTimeout(0)
       upstream.write(lines)
       if (this.head.length > 0) upstream.write(this.head)
       // The pod's end is handled below: before its first byte the client gets a 502, not a close.
@@ -162,19 +169,43 @@ export class Upgrade extends HeldForPod implements TimedState {
       socket.on('data', () => (this.lastActivity = performance.now()))
     })
     upstream.on('error', (err: NodeJS.ErrnoException) => {
-      if (!connected) this.fail(502, 'upstream-connect-failed', `cannot connect to upstream ${host}:${port}: ${err.code ?? err.message}`)
-      else if (!this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding (${err.code ?? err.message})`)
+      if (!current()) return
+      const why = err.code ?? err.message
+      if (!connected) {
+        if (this.retryElsewhere()) return
+        if (err.code === 'ETIMEDOUT') this.fail(504, 'upstream-timeout', `connecting to ${host}:${port} timed out`)
+        else this.fail(502, 'upstream-connect-failed', `cannot connect to upstream ${host}:${port}: ${why}`)
+      } else if (!this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding (${why})`)
       else socket.destroy()
     })
     upstream.once('end', () => {
-      if (this.responded) socket.end()
+      if (current() && this.responded) socket.end()
     })
     upstream.once('close', () => {
+      if (!current()) return
       this.releasePod()
-      if (connected && !this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding`)
+      if (!this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding`)
       else socket.end()
     })
     this.plane.log.debug({ host, port, url: req.url }, 'upgrade')
+  }
+
+  /**
+   * The connection to a revision's pod failed before it was made, so the pod saw nothing: within
+   * the cold-start budget, put the pod aside for a moment and wait for another (or the same one,
+   * once it listens), as requests do. False when it must fail instead.
+   */
+  private retryElsewhere(): boolean {
+    const pod = this.pod
+    const backend = this.backend!
+    if (!pod || !backend.revision || performance.now() - this.startedAt >= this.plane.coldStartBudgetMs) return false
+    this.pod = undefined
+    this.upstream = undefined
+    this.throttler!.markFailed(pod, this.plane.retryBackoffMs)
+    this.throttler!.release(pod)
+    this.plane.metrics.retried(backend)
+    this.acquire()
+    return true
   }
 
   // ---- timeouts ----
