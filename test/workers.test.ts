@@ -1,18 +1,45 @@
 // --workers: a real primary with two worker processes. One source of truth (the primary's files
 // source, replicated), containerConcurrency held across workers, metrics summed, and a graceful drain.
 import t from 'tap'
+import type { Test } from 'tap'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePorts, get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { endpointSlice, freePorts, get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
+import { within } from './helpers/activator.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 /** A backend that holds each request for `ms`, counting its own concurrency. */
 function slow(ms: number): (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, b: Backend) => void {
   return (req, res, b) => setTimeout(() => res.end(JSON.stringify({ backend: b.name, url: req.url })), ms)
+}
+
+interface WorkersGateway {
+  child: ChildProcess
+  http: number
+  admin: number
+  /** What the processes wrote to stderr so far (warnings and errors). */
+  stderr(): string
+}
+
+/** `src/main.ts --workers 2` on `dir` as a real process, ready (the primary and both workers). */
+async function startWorkersGateway(t: Test, dir: string, extraArgs: string[] = []): Promise<WorkersGateway> {
+  const [http, local, https, admin] = (await freePorts(4)) as [number, number, number, number]
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [path.join(root, 'src', 'main.ts'), '--workers', '2', '--manifests', dir, '--listen-address', '127.0.0.1', '--http-port', String(http), '--local-port', String(local), '--https-port', String(https), '--admin-port', String(admin), ...extraArgs],
+    { cwd: root, env: { ...process.env, EDGE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
+  )
+  let stderr = ''
+  child.stderr!.on('data', (c) => (stderr += c))
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  await waitFor('the primary and both workers to be ready', async () => (await get(admin, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
+  return { child, http, admin, stderr: () => stderr }
 }
 
 t.test('two workers: replicated config, CC=1 held across workers, summed metrics, drain on SIGTERM', async (t) => {
@@ -34,47 +61,36 @@ t.test('two workers: replicated config, CC=1 held across workers, summed metrics
     kingress('long', { rules: [{ hosts: ['long.example.com'], http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'long-00001', servicePort: 80, appendHeaders: { 'Knative-Serving-Revision': 'long-00001', 'Knative-Serving-Namespace': 'default' } }] }] } }] }),
     simpleIngress('plain', ['plain.example.com'], [['plain', 100]]),
   ])
-  const [http, local, https, admin] = await freePorts(4)
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [path.join(root, 'src', 'main.ts'), '--workers', '2', '--manifests', dir, '--listen-address', '127.0.0.1', '--http-port', String(http), '--local-port', String(local), '--https-port', String(https), '--admin-port', String(admin), '--drain-seconds', '1'],
-    { cwd: root, env: { ...process.env, EDGE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
-  )
-  let stderr = ''
-  child.stderr!.on('data', (c) => (stderr += c))
-  t.teardown(() => {
-    child.kill('SIGKILL')
-  })
-  await waitFor('the primary and both workers to be ready', async () => (await get(admin!, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
+  const { child, http, admin, stderr } = await startWorkersGateway(t, dir, ['--drain-seconds', '1'])
 
   // Requests spread over both workers (connections alternate); the per-pod limit still holds.
-  const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => get(http!, 'one.example.com', `/cc/${i}`)))
-  t.same(answers.map((a) => a.status), Array(24).fill(200), `all answered (${stderr})`)
+  const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => get(http, 'one.example.com', `/cc/${i}`)))
+  t.same(answers.map((a) => a.status), Array(24).fill(200), `all answered (${stderr()})`)
   t.equal(pod.maxInFlight, 1, 'the CC=1 pod never saw two requests at once, across two workers')
   t.equal(pod.seen.length, 24, 'each request reached the pod once')
 
   // A config change reaches every worker from the primary's one watch.
   writeManifest(dir, 'more.yaml', [simpleIngress('late', ['late.example.com'], [['plain', 100]])])
   await waitFor('every worker to serve the new host', async () => {
-    const rs = await Promise.all(Array.from({ length: 6 }, () => get(http!, 'late.example.com')))
+    const rs = await Promise.all(Array.from({ length: 6 }, () => get(http, 'late.example.com')))
     return rs.every((r) => r.status === 200)
   })
 
-  const warm = await get(http!, 'one.example.com', '/warm')
+  const warm = await get(http, 'one.example.com', '/warm')
   t.equal(warm.headers['x-edge-cold-start-ms'], undefined, 'a request that found a free slot at the broker reports no cold start')
-  const debug = (await get(admin!, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { pods: number }> } }>()
+  const debug = (await get(admin, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { pods: number }> } }>()
   t.equal(debug.sources.slotBroker['rev:default/one-00001']?.pods, 1, "/debug/routes shows the broker's view of the CC=1 revision")
-  const metrics = (await get(admin!, 'localhost', '/metrics')).body
+  const metrics = (await get(admin, 'localhost', '/metrics')).body
   t.match(metrics, /edge_revision_ready_pods\{namespace="default",revision="one-00001"\} 1\n/, 'a per-process gauge is not multiplied by the number of workers')
   const m = /edge_requests_total\{host="one\.example\.com",namespace="default",revision="one-00001",code="200"\} (\d+)/.exec(metrics)
   t.equal(Number(m?.[1]), 25, "the primary's /metrics sums the workers' counters")
 
   // SIGTERM: readiness fails at once; a request in flight finishes; the process exits 0.
-  const inFlight = get(http!, 'long.example.com', '/slow')
+  const inFlight = get(http, 'long.example.com', '/slow')
   await waitFor('the long request to reach its pod', () => longRunning.seen.length === 1)
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
   child.kill('SIGTERM')
-  await waitFor('readiness to fail', async () => (await get(admin!, 'localhost', '/readyz').catch(() => undefined))?.status === 503)
+  await waitFor('readiness to fail', async () => (await get(admin, 'localhost', '/readyz').catch(() => undefined))?.status === 503)
   t.equal((await inFlight).status, 200, 'the in-flight request finished during the drain')
   t.equal(await exited, 0, 'exit 0 after the drain')
 })
@@ -87,19 +103,10 @@ t.test('two workers: requests held for a CC > 0 revision follow the Route when i
   // app-00001 is at zero and brokered by the primary (containerConcurrency 1); app-00002 has a pod.
   writeManifest(dir, 'revisions.yaml', [revision('app-00001', { containerConcurrency: 1 }), revision('app-00002', { containerConcurrency: 1 }), revisionPods('app-00002', next)])
   writeManifest(dir, 'route.yaml', [route('app-00001')])
-  const [http, local, https, admin] = await freePorts(4)
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [path.join(root, 'src', 'main.ts'), '--workers', '2', '--manifests', dir, '--listen-address', '127.0.0.1', '--http-port', String(http), '--local-port', String(local), '--https-port', String(https), '--admin-port', String(admin)],
-    { cwd: root, env: { ...process.env, EDGE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
-  )
-  t.teardown(() => {
-    child.kill('SIGKILL')
-  })
-  await waitFor('the primary and both workers to be ready', async () => (await get(admin!, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
-  const held = Array.from({ length: 6 }, (_, i) => get(http!, 'app.default.example.com', `/held-${i}`))
+  const { http, admin } = await startWorkersGateway(t, dir)
+  const held = Array.from({ length: 6 }, (_, i) => get(http, 'app.default.example.com', `/held-${i}`))
   await waitFor('6 requests held at the broker', async () => {
-    const debug = (await get(admin!, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { queued: number }> } }>()
+    const debug = (await get(admin, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { queued: number }> } }>()
     return debug.sources.slotBroker['rev:default/app-00001']?.queued === 6
   })
   writeManifest(dir, 'route.yaml', [route('app-00002')])
@@ -110,4 +117,33 @@ t.test('two workers: requests held for a CC > 0 revision follow the Route when i
     'every held request was answered by the revision the traffic moved to',
   )
   t.equal(next.maxInFlight, 1, 'containerConcurrency 1 held for them too')
+})
+
+t.test('two workers: a not-yet-Ready pod of a CC > 0 revision that passes the queue-proxy probe serves the request held at the broker', async (t) => {
+  let up = false
+  const pod = await startBackend('early', (req, res, b) => {
+    if (req.url === '/healthz' && req.headers['k-network-probe'] === 'queue') {
+      res.statusCode = up ? 200 : 503
+      res.end(up ? 'queue' : 'not yet')
+      return
+    }
+    res.end(JSON.stringify({ backend: b.name, url: req.url }))
+  })
+  t.teardown(() => pod.close())
+  const dir = tempDir()
+  writeManifest(dir, 'app.yaml', [
+    revision('early-00001', { containerConcurrency: 1 }),
+    endpointSlice('early-00001-private', [{ name: 'http', port: pod.port }], [{ ip: '127.0.0.1', ready: false }], 'default', 'early-00001-private-slice'),
+    kingress('early', { rules: [{ hosts: ['early.example.com'], http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'early-00001', servicePort: 80, appendHeaders: { 'Knative-Serving-Revision': 'early-00001', 'Knative-Serving-Namespace': 'default' } }] }] } }] }),
+  ])
+  const { http, admin } = await startWorkersGateway(t, dir)
+  const held = get(http, 'early.example.com', '/first')
+  await waitFor('the request to be held at the broker', async () => {
+    const debug = (await get(admin, 'localhost', '/debug/routes')).json<{ sources: { slotBroker: Record<string, { queued: number }> } }>()
+    return debug.sources.slotBroker['rev:default/early-00001']?.queued === 1
+  })
+  up = true
+  const r = await within(held, 'the held request to be served by the probed pod')
+  t.equal(r.status, 200, 'served although Kubernetes still lists the pod as not ready')
+  t.equal(r.json().backend, 'early')
 })

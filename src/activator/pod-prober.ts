@@ -4,7 +4,7 @@
 // EndpointSlice. A pod that passes is used at once, so held requests do not wait for Kubernetes.
 // Retries back off exponentially from a few milliseconds; there is no polling loop with a fixed sleep.
 import http from 'node:http'
-import type { Endpoint } from '../model/snapshot.ts'
+import type { BackendSpec, Endpoint } from '../model/snapshot.ts'
 
 export interface PodProberOptions {
   /** A probed pod became usable, or stopped being a candidate: re-read healthy(key). */
@@ -121,5 +121,34 @@ export class PodProber {
     t.timer = setTimeout(() => void this.run(backendKey, t), t.delay)
     t.timer.unref()
     t.delay = Math.min(t.delay * 1.5, this.opts.maxDelayMs ?? 1000)
+  }
+}
+
+/**
+ * The pods a backend's throttler may use: the Ready ones, plus not-yet-Ready revision pods that
+ * already passed the probe. One per place that grants pods: a data plane, or (with --workers) the
+ * primary's broker for the revisions it holds.
+ */
+export class ProbedEndpoints {
+  private readonly prober: PodProber
+
+  constructor(opts: PodProberOptions) {
+    this.prober = new PodProber(opts)
+  }
+
+  /** `b`'s usable pods now; probing starts for its new not-ready pods and stops for the rest. */
+  of(b: BackendSpec): readonly Endpoint[] {
+    this.prober.sync(b.key, b.notReady)
+    const early = this.prober.healthy(b.key)
+    return early.length === 0 ? b.endpoints : [...b.endpoints, ...early]
+  }
+
+  /** The backend left the configuration: stop probing its pods. */
+  forget(backendKey: string): void {
+    this.prober.sync(backendKey, undefined)
+  }
+
+  close(): void {
+    this.prober.close()
   }
 }

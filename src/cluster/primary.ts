@@ -153,6 +153,7 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
             }),
         ),
       )
+      broker.close()
       await gateway.close()
     },
   }

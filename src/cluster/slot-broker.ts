@@ -6,6 +6,7 @@
 import type { Worker } from 'node:cluster'
 import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
 import type { EnqueueResult, PodSlot, Waiter } from '../activator/throttler.ts'
+import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { send } from './replication.ts'
 
@@ -49,6 +50,9 @@ export class SlotBroker {
   /** Slots lent out, by `workerId|key|address`: returned when released, or when the worker dies. */
   private readonly lent = new Map<string, { throttler: RevisionThrottler; slots: PodSlot[] }>()
   private replica = { index: -1, count: 1 }
+  /** The broker grants these revisions' pods, so it runs their early probe (the workers do not). */
+  private readonly probed = new ProbedEndpoints({ onChange: (key) => this.probePassed(key) })
+  private snapshot: Snapshot | undefined
 
   constructor(opts: SlotBrokerOptions) {
     this.opts = opts
@@ -56,6 +60,7 @@ export class SlotBroker {
   }
 
   setSnapshot(snap: Snapshot): void {
+    this.snapshot = snap
     for (const b of snap.backends.values()) {
       if (!brokered(b)) continue
       let t = this.throttlers.get(b.key)
@@ -71,14 +76,26 @@ export class SlotBroker {
         this.throttlers.set(b.key, t)
       }
       t.setContainerConcurrency(b.revision!.containerConcurrency)
-      t.updateEndpoints(b.endpoints)
+      t.updateEndpoints(this.probed.of(b))
     }
     for (const [key, t] of this.throttlers) {
       const b = snap.backends.get(key)
       if (b && brokered(b)) continue
       this.throttlers.delete(key)
+      this.probed.forget(key)
       t.rejectAll((w) => this.refuse(w as RemoteWaiter, 'revision-queue-full'))
     }
+  }
+
+  /** A not-ready pod passed the probe (or a probed one went away): its throttler learns at once. */
+  private probePassed(key: string): void {
+    const b = this.snapshot?.backends.get(key)
+    const t = this.throttlers.get(key)
+    if (b && t) t.updateEndpoints(this.probed.of(b))
+  }
+
+  close(): void {
+    this.probed.close()
   }
 
   setReplicaShare(index: number, count: number): void {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { BackendSpec, Endpoint, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
 import type { Throttler, Waiter } from '../activator/throttler.ts'
-import { PodProber } from '../activator/pod-prober.ts'
+import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
@@ -61,7 +61,9 @@ export class DataPlane {
   readonly streamIdleTimeoutMs: number
   private readonly opts: DataPlaneOptions
   private readonly throttlers = new Map<string, Throttler>()
-  private readonly prober = new PodProber({ onChange: (key) => this.probed(key) })
+  private readonly probed = new ProbedEndpoints({ onChange: (key) => this.probePassed(key) })
+  /** Backends whose pods the primary's broker grants (--workers): it probes them, not this process. */
+  private readonly brokered = new Set<string>()
   private readonly budget: QueueBudget
   private replicaIndex = -1
   private replicaCount = 1
@@ -130,6 +132,8 @@ export class DataPlane {
 
   private dropThrottler(key: string, t: Throttler): void {
     this.throttlers.delete(key)
+    this.brokered.delete(key)
+    this.probed.forget(key)
     t.rejectAll((w) => failWaiter(w, 'the backend was removed from the configuration while this request waited', 'no-backend'))
   }
 
@@ -156,19 +160,13 @@ export class DataPlane {
     this.pools.retain({ has: (origin: string) => refs.has(origin) || busy.has(origin) } as ReadonlySet<string>)
   }
 
-  /**
-   * The pods a backend's throttler may use: the ready ones, plus not-yet-Ready revision pods that
-   * already passed the activator's probe (src/activator/pod-prober.ts).
-   */
+  /** The pods a backend's throttler may use (Ready, or passed the activator's probe). */
   private endpointsFor(b: BackendSpec): readonly Endpoint[] {
-    this.prober.sync(b.key, b.notReady)
-    const early = this.prober.healthy(b.key)
-    if (early.length === 0) return b.endpoints
-    return [...b.endpoints, ...early]
+    return this.brokered.has(b.key) ? b.endpoints : this.probed.of(b)
   }
 
   /** A probe passed (or a probed pod went away): the backend's throttler learns at once. */
-  private probed(key: string): void {
+  private probePassed(key: string): void {
     const b = this.snapshot.backends.get(key)
     const t = this.throttlers.get(key)
     if (b && t) t.updateEndpoints(this.endpointsFor(b))
@@ -185,7 +183,9 @@ export class DataPlane {
     let t = this.throttlers.get(b.key)
     if (!t) {
       const rev = b.revision
-      t = this.opts.remoteThrottler?.(b) ?? new RevisionThrottler({
+      const remote = this.opts.remoteThrottler?.(b)
+      if (remote) this.brokered.add(b.key)
+      t = remote ?? new RevisionThrottler({
         containerConcurrency: rev?.containerConcurrency ?? 0,
         maxQueued: this.opts.maxQueuedPerRevision,
         budget: this.budget,
@@ -373,7 +373,7 @@ export class DataPlane {
   }
 
   async close(): Promise<void> {
-    this.prober.close()
+    this.probed.close()
     await this.pools.close()
   }
 }
