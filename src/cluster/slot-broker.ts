@@ -83,7 +83,11 @@ export class SlotBroker {
       if (b && brokered(b)) continue
       this.throttlers.delete(key)
       this.probed.forget(key)
-      t.rejectAll((w) => this.refuse(w as RemoteWaiter, 'revision-queue-full'))
+      // Its waiters are not refused: the worker holding each one drops the backend from its own
+      // snapshot too and withdraws them there, re-routing each request to where the traffic went.
+      // A refusal sent now could reach the worker before that snapshot does and answer 503. They
+      // stay in `waiting`, cancelled in the old throttler, until the worker's cancel (or its exit).
+      t.rejectAll(() => {})
     }
   }
 
