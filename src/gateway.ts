@@ -79,6 +79,8 @@ export interface StartOptions {
   inFlightAt?: (address: string) => number
   /** Primary: extra state for /debug/routes (the slot broker). */
   debugExtra?: () => Record<string, unknown>
+  /** Primary: per-pod requests in flight for /debug/routes, from the workers' reports. */
+  podInFlight?: (address: string) => number
   /** Primary: another reason not to be ready (workers still starting). */
   notReady?: () => string | undefined
   /** Where this replica's share of pod capacity goes (default: the data plane; the primary: its broker). */
@@ -297,6 +299,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
           autoscaler: sink ? { url: config.autoscalerUrl, connected: sink.connected, ...sink.stats } : undefined,
           ...opts.debugExtra?.(),
         }),
+        podInFlight: opts.podInFlight,
       },
       config.listenAddress,
       config.adminPort,

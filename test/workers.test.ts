@@ -85,6 +85,16 @@ t.test('two workers: replicated config, CC=1 held across workers, summed metrics
   const m = /edge_requests_total\{host="one\.example\.com",namespace="default",revision="one-00001",code="200"\} (\d+)/.exec(metrics)
   t.equal(Number(m?.[1]), 25, "the primary's /metrics sums the workers' counters")
 
+  // /debug/routes on the primary shows a CC = 0 pod's requests in flight, from the workers' reports.
+  type Routes = { hosts: Array<{ paths: Array<{ splits: Array<{ revision?: string; endpoints: Array<{ inFlight: number }> }> }> }> }
+  const longInFlight = async (): Promise<number | undefined> =>
+    (await get(admin, 'localhost', '/debug/routes')).json<Routes>().hosts.flatMap((h) => h.paths.flatMap((p) => p.splits)).find((s) => s.revision === 'default/long-00001')?.endpoints[0]?.inFlight
+  t.equal(await longInFlight(), 0)
+  const watched = get(http, 'long.example.com', '/watched')
+  await waitFor('the primary to show the long request on its pod', async () => (await longInFlight()) === 1)
+  t.equal((await watched).status, 200)
+  await waitFor('and then none', async () => (await longInFlight()) === 0)
+
   // SIGTERM: readiness fails at once; a request in flight finishes; the process exits 0.
   const inFlight = get(http, 'long.example.com', '/slow')
   await waitFor('the long request to reach its pod', () => longRunning.seen.length === 1)

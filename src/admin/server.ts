@@ -16,6 +16,11 @@ export interface AdminDeps {
   notReadyReason(): string | undefined
   /** Extra state for /debug/routes from sources (watch health, scans...). */
   sources(): Record<string, unknown>
+  /**
+   * With --workers (the primary, which serves nothing itself): a pod's requests in flight, as the
+   * workers last reported them (once a second). Without it, this process's own throttlers tell.
+   */
+  podInFlight?(address: string): number
 }
 
 export interface AdminServer {
@@ -44,13 +49,13 @@ export async function startAdmin(
     const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...(await metricsFrom())])
     return reply.type(own.contentType).send(await merged.metrics())
   })
-  app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.plane.snapshot, deps.plane, deps.sources())))
+  app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.plane.snapshot, deps.plane, deps.sources(), deps.podInFlight)))
   await app.listen({ host, port })
   return { app, port: (app.server.address() as AddressInfo).port, close: () => app.close() }
 }
 
 /** The routing table as JSON: host → rule → splits → endpoints, plus problems. Never Secret data. */
-export function describeRoutes(snap: Snapshot, plane: DataPlane, sources: Record<string, unknown>): unknown {
+export function describeRoutes(snap: Snapshot, plane: DataPlane, sources: Record<string, unknown>, podInFlight?: (address: string) => number): unknown {
   const hosts = [...snap.localHosts.values()]
     .sort((a, b) => (a.host < b.host ? -1 : 1))
     .map((h) => ({
@@ -82,6 +87,7 @@ export function describeRoutes(snap: Snapshot, plane: DataPlane, sources: Record
             setHeaders: s.setHeaders.length ? Object.fromEntries(s.setHeaders.map((x) => [x.name, x.value])) : undefined,
             queued: t?.queued,
             endpoints: b.endpoints.map((e) => {
+              if (podInFlight) return { address: e.address, inFlight: podInFlight(e.address) }
               const slot = t?.pods().find((p) => p.endpoint.address === e.address)
               return { address: e.address, inFlight: slot?.inFlight ?? 0 }
             }),

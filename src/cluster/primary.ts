@@ -52,17 +52,22 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
   const notReady = (): string | undefined => (listening.size < config.workers ? `${listening.size} of ${config.workers} workers listening` : undefined)
   // Per-pod in-flight counts of CC = 0 revisions live in the workers: their latest report, per worker.
   const workerInFlight = new Map<number, Record<string, number>>()
-  const inFlightAt = (address: string): number => {
-    let n = broker.inFlightAt(address)
+  /** What the workers last reported for a pod (they count the slots the broker lent them too). */
+  const reportedInFlight = (address: string): number => {
+    let n = 0
     for (const m of workerInFlight.values()) n += m[address] ?? 0
     return n
   }
+  // For the local runner's safe stop: also the broker's lent slots, which are current where the
+  // reports may be a second old.
+  const inFlightAt = (address: string): number => broker.inFlightAt(address) + reportedInFlight(address)
   gw = await startGateway(config, {
     log,
     role: 'primary',
     metricsFrom,
     notReady,
     inFlightAt,
+    podInFlight: reportedInFlight,
     debugExtra: () => ({ slotBroker: broker.describe(), workers: { listening: listening.size, configured: config.workers } }),
     onReplicaShare: (i, n) => broker.setReplicaShare(i, n),
   })
