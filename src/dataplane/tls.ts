@@ -1,8 +1,8 @@
 // TLS termination with SNI. Certificates come from the Secrets named in KIngress `tls` (via the
 // snapshot), in the files source also from every kubernetes.io/tls Secret by the names its
-// certificate carries, and from --default-tls-secret for any other name. A secure context is built once per Secret content and rebuilt when the Secret changes, so
-// rotation needs no restart. A bad Secret or an unknown name fails that handshake only, with one log
-// line, and never the listener.
+// certificate carries, and from --default-tls-secret for any other name. A secure context is built
+// once per Secret content and rebuilt when the Secret changes, so rotation needs no restart. A bad
+// Secret or an unknown name fails that handshake only, with one log line, and never the listener.
 import tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import type { Logger } from 'pino'

@@ -25,7 +25,11 @@ export interface StoreChanges {
  */
 export function withoutKind(changes: StoreChanges, kind: Kind): StoreChanges | undefined {
   let found = false
-  for (const c of changes.objects.values()) if (c.kind === kind) (found = true)
+  for (const c of changes.objects.values()) {
+    if (c.kind !== kind) continue
+    found = true
+    break
+  }
   if (!found) return changes
   const rest = new Map<string, ChangedObject>()
   for (const [id, c] of changes.objects) if (c.kind !== kind) rest.set(id, c)
