@@ -146,7 +146,6 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
     accessLog: config.accessLog,
-    maxUrlLength: config.maxUrlLength, // issue 7
     demand: {
       requestIn: (rev) => demand.requestIn(rev, now()),
       requestOut: (rev) => demand.requestOut(rev, now()),

@@ -74,6 +74,9 @@ t.test('414: a request target over --max-url-length, before routing', async (t) 
   t.equal(unknownHost.status, 414, 'checked before the host lookup')
   t.equal(backend.started, before)
   t.equal((await get(gw.ports.http, HOST, `/${'a'.repeat(250)}`)).status, 200, '251 characters pass')
+  const raw414 = await raw(gw.ports.http, `GET /${'a'.repeat(300)} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`)
+  t.equal(raw414.status, 414)
+  t.ok(raw414.closed, 'and the connection is closed, as for every refusal of the guard')
 })
 
 t.test('414 for a WebSocket upgrade too: the same limit, nothing reaches the backend', async (t) => {

@@ -35,8 +35,6 @@ export interface DataPlaneOptions {
   maxQueuedPerRevision: number
   maxQueuedTotal: number
   accessLog: boolean
-  /** Longest request target taken (414 above); issue 7. */
-  maxUrlLength?: number
   /** Idle limit for streams (gRPC, server-sent events) to revisions without idleTimeoutSeconds; 0: none. */
   streamIdleTimeoutMs?: number
   /** Backoff before a pod that refused a connection is tried again. */
@@ -237,9 +235,6 @@ export class DataPlane {
 
   private route(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {
     this.active++
-    // Issue 7: an over-long request target is refused before any routing work.
-    const tooLong = this.urlTooLong(req)
-    if (tooLong) return this.answer(req, res, 414, 'uri-too-long', tooLong)
     const snap = this.snapshot
     const hosts = listener === 'public' ? snap.publicHosts : snap.localHosts
     const rawHost = req.headers.host ?? (req.headers[':authority'] as string | undefined)
@@ -266,12 +261,6 @@ export class DataPlane {
     new Exchange(this, snap, req, res, r, secure).start()
   }
 
-  /** Issue 7's request-target limit, for plain requests and upgrades alike: the 414 detail, if over. */
-  private urlTooLong(req: IncomingMessage): string | undefined {
-    const max = this.opts.maxUrlLength
-    return max !== undefined && (req.url?.length ?? 0) > max ? `the request target is longer than ${max} characters` : undefined
-  }
-
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean): void {
     this.active++
     let released = false
@@ -279,14 +268,6 @@ export class DataPlane {
       if (released) return
       released = true
       this.release()
-    }
-    // The same request-target limit as plain requests, before any routing work.
-    const tooLong = this.urlTooLong(req)
-    if (tooLong) {
-      writeRawReply(socket, 414, 'uri-too-long', tooLong)
-      this.refused(req, { status: 414, reason: 'uri-too-long' })
-      release()
-      return
     }
     try {
       proxyUpgrade(this, req, socket, head, listener, secure, release)

@@ -30,6 +30,8 @@ export interface ClientLimits {
   maxBodyBytes: number
   /** Open connections per client IP; 0 = no limit. */
   maxConnectionsPerIp: number
+  /** Characters of the request target (414). */
+  maxUrlLength: number
   /** Hops whose forwarding headers are kept; undefined = none. */
   trustedProxies: net.BlockList | undefined
 }
@@ -40,6 +42,7 @@ export const DEFAULT_LIMITS: ClientLimits = {
   maxHeadersCount: 100,
   maxBodyBytes: 0,
   maxConnectionsPerIp: 0,
+  maxUrlLength: 8192,
   trustedProxies: undefined,
 }
 
@@ -56,6 +59,7 @@ export function clientLimits(config: GatewayConfig): ClientLimits {
     maxHeadersCount: config.maxHeaders,
     maxBodyBytes: config.maxBodyBytes,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    maxUrlLength: config.maxUrlLength,
     trustedProxies: trustedProxyList(config.trustedProxies),
   }
 }
@@ -144,6 +148,8 @@ function refuse(req: IncomingMessage, res: ServerResponse, status: number, reaso
  * the request itself, else undefined. `h1`: the request came over HTTP/1.x framing (not HTTP/2).
  */
 export function screenRequest(req: IncomingMessage, res: ServerResponse, limits: ClientLimits, h1: boolean): Refusal | undefined {
+  const tooLong = urlTooLong(req, limits)
+  if (tooLong) return refuse(req, res, 414, 'uri-too-long', tooLong)
   if (h1) {
     const bad = framingProblem(req)
     if (bad) return refuse(req, res, bad[0], 'bad-request', bad[1])
@@ -160,14 +166,24 @@ export function screenRequest(req: IncomingMessage, res: ServerResponse, limits:
 
 /** The same for an HTTP/1.1 Upgrade (WebSocket) request: a raw answer on the socket. */
 export function screenUpgrade(req: IncomingMessage, socket: Duplex, limits: ClientLimits): Refusal | undefined {
+  const tooLong = urlTooLong(req, limits)
+  if (tooLong) return refuseRaw(socket, 414, 'uri-too-long', tooLong)
   const bad = framingProblem(req)
-  if (bad) {
-    const body = `${bad[1]}\n`
-    socket.end(`HTTP/1.1 ${bad[0]} ${http.STATUS_CODES[bad[0]]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-edge-reason: bad-request\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
-    return { status: bad[0], reason: 'bad-request' }
-  }
+  if (bad) return refuseRaw(socket, bad[0], 'bad-request', bad[1])
   if (limits.trustedProxies !== undefined && isTrustedAddress(limits.trustedProxies, req.socket?.remoteAddress)) markTrustedHop(req.rawHeaders)
   return undefined
+}
+
+/** The same answer on an upgrade's raw socket, then closed once flushed. */
+function refuseRaw(socket: Duplex, status: number, reason: Reason, detail: string): Refusal {
+  const body = `${detail}\n`
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-edge-reason: ${reason}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
+  return { status, reason }
+}
+
+/** Over --max-url-length: the 414 detail. Checked before anything else, routing included. */
+function urlTooLong(req: IncomingMessage, limits: ClientLimits): string | undefined {
+  return (req.url?.length ?? 0) > limits.maxUrlLength ? `the request target is longer than ${limits.maxUrlLength} characters` : undefined
 }
 
 /**
