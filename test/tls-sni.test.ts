@@ -1,9 +1,11 @@
 // Which certificate each SNI name is served. In cluster mode: only the Secrets KIngresses name, and
 // --default-tls-secret for every other name; a TLS Secret some namespace holds but no KIngress names
 // is never served, with or without the default. In the files source (a laptop, no KIngress to name
-// them) every TLS Secret is served for the names in its certificate.
+// them) every TLS Secret is served for the names in its certificate. And what the TLS listener
+// answers to HTTP/1.1 its parser refuses.
 import t from 'tap'
 import fs from 'node:fs'
+import tls from 'node:tls'
 import type { Test } from 'tap'
 import { kingress, serviceFor, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import { apply, del, startKubeEnv, startKubeGateway, waitReady } from './helpers/kube.ts'
@@ -78,4 +80,26 @@ t.test('files source: every TLS Secret is served for the names in its certificat
   const served = (name: string) => servedCertificate(gw.ports.https, name, ca.cert)
   t.same(await served('stray.example.com'), { cn: 'stray.example.com' }, 'a Secret no KIngress names, by its own name')
   t.same(await served('other.example.com'), { cn: 'fallback.example.com' }, 'any other name: the default')
+})
+
+t.test('HTTP/1.1 over TLS: a request the parser refuses gets the gateway\'s own answer, as in the clear', async (t) => {
+  const dir = tempDir()
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  writeManifest(dir, 'tls.yaml', [tlsSecret('stray-cert', certs['stray.example.com']!, 'team-b')])
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const send = (payload: string): Promise<string> =>
+    new Promise((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: gw.ports.https, servername: 'stray.example.com', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => s.write(payload))
+      let text = ''
+      s.on('data', (d) => (text += d))
+      s.on('close', () => resolve(text))
+      s.on('error', () => resolve(text))
+    })
+  const bad = await send('GET / HTTP/1.1\r\nHost: stray.example.com\r\nContent-Length: x\r\n\r\n')
+  t.match(bad, /^HTTP\/1\.1 400 /)
+  t.match(bad, /x-edge-reason: bad-request/)
+  const big = await send(`GET / HTTP/1.1\r\nHost: stray.example.com\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`)
+  t.match(big, /^HTTP\/1\.1 431 /)
+  t.match(big, /x-edge-reason: headers-too-large/)
 })

@@ -66,11 +66,16 @@ function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts
     if (refused) return plane.refused(req, refused)
     plane.handleUpgrade(req, socket, head, kind, secure)
   })
+  answerClientErrors(server, plane)
+  return server
+}
+
+/** node:http's parser errors (malformed, headers too large or too slow) get our answer, and are counted. */
+function answerClientErrors(server: http.Server | http2.Http2SecureServer, plane: DataPlane): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const refused = onClientError(err, socket)
     if (refused) plane.refused(undefined, refused)
   })
-  return server
 }
 
 function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plane: DataPlane, kind: ListenerKind, secure: boolean, limits: ClientLimits): void {
@@ -151,6 +156,8 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     plane.handleUpgrade(req, socket, head, 'public', true)
   })
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store
+  // HTTP/1.1 over TLS goes through node:http's parser too: the same answers as in the clear.
+  answerClientErrors(server, plane)
   const sessions = trackSessions(server)
   // HTTP/1.1-over-TLS connections are not HTTP/2 sessions: track their sockets to end them on close.
   const sockets = new Set<net.Socket>()
