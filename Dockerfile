@@ -26,8 +26,9 @@ COPY --from=build /app/samples ./samples
 # 65532 ("nonroot"), numeric so that Kubernetes' runAsNonRoot can verify it; the chart runs as the
 # same uid. Files stay owned by root: the gateway only reads them.
 USER 65532:65532
-# public HTTP, cluster-local HTTP/h2c, TLS, admin (/healthz /readyz /metrics /debug/routes)
-EXPOSE 8080 8081 8443 9090
+# public HTTP, cluster-local HTTP/h2c, TLS, cluster-local TLS (when EDGE_LOCAL_HTTPS_PORT=8444 is set,
+# as the chart does), admin (/healthz /readyz /metrics /debug/routes)
+EXPOSE 8080 8081 8443 8444 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.EDGE_ADMIN_PORT || 9090) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself, which starts the gateway's drain.

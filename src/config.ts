@@ -12,6 +12,8 @@ export interface GatewayConfig {
   listenAddress: string
   httpPort: number
   httpsPort: number
+  /** Cluster-local TLS listener; undefined: none. */
+  localHttpsPort: number | undefined
   localPort: number
   adminPort: number
   ingressClass: string
@@ -82,6 +84,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'http-port', env: 'EDGE_HTTP_PORT', kind: 'int', key: 'httpPort', def: () => 8080, min: 0, max: 65535, help: 'public listener: ExternalIP rules only' },
   { flag: 'https-port', env: 'EDGE_HTTPS_PORT', kind: 'int', key: 'httpsPort', def: () => 8443, min: 0, max: 65535, help: 'TLS listener with SNI' },
   { flag: 'local-port', env: 'EDGE_LOCAL_PORT', kind: 'int', key: 'localPort', def: () => 8081, min: 0, max: 65535, help: 'cluster-local listener: all rules' },
+  { flag: 'local-https-port', env: 'EDGE_LOCAL_HTTPS_PORT', kind: 'int', key: 'localHttpsPort', def: () => undefined, min: 0, max: 65535, help: 'cluster-local TLS listener with SNI, all rules (Knative cluster-local TLS); off unless set' },
   { flag: 'admin-port', env: 'EDGE_ADMIN_PORT', kind: 'int', key: 'adminPort', def: () => 9090, min: 0, max: 65535, help: '/healthz, /readyz, /metrics, /debug/routes' },
   { flag: 'ingress-class', env: 'EDGE_INGRESS_CLASS', kind: 'string', key: 'ingressClass', def: () => 'edge.ingress.networking.knative.dev', help: 'KIngress class served' },
   { flag: 'domain', env: 'EDGE_DOMAIN', kind: 'string', key: 'domain', def: () => 'example.com', help: 'default domain where a Route omits its URL' },

@@ -40,7 +40,8 @@ export interface Gateway {
   readonly store: ObjectStore
   readonly plane: DataPlane
   readonly reporter: StatReporter
-  readonly ports: { http: number; local: number; admin: number; https: number }
+  /** `localHttps` only with --local-https-port. */
+  readonly ports: { http: number; local: number; admin: number; https: number; localHttps?: number }
   readonly files: FilesSource | undefined
   readonly runner: LocalRunner | undefined
   /** Cluster mode: the API server's KubeConfig (for the status writer) and the informer source. */
@@ -284,6 +285,8 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     updateCerts()
     store.onChange(updateCerts)
     listeners.push(await startTlsListener(dataPlane, certs, { ...listenerOpts, port: config.httpsPort, ciphers: config.tlsCiphers }))
+    // Cluster-local TLS (Knative's cluster-local-domain-tls): every rule, the same certificates.
+    if (config.localHttpsPort !== undefined) listeners.push(await startTlsListener(dataPlane, certs, { ...listenerOpts, port: config.localHttpsPort, ciphers: config.tlsCiphers }, 'local'))
     }
     if (role !== 'worker') admin = await startAdmin(
       {
@@ -320,6 +323,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     local: listeners[1]?.port ?? config.localPort,
     https: listeners[2]?.port ?? config.httpsPort,
     admin: admin?.port ?? config.adminPort,
+    localHttps: listeners[3]?.port ?? config.localHttpsPort,
   }
   if (role !== 'worker') log.info({ ...ports, role, manifests: files ? config.manifests : undefined }, 'edge-gateway listening')
 

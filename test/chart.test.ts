@@ -626,6 +626,7 @@ t.test('default render: Deployment', async (t) => {
     EDGE_HTTP_PORT: '8080',
     EDGE_HTTPS_PORT: '8443',
     EDGE_LOCAL_PORT: '8081',
+    EDGE_LOCAL_HTTPS_PORT: '8444',
     EDGE_ADMIN_PORT: '9090',
     EDGE_DRAIN_SECONDS: '30',
     EDGE_LOG_LEVEL: 'info',
@@ -640,7 +641,7 @@ t.test('default render: Deployment', async (t) => {
   }
 
   const ports = new Map((c.ports as ContainerPort[]).map((p) => [p.name, p.containerPort]))
-  t.same(Object.fromEntries(ports), { http: 8080, https: 8443, 'http-local': 8081, admin: 9090 })
+  t.same(Object.fromEntries(ports), { http: 8080, https: 8443, 'http-local': 8081, 'https-local': 8444, admin: 9090 })
   t.equal(c.readinessProbe.httpGet.path, '/readyz')
   t.equal(containerPort(r, c.readinessProbe.httpGet.port), 9090, 'readiness on the admin port')
   t.equal(c.livenessProbe.httpGet.path, '/healthz')
@@ -691,7 +692,10 @@ t.test('default render: Services', async (t) => {
   const localPorts = local.spec.ports as Array<{ name: string; port: number; targetPort: string | number }>
   t.same(
     localPorts.map((p) => [p.name, p.port, containerPort(r, p.targetPort)]),
-    [['http2', 80, 8081]],
+    [
+      ['http2', 80, 8081],
+      ['https', 443, 8444],
+    ],
   )
   t.same(local.spec.selector, dep.spec.selector.matchLabels, 'local Service selects the gateway pods')
   t.equal(r.objects.filter((o) => o.kind === 'Service').length, 2)
@@ -893,7 +897,7 @@ t.test('Dockerfile', async (t) => {
   }
   t.ok(args(final, 'ENV').some((a) => /\bNODE_ENV=production\b/.test(a)), 'NODE_ENV=production')
   const exposed = args(final, 'EXPOSE').join(' ').split(/\s+/)
-  for (const port of ['8080', '8081', '8443', '9090']) t.ok(exposed.includes(port), `EXPOSE ${port}`)
+  for (const port of ['8080', '8081', '8443', '8444', '9090']) t.ok(exposed.includes(port), `EXPOSE ${port}`)
 
   const users = args(final, 'USER')
   t.ok(users.length > 0, 'final stage sets USER')

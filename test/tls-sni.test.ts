@@ -1,10 +1,11 @@
 // Which certificate each SNI name is served. In cluster mode: only the Secrets KIngresses name, and
 // --default-tls-secret for every other name; a TLS Secret some namespace holds but no KIngress names
 // is never served, with or without the default. In the files source (a laptop, no KIngress to name
-// them) every TLS Secret is served for the names in its certificate. And what the TLS listener
-// answers to HTTP/1.1 its parser refuses.
+// them) every TLS Secret is served for the names in its certificate. What the TLS listener answers to
+// HTTP/1.1 its parser refuses, and the cluster-local TLS listener.
 import t from 'tap'
 import fs from 'node:fs'
+import https from 'node:https'
 import tls from 'node:tls'
 import type { Test } from 'tap'
 import { kingress, serviceFor, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
@@ -102,4 +103,47 @@ t.test('HTTP/1.1 over TLS: a request the parser refuses gets the gateway\'s own 
   const big = await send(`GET / HTTP/1.1\r\nHost: stray.example.com\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`)
   t.match(big, /^HTTP\/1\.1 431 /)
   t.match(big, /x-edge-reason: headers-too-large/)
+})
+
+t.test('--local-https-port: cluster-local TLS serves every rule, ClusterLocal ones included; the public TLS listener does not', async (t) => {
+  const local = 'hello.default.svc.cluster.local'
+  const pub = 'hello.example.com'
+  const localCert = await makeCert(ca, local)
+  const pubCert = await makeCert(ca, pub)
+  const app = await startBackend('app')
+  t.teardown(() => app.close())
+  const dir = tempDir()
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const rule = (host: string, visibility: string): unknown => ({ hosts: [host], visibility, http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'svc-a', servicePort: 80, percent: 100 }] }] } })
+  writeManifest(dir, 'app.yaml', [
+    ...serviceFor('svc-a', app),
+    tlsSecret('local-cert', localCert),
+    tlsSecret('pub-cert', pubCert),
+    kingress('hello', {
+      tls: [
+        { hosts: [local], secretName: 'local-cert', secretNamespace: 'default' },
+        { hosts: [pub], secretName: 'pub-cert', secretNamespace: 'default' },
+      ],
+      rules: [rule(local, 'ClusterLocal'), rule(pub, 'ExternalIP')],
+    }),
+  ])
+  const gw = await startTestGateway(dir, ['--local-https-port', '0'])
+  t.teardown(() => gw.close())
+  t.ok(gw.ports.localHttps, 'the listener is up')
+  const httpsGet = (port: number, host: string): Promise<{ status: number; reason: string | undefined; cn: string }> =>
+    new Promise((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path: '/', servername: host, headers: { host }, ca: ca.cert, agent: false }, (res) => {
+        const cn = String((res.socket as tls.TLSSocket).getPeerCertificate().subject?.CN ?? '')
+        res.resume()
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: res.headers['x-edge-reason'] as string | undefined, cn }))
+      })
+      req.on('error', reject)
+      req.end()
+    })
+  t.same(await httpsGet(gw.ports.localHttps!, local), { status: 200, reason: undefined, cn: local }, 'a ClusterLocal host over cluster-local TLS, with its own certificate')
+  t.same(await httpsGet(gw.ports.localHttps!, pub), { status: 200, reason: undefined, cn: pub }, 'an ExternalIP host too: the local side serves every rule')
+  t.same(await httpsGet(gw.ports.https, local), { status: 404, reason: 'host-not-found', cn: local }, 'the public TLS listener does not serve a ClusterLocal host')
+  const off = await startTestGateway(dir)
+  t.teardown(() => off.close())
+  t.equal(off.ports.localHttps, undefined, 'off unless set')
 })

@@ -136,8 +136,12 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   }
 }
 
-/** The TLS listener: public rules over HTTPS, certificates chosen by SNI, h2 or http/1.1 by ALPN. */
-export async function startTlsListener(plane: DataPlane, certs: CertificateStore, opts: ListenerOptions & { ciphers?: string }): Promise<Listener> {
+/**
+ * A TLS listener: certificates chosen by SNI, h2 or http/1.1 by ALPN. `public` serves the
+ * ExternalIP rules (--https-port); `local` every rule, for Knative's cluster-local TLS
+ * (--local-https-port).
+ */
+export async function startTlsListener(plane: DataPlane, certs: CertificateStore, opts: ListenerOptions & { ciphers?: string }, kind: ListenerKind = 'public'): Promise<Listener> {
   const server = http2.createSecureServer({
     allowHTTP1: true,
     SNICallback: certs.sniCallback,
@@ -147,13 +151,13 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     maxSessionMemory: 64,
   })
   const limits = withDefaults(opts)
-  http2Handlers(server, plane, 'public', true, limits)
+  http2Handlers(server, plane, kind, true, limits)
   limitConnectionsPerIp(server, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   // WebSocket over TLS arrives as an HTTP/1.1 upgrade on the same server.
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const refused = screenUpgrade(req, socket, limits)
     if (refused) return plane.refused(req, refused)
-    plane.handleUpgrade(req, socket, head, 'public', true)
+    plane.handleUpgrade(req, socket, head, kind, true)
   })
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store
   // HTTP/1.1 over TLS goes through node:http's parser too: the same answers as in the clear.
@@ -167,7 +171,7 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
   })
   const port = await listen(server, opts.host, opts.port)
   return {
-    kind: 'public',
+    kind,
     server: server as unknown as http.Server,
     port,
     close: () =>
