@@ -1,6 +1,7 @@
 // Forwarding: streaming bodies both ways, WebSocket upgrades, upstream failures, no retries.
 import t from 'tap'
 import http from 'node:http'
+import http2 from 'node:http2'
 import net from 'node:net'
 import { createHash } from 'node:crypto'
 import { WebSocket, WebSocketServer } from 'ws'
@@ -19,6 +20,20 @@ let closedPort: number
 t.before(async () => {
   // Echo: streams the request body back, hashing what it saw.
   echo = await startBackend('echo', (req, res) => {
+    if (req.url?.startsWith('/pattern/')) {
+      // PATTERN_BYTES of content that differs per response and per chunk, with backpressure.
+      const seed = Number(req.url.slice('/pattern/'.length))
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': PATTERN_BYTES })
+      let i = 0
+      const pump = (): void => {
+        while (i < PATTERN_BYTES / PATTERN_CHUNK) {
+          if (!res.write(patternChunk(seed, i++))) return void res.once('drain', pump)
+        }
+        res.end()
+      }
+      pump()
+      return
+    }
     if (req.url === '/big') {
       // 8 MiB response written in 64 KiB chunks, respecting backpressure.
       res.writeHead(200, { 'content-type': 'application/octet-stream' })
@@ -101,6 +116,21 @@ t.teardown(async () => {
   for (const b of [echo, flaky, slow, wsBackend]) await b?.close()
   for (const c of closers) await c()
 })
+
+const PATTERN_CHUNK = 48 * 1024
+/** 96 chunks: 4.5 MiB. */
+const PATTERN_BYTES = 96 * PATTERN_CHUNK
+/** Chunk `i` of response `seed`: bytes that differ from every other chunk of every other response. */
+function patternChunk(seed: number, i: number): Buffer {
+  const b = Buffer.allocUnsafe(PATTERN_CHUNK)
+  for (let k = 0; k < PATTERN_CHUNK; k += 4) b.writeUInt32LE((seed * 2654435761 + i * 40503 + k) >>> 0, k)
+  return b
+}
+function patternHash(seed: number): string {
+  const h = createHash('sha256')
+  for (let i = 0; i < PATTERN_BYTES / PATTERN_CHUNK; i++) h.update(patternChunk(seed, i))
+  return h.digest('hex')
+}
 
 function rawRequest(port: number, opts: http.RequestOptions, body?: AsyncIterable<Buffer> | Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; firstByteBeforeUploadDone: boolean }> {
   return new Promise((resolve, reject) => {
@@ -236,4 +266,55 @@ t.test('WebSocket to a dead upstream gets an HTTP error, never a 101', async (t)
     (e: Error) => e.message,
   )
   t.match(err, /unexpected 502 upstream-connect-failed/)
+})
+
+t.test('large streamed responses arrive intact, many at once, with slow readers (pooled chunk memory is never reused early)', async (t) => {
+  // Readers that stop for a while make the gateway's writes to them back up, so chunks wait in its
+  // buffers while the pod keeps sending: a chunk's memory reused before it was written would show.
+  const read = (seed: number, slow: boolean): Promise<{ status: number; hash: string; bytes: number }> =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: gw.ports.http, path: `/pattern/${seed}`, headers: { host: 'echo.example.com' } }, (res) => {
+        const h = createHash('sha256')
+        let bytes = 0
+        let n = 0
+        res.on('data', (c: Buffer) => {
+          h.update(c)
+          bytes += c.length
+          if (slow && ++n % 8 === 0) {
+            res.pause()
+            setTimeout(() => res.resume(), 20)
+          }
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, hash: h.digest('hex'), bytes }))
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+    })
+  const seeds = [1, 2, 3, 4, 5, 6, 7, 8]
+  const got = await Promise.all(seeds.map((seed) => read(seed, seed % 2 === 0)))
+  t.same(
+    got.map((g, i) => ({ status: g.status, bytes: g.bytes, intact: g.hash === patternHash(seeds[i]!) })),
+    seeds.map(() => ({ status: 200, bytes: PATTERN_BYTES, intact: true })),
+    'every response byte-exact',
+  )
+  // And over HTTP/2 (h2c) to the gateway, whose writes complete differently.
+  const session = http2.connect(`http://127.0.0.1:${gw.ports.http}`)
+  t.teardown(() => session.close())
+  const h2read = (seed: number): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const st = session.request({ ':path': `/pattern/${seed}`, ':authority': 'echo.example.com' })
+      const h = createHash('sha256')
+      let n = 0
+      st.on('data', (c: Buffer) => {
+        h.update(c)
+        if (++n % 8 === 0) {
+          st.pause()
+          setTimeout(() => st.resume(), 20)
+        }
+      })
+      st.on('end', () => resolve(h.digest('hex')))
+      st.on('error', reject)
+    })
+  const h2 = await Promise.all([11, 12, 13].map((seed) => h2read(seed)))
+  t.same(h2, [11, 12, 13].map((seed) => patternHash(seed)), 'over h2c too')
 })

@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici'
 import type { BackendSpec, Snapshot } from '../model/snapshot.ts'
 import type { PodSlot } from '../activator/throttler.ts'
 import { HeldForPod } from './held.ts'
+import { isPooled, releaseChunk } from './h1/chunk-pool.ts'
 import type { Resolution } from './resolve.ts'
 import { resolveAgain } from './resolve.ts'
 import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
@@ -196,7 +197,8 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
     this.touch()
     if (this.h2 && !this.res.headersSent) this.res.writeHead(this.res.statusCode)
-    if (!this.res.write(chunk)) {
+    // A large chunk from our h1 client is pooled memory: it goes back once the bytes have left.
+    if (!this.res.write(chunk, isPooled(chunk) ? () => releaseChunk(chunk) : undefined)) {
       controller.pause()
       this.res.once('drain', () => controller.resume())
     }

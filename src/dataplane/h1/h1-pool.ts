@@ -14,6 +14,7 @@ import net from 'node:net'
 import type { Dispatcher } from 'undici'
 import { ResponseParser } from './response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
+import { copyChunk } from './chunk-pool.ts'
 
 type Handler = Dispatcher.DispatchHandler
 
@@ -295,8 +296,9 @@ class H1Connection implements ResponseSink {
 
   onBody(chunk: Buffer): void {
     // A copy: the chunk is a view of READ_BUFFER, and the client's socket may hold it until later.
+    // Large ones come from the chunk pool; the Exchange gives them back after writing them.
     const c = this.current
-    c?.handler.onResponseData?.(c, Buffer.from(chunk))
+    c?.handler.onResponseData?.(c, copyChunk(chunk))
   }
 
   onEnd(trailers: ResponseHeaders | null): void {
