@@ -376,8 +376,8 @@ function originFormOf(target: string): string | undefined {
 
 /**
  * A held request or upgrade that can no longer be served here: a 503 that says why (one whose backend
- * left the configuration follows the configuration instead, see Exchange.fail). Any other waiter is
- * a worker's, held in the primary's broker, which refuses it.
+ * left the configuration follows the configuration instead, see HeldForPod.rerouteInstead). Requests
+ * and upgrades are the only waiters a data plane holds; anything else is refused.
  */
 function failWaiter(w: Waiter, detail: string, reason: 'draining' | 'no-backend' = 'draining'): void {
   if (w instanceof Exchange || w instanceof Upgrade) w.fail(503, reason, detail, { 'retry-after': '1' })
