@@ -62,8 +62,6 @@ export class Upgrade extends HeldForPod implements TimedState {
   readonly startedAt = performance.now()
   /** The pod sent its first byte (its 101, or an HTTP error the client gets as is). */
   responded = false
-  /** After the pod's first byte the connection is a stream: no total timeout, an idle one. */
-  streaming = false
   lastActivity = 0
 
   constructor(plane: DataPlane, req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean, done: () => void) {
@@ -80,6 +78,11 @@ export class Upgrade extends HeldForPod implements TimedState {
 
   get onPod(): boolean {
     return this.pod !== undefined
+  }
+
+  /** TimedState: once the pod has answered, the connection is a stream (no total timeout, an idle one). */
+  get streaming(): boolean {
+    return this.responded
   }
 
   start(listener: ListenerKind): void {
@@ -161,7 +164,6 @@ export class Upgrade extends HeldForPod implements TimedState {
         this.lastActivity = performance.now()
         if (!this.responded) {
           this.responded = true
-          this.streaming = true
           this.count(statusOfHead(chunk), undefined)
           this.rearm()
         }
