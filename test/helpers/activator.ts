@@ -1,8 +1,8 @@
 // Activator test fixtures on top of ./gateway.ts: a KIngress per revision, revision pods made of
 // several local backends, backends that hold requests until told, and the gateway's queue state as
 // seen from its admin port.
+import fs from 'node:fs'
 import net from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { request as undiciRequest } from 'undici'
 import type { Gateway } from '../../src/gateway.ts'
 import { endpointSlice, kingress, startBackend, waitFor, writeManifest } from './gateway.ts'
@@ -49,11 +49,32 @@ export function podsSlice(rev: string, ports: number[], ns = NS): unknown[] {
 
 /** A port with nothing listening on it: connecting is refused. */
 export async function closedPort(): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))
-  const port = (srv.address() as AddressInfo).port
-  await new Promise<void>((r) => srv.close(() => r()))
-  return port
+  // Below the kernel's ephemeral range: tests start servers on such ports later (a pod that begins
+  // to listen), and a port from that range can meanwhile become the source port of any outgoing
+  // connection of the tests running in parallel (EADDRINUSE). Nothing here binds below it by
+  // itself; a random pick, checked free, avoids the other test files.
+  const low = ephemeralLow()
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000))
+    const srv = net.createServer()
+    const ok = await new Promise<boolean>((r) => {
+      srv.once('error', () => r(false))
+      srv.listen(port, '127.0.0.1', () => r(true))
+    })
+    if (!ok) continue
+    await new Promise<void>((r) => srv.close(() => r()))
+    return port
+  }
+}
+
+function ephemeralLow(): number {
+  try {
+    const low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+    if (Number.isInteger(low) && low > 11_000) return low
+  } catch {
+    // not Linux: the IANA range starts at 49152
+  }
+  return 32_768
 }
 
 /** Answers `200 <backend name> <url>` after `ms`. */
