@@ -11,12 +11,12 @@ import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve } from './resolve.ts'
-import { reply } from './reply.ts'
+import { rawReply, reply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import type { Refusal } from './guard.ts'
 import { Exchange } from './exchange.ts'
 import { PoolRegistry, UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
-import { proxyUpgrade, Upgrade, writeRawReply } from './websocket.ts'
+import { proxyUpgrade, Upgrade } from './websocket.ts'
 
 export type ListenerKind = 'public' | 'local'
 
@@ -276,7 +276,7 @@ export class DataPlane {
       // escape Node's 'upgrade' event).
       this.log.error({ err, url: req.url, host: req.headers.host }, 'internal error while handling an upgrade')
       try {
-        writeRawReply(socket, 500, 'internal-error', INTERNAL_ERROR_DETAIL)
+        rawReply(socket, 500, 'internal-error', INTERNAL_ERROR_DETAIL)
       } catch {
         socket.destroy()
       }

@@ -8,13 +8,12 @@
 // more header lines than maxHeadersCount (431). What is added here: more than one Host, Transfer-
 // Encoding on HTTP/1.0 or other than `chunked`, a non-1.x version over HTTP/1 framing, an
 // absolute-form target whose authority differs from Host, and the body and connection limits.
-import http from 'node:http'
 import net from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { GatewayConfig } from '../config.ts'
 import { parseCidr } from '../config.ts'
-import { reply } from './reply.ts'
+import { rawReply, reply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import { markTrustedHop } from './upstream-headers.ts'
 import { normaliseHostHeader } from './host.ts'
@@ -128,12 +127,7 @@ export function onClientError(err: NodeJS.ErrnoException, socket: net.Socket | D
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   const reason: Reason = status === 431 ? 'headers-too-large' : status === 408 ? 'header-timeout' : 'bad-request'
   const detail = status === 431 ? 'the request headers are too large or too many' : status === 408 ? 'the request headers did not arrive in time' : 'the request is malformed'
-  const body = `${detail} (${err.code ?? 'bad request'})\n`
-  socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nx-edge-reason: ${reason}\r\nconnection: close\r\n\r\n${body}`,
-    // Half-open sockets linger: close once the answer is flushed.
-    () => socket.destroy(),
-  )
+  rawReply(socket, status, reason, `${detail} (${err.code ?? 'bad request'})`)
   return { status, reason }
 }
 
@@ -174,10 +168,9 @@ export function screenUpgrade(req: IncomingMessage, socket: Duplex, limits: Clie
   return undefined
 }
 
-/** The same answer on an upgrade's raw socket, then closed once flushed. */
+/** The same answer on an upgrade's raw socket. */
 function refuseRaw(socket: Duplex, status: number, reason: Reason, detail: string): Refusal {
-  const body = `${detail}\n`
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-edge-reason: ${reason}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
+  rawReply(socket, status, reason, detail)
   return { status, reason }
 }
 

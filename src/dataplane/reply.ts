@@ -1,7 +1,9 @@
 // Responses the gateway makes itself. Each says why, in the body and in X-Edge-Reason, so an operator
 // can tell a gateway 503 from an application's 503 at a glance.
+import { STATUS_CODES } from 'node:http'
 import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
+import type { Duplex } from 'node:stream'
 
 export const REASON_HEADER = 'x-edge-reason'
 
@@ -54,4 +56,21 @@ export function reply(
   }
   ;(res as ServerResponse).writeHead(status, headers)
   res.end(body)
+}
+
+/**
+ * The same answer written as raw HTTP/1.1 on a socket that has no response object (a WebSocket
+ * upgrade, a request the parser refused), then the connection closed once it is flushed: a
+ * half-open socket would linger.
+ */
+export function rawReply(socket: Duplex, status: number, reason: Reason, detail: string, extraHeaders?: Record<string, string>): void {
+  if (socket.destroyed) return
+  const body = `${detail}\n`
+  let extra = ''
+  if (extraHeaders) for (const name in extraHeaders) extra += `${name}: ${extraHeaders[name]}\r\n`
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `cache-control: no-store\r\n${REASON_HEADER}: ${reason}\r\n${extra}connection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  )
 }

@@ -18,24 +18,11 @@ import { lookupHost, normaliseHostHeader } from './host.ts'
 import { resolve, resolveAgain } from './resolve.ts'
 import type { Resolution } from './resolve.ts'
 import { upstreamHeadersFor } from './upstream-headers.ts'
-import { REASON_HEADER } from './reply.ts'
+import { rawReply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import { nextDeadline, timeoutDetail } from './deadlines.ts'
 import type { TimedState } from './deadlines.ts'
-import { STATUS_CODES } from 'node:http'
 import { UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
-
-export function writeRawReply(socket: Duplex, status: number, reason: Reason, detail: string, headers?: Record<string, string>): void {
-  if (socket.destroyed) return
-  const body = `${detail}\n`
-  let extra = ''
-  if (headers) for (const name in headers) extra += `${name}: ${headers[name]}\r\n`
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
-      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `${REASON_HEADER}: ${reason}\r\n${extra}connection: close\r\n\r\n${body}`,
-  )
-}
 
 /** Routes one upgrade request and splices it to a pod; `done` runs once when it is over. */
 export function proxyUpgrade(plane: DataPlane, req: IncomingMessage, socket: Duplex, head: Buffer, listener: ListenerKind, secure: boolean, done: () => void): void {
@@ -247,7 +234,7 @@ export class Upgrade extends HeldForPod implements TimedState {
     if (this.inQueue) this.leaveQueue()
     if (this.responded) this.socket.destroy()
     else {
-      writeRawReply(this.socket, status, reason, detail, headers)
+      rawReply(this.socket, status, reason, detail, headers)
       this.count(status, reason)
     }
     this.upstream?.destroy()
