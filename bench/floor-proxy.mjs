@@ -3,6 +3,10 @@
 // before its own HTTP/1.1 client). `socket`: a bare keep-alive socket per request in flight that
 // understands only Content-Length responses — not a usable client, only the cost of Node's
 // server side plus one write and one read upstream. The gateway's own client sits between them.
+// `net`: the same bare socket client behind a bare `net` server that finds the end of each request
+// head itself and writes the response head as one string — no node:http at all, so the least any
+// proxy written on Node's sockets could cost. Not a usable server either (no bodies, no framing
+// checks).
 import http from 'node:http'
 import net from 'node:net'
 import { Pool } from 'undici'
@@ -69,4 +73,43 @@ function socketProxy() {
   }
 }
 
-http.createServer({ noDelay: true }, kind === 'socket' ? socketProxy() : undiciProxy()).listen(port, '127.0.0.1')
+/** Adapts a raw client socket to the two calls socketProxy's handler makes on a ServerResponse. */
+function rawResponse(client) {
+  let status = 200
+  let headers = {}
+  return {
+    writeHead(s, h) {
+      status = s
+      headers = h
+    },
+    end(body, encoding) {
+      let head = `HTTP/1.1 ${status} OK\r\n`
+      for (const k in headers) head += `${k}: ${headers[k]}\r\n`
+      client.write(head + '\r\n' + body, encoding)
+    },
+    destroy() {
+      client.destroy()
+    },
+  }
+}
+
+function netServer(handle) {
+  return net.createServer({ noDelay: true }, (client) => {
+    let text = ''
+    client.on('error', () => {})
+    client.on('data', (d) => {
+      text += d.toString('latin1')
+      let end
+      while ((end = text.indexOf('\r\n\r\n')) >= 0) {
+        const head = text.slice(0, end)
+        text = text.slice(end + 4)
+        const [method, url] = head.slice(0, head.indexOf('\r\n')).split(' ')
+        const host = /\r\nhost: *([^\r]*)/i.exec(head)?.[1] ?? ''
+        handle({ method, url, headers: { host } }, rawResponse(client))
+      }
+    })
+  })
+}
+
+const server = kind === 'net' ? netServer(socketProxy()) : http.createServer({ noDelay: true }, kind === 'socket' ? socketProxy() : undiciProxy())
+server.listen(port, '127.0.0.1')

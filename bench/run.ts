@@ -141,12 +141,14 @@ async function main(): Promise<void> {
       // measures how long a proxy takes to work through a burst, and direct's own p99 moved by
       // 1.5 ms between rounds (0.69–2.15 ms on 2026-12-06), more than HAProxy's whole added p99.
       const delayMs = 10
-      // Two floors beside the proxies: what a bare node:http proxy costs with undici, and with no
-      // real upstream client at all (bench/floor-proxy.mjs). They show how much of the gateway's
-      // latency is Node's own.
+      // Three floors beside the proxies (bench/floor-proxy.mjs): a bare node:http proxy with undici,
+      // the same with no real upstream client at all, and a bare `net` server (no node:http) with
+      // that client. They show how much of the gateway's latency is Node's own, and how much of it
+      // is node:http's server side.
       const floors = [
         { name: 'floor: node:http + undici Pool', port: 18810, kind: 'undici' },
         { name: 'floor: node:http + bare socket', port: 18820, kind: 'socket' },
+        { name: 'floor: net server + bare socket', port: 18830, kind: 'net' },
       ]
       const floorProcs = floors.map((f) => pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'floor-proxy.mjs'), String(f.port), String(backendProxied), f.kind]))
       for (const f of floors) await waitPort(f.port)
