@@ -50,6 +50,8 @@ export interface GatewayConfig {
   maxHeaders: number
   /** Characters of the request target (414 above). */
   maxUrlLength: number
+  /** Who reads plain HTTP/1.1 requests: the gateway's own server (bodyless ones), or node:http for all. */
+  http1Server: 'edge' | 'node'
   /** Bytes of request body; 0 = no limit (413 above). */
   maxBodyBytes: number
   /** Open connections from one client IP; 0 = no limit. */
@@ -112,10 +114,15 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-header-size', env: 'EDGE_MAX_HEADER_SIZE', kind: 'int', key: 'maxHeaderBytes', def: () => 32 * 1024, min: 1024, max: 1024 * 1024, help: 'bytes of request line and headers (then 431)' },
   { flag: 'max-headers', env: 'EDGE_MAX_HEADERS', kind: 'int', key: 'maxHeaders', def: () => 100, min: 8, max: 10000, help: 'request header lines (then 431)' },
   { flag: 'max-url-length', env: 'EDGE_MAX_URL_LENGTH', kind: 'int', key: 'maxUrlLength', def: () => 8192, min: 64, help: 'characters of the request target (then 414)' },
+  { flag: 'http1-server', env: 'EDGE_HTTP1_SERVER', kind: 'string', key: 'http1Server', def: () => 'edge', check: checkHttp1Server, help: "plain HTTP/1.1: 'edge' serves bodyless requests with the gateway's own server and hands the rest to node:http; 'node' gives node:http every request" },
   { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
 ]
+
+function checkHttp1Server(value: unknown, origin: string): void {
+  if (value !== 'edge' && value !== 'node') throw new UsageError(`${origin}: expected 'edge' or 'node', got ${JSON.stringify(value)}`)
+}
 
 /** `10.0.0.0/8`, `fd00::/8`, or a bare address (one host). */
 export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {

@@ -269,7 +269,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   reporter.start()
 
   // Issue 7: header/body/connection limits and trusted proxies, from the options.
-  const listenerOpts = { host: config.listenAddress, ...clientLimits(config) }
+  const listenerOpts = { host: config.listenAddress, http1Server: config.http1Server, ...clientLimits(config) }
   const listeners: Listener[] = []
   let admin: AdminServer | undefined
   try {

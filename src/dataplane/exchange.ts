@@ -173,10 +173,16 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
       // error responses depend on it.
       res.statusCode = statusCode
     } else {
-      // Cork for the rest of this tick: undici usually delivers head, body and end together, and
-      // they then leave in one write instead of three. A streamed chunk is never held past the tick.
-      res.cork()
-      process.nextTick(uncork, res)
+      // Cork the socket for the rest of this tick: undici usually delivers head, body and end
+      // together, and they then leave in one write instead of three. A streamed chunk is never held
+      // past the tick. The socket, not the response: node:http's ServerResponse.cork() buffers the
+      // chunks of a chunked response and end() writes its terminator before them (Node 24.21), so a
+      // pod's length-less body in two chunks reached the client cut after the first.
+      const socket = res.socket
+      if (socket) {
+        socket.cork()
+        process.nextTick(uncork, socket)
+      }
       // One flat [name, value, ...] list: writeHead stores it as is, with no per-header setHeader.
       const flat: string[] = []
       for (const name in headers) {
@@ -360,8 +366,8 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
   }
 }
 
-function uncork(res: ServerResponse): void {
-  res.uncork()
+function uncork(socket: NonNullable<ServerResponse['socket']>): void {
+  socket.uncork()
 }
 
 function onTimer(x: Exchange): void {

@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
 import type { CertificateStore } from './tls.ts'
-import { createSniffingServer } from './sniff.ts'
+import { createSniffingServer, nodeHttp1 } from './sniff.ts'
+import { EdgeH1Server } from './h1/server.ts'
 // Hostile input (issue 7): limits, framing checks, trusted hops, per-IP connections.
 import { limitConnectionsPerIp, onClientError, screenRequest, screenUpgrade, withDefaults } from './guard.ts'
 import type { ClientLimits } from './guard.ts'
@@ -21,6 +22,8 @@ export interface ListenerOptions extends Partial<ClientLimits> {
   /** Keep idle client connections longer than a typical load balancer's idle timeout (60 s). */
   keepAliveTimeoutMs?: number
   maxHeaderSize?: number
+  /** Plain HTTP/1.1: the gateway's own server for bodyless requests (default), or node:http for all. */
+  http1Server?: 'edge' | 'node'
 }
 
 export interface Listener {
@@ -49,11 +52,7 @@ function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts
   const limits = withDefaults(opts)
   // More header lines than this fail the parse (HPE_HEADER_OVERFLOW → 431 in onClientError).
   server.maxHeadersCount = limits.maxHeadersCount
-  server.on('request', (req, res) => {
-    const refused = screenRequest(req, res, limits, true)
-    if (refused) return plane.refused(req, refused)
-    plane.handle(req, res, kind, secure)
-  })
+  server.on('request', serveHttp1(plane, kind, secure, limits))
   // Expect: 100-continue: refuse (e.g. a Content-Length over the body limit) before the body is sent.
   server.on('checkContinue', (req, res) => {
     const refused = screenRequest(req, res, limits, true)
@@ -68,6 +67,15 @@ function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts
   })
   answerClientErrors(server, plane)
   return server
+}
+
+/** A parsed HTTP/1.x request (node:http's or our own server's): the guard, then the data plane. */
+function serveHttp1(plane: DataPlane, kind: ListenerKind, secure: boolean, limits: ClientLimits): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
+    const refused = screenRequest(req, res, limits, true)
+    if (refused) return plane.refused(req, refused)
+    plane.handle(req, res, kind, secure)
+  }
 }
 
 /** node:http's parser errors (malformed, headers too large or too slow) get our answer, and are counted. */
@@ -114,7 +122,8 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   // tracking Node attaches to 'listening': without it neither headersTimeout (slow clients) nor
   // closeIdleConnections/closeAllConnections apply to any connection.
   h1.emit('listening')
-  const front = createSniffingServer(h1, h2, { firstByteTimeoutMs: opts.headersTimeoutMs ?? 15_000 })
+  const edge = opts.http1Server === 'node' ? undefined : edgeHttp1Server(plane, kind, limits, opts, h1)
+  const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs })
   limitConnectionsPerIp(front, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   const port = await listen(front, opts.host, opts.port)
   return {
@@ -127,14 +136,41 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
         // Not listening, so close() reports ERR_SERVER_NOT_RUNNING; what matters is that it stops
         // the connection sweep and closes idle keep-alive connections.
         h1.close(() => {})
+        edge?.close()
         for (const s of sessions) s.close()
       }),
     closeAll: () => {
       h1.closeAllConnections()
+      edge?.closeAll()
       for (const s of sessions) s.destroy()
     },
   }
 }
+
+/**
+ * The gateway's own HTTP/1.1 server side (h1/server.ts) in front of node:http: it answers bodyless
+ * requests and hands every other connection to `h1` with the bytes it has read.
+ */
+function edgeHttp1Server(plane: DataPlane, kind: ListenerKind, limits: ClientLimits, opts: ListenerOptions, h1: http.Server): EdgeH1Server {
+  const serve = serveHttp1(plane, kind, false, limits)
+  return new EdgeH1Server({
+    maxHeaderSize: limits.maxHeaderSize,
+    maxHeadersCount: limits.maxHeadersCount,
+    headersTimeoutMs: limits.headersTimeoutMs,
+    keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 65_000,
+    // The same handler node:http's 'request' event runs: our request and response carry the part of
+    // IncomingMessage and ServerResponse it uses.
+    onRequest: (req, res) => serve(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse),
+    handOff: nodeHttp1(h1),
+    onHeadersTimeout: (socket) => {
+      const refused = onClientError(HEADERS_TIMEOUT, socket)
+      if (refused) plane.refused(undefined, refused)
+    },
+  })
+}
+
+/** What node:http reports for a request head that is too slow (guard.ts answers it with 408). */
+const HEADERS_TIMEOUT: NodeJS.ErrnoException = Object.assign(new Error('request headers timed out'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' })
 
 /**
  * A TLS listener: certificates chosen by SNI, h2 or http/1.1 by ALPN. `public` serves the

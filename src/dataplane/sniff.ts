@@ -15,35 +15,42 @@ export interface SniffOptions {
   firstByteTimeoutMs: number
 }
 
-export function createSniffingServer(h1: http.Server, h2: http2.Http2Server, opts: SniffOptions): net.Server {
+/** Takes an HTTP/1.x connection and the bytes already read from it. */
+export type Http1Taker = (socket: net.Socket, seen: Buffer | undefined) => void
+
+/** node:http's server takes the connection as if it had accepted it. */
+export function nodeHttp1(h1: http.Server): Http1Taker {
+  return (socket, seen) => {
+    // node:http reads buffered JS data before it consumes the socket itself: unshift is enough.
+    if (seen) socket.unshift(seen)
+    h1.emit('connection', socket)
+    socket.resume()
+  }
+}
+
+export function createSniffingServer(h1: Http1Taker, h2: http2.Http2Server, opts: SniffOptions): net.Server {
   return net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => sniff(socket, h1, h2, opts))
 }
 
-function sniff(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, opts: SniffOptions): void {
+function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: SniffOptions): void {
   let seen: Buffer | undefined
   const timer = setTimeout(() => socket.destroy(), opts.firstByteTimeoutMs)
   timer.unref()
-  const handOver = (server: http.Server | http2.Http2Server): void => {
+  const handOver = (http2: boolean): void => {
     clearTimeout(timer)
     socket.off('data', onData)
     socket.off('error', onError)
     socket.pause()
-    if (server === h1) {
-      // node:http reads buffered JS data before it consumes the socket itself: unshift is enough.
-      if (seen) socket.unshift(seen)
-      server.emit('connection', socket)
-      socket.resume()
-      return
-    }
+    if (!http2) return h1(socket, seen)
     // node:http2 reads the native handle directly and would never see bytes we already took off
     // it, so it gets a stream that replays them first.
-    server.emit('connection', new ReplayingSocket(socket, seen))
+    h2.emit('connection', new ReplayingSocket(socket, seen))
   }
   const onData = (chunk: Buffer): void => {
     seen = seen ? Buffer.concat([seen, chunk]) : chunk
     const n = Math.min(seen.length, PREFACE.length)
-    if (seen.compare(PREFACE, 0, n, 0, n) !== 0) return handOver(h1)
-    if (seen.length >= PREFACE.length) return handOver(h2)
+    if (seen.compare(PREFACE, 0, n, 0, n) !== 0) return handOver(false)
+    if (seen.length >= PREFACE.length) return handOver(true)
     // A partial preface: wait for the rest.
   }
   const onError = (): void => {
