@@ -213,10 +213,13 @@ export class EdgeResponse extends EventEmitter {
       if (this.trailers) for (const name in this.trailers) tail += `${name}: ${this.trailers[name]}\r\n`
       tail += '\r\n'
     }
-    const finished = (): void => {
-      this.writableFinished = true
-      this.emit('finish')
-      if (cb) cb()
+    const finished = (err?: Error | null): void => {
+      // A socket that failed before the last byte left: the client has not had the response.
+      if (!err) {
+        this.writableFinished = true
+        this.emit('finish')
+        if (cb) cb()
+      }
       this.closed()
     }
     socket.write(tail, 'latin1', finished)

@@ -140,6 +140,8 @@ class H1Connection implements ResponseConnection {
   }
 
   private read(chunk: Buffer): void {
+    // After the last response (or a 408) nothing more is read: a client that keeps sending must not grow memory.
+    if (this.gone) return
     this.pending = this.pending ? Buffer.concat([this.pending, chunk]) : chunk
     if (this.current) {
       if (this.pending.length > MAX_READ_AHEAD) this.socket.pause()
