@@ -177,7 +177,8 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
       // together, and they then leave in one write instead of three. A streamed chunk is never held
       // past the tick. The socket, not the response: node:http's ServerResponse.cork() buffers the
       // chunks of a chunked response and end() writes its terminator before them (Node 24.21), so a
-      // pod's length-less body in two chunks reached the client cut after the first.
+      // pod's length-less body in two chunks reached the client cut after the first. Our own
+      // server's response (h1/server.ts) has no socket here: it writes head and body as one buffer.
       const socket = res.socket
       if (socket) {
         socket.cork()

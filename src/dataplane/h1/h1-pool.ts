@@ -166,9 +166,16 @@ export class H1Pool {
   }
 }
 
-function requestHead(opts: H1Request, defaultHost: string): string | undefined {
-  if (UNSAFE.test(opts.path) || opts.path.length === 0) return undefined
-  let head = `${opts.method} ${opts.path} HTTP/1.1\r\n`
+/**
+ * The request head, written straight into one buffer (no intermediate strings: this runs for every
+ * request). undefined when a byte could split the head or would not survive latin1 (as undici).
+ */
+function requestHead(opts: H1Request, defaultHost: string): Buffer | undefined {
+  const path = opts.path
+  const method = opts.method
+  if (UNSAFE.test(path) || path.length === 0) return undefined
+  // `METHOD SP path SP HTTP/1.1 CRLF` ... `CRLF`: every character is one byte (UNSAFE refused the rest).
+  let length = method.length + 1 + path.length + 11 + 2
   let hasHost = false
   const headers = opts.headers as string[] | null | undefined
   if (headers) {
@@ -177,11 +184,30 @@ function requestHead(opts: H1Request, defaultHost: string): string | undefined {
       const value = headers[i + 1]!
       if (UNSAFE.test(value) || UNSAFE.test(name)) return undefined
       if (!hasHost && name.length === 4 && name.toLowerCase() === 'host') hasHost = true
-      head += `${name}: ${value}\r\n`
+      length += name.length + value.length + 4
     }
   }
-  if (!hasHost) head += `host: ${defaultHost}\r\n`
-  return head + '\r\n'
+  if (!hasHost) length += 6 + defaultHost.length + 2
+  const buf = Buffer.allocUnsafe(length)
+  let off = buf.write(method, 0, 'latin1')
+  buf[off++] = 32
+  off += buf.write(path, off, 'latin1')
+  off += buf.write(' HTTP/1.1\r\n', off, 'latin1')
+  if (headers) for (let i = 0; i < headers.length; i += 2) off = putLine(buf, off, headers[i]!, headers[i + 1]!)
+  if (!hasHost) off = putLine(buf, off, 'host', defaultHost)
+  buf[off++] = 13
+  buf[off] = 10
+  return buf
+}
+
+function putLine(buf: Buffer, off: number, name: string, value: string): number {
+  off += buf.write(name, off, 'latin1')
+  buf[off++] = 58
+  buf[off++] = 32
+  off += buf.write(value, off, 'latin1')
+  buf[off++] = 13
+  buf[off++] = 10
+  return off
 }
 
 type PoolSocket = net.Socket & { conn: H1Connection }
@@ -266,7 +292,7 @@ class H1Connection implements ResponseSink {
     this.socket = s
   }
 
-  begin(headRequest: boolean, head: string, handler: Handler): void {
+  begin(headRequest: boolean, head: Buffer, handler: Handler): void {
     const c = new RequestControl(this, handler)
     this.current = c
     this.complete = false
@@ -274,7 +300,7 @@ class H1Connection implements ResponseSink {
     this.parser.reset(headRequest)
     handler.onRequestStart?.(c, null)
     if (this.current !== c) return // aborted from onRequestStart
-    this.socket.write(head, 'latin1')
+    this.socket.write(head)
     if (this.connected) handler.onRequestSent?.()
   }
 

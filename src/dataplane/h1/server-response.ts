@@ -45,20 +45,45 @@ export class EdgeRequest {
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 const INVALID_NAME = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/
 
-/** The Date header, built at most once a second. */
+/** The Date header line, built at most once a second. */
 let dateSecond = 0
-let dateValue = ''
-function httpDate(): string {
+let dateLine = ''
+function dateHeaderLine(): string {
   const now = Date.now()
   const second = Math.floor(now / 1000)
   if (second !== dateSecond) {
     dateSecond = second
-    dateValue = new Date(now).toUTCString()
+    dateLine = `date: ${new Date(now).toUTCString()}\r\n`
   }
-  return dateValue
+  return dateLine
 }
 
+/** Status lines with the standard reason phrase, built once each. */
+const STATUS_LINES = new Map<number, string>()
+function statusLine(status: number, message: string | undefined): string {
+  const standard = STATUS_CODES[status]
+  if (message !== undefined && message !== standard) return `HTTP/1.1 ${status} ${message}\r\n`
+  let line = STATUS_LINES.get(status)
+  if (line === undefined) STATUS_LINES.set(status, (line = `HTTP/1.1 ${status} ${standard ?? 'unknown'}\r\n`))
+  return line
+}
+
+const CHUNKED_LINE = 'transfer-encoding: chunked\r\n'
+const CLOSE_LINE = 'connection: close\r\n'
+/** Below this, a body chunk is copied into the same buffer as the head (one write, no writev). */
+const COPY_WITH_HEAD = 16 * 1024
+
 type HeaderInput = Record<string, string | number | readonly string[] | undefined> | readonly string[]
+
+function invalidChar(what: string): Error {
+  return Object.assign(new TypeError(`Invalid character in ${what}`), { code: 'ERR_INVALID_CHAR' })
+}
+
+/** Which of the headers given to writeHead the connection's framing replaces: none is sent as given. */
+function framingHeader(name: string): boolean {
+  const n = name.length
+  return (n === 10 && name.toLowerCase() === 'connection') || (n === 17 && name.toLowerCase() === 'transfer-encoding')
+}
 
 export class EdgeResponse extends EventEmitter {
   statusCode = 200
@@ -72,13 +97,24 @@ export class EdgeResponse extends EventEmitter {
   private readonly http10: boolean
   private readonly keepAliveAsked: boolean
   /** setHeader()'s headers, until writeHead sends them. */
-  private preset: Array<[string, string]> | undefined
-  /** The head, built by writeHead and sent with the first body bytes (one write, not two). */
-  private head: string | undefined
+  private preset: string[] | undefined
+  /**
+   * The head, kept by writeHead as its parts and written into the same buffer as the first body
+   * bytes: no intermediate strings, one write. `fields` is a flat [name, value, ...] list.
+   */
+  private headPending = false
+  private headLength = 0
+  private firstLine = ''
+  private fields: readonly string[] = []
+  private extraFields: string[] | undefined
+  /** date, framing and connection lines, in one string. */
+  private tailLines = ''
   private trailers: Record<string, string> | undefined
   /** The body ends when the connection closes (HTTP/1.0 without a length): no reuse after it. */
   private closeDelimited = false
   private lastResponse = false
+  private waitingForDrain = false
+  private closeEmitted = false
 
   constructor(conn: ResponseConnection, req: EdgeRequest, keepAlive: boolean) {
     super()
@@ -90,7 +126,9 @@ export class EdgeResponse extends EventEmitter {
 
   setHeader(name: string, value: string | number | readonly string[]): this {
     if (this.headersSent) throw Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' })
-    ;(this.preset ??= []).push([name, String(value)])
+    const list = (this.preset ??= [])
+    if (typeof value === 'object') for (const one of value) list.push(name, one)
+    else list.push(name, String(value))
     return this
   }
 
@@ -99,52 +137,66 @@ export class EdgeResponse extends EventEmitter {
     if (this.headersSent) throw Object.assign(new Error('Cannot write headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' })
     const message = typeof messageOrHeaders === 'string' ? messageOrHeaders : undefined
     const given = typeof messageOrHeaders === 'string' || messageOrHeaders === undefined ? maybeHeaders : messageOrHeaders
-    if (message !== undefined && INVALID_VALUE.test(message)) throw Object.assign(new TypeError('Invalid character in statusMessage'), { code: 'ERR_INVALID_CHAR' })
-    this.statusCode = status
-    let lines = ''
-    let hasLength = false
-    let hasDate = false
-    let connectionClose = false
-    const add = (name: string, value: string): void => {
-      if (INVALID_NAME.test(name) || INVALID_VALUE.test(value)) throw Object.assign(new TypeError(`Invalid character in header content [${JSON.stringify(name)}]`), { code: 'ERR_INVALID_CHAR' })
-      const n = name.length
-      if (n === 14 && name.toLowerCase() === 'content-length') hasLength = true
-      else if (n === 4 && name.toLowerCase() === 'date') hasDate = true
-      else if (n === 10 && name.toLowerCase() === 'connection') {
-        if (value.toLowerCase().includes('close')) connectionClose = true
-        return // the connection's own framing decides this header (below)
-      } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') return
-      lines += `${name}: ${value}\r\n`
-    }
-    if (this.preset) for (const [n, v] of this.preset) add(n, v)
-    if (Array.isArray(given)) for (let i = 0; i + 1 < given.length; i += 2) add(given[i]!, given[i + 1]!)
-    else if (given) {
+    if (message !== undefined && INVALID_VALUE.test(message)) throw invalidChar('statusMessage')
+    // A flat list (the Exchange's) is sent as it is; an object (reply()'s) is flattened once.
+    let fields: readonly string[]
+    if (given === undefined) fields = []
+    else if (Array.isArray(given)) fields = given as readonly string[]
+    else {
+      const flat: string[] = []
       const obj = given as Record<string, string | number | readonly string[] | undefined>
       for (const name in obj) {
         const v = obj[name]
         if (v === undefined) continue
-        if (typeof v === 'object') for (const one of v) add(name, one)
-        else add(name, String(v))
+        if (typeof v === 'object') for (const one of v) flat.push(name, one)
+        else flat.push(name, String(v))
+      }
+      fields = flat
+    }
+    let length = 0
+    let hasLength = false
+    let hasDate = false
+    let connectionClose = false
+    for (let pass = 0; pass < 2; pass++) {
+      const list = pass === 0 ? this.preset : fields
+      if (list === undefined) continue
+      for (let i = 0; i + 1 < list.length; i += 2) {
+        const name = list[i]!
+        const value = list[i + 1]!
+        if (INVALID_NAME.test(name) || INVALID_VALUE.test(value)) throw invalidChar(`header content [${JSON.stringify(name)}]`)
+        const n = name.length
+        if (n === 14 && name.toLowerCase() === 'content-length') hasLength = true
+        else if (n === 4 && name.toLowerCase() === 'date') hasDate = true
+        else if (framingHeader(name)) {
+          if (n === 10 && value.toLowerCase().includes('close')) connectionClose = true
+          continue
+        }
+        length += n + value.length + 4
       }
     }
-    if (!hasDate) lines += `date: ${httpDate()}\r\n`
     // RFC 9112 §6.3: these never have a body, whatever their headers say.
     const bodiless = this.noBody || status === 204 || status === 304 || (status >= 100 && status < 200)
+    let framing = ''
     if (!hasLength && !bodiless) {
       if (!this.http10) {
         this.chunkedEncoding = true
-        lines += 'transfer-encoding: chunked\r\n'
+        framing = CHUNKED_LINE
       } else this.closeDelimited = true
     }
     this.lastResponse = connectionClose || this.closeDelimited || !this.keepAliveAsked || this.conn.closing
-    lines += this.lastResponse ? 'connection: close\r\n' : this.conn.keepAliveHeader
-    this.head = `HTTP/1.1 ${status} ${message ?? STATUS_CODES[status] ?? 'unknown'}\r\n${lines}\r\n`
+    this.tailLines = (hasDate ? '' : dateHeaderLine()) + framing + (this.lastResponse ? CLOSE_LINE : this.conn.keepAliveHeader)
+    this.firstLine = statusLine(status, message)
+    this.fields = fields
+    this.extraFields = this.preset
+    this.headLength = this.firstLine.length + length + this.tailLines.length + 2
+    this.statusCode = status
+    this.headPending = true
     this.headersSent = true
     return this
   }
 
   write(chunk: Buffer | string, cb?: () => void): boolean {
-    const ok = this.send(chunk, cb)
+    const ok = this.send(chunk, false, cb)
     // The socket's 'drain' is the response's, as for node:http (the exchange pauses the pod on false).
     if (!ok && !this.waitingForDrain && !this.destroyed) {
       this.waitingForDrain = true
@@ -154,41 +206,6 @@ export class EdgeResponse extends EventEmitter {
       })
     }
     return ok
-  }
-
-  private waitingForDrain = false
-
-  private send(chunk: Buffer | string, cb?: () => void): boolean {
-    if (this.destroyed || this.writableEnded) return false
-    if (!this.headersSent) this.writeHead(this.statusCode)
-    const socket = this.conn.socket
-    if (this.noBody) {
-      if (this.head) this.flushHead()
-      if (cb) process.nextTick(cb)
-      return true
-    }
-    const length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length
-    if (length === 0) {
-      if (this.head) this.flushHead()
-      if (cb) process.nextTick(cb)
-      return true
-    }
-    if (this.chunkedEncoding) {
-      socket.cork()
-      socket.write(this.takeHead() + length.toString(16) + '\r\n', 'latin1')
-      socket.write(chunk)
-      const ok = socket.write('\r\n', 'latin1', cb)
-      process.nextTick(uncork, socket)
-      return ok
-    }
-    if (this.head !== undefined) {
-      socket.cork()
-      socket.write(this.takeHead(), 'latin1')
-      const ok = socket.write(chunk, cb)
-      process.nextTick(uncork, socket)
-      return ok
-    }
-    return socket.write(chunk, cb)
   }
 
   addTrailers(trailers: Record<string, string>): void {
@@ -202,17 +219,7 @@ export class EdgeResponse extends EventEmitter {
     }
     if (this.writableEnded || this.destroyed) return this
     if (!this.headersSent) this.writeHead(this.statusCode)
-    const socket = this.conn.socket
-    // Head, body and end leave in one write.
-    socket.cork()
-    if (chunk !== undefined && chunk.length > 0) this.send(chunk)
     this.writableEnded = true
-    let tail = this.takeHead()
-    if (this.chunkedEncoding) {
-      tail += '0\r\n'
-      if (this.trailers) for (const name in this.trailers) tail += `${name}: ${this.trailers[name]}\r\n`
-      tail += '\r\n'
-    }
     const finished = (err?: Error | null): void => {
       // A socket that failed before the last byte left: the client has not had the response.
       if (!err) {
@@ -222,10 +229,9 @@ export class EdgeResponse extends EventEmitter {
       }
       this.closed()
     }
-    socket.write(tail, 'latin1', finished)
-    socket.uncork()
-    const reusable = !this.lastResponse
-    this.conn.responseDone(this, reusable)
+    // The last bytes (head, body, chunked terminator and trailers, whichever are left) in one write.
+    this.send(chunk ?? '', true, finished)
+    this.conn.responseDone(this, !this.lastResponse)
     return this
   }
 
@@ -236,11 +242,6 @@ export class EdgeResponse extends EventEmitter {
     return this
   }
 
-  get socket(): net.Socket {
-    return this.conn.socket
-  }
-
-  private closeEmitted = false
   /** The response was written out, or its connection closed first: 'close', once (as node:http). */
   closed(): void {
     if (this.closeEmitted) return
@@ -249,18 +250,83 @@ export class EdgeResponse extends EventEmitter {
     this.emit('close')
   }
 
-  private flushHead(): void {
-    this.conn.socket.write(this.takeHead(), 'latin1')
+  /**
+   * Writes `chunk` framed for this response, with the head first if it is still pending, and (when
+   * `last`) the chunked terminator. Returns the socket's answer. With nothing at all to write, `cb`
+   * runs on the next tick.
+   */
+  private send(chunk: Buffer | string, last: boolean, cb?: (err?: Error | null) => void): boolean {
+    if (this.destroyed || (this.writableEnded && !last)) return false
+    if (!this.headersSent) this.writeHead(this.statusCode)
+    const socket = this.conn.socket
+    const body = this.noBody ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length
+    const chunked = this.chunkedEncoding
+    let terminator = ''
+    if (last && chunked) {
+      terminator = '0\r\n'
+      if (this.trailers) for (const name in this.trailers) terminator += `${name}: ${this.trailers[name]}\r\n`
+      terminator += '\r\n'
+    }
+    const sizeLine = chunked && body > 0 ? `${body.toString(16)}\r\n` : ''
+    const framing = sizeLine.length + (sizeLine ? 2 : 0) + terminator.length
+    const head = this.headPending ? this.headLength : 0
+    if (head + body + framing === 0) {
+      if (cb) process.nextTick(cb)
+      return true
+    }
+    if (body > COPY_WITH_HEAD) {
+      // A large chunk is written as it is, beside a small buffer for what goes before and after.
+      socket.cork()
+      if (head + sizeLine.length > 0) socket.write(this.frame(sizeLine, 0))
+      const after = sizeLine ? '\r\n' + terminator : terminator
+      let ok = after ? socket.write(chunk) : socket.write(chunk, cb)
+      if (after) ok = socket.write(after, 'latin1', cb)
+      socket.uncork()
+      return ok
+    }
+    const buf = this.frame(sizeLine, body + framing - sizeLine.length)
+    let off = buf.length - (body + framing - sizeLine.length)
+    if (body > 0) {
+      off += typeof chunk === 'string' ? buf.write(chunk, off, 'utf8') : chunk.copy(buf, off)
+      if (sizeLine) off += buf.write('\r\n', off, 'latin1')
+    }
+    if (terminator) buf.write(terminator, off, 'latin1')
+    return socket.write(buf, cb)
   }
 
-  private takeHead(): string {
-    const h = this.head
-    if (h === undefined) return ''
-    this.head = undefined
-    return h
+  /** A buffer holding the pending head (if any) and `sizeLine`, with `room` bytes left at its end. */
+  private frame(sizeLine: string, room: number): Buffer {
+    const head = this.headPending ? this.headLength : 0
+    const buf = Buffer.allocUnsafe(head + sizeLine.length + room)
+    let off = 0
+    if (this.headPending) {
+      this.headPending = false
+      off += buf.write(this.firstLine, off, 'latin1')
+      if (this.extraFields) off = putFields(buf, off, this.extraFields)
+      off = putFields(buf, off, this.fields)
+      off += buf.write(this.tailLines, off, 'latin1')
+      buf[off++] = 13
+      buf[off++] = 10
+      this.fields = []
+      this.extraFields = undefined
+    }
+    if (sizeLine) buf.write(sizeLine, off, 'latin1')
+    return buf
   }
+
 }
 
-function uncork(socket: net.Socket): void {
-  socket.uncork()
+/** Writes `name: value\r\n` for each pair of `list` (framing headers left out) at `off`; returns the new offset. */
+function putFields(buf: Buffer, off: number, list: readonly string[]): number {
+  for (let i = 0; i + 1 < list.length; i += 2) {
+    const name = list[i]!
+    if (framingHeader(name)) continue
+    off += buf.write(name, off, 'latin1')
+    buf[off++] = 58
+    buf[off++] = 32
+    off += buf.write(list[i + 1]!, off, 'latin1')
+    buf[off++] = 13
+    buf[off++] = 10
+  }
+  return off
 }
