@@ -11,9 +11,9 @@ import type { RequestHead } from './request-head.ts'
 export interface ResponseConnection {
   readonly socket: net.Socket
   readonly keepAliveHeader: string
-  /** The gateway is shutting down, or the client asked: this response is the connection's last. */
+  /** The listener is closing (a drain): this response is the connection's last. */
   readonly closing: boolean
-  /** The response's last byte is written (or it was cut): the connection may read the next request. */
+  /** The response's last bytes are handed to the socket: the connection may read the next request. */
   responseDone(res: EdgeResponse, reusable: boolean): void
 }
 
@@ -274,6 +274,8 @@ export class EdgeResponse extends EventEmitter {
       if (cb) process.nextTick(cb)
       return true
     }
+    // A body chunk with nothing before or after it (a streamed, length-framed body): as it is.
+    if (head + framing === 0) return typeof chunk === 'string' ? socket.write(chunk, 'utf8', cb) : socket.write(chunk, cb)
     if (body > COPY_WITH_HEAD) {
       // A large chunk is written as it is, beside a small buffer for what goes before and after.
       socket.cork()
