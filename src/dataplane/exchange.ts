@@ -9,7 +9,6 @@ import type { PodSlot } from '../activator/throttler.ts'
 import { HeldForPod } from './held.ts'
 import { isPooled, releaseChunk } from './h1/chunk-pool.ts'
 import type { Resolution } from './resolve.ts'
-import { resolveAgain } from './resolve.ts'
 import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { AnyResponse, Reason } from './reply.ts'
@@ -326,27 +325,15 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
     this.done()
   }
 
-  /** Resolves the held request again against the current snapshot and waits there (or fails with `detail`). */
-  protected reroute(detail: string): void {
-    if (this.finished) return
-    const req = this.req
-    const again = resolveAgain(this.plane.snapshot, this.resolution, req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? '', req.url ?? '/', req.headers)
-    if (!again) {
-      this.fail(503, 'no-backend', detail)
-      return
-    }
-    const r = again.resolution
-    const backend = again.backend
+  /** A held request follows the configuration (HeldForPod.reroute): demand and deadlines move with it. */
+  protected retarget(backend: BackendSpec): void {
     const before = this.backend.revision
     if (before) this.plane.demandOut(before)
-    this.resolution = r
     this.backend = backend
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
     if (backend.revision) this.plane.demandIn(backend.revision)
-    this.throttler = this.plane.throttlerFor(backend)
     this.rearm()
-    this.acquire()
   }
 
   /** The client went away (or the response finished): release everything exactly once. */

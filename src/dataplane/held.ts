@@ -1,17 +1,24 @@
 // What a request (exchange.ts) and a WebSocket upgrade (websocket.ts) share as throttler waiters:
 // take a pod at once or queue for one, the answer when the queue is full, the cold-start time of a
 // real wait, and following the configuration when the backend they wait for leaves it.
+import type { IncomingMessage } from 'node:http'
 import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
 import type { BackendSpec } from '../model/snapshot.ts'
 import type { DataPlane } from './data-plane.ts'
 import type { Reason } from './reply.ts'
+import { resolveAgain } from './resolve.ts'
+import type { Resolution } from './resolve.ts'
 
 /** How often one held request may follow the configuration before it gets its 503. */
 const MAX_REROUTES = 3
 
 export abstract class HeldForPod implements Waiter {
   abstract readonly plane: DataPlane
+  /** The request as the client sent it: its Host, path and headers choose the route again. */
+  protected abstract readonly req: IncomingMessage
+  abstract resolution: Resolution | undefined
   abstract backend: BackendSpec | undefined
+  abstract finished: boolean
   throttler: Throttler | undefined
   /** When it first queued for a pod (ms); 0 if it never had to. */
   queuedAt = 0
@@ -27,8 +34,8 @@ export abstract class HeldForPod implements Waiter {
   protected abstract granted(pod: PodSlot): void
   /** Arms the timer for the earliest deadline of the current state. */
   protected abstract rearm(): void
-  /** Resolves again against the current snapshot and waits there, or fails with `detail`. */
-  protected abstract reroute(detail: string): void
+  /** Moves this one's demand (and its timer) to `backend`, which becomes its backend. */
+  protected abstract retarget(backend: BackendSpec): void
   abstract fail(status: number, reason: Reason, detail: string, headers?: Record<string, string>): void
 
   protected acquire(): void {
@@ -77,6 +84,19 @@ export abstract class HeldForPod implements Waiter {
     this.inQueue = false
     queueMicrotask(() => this.reroute(detail))
     return true
+  }
+
+  /** Resolves again against the current snapshot and waits there, or fails with `detail`. */
+  private reroute(detail: string): void {
+    if (this.finished) return
+    const req = this.req
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? ''
+    const again = resolveAgain(this.plane.snapshot, this.resolution!, host, req.url ?? '/', req.headers)
+    if (!again) return this.fail(503, 'no-backend', detail)
+    this.resolution = again.resolution
+    this.retarget(again.backend)
+    this.throttler = this.plane.throttlerFor(again.backend)
+    this.acquire()
   }
 
   protected leaveQueue(): void {

@@ -15,7 +15,7 @@ import type { PodSlot } from '../activator/throttler.ts'
 import { HeldForPod } from './held.ts'
 import type { BackendSpec, RevisionRef } from '../model/snapshot.ts'
 import { lookupHost, normaliseHostHeader } from './host.ts'
-import { resolve, resolveAgain } from './resolve.ts'
+import { resolve } from './resolve.ts'
 import type { Resolution } from './resolve.ts'
 import { upstreamHeadersFor } from './upstream-headers.ts'
 import { rawReply } from './reply.ts'
@@ -31,19 +31,19 @@ export function proxyUpgrade(plane: DataPlane, req: IncomingMessage, socket: Dup
 
 export class Upgrade extends HeldForPod implements TimedState {
   readonly plane: DataPlane
-  private readonly req: IncomingMessage
+  protected readonly req: IncomingMessage
   private readonly socket: Duplex
   private readonly head: Buffer
   private readonly secure: boolean
   private readonly done: () => void
-  private resolution: Resolution | undefined
+  resolution: Resolution | undefined
   backend: BackendSpec | undefined
   private pod: PodSlot | undefined
   private upstream: net.Socket | undefined
   private timer: NodeJS.Timeout | undefined
   /** The revision this upgrade counts as demand for (demandIn done, demandOut owed). */
   private demand: RevisionRef | undefined
-  private finished = false
+  finished = false
   /** The handshake's answer is in the request count (see count()). */
   private counted = false
   readonly startedAt = performance.now()
@@ -107,16 +107,10 @@ export class Upgrade extends HeldForPod implements TimedState {
     this.connect(pod.endpoint.host, pod.endpoint.port)
   }
 
-  /** Resolves the held upgrade again against the current snapshot and waits there (or fails with `detail`). */
-  protected reroute(detail: string): void {
-    if (this.finished) return
-    const again = resolveAgain(this.plane.snapshot, this.resolution!, this.req.headers.host ?? '', this.req.url ?? '/', this.req.headers)
-    if (!again) return this.fail(503, 'no-backend', detail)
-    this.resolution = again.resolution
-    this.backend = again.backend
-    this.demandFor(again.backend.revision)
-    this.throttler = this.plane.throttlerFor(again.backend)
-    this.acquire()
+  /** A held upgrade follows the configuration (HeldForPod.reroute): its demand moves with it. */
+  protected retarget(backend: BackendSpec): void {
+    this.backend = backend
+    this.demandFor(backend.revision)
   }
 
   // ---- the splice ----
