@@ -1,6 +1,7 @@
 // The listeners: public and cluster-local (HTTP/1.1 and h2c on one port), and TLS (HTTP/2 and
-// HTTP/1.1 by ALPN, SNI certificates). Plain node:http/http2 servers rather than fastify: the proxy
-// path needs no routing framework, and every layer it skips is throughput (docs/hot-path.md).
+// HTTP/1.1 by ALPN, SNI certificates). Our own HTTP/1.1 server side for bodyless requests in the
+// clear, and plain node:http/http2 servers for the rest, rather than fastify: the proxy path needs no
+// routing framework, and every layer it skips is throughput (docs/hot-path.md).
 import http from 'node:http'
 import http2 from 'node:http2'
 import type net from 'node:net'

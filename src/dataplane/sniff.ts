@@ -1,8 +1,8 @@
 // HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port. Node's HTTP/2 server refuses
 // HTTP/1.1 even with allowHTTP1 (that option is for TLS only), so a plain TCP server reads the first
 // bytes of each connection: the HTTP/2 connection preface goes to the HTTP/2 server, anything else to
-// the HTTP/1.1 server. Only the first bytes of a connection are inspected; keep-alive requests that
-// follow cost nothing.
+// HTTP/1.1 (our own server side, h1/server.ts, or node:http). Only the first bytes of a connection
+// are inspected; keep-alive requests that follow cost nothing.
 import net from 'node:net'
 import { Duplex } from 'node:stream'
 import type http from 'node:http'
@@ -36,12 +36,12 @@ function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: 
   let seen: Buffer | undefined
   const timer = setTimeout(() => socket.destroy(), opts.firstByteTimeoutMs)
   timer.unref()
-  const handOver = (http2: boolean): void => {
+  const handOver = (isHttp2: boolean): void => {
     clearTimeout(timer)
     socket.off('data', onData)
     socket.off('error', onError)
     socket.pause()
-    if (!http2) return h1(socket, seen)
+    if (!isHttp2) return h1(socket, seen)
     // node:http2 reads the native handle directly and would never see bytes we already took off
     // it, so it gets a stream that replays them first.
     h2.emit('connection', new ReplayingSocket(socket, seen))
