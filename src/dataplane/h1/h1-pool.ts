@@ -15,6 +15,7 @@ import type { Dispatcher } from 'undici'
 import { ResponseParser } from './response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
 import { copyChunk } from './chunk-pool.ts'
+import { putHeaderLine } from './head-bytes.ts'
 
 type Handler = Dispatcher.DispatchHandler
 
@@ -193,21 +194,11 @@ function requestHead(opts: H1Request, defaultHost: string): Buffer | undefined {
   buf[off++] = 32
   off += buf.write(path, off, 'latin1')
   off += buf.write(' HTTP/1.1\r\n', off, 'latin1')
-  if (headers) for (let i = 0; i < headers.length; i += 2) off = putLine(buf, off, headers[i]!, headers[i + 1]!)
-  if (!hasHost) off = putLine(buf, off, 'host', defaultHost)
+  if (headers) for (let i = 0; i < headers.length; i += 2) off = putHeaderLine(buf, off, headers[i]!, headers[i + 1]!)
+  if (!hasHost) off = putHeaderLine(buf, off, 'host', defaultHost)
   buf[off++] = 13
   buf[off] = 10
   return buf
-}
-
-function putLine(buf: Buffer, off: number, name: string, value: string): number {
-  off += buf.write(name, off, 'latin1')
-  buf[off++] = 58
-  buf[off++] = 32
-  off += buf.write(value, off, 'latin1')
-  buf[off++] = 13
-  buf[off++] = 10
-  return off
 }
 
 type PoolSocket = net.Socket & { conn: H1Connection }

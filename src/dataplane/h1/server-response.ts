@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events'
 import { STATUS_CODES } from 'node:http'
 import type net from 'node:net'
 import type { RequestHead } from './request-head.ts'
+import { putHeaderLine } from './head-bytes.ts'
 
 /** What a response needs of its connection. */
 export interface ResponseConnection {
@@ -28,7 +29,6 @@ export class EdgeRequest {
   readonly socket: net.Socket
   /** No body: nothing is ever read from it (exchange.ts checks before retrying on another pod). */
   readonly readableDidRead = false
-  readonly complete = true
 
   constructor(head: RequestHead, socket: net.Socket) {
     this.method = head.method
@@ -318,17 +318,8 @@ export class EdgeResponse extends EventEmitter {
 
 }
 
-/** Writes `name: value\r\n` for each pair of `list` (framing headers left out) at `off`; returns the new offset. */
+/** Writes each pair of `list` (framing headers left out) at `off`; returns the new offset. */
 function putFields(buf: Buffer, off: number, list: readonly string[]): number {
-  for (let i = 0; i + 1 < list.length; i += 2) {
-    const name = list[i]!
-    if (framingHeader(name)) continue
-    off += buf.write(name, off, 'latin1')
-    buf[off++] = 58
-    buf[off++] = 32
-    off += buf.write(list[i + 1]!, off, 'latin1')
-    buf[off++] = 13
-    buf[off++] = 10
-  }
+  for (let i = 0; i + 1 < list.length; i += 2) if (!framingHeader(list[i]!)) off = putHeaderLine(buf, off, list[i]!, list[i + 1]!)
   return off
 }

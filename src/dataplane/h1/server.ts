@@ -34,12 +34,15 @@ const SWEEP_MS = 1_000
 export class EdgeH1Server {
   readonly opts: EdgeH1Options
   readonly connections = new Set<H1Connection>()
+  /** `connection: keep-alive` and the idle time a client may count on, as node:http sends them. */
+  readonly keepAliveHeader: string
   /** No new request is read once set: each connection closes after its current response. */
   closing = false
   private sweeper: NodeJS.Timeout | undefined
 
   constructor(opts: EdgeH1Options) {
     this.opts = opts
+    this.keepAliveHeader = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(opts.keepAliveTimeoutMs / 1000)}\r\n`
   }
 
   /** Serves a new connection whose first bytes (`first`, possibly none yet) were read already. */
@@ -115,7 +118,7 @@ class H1Connection implements ResponseConnection {
   }
 
   get keepAliveHeader(): string {
-    return keepAliveHeaderFor(this.server.opts.keepAliveTimeoutMs)
+    return this.server.keepAliveHeader
   }
 
   get closing(): boolean {
@@ -234,15 +237,4 @@ class H1Connection implements ResponseConnection {
     this.current = undefined
     res?.closed()
   }
-}
-
-let keepAliveMs = -1
-let keepAliveLine = ''
-/** `connection: keep-alive` and the idle time the client may count on, as node:http sends them. */
-function keepAliveHeaderFor(ms: number): string {
-  if (ms !== keepAliveMs) {
-    keepAliveMs = ms
-    keepAliveLine = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(ms / 1000)}\r\n`
-  }
-  return keepAliveLine
 }
