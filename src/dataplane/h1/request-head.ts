@@ -88,7 +88,12 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   if (!BODYLESS_METHODS.has(method)) return HANDOFF
 
   const rawHeaders: string[] = []
-  const headers: Record<string, string> = Object.create(null) as Record<string, string>
+  // A plain object, as IncomingMessage.headers is. Not Object.create(null): V8 (Node 24.21) re-records
+  // the keyed store below into a null-prototype object on every call, so this function never left
+  // baseline code; measured 3.3 vs 0.5 µs per head, and ~6% of the gateway's CPU at a fixed rate.
+  // So a repeat is an own property, and `__proto__` (whose assignment would set the prototype) is
+  // defined instead of assigned.
+  const headers: Record<string, string> = {}
   let connection: string | undefined
   for (;;) {
     if (i + 2 > stop) return more
@@ -127,13 +132,14 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     if (rawHeaders.length >= limits.maxHeadersCount * 2) return HANDOFF
     const value = buf.toString('latin1', valueStart, valueEnd)
     const lower = name.toLowerCase()
-    if (lower in headers || HANDOFF_HEADERS.has(lower)) return HANDOFF
+    if (Object.hasOwn(headers, lower) || HANDOFF_HEADERS.has(lower)) return HANDOFF
     if (lower === 'connection') {
       // `Connection: upgrade` without an Upgrade header is still a protocol switch request.
       if (/(?:^|,)\s*upgrade\s*(?:,|$)/i.test(value)) return HANDOFF
       connection = value
     }
-    headers[lower] = value
+    if (lower === '__proto__') Object.defineProperty(headers, lower, { value, enumerable: true, writable: true, configurable: true })
+    else headers[lower] = value
     rawHeaders.push(name, value)
   }
 }
