@@ -107,6 +107,12 @@ const RESPONSES: Array<{ name: string; wire: string; expect: string[]; keepAlive
     keepAlive: false,
   },
   {
+    name: 'header names in any case, common and not, lower-cased',
+    wire: 'HTTP/1.1 200 OK\r\nCONTENT-TYPE: a\r\nContent-Typo: b\r\nX-Request-ID: c\r\nSet-Cookie: d=1\r\nset-cookie: e=2\r\nDATe: x\r\nContent-Length: 0\r\n\r\n',
+    expect: ['head 200 OK {"content-type":"a","content-typo":"b","x-request-id":"c","set-cookie":["d=1","e=2"],"date":"x","content-length":"0"}', 'end null'],
+    keepAlive: true,
+  },
+  {
     name: 'repeated equal Content-Lengths',
     wire: 'HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok',
     expect: ['head 200 OK {"content-length":["2, 2","2"]}', 'body ok', 'end null'],

@@ -337,8 +337,7 @@ function parseFields(text: string, from: number, into: ResponseHeaders): void {
     while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++
     while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--
     if (hasControlChar(text, a, b)) throw new ResponseParseError(`control character in response header ${text.slice(start, colon).toLowerCase()}`)
-    const raw = text.slice(start, colon)
-    const name = upper ? raw.toLowerCase() : raw
+    const name = knownName(text, start, colon) ?? (upper ? text.slice(start, colon).toLowerCase() : text.slice(start, colon))
     const value = text.slice(a, b)
     const prev = into[name]
     if (prev === undefined) into[name] = value
@@ -346,6 +345,31 @@ function parseFields(text: string, from: number, into: ResponseHeaders): void {
     else prev.push(value)
     start = end + 2
   }
+}
+
+// Names most responses carry, lower-case. A name found here is used as this constant: no slice, no
+// toLowerCase, and the headers object's keyed load and store then skip the string-table lookup a
+// freshly made key needs (~10% of this parser's time at a fixed rate, by perf).
+const KNOWN_NAMES = [
+  'age', 'date', 'etag', 'vary', 'server', 'expires', 'trailer', 'location', 'connection', 'keep-alive', 'set-cookie',
+  'content-type', 'grpc-status', 'x-request-id', 'grpc-message', 'cache-control', 'last-modified', 'accept-ranges',
+  'content-length', 'content-encoding', 'transfer-encoding', 'x-content-type-options', 'access-control-allow-origin',
+]
+const KNOWN_BY_LENGTH: string[][] = []
+for (const name of KNOWN_NAMES) (KNOWN_BY_LENGTH[name.length] ??= []).push(name)
+
+/** The constant for text[start, end) when it is a known name in any case (the caller checked it is a token). */
+function knownName(text: string, start: number, end: number): string | undefined {
+  const candidates = KNOWN_BY_LENGTH[end - start]
+  if (candidates === undefined) return undefined
+  next: for (const name of candidates) {
+    for (let i = 0; i < name.length; i++) {
+      // Token characters: OR-ing 0x20 lower-cases a letter and leaves '-' and digits as they are.
+      if ((text.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) continue next
+    }
+    return name
+  }
+  return undefined
 }
 
 /** Field values may hold visible characters, SP, HTAB and obs-text; never CR, LF, NUL or other controls. */
