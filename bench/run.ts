@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { execSync } from 'node:child_process'
 import net from 'node:net'
-import { pinned, rssMb, stop, waitPort, hasTaskset, which } from './lib/procs.ts'
+import { cpuMs, pinned, rssMb, stop, waitPort, hasTaskset, which } from './lib/procs.ts'
 import { median, wrk } from './lib/wrk.ts'
 import type { WrkResult } from './lib/wrk.ts'
 import { gatewayManifests, startGatewayProc, startHaproxy, startNginx } from './lib/proxies.ts'
@@ -43,6 +43,8 @@ interface Target {
   port: number
   host?: string
   path?: string
+  /** The proxy's process, for its CPU time. */
+  pid?: number
 }
 
 async function interleaved(targets: Target[], run: (t: Target) => Promise<WrkResult>, rounds = ROUNDS): Promise<Map<string, WrkResult[]>> {
@@ -115,7 +117,7 @@ async function main(): Promise<void> {
     else running.push(ng)
     for (const s of skipped) log(`Skipped: ${s}`)
 
-    const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map((r) => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined }))]
+    const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map((r) => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined, pid: r.child.pid }))]
     // Warm-up: JIT, pools.
     for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
 
@@ -152,24 +154,38 @@ async function main(): Promise<void> {
       ]
       const floorProcs = floors.map((f) => pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'floor-proxy.mjs'), String(f.port), String(backendProxied), f.kind]))
       for (const f of floors) await waitPort(f.port)
-      const fixedTargets: Target[] = [...targets, ...floors.map((f) => ({ name: f.name, port: f.port }))]
+      const fixedTargets: Target[] = [...targets, ...floors.map((f, i) => ({ name: f.name, port: f.port, pid: floorProcs[i]!.pid }))]
       for (const f of floors) await wrk({ url: `http://127.0.0.1:${f.port}/`, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
       log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, connections paced by a random wait of 0–${2 * delayMs} ms, ${Math.max(ROUNDS, 5)} rounds)`)
       log('')
       // Tail latency is the noisiest number here: at least five rounds for its medians.
       let res: Map<string, WrkResult[]>
+      // Each proxy's CPU time per request at this rate (µs, from /proc): at a fixed rate a request
+      // waits behind the ones the proxy is still working on, so its tail follows this number.
+      const cpuPerRequest = new Map<string, number[]>()
       try {
-        res = await interleaved(fixedTargets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs }), Math.max(ROUNDS, 5))
+        res = await interleaved(
+          fixedTargets,
+          async (t) => {
+            const before = cpuMs(t.pid)
+            const r = await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs })
+            const after = cpuMs(t.pid)
+            if (before !== undefined && after !== undefined && r.rps > 0) (cpuPerRequest.get(t.name) ?? cpuPerRequest.set(t.name, []).get(t.name)!).push(((after - before) * 1000) / (r.rps * SECONDS))
+            return r
+          },
+          Math.max(ROUNDS, 5),
+        )
       } finally {
         for (const p of floorProcs) await stop(p)
       }
       const d = res.get('direct')!
-      log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added |')
-      log('|---|---|---|---|---|---|---|---|')
+      log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added | proxy CPU µs/request |')
+      log('|---|---|---|---|---|---|---|---|---|')
       const added: Record<string, number> = {}
       for (const [name, rs] of res) {
         added[name] = med(rs, 'p99') - med(d, 'p99')
-        log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p50'), 3)} | ${fmt(med(rs, 'p99'), 3)} | ${fmt(med(rs, 'p999'), 3)} | ${fmt(med(rs, 'p50') - med(d, 'p50'), 3)} | ${fmt(added[name]!, 3)} | ${fmt(med(rs, 'p999') - med(d, 'p999'), 3)} |`)
+        const cpu = cpuPerRequest.get(name)
+        log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p50'), 3)} | ${fmt(med(rs, 'p99'), 3)} | ${fmt(med(rs, 'p999'), 3)} | ${fmt(med(rs, 'p50') - med(d, 'p50'), 3)} | ${fmt(added[name]!, 3)} | ${fmt(med(rs, 'p999') - med(d, 'p999'), 3)} | ${cpu ? fmt(median(cpu), 1) : 'n/a'} |`)
       }
       const ha = res.get('haproxy')
       const gw = res.get('edge-gateway')!

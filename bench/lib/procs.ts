@@ -2,6 +2,7 @@
 // proxy gets exactly one core and the load generator another.
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
 import net from 'node:net'
 
 export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0
@@ -50,4 +51,35 @@ export function rssMb(pid: number | undefined): number | undefined {
   const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' })
   const kb = Number(r.stdout.trim())
   return Number.isFinite(kb) && kb > 0 ? kb / 1024 : undefined
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** utime + stime of one process from /proc, in clock ticks; 0 if it is gone. */
+function ticksOf(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * CPU time (ms) a process and its direct children have used so far: nginx's worker is its master's
+ * child. Undefined without /proc. Resolution is one clock tick (10 ms): read it over whole rounds.
+ */
+export function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined || !fs.existsSync(`/proc/${pid}/stat`)) return undefined
+  let ticks = ticksOf(pid)
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const ppid = Number(fs.readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1])
+      if (ppid === pid) ticks += ticksOf(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return (ticks * 1000) / CLOCK_TICKS
 }
