@@ -55,6 +55,8 @@ let gw: Gateway
 let dir: string
 let silent: Awaited<ReturnType<typeof tcpPod>>
 let hangUp: Awaited<ReturnType<typeof tcpPod>>
+let piecemeal: Awaited<ReturnType<typeof tcpPod>>
+let cutShort: Awaited<ReturnType<typeof tcpPod>>
 let idle: Awaited<ReturnType<typeof echoPod>>
 let next: Awaited<ReturnType<typeof echoPod>>
 /** A pod listed ready whose server is not listening yet (the scale-from-zero race). */
@@ -63,6 +65,14 @@ let latePort: number
 t.before(async () => {
   silent = await tcpPod((s) => s.resume())
   hangUp = await tcpPod((s) => s.once('data', () => s.destroy()))
+  // Its 101 in two writes 50 ms apart, so the gateway reads the status line in two pieces.
+  piecemeal = await tcpPod((s) =>
+    s.once('data', () => {
+      s.write('HTTP/1.1 1')
+      setTimeout(() => s.end('01 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), 50)
+    }),
+  )
+  cutShort = await tcpPod((s) => s.once('data', () => s.end('HTTP/1')))
   idle = await echoPod('idle')
   next = await echoPod('next')
   latePort = await closedPort()
@@ -76,16 +86,18 @@ t.before(async () => {
     revision('drain-00001'),
     revision('next-00001'),
     revision('early-00001'),
+    revision('piecemeal-00001'),
+    revision('short-00001'),
   ])
-  writeManifest(dir, 'pods.yaml', [pods('slow-00001', silent.port), pods('start-00001', silent.port), pods('hangup-00001', hangUp.port), pods('idle-00001', idle.port), pods('next-00001', next.port), pods('early-00001', latePort)])
-  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'cold-00001'), route('drain', 'drain-00001'), route('early', 'early-00001')])
+  writeManifest(dir, 'pods.yaml', [pods('slow-00001', silent.port), pods('start-00001', silent.port), pods('hangup-00001', hangUp.port), pods('idle-00001', idle.port), pods('next-00001', next.port), pods('early-00001', latePort), pods('piecemeal-00001', piecemeal.port), pods('short-00001', cutShort.port)])
+  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'cold-00001'), route('drain', 'drain-00001'), route('early', 'early-00001'), route('piecemeal', 'piecemeal-00001'), route('short', 'short-00001')])
   gw = await startTestGateway(dir)
   await waitFor('routes loaded', () => gw.plane.snapshot.backends.has(`rev:${NS}/idle-00001`) && gw.plane.snapshot.backends.has(`rev:${NS}/cold-00001`))
 })
 
 t.teardown(async () => {
   await gw.close()
-  for (const p of [silent, hangUp, idle, next]) await p.close()
+  for (const p of [silent, hangUp, piecemeal, cutShort, idle, next]) await p.close()
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
@@ -139,11 +151,24 @@ t.test('a held upgrade follows the Route when its traffic moves to another revis
   const opened = new Promise<void>((resolve, reject) => (client.once('open', () => resolve()), client.once('error', reject)))
   opened.catch(() => undefined)
   await waitForQueued(gw, 'cold-00001', 1)
-  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'next-00001'), route('drain', 'drain-00001'), route('early', 'early-00001')])
+  writeManifest(dir, 'routes.yaml', [route('slow', 'slow-00001'), route('start', 'start-00001'), route('hangup', 'hangup-00001'), route('idle', 'idle-00001'), route('cold', 'next-00001'), route('drain', 'drain-00001'), route('early', 'early-00001'), route('piecemeal', 'piecemeal-00001'), route('short', 'short-00001')])
   await within(opened, 'the held upgrade to open on the new revision')
   const reply = new Promise<string>((r) => client.once('message', (m) => r(String(m))))
   client.send('hi')
   t.equal(await within(reply, 'the echo'), 'next: hi', 'served by the revision the traffic moved to')
+})
+
+t.test('a pod whose 101 arrives in pieces: the client gets it whole, and it is counted as 101 (a cut-short one as 502)', async (t) => {
+  const a = await raw(gw.ports.http, upgradeRequest(host('piecemeal'), '/ws'), { waitMs: 15_000 })
+  t.equal(a.status, 101)
+  t.equal(a.headers['upgrade'], 'websocket')
+  const b = await raw(gw.ports.http, upgradeRequest(host('short'), '/ws'), { waitMs: 15_000 })
+  t.equal(b.text, 'HTTP/1', 'what the pod sent, as it sent it')
+  const m = (await get(gw.ports.admin, 'localhost', '/metrics')).body
+  const count = (route: string, code: number): number => Number(new RegExp(`edge_requests_total\\{host="${host(route)}",namespace="default",revision="${route}-00001",code="${code}"\\} (\\d+)`).exec(m)?.[1] ?? 0)
+  t.equal(count('piecemeal', 101), 1)
+  t.equal(count('piecemeal', 502), 0)
+  t.equal(count('short', 502), 1)
 })
 
 t.test('upgrades are counted in edge_requests_total by their handshake answer, the pod\'s or the gateway\'s', async (t) => {

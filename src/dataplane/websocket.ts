@@ -49,6 +49,8 @@ export class Upgrade extends HeldForPod implements TimedState {
   readonly startedAt = performance.now()
   /** The pod sent its first byte (its 101, or an HTTP error the client gets as is). */
   responded = false
+  /** The pod's first bytes while fewer than a status line's first 12 (`HTTP/1.1 101`) have come. */
+  private statusBytes: Buffer | undefined
   lastActivity = 0
 
   constructor(plane: DataPlane, req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean, done: () => void) {
@@ -145,9 +147,9 @@ export class Upgrade extends HeldForPod implements TimedState {
         this.lastActivity = performance.now()
         if (!this.responded) {
           this.responded = true
-          this.count(statusOfHead(chunk), undefined)
           this.rearm()
         }
+        if (!this.counted) this.countPodStatus(chunk)
       })
       socket.on('data', () => (this.lastActivity = performance.now()))
     })
@@ -168,7 +170,10 @@ export class Upgrade extends HeldForPod implements TimedState {
       if (!current()) return
       this.releasePod()
       if (!this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding`)
-      else socket.end()
+      else {
+        this.countPodStatus(undefined)
+        socket.end()
+      }
     })
     this.plane.log.debug({ host, port, url: req.url }, 'upgrade')
   }
@@ -252,6 +257,21 @@ export class Upgrade extends HeldForPod implements TimedState {
     this.plane.upgradeAnswered(this.req, this.resolution?.entry.host ?? '', this.backend, status, (performance.now() - this.startedAt) / 1000, reason)
   }
 
+  /**
+   * Counts the pod's answer by its status line once its first 12 bytes are in: a status line may
+   * arrive in pieces. `chunk` undefined: the pod is done, count what came (502 if not a status line).
+   */
+  private countPodStatus(chunk: Buffer | undefined): void {
+    const bytes = chunk === undefined ? (this.statusBytes ?? Buffer.alloc(0)) : this.statusBytes ? Buffer.concat([this.statusBytes, chunk]) : chunk
+    if (chunk !== undefined && bytes.length < STATUS_PREFIX_BYTES) {
+      // A copy: the stream's chunk is not ours to keep.
+      this.statusBytes = Buffer.from(bytes)
+      return
+    }
+    this.statusBytes = undefined
+    this.count(statusOfHead(bytes), undefined)
+  }
+
   private releasePod(): void {
     if (!this.pod) return
     this.throttler!.release(this.pod)
@@ -275,10 +295,12 @@ export class Upgrade extends HeldForPod implements TimedState {
 
 /**
  * The status of the response head the pod's first bytes start (`HTTP/1.1 101 ...`), for the request
- * count; 502 when they are not one (the client still gets them as they came).
+ * count; 502 when they are not one, or too few (the client still gets them as they came).
  */
+const STATUS_PREFIX_BYTES = 12
+
 function statusOfHead(chunk: Buffer): number {
-  if (chunk.length < 12) return 502
-  const line = chunk.toString('latin1', 0, 12)
+  if (chunk.length < STATUS_PREFIX_BYTES) return 502
+  const line = chunk.toString('latin1', 0, STATUS_PREFIX_BYTES)
   return /^HTTP\/1\.[01] [1-5]\d\d$/.test(line) ? Number(line.slice(9)) : 502
 }
