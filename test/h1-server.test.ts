@@ -20,6 +20,12 @@ const pod = await startBackend('pod', (req, res) => {
     res.end()
     return
   }
+  if (url.startsWith('/echo-header')) {
+    // Back: the request's x-long, and a value with bytes above 0x7F (obs-text).
+    res.writeHead(200, { 'x-back': String(req.headers['x-long']), 'x-latin': 'caf\xe9', 'content-length': '2' })
+    res.end('ok')
+    return
+  }
   if (url.startsWith('/post')) {
     let body = ''
     req.setEncoding('latin1')
@@ -175,6 +181,15 @@ t.test('a request with a header value node:http accepts but our subset does not 
   const a = await raw(gw.ports.http, getReq('/latin', 'X-Name: caf\xe9\r\nConnection: close\r\n'))
   t.equal(a.status, 200)
   t.equal(a.body, 'path /latin')
+})
+
+t.test('header values, short and long, and a byte above 0x7F, cross both heads byte for byte', async (t) => {
+  const long = 'v'.repeat(47) + '-' + 'w'.repeat(150)
+  const a = await raw(gw.ports.http, getReq('/echo-header', `X-Long: ${long}\r\nConnection: close\r\n`))
+  t.equal(a.status, 200)
+  t.equal(a.headers['x-back'], long, 'the request head to the pod, then the response head back')
+  t.equal(a.headers['x-latin'], Buffer.from('caf\xe9', 'utf8').toString('latin1'), "the pod's bytes as they were (node:http sends a header value as UTF-8: two bytes above 0x7F)")
+  t.match(a.text, /^HTTP\/1\.1 200 OK\r\n/)
 })
 
 t.test('a client that goes away mid-response does not disturb the next client', async (t) => {

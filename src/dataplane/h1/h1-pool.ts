@@ -15,7 +15,7 @@ import type { Dispatcher } from 'undici'
 import { ResponseParser } from './response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
 import { copyChunk } from './chunk-pool.ts'
-import { putHeaderLine } from './head-bytes.ts'
+import { putHeaderLine, putLatin1 } from './head-bytes.ts'
 
 type Handler = Dispatcher.DispatchHandler
 
@@ -190,10 +190,10 @@ function requestHead(opts: H1Request, defaultHost: string): Buffer | undefined {
   }
   if (!hasHost) length += 6 + defaultHost.length + 2
   const buf = Buffer.allocUnsafe(length)
-  let off = buf.write(method, 0, 'latin1')
+  let off = putLatin1(buf, 0, method)
   buf[off++] = 32
-  off += buf.write(path, off, 'latin1')
-  off += buf.write(' HTTP/1.1\r\n', off, 'latin1')
+  off = putLatin1(buf, off, path)
+  off = putLatin1(buf, off, ' HTTP/1.1\r\n')
   if (headers) for (let i = 0; i < headers.length; i += 2) off = putHeaderLine(buf, off, headers[i]!, headers[i + 1]!)
   if (!hasHost) off = putHeaderLine(buf, off, 'host', defaultHost)
   buf[off++] = 13

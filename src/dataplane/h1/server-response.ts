@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import { STATUS_CODES } from 'node:http'
 import type net from 'node:net'
 import type { RequestHead } from './request-head.ts'
-import { putHeaderLine } from './head-bytes.ts'
+import { putHeaderLine, putLatin1 } from './head-bytes.ts'
 
 /** What a response needs of its connection. */
 export interface ResponseConnection {
@@ -290,9 +290,9 @@ export class EdgeResponse extends EventEmitter {
     let off = buf.length - (body + framing - sizeLine.length)
     if (body > 0) {
       off += typeof chunk === 'string' ? buf.write(chunk, off, 'utf8') : chunk.copy(buf, off)
-      if (sizeLine) off += buf.write('\r\n', off, 'latin1')
+      if (sizeLine) off = putLatin1(buf, off, '\r\n')
     }
-    if (terminator) buf.write(terminator, off, 'latin1')
+    if (terminator) putLatin1(buf, off, terminator)
     return socket.write(buf, cb)
   }
 
@@ -303,16 +303,16 @@ export class EdgeResponse extends EventEmitter {
     let off = 0
     if (this.headPending) {
       this.headPending = false
-      off += buf.write(this.firstLine, off, 'latin1')
+      off = putLatin1(buf, off, this.firstLine)
       if (this.extraFields) off = putFields(buf, off, this.extraFields)
       off = putFields(buf, off, this.fields)
-      off += buf.write(this.tailLines, off, 'latin1')
+      off = putLatin1(buf, off, this.tailLines)
       buf[off++] = 13
       buf[off++] = 10
       this.fields = []
       this.extraFields = undefined
     }
-    if (sizeLine) buf.write(sizeLine, off, 'latin1')
+    if (sizeLine) putLatin1(buf, off, sizeLine)
     return buf
   }
 
