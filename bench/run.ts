@@ -198,6 +198,9 @@ async function main(): Promise<void> {
           log(`HAProxy's added p99 (${fmt(added.haproxy, 3)} ms) is within the run-to-run noise of direct's p99 in this run, so the ratio means nothing here; the p99 column compares the proxies directly (edge-gateway ${fmt(med(gw, 'p99'), 2)} ms, HAProxy ${fmt(med(ha, 'p99'), 2)} ms). Target: edge-gateway's added p99 ≤ 1.5× HAProxy's.`)
         } else log(`edge-gateway's added p99 is ${fmt(added['edge-gateway']! / added.haproxy, 2)}× HAProxy's (target ≤ 1.5×).`)
       }
+      const gwCpu = cpuPerRequest.get('edge-gateway')
+      const haCpu = cpuPerRequest.get('haproxy')
+      if (gwCpu && haCpu) log(`CPU per request at this rate: edge-gateway ${fmt(median(gwCpu), 1)} µs, HAProxy ${fmt(median(haCpu), 1)} µs (${fmt(median(gwCpu) / median(haCpu), 2)}×); per round, edge-gateway: ${gwCpu.map((c) => fmt(c, 1)).join(', ')}.`)
       log('')
     }
 
