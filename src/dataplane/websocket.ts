@@ -264,8 +264,8 @@ export class Upgrade extends HeldForPod implements TimedState {
   private countPodStatus(chunk: Buffer | undefined): void {
     const bytes = chunk === undefined ? (this.statusBytes ?? Buffer.alloc(0)) : this.statusBytes ? Buffer.concat([this.statusBytes, chunk]) : chunk
     if (chunk !== undefined && bytes.length < STATUS_PREFIX_BYTES) {
-      // A copy: the stream's chunk is not ours to keep.
-      this.statusBytes = Buffer.from(bytes)
+      // Kept as a copy: the stream's chunk is not ours to keep (concat made one already).
+      this.statusBytes = bytes === chunk ? Buffer.from(chunk) : bytes
       return
     }
     this.statusBytes = undefined
@@ -293,12 +293,13 @@ export class Upgrade extends HeldForPod implements TimedState {
   }
 }
 
+/** `HTTP/1.1 101`: the part of a status line the count reads. */
+const STATUS_PREFIX_BYTES = 12
+
 /**
  * The status of the response head the pod's first bytes start (`HTTP/1.1 101 ...`), for the request
  * count; 502 when they are not one, or too few (the client still gets them as they came).
  */
-const STATUS_PREFIX_BYTES = 12
-
 function statusOfHead(chunk: Buffer): number {
   if (chunk.length < STATUS_PREFIX_BYTES) return 502
   const line = chunk.toString('latin1', 0, STATUS_PREFIX_BYTES)
