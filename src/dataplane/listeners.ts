@@ -37,20 +37,23 @@ export interface Listener {
   closeAll(): void
 }
 
+/** Idle client keep-alive connections close after this (longer than a typical load balancer's 60 s). */
+const CLIENT_KEEP_ALIVE_MS = 65_000
+
 function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts: ListenerOptions): http.Server {
+  const limits = withDefaults(opts)
   const server = http.createServer({
     // A request may legitimately take minutes (Knative allows 600 s), and streams longer: no total limit here.
     requestTimeout: 0,
-    headersTimeout: opts.headersTimeoutMs ?? 15_000,
+    headersTimeout: limits.headersTimeoutMs,
     // Node only enforces headersTimeout when it sweeps connections; sweep often enough to mean it.
     connectionsCheckingInterval: 1_000,
-    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
-    maxHeaderSize: opts.maxHeaderSize ?? 32 * 1024,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? CLIENT_KEEP_ALIVE_MS,
+    maxHeaderSize: limits.maxHeaderSize,
     noDelay: true,
     // A request without Host is answered by handle() (400 with x-edge-reason), not by Node's bare 400.
     requireHostHeader: false,
   })
-  const limits = withDefaults(opts)
   // More header lines than this fail the parse (HPE_HEADER_OVERFLOW → 431 in onClientError).
   server.maxHeadersCount = limits.maxHeadersCount
   server.on('request', serveHttp1(plane, kind, secure, limits))
@@ -158,7 +161,7 @@ function edgeHttp1Server(plane: DataPlane, kind: ListenerKind, limits: ClientLim
     maxHeaderSize: limits.maxHeaderSize,
     maxHeadersCount: limits.maxHeadersCount,
     headersTimeoutMs: limits.headersTimeoutMs,
-    keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 65_000,
+    keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? CLIENT_KEEP_ALIVE_MS,
     // The same handler node:http's 'request' event runs: our request and response carry the part of
     // IncomingMessage and ServerResponse it uses.
     onRequest: (req, res) => serve(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse),
