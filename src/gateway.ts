@@ -147,9 +147,10 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
     accessLog: config.accessLog,
+    // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
-      requestIn: (rev) => demand.requestIn(rev, now()),
-      requestOut: (rev) => demand.requestOut(rev, now()),
+      requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
+      requestOut: (rev) => demand.requestOutKey(rev.key, now()),
     },
     onColdStart: (rev) => (link ? link.coldStart(rev) : runner?.coldStart(rev.namespace, rev.name)),
     // Workers share per-pod limits through the primary's broker (see src/cluster/slot-broker.ts).

@@ -307,6 +307,19 @@ t.test('each timeout answers 504 with its own reason', async (t) => {
     t.ok(r.error, `the body did not complete (${r.error?.message ?? `got ${JSON.stringify(r.body)}`})`)
     await waitFor('the upstream request to be cancelled', () => b.inFlight === 0)
   })
+  t.test('a response that started in time outlives responseStartTimeoutSeconds and is cut by timeoutSeconds', async (t) => {
+    // The timer armed for the response start fires while the body is under way: it must re-check
+    // and wait for timeoutSeconds, not cut the stream at the response-start deadline.
+    const b = await backend(t, startStallingBackend('stall'))
+    const s = await setup(t, { spec: { timeoutSeconds: 2, responseStartTimeoutSeconds: 1 }, ports: [b.port] })
+    const started = performance.now()
+    const r = await attempt(s.gw.ports.http, HOST, '/stall')
+    const elapsed = performance.now() - started
+    t.equal(r.status, 200, 'the pod’s headers were relayed')
+    t.ok(r.error, 'the body did not complete')
+    t.ok(elapsed >= 2000, `cut at timeoutSeconds (after ${Math.round(elapsed)} ms), not at responseStartTimeoutSeconds`)
+    await waitFor('the upstream request to be cancelled', () => b.inFlight === 0)
+  })
   t.test('a request held while scaled to zero is still bound by timeoutSeconds', async (t) => {
     const s = await setup(t, { spec: { timeoutSeconds: 1 } })
     const a = await hello(s, '/held')

@@ -23,9 +23,10 @@ export type ListenerKind = 'public' | 'local'
 /** What a client is told when a bug in the gateway cost its request (plain or upgrade). */
 const INTERNAL_ERROR_DETAIL = 'the gateway failed while handling this request (the error is in its log)'
 
+/** Told of every request to a revision, from arrival (held ones too) to its end; it reads its own clock. */
 export interface DemandSink {
-  requestIn(rev: { namespace: string; name: string }, nowMs: number): void
-  requestOut(rev: { namespace: string; name: string }, nowMs: number): void
+  requestIn(rev: RevisionRef): void
+  requestOut(rev: RevisionRef): void
 }
 
 export interface DataPlaneOptions {
@@ -206,11 +207,11 @@ export class DataPlane {
   }
 
   demandIn(rev: RevisionRef): void {
-    this.opts.demand?.requestIn(rev, Date.now())
+    this.opts.demand?.requestIn(rev)
   }
 
   demandOut(rev: RevisionRef): void {
-    this.opts.demand?.requestOut(rev, Date.now())
+    this.opts.demand?.requestOut(rev)
   }
 
   handle(req: IncomingMessage, res: ServerResponse, listener: ListenerKind, secure: boolean): void {

@@ -53,6 +53,8 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
   finished = false
   status = 0
   timer: NodeJS.Timeout | undefined
+  /** When the armed timer fires (ms, performance.now). */
+  timerAt = 0
   lastActivity = 0
 
   constructor(plane: DataPlane, snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, resolution: Resolution, secure: boolean) {
@@ -280,9 +282,15 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
 
   protected rearm(): void {
     if (this.finished || !this.backend.revision) return
-    if (this.timer) clearTimeout(this.timer)
     const now = performance.now()
     const d = this.deadline(now)
+    if (this.timer) {
+      // A timer that fires no later than the new deadline stays: timeout() re-checks and re-arms.
+      // So the usual request (timeoutSeconds from its start, whatever its state) arms one timer,
+      // not a new one when its response starts.
+      if (d && this.timerAt <= d.at) return
+      clearTimeout(this.timer)
+    }
     if (!d) {
       this.timer = undefined
       return
@@ -290,12 +298,16 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
     // Whole milliseconds: Node keeps one timer list per distinct delay, and a fractional delay made a
     // new list (and a priority-queue insert) for every request. Firing up to 1 ms late is harmless:
     // timeout() re-checks the deadline.
-    this.timer = setTimeout(onTimer, Math.ceil(d.at - now), this)
+    const delay = Math.ceil(d.at - now)
+    this.timerAt = now + delay
+    this.timer = setTimeout(onTimer, delay, this)
     this.timer.unref()
   }
 
+  /** Only an idle limit reads lastActivity: the clock is not read for every chunk of every response. */
   private touch(): void {
-    this.lastActivity = performance.now()
+    const rev = this.backend.revision
+    if (rev !== undefined && (rev.idleTimeoutSeconds !== undefined || (this.streaming && this.plane.streamIdleTimeoutMs > 0))) this.lastActivity = performance.now()
   }
 
   timeout(): void {
