@@ -12,6 +12,7 @@ import { EdgeRequest, EdgeResponse } from './server-response.ts'
 import type { ResponseConnection } from './server-response.ts'
 import { HANDOFF, INCOMPLETE, parseRequestHead } from './request-head.ts'
 import type { HeadLimits } from './request-head.ts'
+import { adoptWithSharedBuffer, pauseAsStream } from './user-buffer-socket.ts'
 
 export interface EdgeH1Options extends HeadLimits {
   /** Time a client has to send a request head, from its first byte (or the connection's start). */
@@ -30,6 +31,12 @@ export interface EdgeH1Options extends HeadLimits {
 const MAX_READ_AHEAD = 64 * 1024
 /** How often idle and slow connections are looked at (no timer re-armed per request). */
 const SWEEP_MS = 1_000
+
+// Every client connection reads into this one buffer (user-buffer-socket.ts for why). Reads are
+// delivered one at a time and each is used up before the next: a request head is parsed into
+// strings, and bytes that must wait (a partial head, pipelined requests, what node:http takes over)
+// are copied out.
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
 
 export class EdgeH1Server {
   readonly opts: EdgeH1Options
@@ -51,7 +58,12 @@ export class EdgeH1Server {
       socket.destroy()
       return
     }
-    const c = new H1Connection(this, socket)
+    let c: H1Connection | undefined
+    const adopted = adoptWithSharedBuffer(socket, READ_BUFFER, (n, shared) => c!.received(n, shared))
+    if (adopted) {
+      if (adopted.buffered) first = first ? Buffer.concat([first, adopted.buffered]) : adopted.buffered
+      c = new H1Connection(this, adopted.socket, true)
+    } else c = new H1Connection(this, socket, false)
     this.connections.add(c)
     if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), SWEEP_MS)
@@ -103,6 +115,10 @@ class H1Connection implements ResponseConnection {
   idleSince = 0
   private parsing = false
   private gone = false
+  /** Reads come through received() (a shared buffer), not 'data' events. */
+  private readonly sharedReads: boolean
+  /** node:http has the connection: reads that still reach received() go to it as stream data. */
+  private handedOff = false
   private readonly onData = (chunk: Buffer): void => this.read(chunk)
   private readonly onEnd = (): void => {
     this.socket.destroy()
@@ -112,9 +128,10 @@ class H1Connection implements ResponseConnection {
     this.socket.destroy()
   }
 
-  constructor(server: EdgeH1Server, socket: net.Socket) {
+  constructor(server: EdgeH1Server, socket: net.Socket, sharedReads: boolean) {
     this.server = server
     this.socket = socket
+    this.sharedReads = sharedReads
   }
 
   get keepAliveHeader(): string {
@@ -132,7 +149,7 @@ class H1Connection implements ResponseConnection {
 
   start(first: Buffer | undefined): void {
     const s = this.socket
-    s.on('data', this.onData)
+    if (!this.sharedReads) s.on('data', this.onData)
     // A client that half-closes has gone: node:http (allowHalfOpen off) treats it the same way.
     s.on('end', this.onEnd)
     s.on('close', this.onClose)
@@ -140,6 +157,24 @@ class H1Connection implements ResponseConnection {
     this.headSince = performance.now()
     if (first) this.read(first)
     s.resume()
+  }
+
+  /** A read into the shared buffer: bytes [0, n), valid only during this call. */
+  received(n: number, shared: Buffer): boolean {
+    // node:http consumes the socket's native handle itself; what it leaves to stream reads (an
+    // upgraded connection's bytes) arrives here and goes on as stream data.
+    if (this.handedOff) return this.socket.push(Buffer.from(shared.subarray(0, n)))
+    if (this.gone) return true
+    if (this.pending !== undefined || this.current !== undefined || this.parsing) {
+      this.read(Buffer.from(shared.subarray(0, n)))
+      return true
+    }
+    // The usual case: a read holding whole request heads, parsed where it lies.
+    this.pending = shared.subarray(0, n)
+    this.parse()
+    // A partial head or pipelined requests behind one in progress must outlive this read.
+    if (this.pending !== undefined && this.pending.buffer === shared.buffer) this.pending = Buffer.from(this.pending)
+    return true
   }
 
   private read(chunk: Buffer): void {
@@ -225,7 +260,11 @@ class H1Connection implements ResponseConnection {
     s.off('close', this.onClose)
     s.off('error', this.onError)
     s.pause()
-    const rest = this.pending
+    this.handedOff = true
+    if (this.sharedReads) pauseAsStream(s)
+    // Bytes still in the shared buffer are copied: node:http reads them from the stream later (on the
+    // next tick today), and no view of the shared buffer may outlive the read it came from.
+    const rest = this.pending !== undefined && this.pending.buffer === READ_BUFFER.buffer ? Buffer.from(this.pending) : this.pending
     this.pending = undefined
     this.server.opts.handOff(s, rest)
   }
