@@ -26,8 +26,8 @@ interface Internal {
 /**
  * A socket on `socket`'s connection that reads into `shared`, paused, or undefined when that cannot
  * be done (then `socket` is untouched). `buffered` holds bytes `socket` had already read and not yet
- * handed out. `socket` stays as an empty shell and closes when the new one does, so 'close' listeners
- * on it (the per-IP connection count) still run once, at the real end of the connection.
+ * handed out. `socket`'s 'close' listeners move to the new socket and run once, at the real end of
+ * the connection; `socket` itself is not used again.
  */
 export function adoptWithSharedBuffer(socket: net.Socket, shared: Buffer, onRead: SharedRead): { socket: net.Socket; buffered: Buffer | undefined } | undefined {
   const old = socket as unknown as Internal
@@ -49,7 +49,11 @@ export function adoptWithSharedBuffer(socket: net.Socket, shared: Buffer, onRead
   // The server counts the connection until this socket closes (its close() waits for that).
   adopted._server = server
   adopted.server = server
-  fresh.once('close', () => socket.destroy())
+  // Whoever waits for the connection to close (the per-IP connection count) now waits on the new
+  // socket; the old one holds nothing and is left to the garbage collector, so a held connection
+  // costs one socket object, not two.
+  for (const listener of socket.rawListeners('close')) fresh.once('close', ((listener as { listener?: unknown }).listener ?? listener) as (hadError: boolean) => void)
+  socket.removeAllListeners('close')
   return { socket: fresh, buffered }
 }
 
