@@ -7,10 +7,11 @@
 // 0.03 ms with this (docs/hot-path.md). Reads also skip the Readable push and its nextTick per read.
 //
 // Node offers `onread` only for sockets it creates (net.connect / new net.Socket), not for the ones a
-// net.Server accepts, so the native handle is moved into a new Socket made with `onread`. That reads
-// three of net.Socket's internal fields (`_handle`, `_server`, `server`), stable since Node 12; the
-// Node version is pinned (package.json), the tests drive every path through it, and where the fields
-// are not as expected the connection simply stays on its stream reads.
+// net.Server accepts, so the native handle is moved into a new Socket made with `onread`. That uses
+// three of net.Socket's internal fields (`_handle`, `_server`, `server`) and its undocumented `handle`
+// option, which is how net.Server itself builds accepted sockets. The Node version is pinned
+// (package.json), the tests drive every path through it, and where the fields are not as expected
+// the connection simply stays on its stream reads.
 import net from 'node:net'
 import { Readable } from 'node:stream'
 
