@@ -15,6 +15,7 @@ import type { Dispatcher } from 'undici'
 import { ResponseParser } from './response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
 import { copyChunk } from './chunk-pool.ts'
+import { READ_BUFFER } from './read-buffer.ts'
 import { putHeaderLine, putLatin1 } from './head-bytes.ts'
 
 type Handler = Dispatcher.DispatchHandler
@@ -58,10 +59,9 @@ function watchIdle(pool: H1Pool): void {
   }
 }
 
-// Reads from every upstream socket land in this one buffer (net's `onread`), which skips the
-// Readable stream machinery per read. Callbacks run one at a time and nothing keeps a view of it:
-// the parser copies head and trailer text into strings, and body bytes are copied out (below).
-const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
+// Reads from every upstream socket land in the shared READ_BUFFER (net's `onread`), which skips the
+// Readable stream machinery per read. The parser copies head and trailer text into strings, and body
+// bytes are copied out (below).
 
 /**
  * Characters that would let a header or the path break out of its line, and characters that do

@@ -13,6 +13,7 @@ import type { ResponseConnection } from './server-response.ts'
 import { HANDOFF, INCOMPLETE, parseRequestHead } from './request-head.ts'
 import type { HeadLimits } from './request-head.ts'
 import { adoptWithSharedBuffer, pauseAsStream } from './user-buffer-socket.ts'
+import { READ_BUFFER } from './read-buffer.ts'
 
 export interface EdgeH1Options extends HeadLimits {
   /** Time a client has to send a request head, from its first byte (or the connection's start). */
@@ -31,12 +32,6 @@ export interface EdgeH1Options extends HeadLimits {
 const MAX_READ_AHEAD = 64 * 1024
 /** How often idle and slow connections are looked at (no timer re-armed per request). */
 const SWEEP_MS = 1_000
-
-// Every client connection reads into this one buffer (user-buffer-socket.ts for why). Reads are
-// delivered one at a time and each is used up before the next: a request head is parsed into
-// strings, and bytes that must wait (a partial head, pipelined requests, what node:http takes over)
-// are copied out.
-const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
 
 export class EdgeH1Server {
   readonly opts: EdgeH1Options
@@ -169,7 +164,8 @@ class H1Connection implements ResponseConnection {
       this.read(Buffer.from(shared.subarray(0, n)))
       return true
     }
-    // The usual case: a read holding whole request heads, parsed where it lies.
+    // The usual case: a read holding whole request heads, parsed where it lies (user-buffer-socket.ts
+    // for why reads land in READ_BUFFER). Bytes that must wait are copied out, here or in handOff().
     this.pending = shared.subarray(0, n)
     this.parse()
     // A partial head or pipelined requests behind one in progress must outlive this read.
