@@ -53,7 +53,8 @@ export function nextDeadline(s: TimedState, rev: RevisionRef, limits: Limits, no
   return at === Infinity ? undefined : { at: Math.max(at, now + 1), reason }
 }
 
-function idleLimitMs(s: TimedState, rev: RevisionRef, limits: Limits): number | undefined {
+/** The idle limit that applies (ms), undefined if none: only then does lastActivity matter. */
+export function idleLimitMs(s: TimedState, rev: RevisionRef, limits: Limits): number | undefined {
   if (rev.idleTimeoutSeconds !== undefined) return rev.idleTimeoutSeconds * 1000
   return s.streaming && limits.streamIdleTimeoutMs > 0 ? limits.streamIdleTimeoutMs : undefined
 }

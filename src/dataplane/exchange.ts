@@ -13,7 +13,7 @@ import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { AnyResponse, Reason } from './reply.ts'
 import type { DataPlane } from './data-plane.ts'
-import { nextDeadline, timeoutDetail } from './deadlines.ts'
+import { idleLimitMs, nextDeadline, timeoutDetail } from './deadlines.ts'
 import type { Deadline, TimedState } from './deadlines.ts'
 
 type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0]
@@ -307,7 +307,7 @@ export class Exchange extends HeldForPod implements Dispatcher.DispatchHandler, 
   /** Only an idle limit reads lastActivity: the clock is not read for every chunk of every response. */
   private touch(): void {
     const rev = this.backend.revision
-    if (rev !== undefined && (rev.idleTimeoutSeconds !== undefined || (this.streaming && this.plane.streamIdleTimeoutMs > 0))) this.lastActivity = performance.now()
+    if (rev !== undefined && idleLimitMs(this, rev, this.plane) !== undefined) this.lastActivity = performance.now()
   }
 
   timeout(): void {

@@ -4,3 +4,8 @@
 // strings, anything kept is copied out), so one buffer serves them all; no view of it may outlive
 // the callback it was handed to.
 export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
+
+/** `bytes` itself, or a copy of it when it is a view of READ_BUFFER: for bytes kept past the read. */
+export function keepable(bytes: Buffer): Buffer {
+  return bytes.buffer === READ_BUFFER.buffer ? Buffer.from(bytes) : bytes
+}

@@ -13,7 +13,7 @@ import type { ResponseConnection } from './server-response.ts'
 import { HANDOFF, INCOMPLETE, parseRequestHead } from './request-head.ts'
 import type { HeadLimits } from './request-head.ts'
 import { adoptWithSharedBuffer, pauseAsStream } from './user-buffer-socket.ts'
-import { READ_BUFFER } from './read-buffer.ts'
+import { READ_BUFFER, keepable } from './read-buffer.ts'
 
 export interface EdgeH1Options extends HeadLimits {
   /** Time a client has to send a request head, from its first byte (or the connection's start). */
@@ -169,7 +169,7 @@ class H1Connection implements ResponseConnection {
     this.pending = shared.subarray(0, n)
     this.parse()
     // A partial head or pipelined requests behind one in progress must outlive this read.
-    if (this.pending !== undefined && this.pending.buffer === shared.buffer) this.pending = Buffer.from(this.pending)
+    if (this.pending !== undefined) this.pending = keepable(this.pending)
     return true
   }
 
@@ -260,7 +260,7 @@ class H1Connection implements ResponseConnection {
     if (this.sharedReads) pauseAsStream(s)
     // Bytes still in the shared buffer are copied: node:http reads them from the stream later (on the
     // next tick today), and no view of the shared buffer may outlive the read it came from.
-    const rest = this.pending !== undefined && this.pending.buffer === READ_BUFFER.buffer ? Buffer.from(this.pending) : this.pending
+    const rest = this.pending !== undefined ? keepable(this.pending) : undefined
     this.pending = undefined
     this.server.opts.handOff(s, rest)
   }
