@@ -917,7 +917,7 @@ t.test('Dockerfile', async (t) => {
 t.test('every launch path passes the gateway\'s V8 flags (src/runtime-flags.ts)', async (t) => {
   t.ok(NODE_FLAGS.length > 0)
   const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-  t.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} dist/main.js`, 'npm start')
+  t.equal(pkg.scripts.start, `exec node ${NODE_FLAGS.join(' ')} dist/main.js`, 'npm start (exec: see cli.test.ts for why)')
   const shebang = readFileSync(join(repo, 'src', 'main.ts'), 'utf8').split('\n')[0]
   t.equal(shebang, `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`, 'the edge-gateway bin (its shebang)')
   t.same(withNodeFlags(['--inspect']), ['--inspect', ...NODE_FLAGS], 'workers: added to the primary\'s own flags')

@@ -66,12 +66,21 @@ export class LocalRunner implements StatSink {
   private nextId = 1
   private timer: NodeJS.Timeout | undefined
   private closed = false
+  /**
+   * Our processes must not outlive us. close() stops them politely; a gateway that exits without it
+   * (a second Ctrl-C, a fatal error) kills the ones still running as it goes, since nothing else
+   * would: they would keep their ports and run on with no parent.
+   */
+  private readonly killOnExit = (): void => {
+    for (const st of this.revisions.values()) for (const i of st.instances) if (!i.exited) i.child?.kill('SIGKILL')
+  }
 
   constructor(opts: LocalRunnerOptions) {
     this.opts = opts
   }
 
   start(): void {
+    process.on('exit', this.killOnExit)
     this.timer = setInterval(() => this.reconcileAll(), 1000)
     this.timer.unref()
     this.reconcileAll()
@@ -113,6 +122,7 @@ export class LocalRunner implements StatSink {
     if (this.timer) clearInterval(this.timer)
     const all = [...this.revisions.values()].flatMap((s) => s.instances)
     await Promise.all(all.map((i) => kill(i)))
+    process.off('exit', this.killOnExit)
     this.opts.store.replaceSource(LOCAL_RUNNER_SOURCE, [])
   }
 
