@@ -34,7 +34,8 @@ interface Running {
 
 /**
  * Starts `command args` (a gateway on the embedded default, routes/) on free ports, and waits until
- * it is ready. Killed at the end of the test whatever happened.
+ * it is ready. Stopped at the end of the test whatever happened: SIGINT, so that a gateway left
+ * running by a failed test still stops its local revision processes.
  */
 async function startOnDefault(t: Test, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Running> {
   const [http, local, admin, https] = (await freePorts(4)) as [number, number, number, number]
@@ -44,7 +45,7 @@ async function startOnDefault(t: Test, command: string, args: string[], env: Nod
   child.stdout!.on('data', (c) => (out += c))
   child.stderr!.on('data', (c) => (out += c))
   t.teardown(() => {
-    child.kill('SIGKILL')
+    child.kill('SIGINT')
   })
   await waitFor('the gateway to be ready', async () => (await get(admin, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
   return { child, http, local, admin, output: () => out }
@@ -150,8 +151,8 @@ function alive(pid: number): boolean {
   }
 }
 
-async function refused(port: number): Promise<boolean> {
-  return (await get(port, 'hello.default.example.com').then(() => false, () => true))
+function refused(port: number): Promise<boolean> {
+  return get(port, 'hello.default.example.com').then(() => false, () => true)
 }
 
 t.test('npm start: a SIGTERM sent to npm alone reaches the gateway, which stops with its local processes', async (t) => {
