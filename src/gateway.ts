@@ -128,7 +128,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       // Issue 7: the autoscaler link's health on /metrics (the sink is created below).
       autoscaler: () => (sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: sink.connected } : undefined),
       revisions: () =>
-        (plane?.backendState() ?? []).map(({ backend, throttler }) => {
+        (plane?.backends.entries() ?? []).map(({ backend, throttler }) => {
           const slash = backend.indexOf('/')
           return { namespace: backend.slice(backend.indexOf(':') + 1, slash), revision: backend.slice(slash + 1), inFlight: throttler.inFlight, queued: throttler.queued, pods: throttler.podCount }
         }),
@@ -196,7 +196,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       stopGraceMs: opts.inFlightAt ? 2500 : 0,
       inFlightAt: opts.inFlightAt ?? ((address) => {
         // busy(), not pods(): a pod already out of the endpoints may still be finishing requests.
-        for (const { throttler } of dataPlane.backendState()) for (const p of throttler.busy()) if (p.endpoint.address === address) return p.inFlight
+        for (const { throttler } of dataPlane.backends.entries()) for (const p of throttler.busy()) if (p.endpoint.address === address) return p.inFlight
         return 0
       }),
     })
@@ -335,7 +335,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       const replicas = gatewayReplicas(store.list('EndpointSlice'), config.podNamespace, config.localService, config.localPort)
       const ips = [...new Set(replicas.map((r) => r.ip))].sort()
       const index = ips.indexOf(config.podIp!)
-      ;(opts.onReplicaShare ?? ((i, n) => dataPlane.setReplicaShare(i, n)))(index, Math.max(1, ips.length))
+      ;(opts.onReplicaShare ?? ((i, n) => dataPlane.backends.setReplicaShare(i, n)))(index, Math.max(1, ips.length))
     }
     store.onChangeSoon(['EndpointSlice'], share)
     share()

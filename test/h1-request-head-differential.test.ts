@@ -1,4 +1,4 @@
-// Differential fuzz of our request-head recogniser (h1/request-head.ts) against node:http's parser
+// Differential fuzz of our request-head recogniser (h1/server/request-head.ts) against node:http's parser
 // (llhttp, strict). Every head we answer ourselves must be one llhttp accepts with the same method,
 // target, version and headers, and must end where llhttp ends the request: otherwise the two
 // servers could disagree about a request, which is how smuggling starts. (We may hand off heads
@@ -7,8 +7,8 @@ import t from 'tap'
 import http from 'node:http'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { HANDOFF, INCOMPLETE, parseRequestHead } from '../src/dataplane/h1/request-head.ts'
-import type { RequestHead } from '../src/dataplane/h1/request-head.ts'
+import { HANDOFF, INCOMPLETE, parseRequestHead } from '../src/dataplane/h1/server/request-head.ts'
+import type { RequestHead } from '../src/dataplane/h1/server/request-head.ts'
 import { prng } from './helpers/prng.ts'
 
 const LIMITS = { maxHeaderSize: 4096, maxHeadersCount: 20 }

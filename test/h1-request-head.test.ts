@@ -1,8 +1,8 @@
-// The request-head recogniser of the gateway's own HTTP/1.1 server (h1/request-head.ts): what it
+// The request-head recogniser of the gateway's own HTTP/1.1 server (h1/server/request-head.ts): what it
 // answers itself, where it waits for more bytes, and everything it leaves to node:http.
 import t from 'tap'
-import { HANDOFF, INCOMPLETE, parseRequestHead } from '../src/dataplane/h1/request-head.ts'
-import type { HeadVerdict, RequestHead } from '../src/dataplane/h1/request-head.ts'
+import { HANDOFF, INCOMPLETE, parseRequestHead } from '../src/dataplane/h1/server/request-head.ts'
+import type { HeadVerdict, RequestHead } from '../src/dataplane/h1/server/request-head.ts'
 
 const LIMITS = { maxHeaderSize: 1024, maxHeadersCount: 8 }
 const parse = (text: string, limits = LIMITS): HeadVerdict => {

@@ -1,11 +1,12 @@
-// The lifecycle of our HTTP/1.1 server side's connections (h1/server.ts), driven directly over real
+// The lifecycle of our HTTP/1.1 server side's connections (h1/server/server.ts), driven directly over real
 // sockets: idle keep-alive expiry, closing for a drain, the hand-off's bytes, and a handler that throws.
 import t from 'tap'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { EdgeH1Server } from '../src/dataplane/h1/server.ts'
-import type { EdgeH1Options } from '../src/dataplane/h1/server.ts'
-import type { EdgeRequest, EdgeResponse } from '../src/dataplane/h1/server-response.ts'
+import { EdgeH1Server } from '../src/dataplane/h1/server/server.ts'
+import type { EdgeH1Options } from '../src/dataplane/h1/server/server.ts'
+import type { EdgeRequest } from '../src/dataplane/h1/server/request.ts'
+import type { EdgeResponse } from '../src/dataplane/h1/server/response.ts'
 import { waitFor } from './helpers/wait.ts'
 
 interface Harness {

@@ -1,4 +1,4 @@
-// The gateway's own HTTP/1.1 server side (h1/server.ts): what a client sees from it, as raw bytes on
+// The gateway's own HTTP/1.1 server side (h1/server/server.ts): what a client sees from it, as raw bytes on
 // one connection. Bodyless requests are answered by it; a connection whose next request is anything
 // else moves to node:http with the bytes already read, mid-connection included, and loses nothing.
 import t from 'tap'

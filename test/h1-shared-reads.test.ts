@@ -1,5 +1,5 @@
 // Client connections on the gateway's own HTTP/1.1 server side read into one buffer that every
-// connection shares (h1/user-buffer-socket.ts). What a client must never see: bytes of one connection
+// connection shares (h1/server/user-buffer-socket.ts). What a client must never see: bytes of one connection
 // in another's request, a connection that outlives its client, or a per-IP slot that is never given
 // back.
 import t from 'tap'

@@ -18,7 +18,7 @@ function snapshotWith(endpoints: Array<{ host: string; port: number }>): Snapsho
     namespace: 'default',
     serviceName: 'app-00001',
     protocol: 'http1',
-    endpoints: endpoints.map((e) => ({ ...e, address: `${e.host}:${e.port}` })),
+    endpoints: endpoints.map((e) => ({ ...e, address: `${e.host}:${e.port}`, origin: `http://${e.host}:${e.port}` })),
     revision: { namespace: 'default', name: 'app-00001', key: 'default/app-00001', containerConcurrency: 1, timeoutSeconds: undefined, responseStartTimeoutSeconds: undefined, idleTimeoutSeconds: undefined, known: true },
   }
   return { backends: new Map([[KEY, b]]) } as unknown as Snapshot

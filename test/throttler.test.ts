@@ -2,7 +2,7 @@
 // counts and order, never about time passing for real.
 import t from 'tap'
 import { QueueBudget, RevisionThrottler } from '../src/activator/throttler.ts'
-import type { Clock, PodSlot, Waiter } from '../src/activator/throttler.ts'
+import type { Clock, DropReason, PodSlot, Waiter } from '../src/activator/throttler.ts'
 import type { Endpoint } from '../src/model/snapshot.ts'
 
 class FakeClock implements Clock {
@@ -32,7 +32,8 @@ class FakeClock implements Clock {
 function ep(n: number): Endpoint {
   // Zero-padded so the address sort order is the numeric order.
   const port = 8000 + n
-  return { address: `10.0.0.${String(n).padStart(3, '0')}:${port}`, host: `10.0.0.${n}`, port }
+  const address = `10.0.0.${String(n).padStart(3, '0')}:${port}`
+  return { address, host: `10.0.0.${n}`, port, origin: `http://${address}` }
 }
 
 function eps(n: number): Endpoint[] {
@@ -42,6 +43,8 @@ function eps(n: number): Endpoint[] {
 interface TestWaiter extends Waiter {
   id: number
   pod: PodSlot | undefined
+  /** What rejectAll() told it, in order. */
+  droppedWith: DropReason[]
 }
 
 /** Waiters that record the order they were granted in. */
@@ -55,6 +58,10 @@ function waiters(): { make(id: number): TestWaiter; granted: TestWaiter[] } {
         pod: undefined,
         cancelled: false,
         queuedAt: 0,
+        droppedWith: [],
+        dropped(why) {
+          w.droppedWith.push(why)
+        },
         grant(pod) {
           if (w.pod) throw new Error(`waiter ${id} granted twice`)
           w.pod = pod
@@ -168,6 +175,21 @@ t.test('containerConcurrency is never exceeded per pod (random acquire/release/e
       })
     }
   }
+})
+
+t.test('rejectAll tells every queued waiter why, once, and none that left the queue', async (t) => {
+  const { th } = throttler({ cc: 1, pods: 1 })
+  const w = waiters()
+  t.ok(th.tryAcquire(), 'the one slot is taken')
+  const queued = [1, 2, 3].map((id) => w.make(id))
+  for (const q of queued) t.equal(th.enqueue(q), 'queued')
+  th.cancel(queued[1]!)
+  th.rejectAll('backend-removed')
+  t.same(queued.map((q) => q.droppedWith), [['backend-removed'], [], ['backend-removed']])
+  t.equal(th.queued, 0, 'the queue is empty')
+  th.rejectAll('draining')
+  t.same(queued.map((q) => q.droppedWith.length), [1, 0, 1], 'a second rejectAll finds nobody')
+  t.equal(w.granted.length, 0, 'nobody was granted a pod')
 })
 
 t.test('capacity is exactly CC × pods; the rest waits', async (t) => {

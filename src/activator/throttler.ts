@@ -14,9 +14,10 @@ export interface PodSlot {
   suspectUntil: number
   /** Gone from the endpoints; requests already on it finish, new ones go elsewhere. */
   removed: boolean
-  /** `http://ip:port`, built on first use by the forwarder. */
-  origin?: string
 }
+
+/** Why a throttler lets go of its waiters without a pod: the backend left the configuration, or the gateway is draining. */
+export type DropReason = 'backend-removed' | 'draining'
 
 export interface Waiter {
   /** Called once with the pod the request may use; `waited` false: it never had to queue (broker fast path). */
@@ -27,6 +28,8 @@ export interface Waiter {
   readonly queuedAt: number
   /** A throttler that decides asynchronously (the workers' broker) refuses here instead of from enqueue(). */
   refuse?(reason: Exclude<EnqueueResult, 'queued'>): void
+  /** rejectAll() took it out of the queue: it answers, or follows the configuration elsewhere. */
+  dropped(why: DropReason): void
 }
 
 /**
@@ -50,7 +53,8 @@ export interface Throttler {
   setContainerConcurrency(cc: number): void
   updateEndpoints(endpoints: readonly Endpoint[]): void
   setReplicaShare(index: number, count: number): void
-  rejectAll(fail: (w: Waiter) => void): void
+  /** Empties the queue: each waiter is told why (dropped()). */
+  rejectAll(why: DropReason): void
 }
 
 /** Pods with requests in flight: the ready ones and those already gone from the endpoints. */
@@ -354,13 +358,13 @@ export class RevisionThrottler implements Throttler {
     }
   }
 
-  /** Removes every waiter, giving each to `fail` (backend gone from the configuration). */
-  rejectAll(fail: (w: Waiter) => void): void {
+  /** Removes every waiter and tells each why (backend gone from the configuration, or a drain). */
+  rejectAll(why: DropReason): void {
     for (let i = this.head; i < this.queue.length; i++) {
       const w = this.queue[i]
       if (w && !w.cancelled) {
         this.cancel(w)
-        fail(w)
+        w.dropped(why)
       }
     }
     this.queue.length = 0

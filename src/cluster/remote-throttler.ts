@@ -2,7 +2,7 @@
 // to a brokered revision asks the primary for a slot (one IPC round trip) and returns it when done;
 // the worker keeps a local view of its own in-flight counts for metrics and /debug.
 import { busyPods } from '../activator/throttler.ts'
-import type { EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
+import type { DropReason, EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
 import type { Endpoint } from '../model/snapshot.ts'
 import type { ToPrimary, ToWorker } from './protocol.ts'
 
@@ -131,7 +131,7 @@ export class RemoteThrottler implements Throttler {
     if (!slot) {
       // A pod the primary knows and this worker's replica has not seen yet (or just dropped).
       const colon = address.lastIndexOf(':')
-      slot = { endpoint: { address, host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)) }, inFlight: 0, suspectUntil: 0, removed: true }
+      slot = { endpoint: { address, host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)), origin: `http://${address}` }, inFlight: 0, suspectUntil: 0, removed: true }
     }
     slot.inFlight++
     this.inFlight++
@@ -178,11 +178,11 @@ export class RemoteThrottler implements Throttler {
   /** Capacity sharing between gateway replicas happens in the primary's broker. */
   setReplicaShare(): void {}
 
-  rejectAll(fail: (w: Waiter) => void): void {
+  rejectAll(why: DropReason): void {
     this.slots.withdrawAll(this, (w) => {
       this.queued--
       w.cancelled = true
-      fail(w)
+      w.dropped(why)
     })
   }
 }

@@ -33,6 +33,13 @@ class RemoteWaiter implements Waiter {
   grant(pod: PodSlot): void {
     this.broker.granted(this, pod)
   }
+  /**
+   * Its backend left the configuration: it is not refused. The worker holding the request drops the
+   * backend from its own snapshot too and withdraws it there, re-routing it to where the traffic
+   * went; a refusal sent now could reach the worker before that snapshot does and answer 503. It
+   * stays in `waiting`, cancelled in the old throttler, until the worker's cancel (or its exit).
+   */
+  dropped(): void {}
 }
 
 export interface SlotBrokerOptions {
@@ -83,11 +90,8 @@ export class SlotBroker {
       if (b && brokered(b)) continue
       this.throttlers.delete(key)
       this.probed.forget(key)
-      // Its waiters are not refused: the worker holding each one drops the backend from its own
-      // snapshot too and withdraws them there, re-routing each request to where the traffic went.
-      // A refusal sent now could reach the worker before that snapshot does and answer 503. They
-      // stay in `waiting`, cancelled in the old throttler, until the worker's cancel (or its exit).
-      t.rejectAll(() => {})
+      // Its waiters stay (RemoteWaiter.dropped says why).
+      t.rejectAll('backend-removed')
     }
   }
 

@@ -45,7 +45,7 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
   })
   function inFlightByPod(): Record<string, number> {
     const out: Record<string, number> = {}
-    for (const { throttler } of gw.plane.backendState()) for (const p of throttler.busy()) out[p.endpoint.address] = (out[p.endpoint.address] ?? 0) + p.inFlight
+    for (const { throttler } of gw.plane.backends.entries()) for (const p of throttler.busy()) out[p.endpoint.address] = (out[p.endpoint.address] ?? 0) + p.inFlight
     return out
   }
   apply = (m) => applyReplica(gw.store, m)

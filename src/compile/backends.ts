@@ -65,12 +65,12 @@ export function readyEndpoints(
       // Kubernetes: a nil `ready` means ready. A not-ready pod that is not terminating may be
       // starting: a candidate for the activator's early probe (unless another slice lists it ready).
       if (ep.conditions?.ready === false) {
-        if (ep.conditions.terminating !== true && !starting.has(address)) starting.set(address, { address, host: ip, port: port.port })
+        if (ep.conditions.terminating !== true && !starting.has(address)) starting.set(address, { address, host: ip, port: port.port, origin: `http://${address}` })
         continue
       }
       if (seen.has(address)) continue
       seen.add(address)
-      endpoints.push({ address, host: ip, port: port.port })
+      endpoints.push({ address, host: ip, port: port.port, origin: `http://${address}` })
     }
   }
   for (const a of seen) starting.delete(a)
@@ -188,7 +188,7 @@ export function resolveTarget(t: BackendTarget, index: BackendIndex): BackendSpe
       return { ...base, kind: 'external', protocol: 'http1', endpoints: [], problem: `ExternalName Service ${namespace}/${serviceName} has no usable name or port ${wantPort}` }
     }
     const h2c = (svc.spec.ports ?? []).some((p) => isH2c(p.name, p.appProtocol))
-    return { ...base, kind: 'external', protocol: h2c ? 'h2c' : 'http1', endpoints: [], externalHost: host, externalPort }
+    return { ...base, kind: 'external', protocol: h2c ? 'h2c' : 'http1', endpoints: [], externalHost: host, externalPort, externalOrigin: `http://${host}:${externalPort}` }
   }
   if (!port) {
     return { ...base, kind: 'pods', protocol: 'http1', endpoints: [], problem: `Service ${namespace}/${serviceName} has no port ${wantPort}` }

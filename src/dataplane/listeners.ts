@@ -10,10 +10,12 @@ import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
 import type { CertificateStore } from './tls.ts'
 import { createSniffingServer, nodeHttp1 } from './sniff.ts'
-import { EdgeH1Server } from './h1/server.ts'
-// Hostile input (issue 7): limits, framing checks, trusted hops, per-IP connections.
-import { limitConnectionsPerIp, onClientError, screenRequest, screenUpgrade, withDefaults } from './guard.ts'
+import { EdgeH1Server } from './h1/server/server.ts'
+// Hostile input (issue 7): limits, per-IP connections, the parser's refusals. Per-request checks are
+// the front door's (front-door.ts): every request, stream and upgrade goes straight there.
+import { limitConnectionsPerIp, onClientError, withDefaults } from './guard.ts'
 import type { ClientLimits } from './guard.ts'
+import type { Entrance } from './front-door.ts'
 
 export interface ListenerOptions extends Partial<ClientLimits> {
   host: string
@@ -40,8 +42,8 @@ export interface Listener {
 /** Idle client keep-alive connections close after this (longer than a typical load balancer's 60 s). */
 const CLIENT_KEEP_ALIVE_MS = 65_000
 
-function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts: ListenerOptions): http.Server {
-  const limits = withDefaults(opts)
+function http1Server(plane: DataPlane, at: Entrance, opts: ListenerOptions): http.Server {
+  const limits = at.limits
   const server = http.createServer({
     // A request may legitimately take minutes (Knative allows 600 s), and streams longer: no total limit here.
     requestTimeout: 0,
@@ -56,46 +58,29 @@ function http1Server(plane: DataPlane, kind: ListenerKind, secure: boolean, opts
   })
   // More header lines than this fail the parse (HPE_HEADER_OVERFLOW → 431 in onClientError).
   server.maxHeadersCount = limits.maxHeadersCount
-  server.on('request', serveHttp1(plane, kind, secure, limits))
-  // Expect: 100-continue: refuse (e.g. a Content-Length over the body limit) before the body is sent.
-  server.on('checkContinue', (req, res) => {
-    const refused = screenRequest(req, res, limits, true)
-    if (refused) return plane.refused(req, refused)
-    res.writeContinue()
-    plane.handle(req, res, kind, secure)
-  })
-  server.on('upgrade', (req, socket, head) => {
-    const refused = screenUpgrade(req, socket, limits)
-    if (refused) return plane.refused(req, refused)
-    plane.handleUpgrade(req, socket, head, kind, secure)
-  })
+  const door = plane.door
+  server.on('request', (req, res) => door.request(req, res, at, 'h1'))
+  // Expect: 100-continue: the front door refuses (e.g. a Content-Length over the body limit) before
+  // the body is sent, and sends 100 Continue once the request may go on.
+  server.on('checkContinue', (req, res) => door.request(req, res, at, 'h1', true))
+  server.on('upgrade', (req, socket, head) => door.upgrade(req, socket, head, at))
   answerClientErrors(server, plane)
   return server
-}
-
-/** A parsed HTTP/1.x request (node:http's or our own server's): the guard, then the data plane. */
-function serveHttp1(plane: DataPlane, kind: ListenerKind, secure: boolean, limits: ClientLimits): (req: http.IncomingMessage, res: http.ServerResponse) => void {
-  return (req, res) => {
-    const refused = screenRequest(req, res, limits, true)
-    if (refused) return plane.refused(req, refused)
-    plane.handle(req, res, kind, secure)
-  }
 }
 
 /** node:http's parser errors (malformed, headers too large or too slow) get our answer, and are counted. */
 function answerClientErrors(server: http.Server | http2.Http2SecureServer, plane: DataPlane): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const refused = onClientError(err, socket)
-    if (refused) plane.refused(undefined, refused)
+    if (refused) plane.requests.unparsed(refused)
   })
 }
 
-function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plane: DataPlane, kind: ListenerKind, secure: boolean, limits: ClientLimits): void {
-  server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plane: DataPlane, at: Entrance): void {
+  const door = plane.door
+  server.on('request', (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
     // HTTP/1.1 requests on a TLS connection (ALPN http/1.1) arrive here too, as node:http objects.
-    const refused = screenRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, limits, !(req instanceof http2.Http2ServerRequest))
-    if (refused) return plane.refused(req as unknown as http.IncomingMessage, refused)
-    plane.handle(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse, kind, secure)
+    door.request(req, res, at, req instanceof http2.Http2ServerRequest ? 'h2' : 'h1')
   })
   // A misbehaving HTTP/2 client ends its own session, never the listener.
   server.on('sessionError', () => {})
@@ -117,16 +102,17 @@ async function listen(server: net.Server, host: string, port: number): Promise<n
 
 /** Public or cluster-local listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port. */
 export async function startListener(plane: DataPlane, kind: ListenerKind, opts: ListenerOptions): Promise<Listener> {
-  const h1 = http1Server(plane, kind, false, opts)
-  const h2 = http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: 64 })
   const limits = withDefaults(opts)
-  http2Handlers(h2, plane, kind, false, limits)
+  const at: Entrance = { listener: kind, secure: false, limits }
+  const h1 = http1Server(plane, at, opts)
+  const h2 = http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: 64 })
+  http2Handlers(h2, plane, at)
   const sessions = trackSessions(h2)
   // h1 never listens itself (the sniffing front hands it connections), so start the connection
   // tracking Node attaches to 'listening': without it neither headersTimeout (slow clients) nor
   // closeIdleConnections/closeAllConnections apply to any connection.
   h1.emit('listening')
-  const edge = opts.http1Server === 'node' ? undefined : edgeHttp1Server(plane, kind, limits, opts, h1)
+  const edge = opts.http1Server === 'node' ? undefined : edgeHttp1Server(plane, at, opts, h1)
   const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs })
   limitConnectionsPerIp(front, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   const port = await listen(front, opts.host, opts.port)
@@ -152,23 +138,24 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
 }
 
 /**
- * The gateway's own HTTP/1.1 server side (h1/server.ts) in front of node:http: it answers bodyless
+ * The gateway's own HTTP/1.1 server side (h1/server/server.ts) in front of node:http: it answers bodyless
  * requests and hands every other connection to `h1` with the bytes it has read.
  */
-function edgeHttp1Server(plane: DataPlane, kind: ListenerKind, limits: ClientLimits, opts: ListenerOptions, h1: http.Server): EdgeH1Server {
-  const serve = serveHttp1(plane, kind, false, limits)
+function edgeHttp1Server(plane: DataPlane, at: Entrance, opts: ListenerOptions, h1: http.Server): EdgeH1Server {
+  const limits = at.limits
+  const door = plane.door
   return new EdgeH1Server({
     maxHeaderSize: limits.maxHeaderSize,
     maxHeadersCount: limits.maxHeadersCount,
     headersTimeoutMs: limits.headersTimeoutMs,
     keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? CLIENT_KEEP_ALIVE_MS,
-    // The same handler node:http's 'request' event runs: our request and response carry the part of
-    // IncomingMessage and ServerResponse it uses.
-    onRequest: (req, res) => serve(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse),
+    // The same front door node:http's 'request' event enters: our request and response are a
+    // ClientRequest and a ClientResponse (client.ts).
+    onRequest: (req, res) => door.request(req, res, at, 'h1'),
     handOff: nodeHttp1(h1),
     onHeadersTimeout: (socket) => {
       const refused = onClientError(HEADERS_TIMEOUT, socket)
-      if (refused) plane.refused(undefined, refused)
+      if (refused) plane.requests.unparsed(refused)
     },
   })
 }
@@ -191,14 +178,11 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     maxSessionMemory: 64,
   })
   const limits = withDefaults(opts)
-  http2Handlers(server, plane, kind, true, limits)
+  const at: Entrance = { listener: kind, secure: true, limits }
+  http2Handlers(server, plane, at)
   limitConnectionsPerIp(server, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   // WebSocket over TLS arrives as an HTTP/1.1 upgrade on the same server.
-  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    const refused = screenUpgrade(req, socket, limits)
-    if (refused) return plane.refused(req, refused)
-    plane.handleUpgrade(req, socket, head, kind, true)
-  })
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => plane.door.upgrade(req, socket, head, at))
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store
   // HTTP/1.1 over TLS goes through node:http's parser too: the same answers as in the clear.
   answerClientErrors(server, plane)

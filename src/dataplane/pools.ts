@@ -2,12 +2,12 @@
 // across requests. A pool whose origin left the configuration is closed gracefully: requests
 // already on it finish first.
 //
-// HTTP/1.1 requests without a body go through our own H1Pool (the hot path, see h1/h1-pool.ts);
+// HTTP/1.1 requests without a body go through our own H1Pool (the hot path, see h1/client/pool.ts);
 // requests with a body go through undici's Pool, which streams them; h2c through undici's H2CClient.
 import { H2CClient, Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { UpstreamProtocol } from '../model/snapshot.ts'
-import { H1Pool } from './h1/h1-pool.ts'
+import { H1Pool } from './h1/client/pool.ts'
 
 /** What the Exchange needs of a client: undici's dispatch. */
 export interface UpstreamDispatcher {

@@ -1,13 +1,10 @@
 // Responses the gateway makes itself. Each says why, in the body and in X-Edge-Reason, so an operator
 // can tell a gateway 503 from an application's 503 at a glance.
 import { STATUS_CODES } from 'node:http'
-import type { ServerResponse } from 'node:http'
-import type { Http2ServerResponse } from 'node:http2'
 import type { Duplex } from 'node:stream'
+import type { ClientResponse } from './client.ts'
 
 export const REASON_HEADER = 'x-edge-reason'
-
-export type AnyResponse = ServerResponse | Http2ServerResponse
 
 /** Short machine-readable reasons; the body carries the human detail. */
 export type Reason =
@@ -34,8 +31,27 @@ export type Reason =
   | 'header-timeout'
   | 'body-too-large'
 
+/**
+ * An answer the gateway gives itself, decided by a stage of the front door and written by the one
+ * function that writes answers for the arrival's kind (reply for requests and streams, rawReply
+ * for upgrades).
+ */
+export interface Answer {
+  readonly status: number
+  readonly reason: Reason
+  /** What the client reads in the body: what happened and, where it can, what to do. */
+  readonly detail: string
+  readonly headers?: Record<string, string>
+  /** The request's framing cannot be trusted (the screen's answers): an HTTP/1 connection closes after it. */
+  readonly close?: boolean
+}
+
+export function answerOf(status: number, reason: Reason, detail: string, headers?: Record<string, string>): Answer {
+  return headers ? { status, reason, detail, headers } : { status, reason, detail }
+}
+
 export function reply(
-  res: AnyResponse,
+  res: ClientResponse,
   status: number,
   reason: Reason,
   detail: string,
@@ -54,7 +70,7 @@ export function reply(
     [REASON_HEADER]: reason,
     ...extraHeaders,
   }
-  ;(res as ServerResponse).writeHead(status, headers)
+  res.writeHead(status, undefined, headers)
   res.end(body)
 }
 

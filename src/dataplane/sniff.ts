@@ -1,7 +1,7 @@
 // HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port. Node's HTTP/2 server refuses
 // HTTP/1.1 even with allowHTTP1 (that option is for TLS only), so a plain TCP server reads the first
 // bytes of each connection: the HTTP/2 connection preface goes to the HTTP/2 server, anything else to
-// HTTP/1.1 (our own server side, h1/server.ts, or node:http). Only the first bytes of a connection
+// HTTP/1.1 (our own server side, h1/server/server.ts, or node:http). Only the first bytes of a connection
 // are inspected; keep-alive requests that follow cost nothing.
 import net from 'node:net'
 import { Duplex } from 'node:stream'

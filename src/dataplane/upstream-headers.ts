@@ -5,7 +5,7 @@
 // Spoofing (issue 7): headers the gateway or Knative own are never taken from a client, and the
 // forwarding headers (X-Forwarded-*, Forwarded, X-Real-IP) are only believed from a trusted hop
 // (--trusted-proxies). From anyone else they are replaced by what the gateway itself saw.
-import type { IncomingMessage } from 'node:http'
+import type { ClientRequest } from './client.ts'
 import type { HeaderSet } from '../model/snapshot.ts'
 import type { Resolution } from './resolve.ts'
 
@@ -142,7 +142,7 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
 export const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
 /** The upstream headers for a resolved request: the route's header sets, in hop order, and the rest. */
-export function upstreamHeadersFor(req: IncomingMessage, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean): string[] {
+export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean): string[] {
   const inner = r.inner
   return buildUpstreamHeaders(req.rawHeaders, {
     sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],

@@ -17,6 +17,11 @@ export interface Endpoint {
   readonly address: string
   readonly host: string
   readonly port: number
+  /**
+   * `http://` + address: the key of the pod's connection pools, computed once in compile so that
+   * every place that opens, counts or closes a pool names it the same way.
+   */
+  readonly origin: string
 }
 
 export interface RevisionRef {
@@ -47,6 +52,8 @@ export interface BackendSpec {
   /** Kind `external`: the DNS name and port of an ExternalName Service. */
   readonly externalHost?: string
   readonly externalPort?: number
+  /** Kind `external`: `http://host:port`, the pool key (see Endpoint.origin). */
+  readonly externalOrigin?: string
   /** Set when the backend is a Knative revision (its pods are those of `<revision>-private`). */
   readonly revision?: RevisionRef
   /**

@@ -1,5 +1,5 @@
 // Writing an HTTP/1.1 head straight into a Buffer, for both sides of our HTTP/1.1 code (the client's
-// request head in h1-pool.ts, the server's response head in server-response.ts): no intermediate
+// request head in client/pool.ts, the server's response head in server/response.ts): no intermediate
 // strings on the hot path. Callers have checked that every character is one latin1 byte.
 
 /**

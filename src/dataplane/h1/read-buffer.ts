@@ -1,5 +1,5 @@
 // The one buffer that every socket read through net's `onread` lands in: our upstream client's
-// connections (h1-pool.ts) and the client connections of our server side (server.ts). Node delivers
+// connections (client/pool.ts) and the client connections of our server side (server/server.ts). Node delivers
 // reads one at a time and each callback uses its bytes up before it returns (heads are parsed into
 // strings, anything kept is copied out), so one buffer serves them all; no view of it may outlive
 // the callback it was handed to.

@@ -1,12 +1,11 @@
-// The request and response objects of the gateway's own HTTP/1.1 server side (server.ts). They carry
-// the part of node:http's IncomingMessage and ServerResponse that the data plane uses (guard.ts,
-// data-plane.ts, exchange.ts, reply.ts), with the same meaning, so a request is handled the same
-// whichever server parsed it. Bodyless requests only: a request with a body is node:http's.
+// The response object of the gateway's own HTTP/1.1 server side (server.ts). It is a ClientResponse
+// (../../client.ts): the part of node:http's ServerResponse that the front door uses, with the same
+// meaning, so a request is answered the same whichever server parsed it.
 import { EventEmitter } from 'node:events'
 import { STATUS_CODES } from 'node:http'
 import type net from 'node:net'
-import type { RequestHead } from './request-head.ts'
-import { putHeaderLine, putLatin1 } from './head-bytes.ts'
+import type { EdgeRequest } from './request.ts'
+import { putHeaderLine, putLatin1 } from '../head-bytes.ts'
 
 /** What a response needs of its connection. */
 export interface ResponseConnection {
@@ -16,29 +15,6 @@ export interface ResponseConnection {
   readonly closing: boolean
   /** The response's last bytes are handed to the socket: the connection may read the next request. */
   responseDone(res: EdgeResponse, reusable: boolean): void
-}
-
-export class EdgeRequest {
-  readonly method: string
-  url: string
-  readonly headers: Record<string, string>
-  readonly rawHeaders: string[]
-  readonly httpVersion: string
-  readonly httpVersionMajor = 1
-  readonly httpVersionMinor: number
-  readonly socket: net.Socket
-  /** No body: nothing is ever read from it (exchange.ts checks before retrying on another pod). */
-  readonly readableDidRead = false
-
-  constructor(head: RequestHead, socket: net.Socket) {
-    this.method = head.method
-    this.url = head.url
-    this.headers = head.headers
-    this.rawHeaders = head.rawHeaders
-    this.httpVersionMinor = head.versionMinor
-    this.httpVersion = head.versionMinor === 1 ? '1.1' : '1.0'
-    this.socket = socket
-  }
 }
 
 /** Header values with CR, LF or other control bytes would split the head: refused as node:http does. */

@@ -8,12 +8,13 @@
 // life, so bodies, Expect, upgrades and every malformed request are answered by llhttp and the guard
 // exactly as before. Requests are answered one at a time, in order (pipelined ones wait unread).
 import type net from 'node:net'
-import { EdgeRequest, EdgeResponse } from './server-response.ts'
-import type { ResponseConnection } from './server-response.ts'
+import { EdgeRequest } from './request.ts'
+import { EdgeResponse } from './response.ts'
+import type { ResponseConnection } from './response.ts'
 import { HANDOFF, INCOMPLETE, parseRequestHead } from './request-head.ts'
 import type { HeadLimits } from './request-head.ts'
 import { adoptWithSharedBuffer, pauseAsStream } from './user-buffer-socket.ts'
-import { READ_BUFFER, keepable } from './read-buffer.ts'
+import { READ_BUFFER, keepable } from '../read-buffer.ts'
 
 export interface EdgeH1Options extends HeadLimits {
   /** Time a client has to send a request head, from its first byte (or the connection's start). */
@@ -35,7 +36,7 @@ const SWEEP_MS = 1_000
 
 export class EdgeH1Server {
   readonly opts: EdgeH1Options
-  readonly connections = new Set<H1Connection>()
+  readonly connections = new Set<ClientConnection>()
   /** `connection: keep-alive` and the idle time a client may count on, as node:http sends them. */
   readonly keepAliveHeader: string
   /** No new request is read once set: each connection closes after its current response. */
@@ -53,12 +54,12 @@ export class EdgeH1Server {
       socket.destroy()
       return
     }
-    let c: H1Connection | undefined
+    let c: ClientConnection | undefined
     const adopted = adoptWithSharedBuffer(socket, READ_BUFFER, (n, shared) => c!.received(n, shared))
     if (adopted) {
       if (adopted.buffered) first = first ? Buffer.concat([first, adopted.buffered]) : adopted.buffered
-      c = new H1Connection(this, adopted.socket, true)
-    } else c = new H1Connection(this, socket, false)
+      c = new ClientConnection(this, adopted.socket, true)
+    } else c = new ClientConnection(this, socket, false)
     this.connections.add(c)
     if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), SWEEP_MS)
@@ -67,7 +68,7 @@ export class EdgeH1Server {
     c.start(first)
   }
 
-  forget(c: H1Connection): void {
+  forget(c: ClientConnection): void {
     this.connections.delete(c)
   }
 
@@ -98,7 +99,7 @@ export class EdgeH1Server {
   }
 }
 
-class H1Connection implements ResponseConnection {
+class ClientConnection implements ResponseConnection {
   readonly socket: net.Socket
   private readonly server: EdgeH1Server
   /** Bytes read and not yet used: a partial head, or pipelined requests. */

@@ -1,5 +1,5 @@
 // Moves an accepted connection into a socket whose reads land in one shared buffer (net's `onread`
-// option), as our upstream client's sockets already do (h1-pool.ts).
+// option), as our upstream client's sockets already do (client/pool.ts).
 //
 // Why: a socket read through the stream machinery gets a new ArrayBuffer, with its own malloc'd
 // backing store, for every read. At the fixed rate that is one per request, and V8 sweeps them in the

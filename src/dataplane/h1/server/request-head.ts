@@ -1,4 +1,4 @@
-// Recognises the plain HTTP/1.1 requests the gateway's own server side (h1/server.ts) answers: a
+// Recognises the plain HTTP/1.1 requests the gateway's own server side (h1/server/server.ts) answers: a
 // request line and headers in a strict subset of RFC 9112, with no body. Pure: bytes in, a parsed
 // head or a verdict out.
 //

@@ -15,8 +15,8 @@ import type { Dispatcher } from 'undici'
 import { ResponseParser } from './response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
 import { copyChunk } from './chunk-pool.ts'
-import { READ_BUFFER } from './read-buffer.ts'
-import { putHeaderLine, putLatin1 } from './head-bytes.ts'
+import { READ_BUFFER } from '../read-buffer.ts'
+import { putHeaderLine, putLatin1 } from '../head-bytes.ts'
 
 type Handler = Dispatcher.DispatchHandler
 
@@ -84,8 +84,8 @@ export class H1Pool {
   /** Host header for a request that has none (an HTTP/1.0 client). */
   readonly hostHeader: string
   readonly opts: H1PoolOptions
-  private readonly idle: H1Connection[] = []
-  private readonly all = new Set<H1Connection>()
+  private readonly idle: UpstreamConnection[] = []
+  private readonly all = new Set<UpstreamConnection>()
   private closing: (() => void) | undefined
   closed = false
 
@@ -123,14 +123,14 @@ export class H1Pool {
       }
     }
     if (conn === undefined) {
-      conn = new H1Connection(this)
+      conn = new UpstreamConnection(this)
       this.all.add(conn)
     }
     conn.begin(opts.method === 'HEAD', head, handler)
     return true
   }
 
-  release(conn: H1Connection): void {
+  release(conn: UpstreamConnection): void {
     if (this.closed) return conn.destroy()
     conn.idleSince = performance.now()
     if (this.idle.push(conn) === 1) watchIdle(this)
@@ -144,7 +144,7 @@ export class H1Pool {
     return idle.length
   }
 
-  forget(conn: H1Connection): void {
+  forget(conn: UpstreamConnection): void {
     if (!this.all.delete(conn)) return
     const i = this.idle.lastIndexOf(conn)
     if (i >= 0) this.idle.splice(i, 1)
@@ -201,7 +201,7 @@ function requestHead(opts: H1Request, defaultHost: string): Buffer | undefined {
   return buf
 }
 
-type PoolSocket = net.Socket & { conn: H1Connection }
+type PoolSocket = net.Socket & { conn: UpstreamConnection }
 
 /**
  * One request's controller. Its own object, not the connection: a call that comes late (a drain
@@ -209,13 +209,13 @@ type PoolSocket = net.Socket & { conn: H1Connection }
  * the same connection.
  */
 class RequestControl implements Dispatcher.DispatchController {
-  readonly conn: H1Connection
+  readonly conn: UpstreamConnection
   readonly handler: Handler
   private _aborted = false
   private _paused = false
   private _reason: Error | null = null
 
-  constructor(conn: H1Connection, handler: Handler) {
+  constructor(conn: UpstreamConnection, handler: Handler) {
     this.conn = conn
     this.handler = handler
   }
@@ -252,7 +252,7 @@ class RequestControl implements Dispatcher.DispatchController {
   }
 }
 
-class H1Connection implements ResponseSink {
+class UpstreamConnection implements ResponseSink {
   readonly pool: H1Pool
   readonly socket: PoolSocket
   readonly parser = new ResponseParser()

@@ -1,0 +1,174 @@
+// The live state behind the snapshot's backends: one throttler per backend (made on first use), the
+// activator's early probe of starting pods, and how long each pod's connection pools live. Pools are
+// keyed by the endpoint origin computed in compile (Endpoint.origin, BackendSpec.externalOrigin), so
+// opening, counting and closing a pool always name it the same way.
+import type { BackendSpec, Endpoint, RevisionRef, Snapshot } from '../model/snapshot.ts'
+import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
+import type { DropReason, Throttler } from '../activator/throttler.ts'
+import { ProbedEndpoints } from '../activator/pod-prober.ts'
+import type { PoolRegistry } from './pools.ts'
+
+export interface BackendTableOptions {
+  maxQueuedPerRevision: number
+  maxQueuedTotal: number
+  /** A request is waiting for a revision that has no pod at all. */
+  onColdStart?: (rev: RevisionRef) => void
+  /**
+   * Worker processes: a throttler shared through the primary, for backends whose per-pod limit must
+   * hold across workers (revisions with containerConcurrency > 0). Undefined: a local throttler.
+   */
+  remoteThrottler?: (backend: BackendSpec) => Throttler | undefined
+}
+
+export class BackendTable {
+  private readonly opts: BackendTableOptions
+  private readonly pools: PoolRegistry
+  private readonly throttlers = new Map<string, Throttler>()
+  private readonly probed = new ProbedEndpoints({ onChange: (key) => this.probePassed(key) })
+  /** Backends whose pods the primary's broker grants (--workers): it probes them, not this process. */
+  private readonly brokered = new Set<string>()
+  private readonly budget: QueueBudget
+  /** How many backends name each upstream origin: a pool is closed only when no backend does. */
+  private readonly originRefs = new Map<string, number>()
+  private replicaIndex = -1
+  private replicaCount = 1
+  private snapshot: Snapshot
+
+  constructor(initial: Snapshot, pools: PoolRegistry, opts: BackendTableOptions) {
+    this.opts = opts
+    this.pools = pools
+    this.budget = new QueueBudget(opts.maxQueuedTotal)
+    this.snapshot = initial
+    this.syncAll(initial)
+  }
+
+  /**
+   * The snapshot changed: live throttlers learn their new pods and containerConcurrency, removed
+   * backends let their held requests go, pools no backend names close. `changed` (the backend keys
+   * that differ) limits the work to those; without it every backend is looked at.
+   */
+  update(next: Snapshot, changed?: ReadonlySet<string>): void {
+    const prev = this.snapshot
+    this.snapshot = next
+    if (!changed || prev === next) return this.syncAll(next)
+    let dropped = false
+    for (const key of changed) {
+      const before = prev.backends.get(key)
+      const after = next.backends.get(key)
+      if (before === after) continue
+      if (after) this.countOrigins(after, 1)
+      if (before) dropped = this.countOrigins(before, -1) || dropped
+      const t = this.throttlers.get(key)
+      if (!t) continue
+      if (after && after.kind !== 'external') this.refresh(t, after)
+      else this.drop(key, t)
+    }
+    if (dropped) this.closeUnusedPools()
+  }
+
+  private syncAll(next: Snapshot): void {
+    this.originRefs.clear()
+    for (const b of next.backends.values()) {
+      this.countOrigins(b, 1)
+      if (b.kind === 'external') continue
+      const t = this.throttlers.get(b.key)
+      if (t) this.refresh(t, b)
+    }
+    for (const [key, t] of this.throttlers) if (!next.backends.has(key)) this.drop(key, t)
+    this.closeUnusedPools()
+  }
+
+  private refresh(t: Throttler, b: BackendSpec): void {
+    t.setContainerConcurrency(b.revision?.containerConcurrency ?? 0)
+    t.updateEndpoints(this.endpointsFor(b))
+  }
+
+  /** Adds (+1) or removes (-1) a backend's origins; true when some origin is no longer named. */
+  private countOrigins(b: BackendSpec, delta: 1 | -1): boolean {
+    let dropped = false
+    const count = (origin: string): void => {
+      const n = (this.originRefs.get(origin) ?? 0) + delta
+      if (n > 0) this.originRefs.set(origin, n)
+      else {
+        this.originRefs.delete(origin)
+        dropped = true
+      }
+    }
+    if (b.externalOrigin !== undefined) count(b.externalOrigin)
+    else for (const ep of b.endpoints) count(ep.origin)
+    return dropped
+  }
+
+  /** The backend left the configuration: its held requests follow it elsewhere, or get a 503. */
+  private drop(key: string, t: Throttler): void {
+    this.throttlers.delete(key)
+    this.brokered.delete(key)
+    this.probed.forget(key)
+    t.rejectAll('backend-removed')
+  }
+
+  /** Pods still carrying requests keep their pools until those finish; close the rest. */
+  private closeUnusedPools(): void {
+    const busy = new Set<string>()
+    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.inFlight > 0) busy.add(p.endpoint.origin)
+    const refs = this.originRefs
+    this.pools.retain({ has: (origin: string) => refs.has(origin) || busy.has(origin) } as ReadonlySet<string>)
+  }
+
+  /** The pods a backend's throttler may use (Ready, or passed the activator's probe). */
+  private endpointsFor(b: BackendSpec): readonly Endpoint[] {
+    return this.brokered.has(b.key) ? b.endpoints : this.probed.of(b)
+  }
+
+  /** A probe passed (or a probed pod went away): the backend's throttler learns at once. */
+  private probePassed(key: string): void {
+    const b = this.snapshot.backends.get(key)
+    const t = this.throttlers.get(key)
+    if (b && t) t.updateEndpoints(this.endpointsFor(b))
+  }
+
+  /** This replica's index among the gateway's replicas, for sharing pod capacity (see throttler). */
+  setReplicaShare(index: number, count: number): void {
+    this.replicaIndex = index
+    this.replicaCount = count
+    for (const t of this.throttlers.values()) t.setReplicaShare(index, count)
+  }
+
+  throttlerFor(b: BackendSpec): Throttler {
+    let t = this.throttlers.get(b.key)
+    if (!t) {
+      const rev = b.revision
+      const remote = this.opts.remoteThrottler?.(b)
+      if (remote) this.brokered.add(b.key)
+      const onColdStart = this.opts.onColdStart
+      t = remote ?? new RevisionThrottler({
+        containerConcurrency: rev?.containerConcurrency ?? 0,
+        maxQueued: this.opts.maxQueuedPerRevision,
+        budget: this.budget,
+        onColdStart: rev && onColdStart ? () => onColdStart(rev) : undefined,
+      })
+      t.setReplicaShare(this.replicaIndex, this.replicaCount)
+      t.updateEndpoints(this.endpointsFor(b))
+      this.throttlers.set(b.key, t)
+    }
+    return t
+  }
+
+  /** Live per-backend state for metrics, /debug/routes and the local runner. */
+  entries(): Array<{ backend: string; throttler: Throttler }> {
+    return [...this.throttlers].map(([backend, throttler]) => ({ backend, throttler }))
+  }
+
+  byKey(key: string): Throttler | undefined {
+    return this.throttlers.get(key)
+  }
+
+  /** Every held request is told why it is let go (at the end of a drain: 503 draining). */
+  dropAllHeld(why: DropReason): void {
+    for (const t of this.throttlers.values()) t.rejectAll(why)
+  }
+
+  close(): void {
+    this.probed.close()
+  }
+}

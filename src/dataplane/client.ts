@@ -1,0 +1,58 @@
+// The part of a client's request and response the front door uses, named once. Three servers hand
+// requests in: node:http (IncomingMessage/ServerResponse: bodies, upgrades, HTTP/1.1 over TLS),
+// node:http2's compatibility layer (Http2ServerRequest/Http2ServerResponse) and the gateway's own
+// HTTP/1.1 server side (h1/server/: EdgeRequest/EdgeResponse). Each is assignable to these types
+// as it is, so the listeners pass them on without casts, and the data plane cannot come to depend
+// on a member one of them lacks.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+
+/** What the client's socket tells about the client. */
+export interface ClientSocket {
+  readonly remoteAddress?: string | undefined
+}
+
+export interface ClientRequest {
+  readonly method?: string | undefined
+  /** The request target; the screen stage rewrites an absolute-form target to origin form. */
+  url?: string | undefined
+  readonly headers: IncomingHttpHeaders
+  /** Alternating names and values as they arrived; trusted-hop marking appends to it. */
+  readonly rawHeaders: string[]
+  readonly httpVersion: string
+  readonly httpVersionMajor: number
+  readonly httpVersionMinor: number
+  readonly socket: ClientSocket
+  /** Some of the body was read: the request can no longer be sent to another pod. */
+  readonly readableDidRead: boolean
+}
+
+/** Only an HTTP/2 stream has one: whether its HEADERS frame ended it (no body follows). */
+export interface HasH2Stream {
+  readonly stream: { readonly endAfterHeaders: boolean }
+}
+
+/** The socket under an HTTP/1.1 response, corked while a response's parts are written together. */
+export interface CorkableSocket {
+  cork(): void
+  uncork(): void
+}
+
+export interface ClientResponse {
+  statusCode: number
+  readonly headersSent: boolean
+  readonly destroyed: boolean
+  readonly writableFinished: boolean
+  /** node:http's and ours: the body is being sent chunked (trailers can follow it). */
+  readonly chunkedEncoding?: boolean
+  /** node:http's HTTP/1.1 responses only. */
+  readonly socket?: CorkableSocket | null
+  setHeader(name: string, value: number | string | readonly string[]): unknown
+  writeHead(statusCode: number, statusMessage?: string, headers?: OutgoingHttpHeaders | string[]): unknown
+  write(chunk: Buffer, cb?: () => void): boolean
+  addTrailers(headers: Record<string, string>): void
+  end(): unknown
+  end(chunk: string): unknown
+  destroy(error?: Error): unknown
+  on(event: 'close', listener: () => void): unknown
+  once(event: 'drain', listener: () => void): unknown
+}

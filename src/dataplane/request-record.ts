@@ -1,0 +1,31 @@
+// One request's record, filled in as it passes the front door's stages and read once when it ends:
+// by the request count and duration (metrics), the access log and the in-flight count. A plain
+// object with a fixed shape, made once per request.
+import type { BackendSpec } from '../model/snapshot.ts'
+import type { ClientRequest } from './client.ts'
+import type { ListenerKind } from './identify.ts'
+import type { Reason } from './reply.ts'
+
+export interface RequestRecord {
+  /** performance.now() at arrival. */
+  readonly startedAt: number
+  readonly listener: ListenerKind
+  /** An HTTP/1.1 upgrade (WebSocket): its status is the handshake's answer. */
+  readonly upgrade: boolean
+  readonly req: ClientRequest
+  /** The route's host once identified: the metrics label (an unknown Host never becomes one). */
+  host: string
+  backend: BackendSpec | undefined
+  /** What the client got: the pod's status, the gateway's, or 499 when the client left first. */
+  status: number
+  /** Set when the gateway answered itself. */
+  reason: Reason | undefined
+  /** The pod's address, once one was dialled. */
+  pod: string | undefined
+  /** How long it was held for a pod (ms), when it was; -1 otherwise. */
+  coldStartMs: number
+}
+
+export function newRecord(req: ClientRequest, listener: ListenerKind, upgrade: boolean): RequestRecord {
+  return { startedAt: performance.now(), listener, upgrade, req, host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1 }
+}
