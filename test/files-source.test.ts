@@ -110,5 +110,7 @@ t.test('a change is applied while traffic flows, and no request fails', async (t
 })
 
 t.test('the gateway refuses to start on a directory that does not exist, naming the option', async (t) => {
-  await t.rejects(startTestGateway(path.join(tempDir(), 'nope')), /--manifests/)
+  const dir = path.join(tempDir(), 'nope')
+  // The code leads the message (what main prints) and is on the error for code that handles it.
+  await t.rejects(startTestGateway(dir), { name: 'EdgeError', code: 'EDGE_ERR_MANIFESTS', message: `EDGE_ERR_MANIFESTS: ${dir} is not a readable directory (set --manifests DIR)` })
 })

@@ -6,6 +6,7 @@ import type { DomainMapping, HTTPIngressPath, IngressBackendSplit, IngressSpec, 
 import { keyOf } from '../model/k8s.ts'
 import { validateObject } from './validate.ts'
 import type { ConfigProblem } from '../model/problems.ts'
+import type { ErrorCode } from '../errors.ts'
 import { ConfigError } from '../model/problems.ts'
 import type { BackendSpec, HeaderSet, HostEntry, IngressRef, IngressSummary, PathEntry, SplitEntry, TLSCertificate } from '../model/snapshot.ts'
 import { backendTarget } from './backends.ts'
@@ -196,7 +197,7 @@ export function byAge(a: Fragment, b: Fragment): number {
  * A failure to compile an object, as problems. Given the object, the validator names the fields
  * that broke it; only when it finds nothing does the raw error stand, with no field.
  */
-export function problemFrom(err: unknown, object: string, code: string, obj?: unknown): ConfigProblem[] {
+export function problemFrom(err: unknown, object: string, code: ErrorCode, obj?: unknown): ConfigProblem[] {
   if (err instanceof ConfigError) return err.problems.map((p) => ({ ...p, source: p.source || 'kubernetes' }))
   const named = obj === undefined ? undefined : validatorProblems(obj)
   if (named) return named.map((p) => ({ ...p, object: p.object ?? object }))

@@ -5,6 +5,7 @@
 import type { Kind, ObjectsByKind } from '../model/k8s.ts'
 import { LABEL_SERVICE_NAME } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
+import type { ErrorCode } from '../errors.ts'
 
 export type ValidObject = { [K in Kind]: { kind: K; object: ObjectsByKind[K] } }[Kind]
 export type ValidationResult = ValidObject | { problems: ConfigProblem[] } | { ignored: string }
@@ -29,7 +30,7 @@ type Json = Record<string, unknown>
 
 /** Collects problems for one object; `add` fills in source, document and object. */
 interface Checker {
-  add(field: string, reason: string, code: string): void
+  add(field: string, reason: string, code: ErrorCode): void
 }
 
 export function validateObject(obj: unknown, source: string, document?: number): ValidationResult {
@@ -375,26 +376,26 @@ function key(name: string): string {
   return `[${JSON.stringify(name)}]`
 }
 
-function requireRecord(c: Checker, value: unknown, field: string, code: string, what: string): Json | undefined {
+function requireRecord(c: Checker, value: unknown, field: string, code: ErrorCode, what: string): Json | undefined {
   if (isRecord(value)) return value
   c.add(field, present(value) ? `must be a mapping (${what}), got ${describe(value)}` : `is required: ${what}`, code)
   return undefined
 }
 
-function optionalRecord(c: Checker, value: unknown, field: string, code: string): Json | undefined {
+function optionalRecord(c: Checker, value: unknown, field: string, code: ErrorCode): Json | undefined {
   if (!present(value)) return undefined
   if (isRecord(value)) return value
   c.add(field, `must be a mapping, got ${describe(value)}; fix or remove it`, code)
   return undefined
 }
 
-function requireList(c: Checker, value: unknown, field: string, code: string, what: string): unknown[] | undefined {
+function requireList(c: Checker, value: unknown, field: string, code: ErrorCode, what: string): unknown[] | undefined {
   if (Array.isArray(value) && value.length > 0) return value
   c.add(field, Array.isArray(value) || !present(value) ? `is required: ${what}` : `must be a list (${what}), got ${describe(value)}`, code)
   return undefined
 }
 
-function optionalList(c: Checker, value: unknown, field: string, code: string): unknown[] | undefined {
+function optionalList(c: Checker, value: unknown, field: string, code: ErrorCode): unknown[] | undefined {
   if (!present(value)) return undefined
   if (Array.isArray(value)) return value
   c.add(field, `must be a list, got ${describe(value)}; fix or remove it`, code)
@@ -402,17 +403,17 @@ function optionalList(c: Checker, value: unknown, field: string, code: string): 
 }
 
 /** True when `value` is a non-empty string. */
-function requireString(c: Checker, value: unknown, field: string, code: string, what: string): boolean {
+function requireString(c: Checker, value: unknown, field: string, code: ErrorCode, what: string): boolean {
   if (typeof value === 'string' && value !== '') return true
   c.add(field, present(value) && value !== '' ? `must be a string (${what}), got ${describe(value)}` : `is required: ${what}`, code)
   return false
 }
 
-function optionalString(c: Checker, value: unknown, field: string, code: string): void {
+function optionalString(c: Checker, value: unknown, field: string, code: ErrorCode): void {
   if (present(value) && typeof value !== 'string') c.add(field, `must be a string, got ${describe(value)}; quote it or remove it`, code)
 }
 
-function checkStringList(c: Checker, value: unknown, field: string, code: string, nonEmpty = false): void {
+function checkStringList(c: Checker, value: unknown, field: string, code: ErrorCode, nonEmpty = false): void {
   const list = optionalList(c, value, field, code)
   list?.forEach((item, i) => {
     if (typeof item !== 'string' || (nonEmpty && item === '')) c.add(`${field}[${i}]`, `must be a non-empty string, got ${describe(item)}`, code)
@@ -420,7 +421,7 @@ function checkStringList(c: Checker, value: unknown, field: string, code: string
 }
 
 /** Labels, annotations, Secret data: string values only (Kubernetes rejects anything else). */
-function checkStringMap(c: Checker, value: unknown, field: string, code: string): Json | undefined {
+function checkStringMap(c: Checker, value: unknown, field: string, code: ErrorCode): Json | undefined {
   const map = optionalRecord(c, value, field, code)
   for (const [k, v] of Object.entries(map ?? {})) {
     if (typeof v !== 'string') c.add(`${field}${key(k)}`, `values must be strings, got ${describe(v)}; quote the value`, code)
@@ -432,7 +433,7 @@ function checkStringMap(c: Checker, value: unknown, field: string, code: string)
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const BAD_HEADER_VALUE = /[\r\n\0]/
 
-function checkHeaderName(c: Checker, name: string, field: string, code: string): void {
+function checkHeaderName(c: Checker, name: string, field: string, code: ErrorCode): void {
   if (!HEADER_NAME.test(name)) c.add(field, `${JSON.stringify(name)} is not a valid HTTP header name; use letters, digits and "-"`, code)
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { Secret } from '../model/k8s.ts'
 import { keyOf } from '../model/k8s.ts'
 import type { Snapshot, TLSCertificate } from '../model/snapshot.ts'
+import { EdgeError, coded } from '../errors.ts'
 
 export interface TlsOptions {
   /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are Node's defaults). */
@@ -89,7 +90,7 @@ export class CertificateStore {
       try {
         names = certificateNames(cert)
       } catch (err) {
-        this.warnOnce(`parse:${keyOf(s.metadata)}`, { secret: keyOf(s.metadata), err: (err as Error).message }, 'EDGE_ERR_TLS_SECRET: tls.crt is not a PEM certificate; the Secret is skipped')
+        this.warnOnce(`parse:${keyOf(s.metadata)}`, { secret: keyOf(s.metadata), err: (err as Error).message }, coded('EDGE_ERR_TLS_SECRET', 'tls.crt is not a PEM certificate; the Secret is skipped'))
         continue
       }
       for (const n of names) add(n, { secret: keyOf(s.metadata), cert, key })
@@ -104,7 +105,7 @@ export class CertificateStore {
         next.set('', this.entry(name, cert, key))
       } else {
         this.defaultProblem = `the --default-tls-secret ${name} ${defaultSecret ? 'is not a kubernetes.io/tls Secret with tls.crt and tls.key' : 'does not exist (or is not readable)'}`
-        this.warnOnce(`default:${this.defaultProblem}`, { secret: name }, `EDGE_ERR_TLS_SECRET: ${this.defaultProblem}; names without a certificate of their own fail their TLS handshake until it is fixed`)
+        this.warnOnce(`default:${this.defaultProblem}`, { secret: name }, coded('EDGE_ERR_TLS_SECRET', `${this.defaultProblem}; names without a certificate of their own fail their TLS handshake until it is fixed`))
       }
     }
     for (const k of this.contexts.keys()) if (!live.has(k)) this.contexts.delete(k)
@@ -120,7 +121,7 @@ export class CertificateStore {
       if (have) this.log.info({ secret }, 'TLS certificate reloaded')
     } catch (err) {
       e.error = (err as Error).message
-      this.log.error({ secret, err: e.error }, 'EDGE_ERR_TLS_SECRET: the certificate or key in this Secret cannot be used; hosts using it fail their TLS handshake')
+      this.log.error({ secret, err: e.error }, coded('EDGE_ERR_TLS_SECRET', 'the certificate or key in this Secret cannot be used; hosts using it fail their TLS handshake'))
     }
     this.contexts.set(secret, e)
     return e
@@ -143,7 +144,7 @@ export class CertificateStore {
     if (e?.context) return cb(null, e.context)
     const why = e ? `the certificate of Secret ${e.secret} is unusable (${e.error})` : (this.defaultProblem ?? 'no certificate for this name (add it to a KIngress tls entry, or set --default-tls-secret)')
     this.warnOnce(`sni:${servername}`, { servername }, `TLS handshake refused for ${servername}: ${why}`)
-    cb(new Error(`EDGE_ERR_TLS_SNI: ${servername}: ${why}`))
+    cb(new EdgeError('EDGE_ERR_TLS_SNI', `${servername}: ${why}`))
   }
 
   /** One log line per distinct problem, not one per handshake. */

@@ -1,6 +1,7 @@
 // A problem with configuration input: which object, where it came from, which field, and why.
 // Every rejection the gateway makes of a manifest or cluster object is one of these, so an operator
 // sees the same shape in logs, in /debug/routes and in KIngress status messages.
+import type { ErrorCode } from '../errors.ts'
 
 export interface ConfigProblem {
   /** Where the object came from: a file path (files source) or `kubernetes`. */
@@ -13,8 +14,8 @@ export interface ConfigProblem {
   field: string
   /** What is wrong and how to fix it, in one sentence. */
   reason: string
-  /** A stable code an operator can search for, e.g. `EDGE_ERR_INVALID_FIELD`. */
-  code: string
+  /** A stable code an operator can search for; docs/errors.md explains each. */
+  code: ErrorCode
 }
 
 export function formatProblem(p: ConfigProblem): string {

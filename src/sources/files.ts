@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { ObjectStore } from './store.ts'
 import { isManifestFile, parseManifestText } from './manifests.ts'
 import { formatProblem } from '../model/problems.ts'
+import { EdgeError } from '../errors.ts'
 
 export interface FilesSourceOptions {
   dir: string
@@ -44,7 +45,7 @@ export class FilesSource {
   /** Reads the directory once, then watches it. Throws if the directory cannot be read at all. */
   async start(): Promise<void> {
     const st = await fs.promises.stat(this.dir).catch(() => undefined)
-    if (!st?.isDirectory()) throw new Error(`EDGE_ERR_MANIFESTS: ${this.dir} is not a readable directory (set --manifests DIR)`)
+    if (!st?.isDirectory()) throw new EdgeError('EDGE_ERR_MANIFESTS', `${this.dir} is not a readable directory (set --manifests DIR)`)
     await this.scan()
   }
 

@@ -19,6 +19,7 @@ import { ListWatch, Watch } from '@kubernetes/client-node'
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
 import type { KubeObject } from '../model/k8s.ts'
 import { listCollection } from './kube-list.ts'
+import { coded } from '../errors.ts'
 
 export interface InformerHandlers {
   upsert(obj: KubeObject): void
@@ -303,7 +304,7 @@ export class ResilientInformer {
       const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
       const status = (err as { statusCode?: number } | undefined)?.statusCode
       const hint = status === 401 || status === 403 ? `the gateway's credentials need list and watch on ${this.opts.path} (RBAC)` : undefined
-      log({ informer: this.name, err: this.lastError.message, hint, retryInMs: delay }, 'EDGE_ERR_KUBE_WATCH: list/watch failed; retrying (the last known objects stay in service)')
+      log({ informer: this.name, err: this.lastError.message, hint, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', 'list/watch failed; retrying (the last known objects stay in service)'))
       this.schedule(delay, 'resume')
     }
     if (wasHealthy) this.opts.onStateChange?.()
@@ -338,7 +339,7 @@ export class ResilientInformer {
     if (idle < this.watchdogMs) return
     this.watchdogRestarts++
     this.restarts++
-    this.opts.log.warn({ informer: this.name, idleMs: idle }, 'EDGE_ERR_KUBE_WATCH_STALLED: no event and no reconnect for too long; restarting the watch')
+    this.opts.log.warn({ informer: this.name, idleMs: idle }, coded('EDGE_ERR_KUBE_WATCH_STALLED', 'no event and no reconnect for too long; restarting the watch'))
     this.replace()
   }
 

@@ -5,6 +5,7 @@ import { fetch } from 'undici'
 import type { Dispatcher } from 'undici'
 import { HttpMethod, RequestContext } from '@kubernetes/client-node'
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
+import { EdgeError } from '../errors.ts'
 
 /** An HTTP error from the API server: `statusCode`/`code` as ListWatch and ApiException name them. */
 export class KubeRequestError extends Error {
@@ -30,7 +31,7 @@ const LIST_TIMEOUT_MS = 60_000
 
 export async function listCollection(kc: KubeConfig, path: string, query: ListQuery = {}): Promise<KubernetesListObject<KubernetesObject>> {
   const cluster = kc.getCurrentCluster()
-  if (!cluster) throw new Error('EDGE_ERR_KUBECONFIG: the kubeconfig has no current cluster')
+  if (!cluster) throw new EdgeError('EDGE_ERR_KUBECONFIG', 'the kubeconfig has no current cluster')
   const url = new URL(cluster.server.replace(/\/+$/, '') + path)
   if (query.labelSelector) url.searchParams.set('labelSelector', query.labelSelector)
   if (query.fieldSelector) url.searchParams.set('fieldSelector', query.fieldSelector)

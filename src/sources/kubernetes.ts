@@ -10,6 +10,7 @@ import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, watchedResources } from 
 import type { WatchedResource } from './kube-resources.ts'
 import { ANN_INGRESS_CLASS, keyOf } from '../model/k8s.ts'
 import type { KubeObject, Secret } from '../model/k8s.ts'
+import { EdgeError, coded } from '../errors.ts'
 
 export const KUBERNETES_SOURCE = 'kubernetes'
 
@@ -43,9 +44,9 @@ export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv 
     else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster()
     else kc.loadFromDefault()
   } catch (err) {
-    throw new Error(`EDGE_ERR_KUBECONFIG: cannot load ${path ?? 'the default kubeconfig'}: ${(err as Error).message}`)
+    throw new EdgeError('EDGE_ERR_KUBECONFIG', `cannot load ${path ?? 'the default kubeconfig'}: ${(err as Error).message}`)
   }
-  if (!kc.getCurrentCluster()) throw new Error(`EDGE_ERR_KUBECONFIG: ${path ?? 'the default kubeconfig'} names no current cluster`)
+  if (!kc.getCurrentCluster()) throw new EdgeError('EDGE_ERR_KUBECONFIG', `${path ?? 'the default kubeconfig'} names no current cluster`)
   return kc
 }
 
@@ -173,7 +174,7 @@ export class KubernetesSource {
     if (healthy === this.lastHealthy) return
     if (this.lastHealthy === true && !healthy && !this.stopped) {
       const failing = this.informers.filter((i) => !i.healthy).map((i) => i.name)
-      this.opts.log.warn({ failing }, 'EDGE_ERR_KUBE_UNHEALTHY: a list/watch on the API server is failing; the last known configuration stays in service while it retries')
+      this.opts.log.warn({ failing }, coded('EDGE_ERR_KUBE_UNHEALTHY', 'a list/watch on the API server is failing; the last known configuration stays in service while it retries'))
     } else if (this.lastHealthy === false && healthy) {
       this.opts.log.info('Kubernetes source healthy: every list/watch is open')
     }

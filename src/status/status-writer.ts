@@ -22,6 +22,7 @@ import type { LeaderElectionTimings } from './leader.ts'
 import { IngressProber } from './prober.ts'
 import type { ProberOptions } from './prober.ts'
 import { gatewayReplicas } from './replicas.ts'
+import { coded } from '../errors.ts'
 
 const KINGRESS = { group: 'networking.internal.knative.dev', version: 'v1alpha1', plural: 'ingresses' } as const
 export const DEFAULT_LEASE_NAME = 'edge-gateway-status'
@@ -188,7 +189,7 @@ export class KIngressStatusWriter {
         await this.pass()
       } catch (err) {
         // A bug, not an API error (those are handled per ingress): log it and let the next event retry.
-        this.log.error({ err }, 'EDGE_ERR_STATUS: evaluating KIngress status failed')
+        this.log.error({ err }, coded('EDGE_ERR_STATUS', 'evaluating KIngress status failed'))
       }
     } while (this.again && this.leading)
   }
@@ -312,7 +313,7 @@ export class KIngressStatusWriter {
       }
       this.counts.errors++
       this.lastError = `${key}: ${errorText(err)}`
-      this.log.warn({ ingress: key, err: errorText(err), failures }, 'EDGE_ERR_STATUS_WRITE: writing KIngress status failed; retrying with backoff')
+      this.log.warn({ ingress: key, err: errorText(err), failures }, coded('EDGE_ERR_STATUS_WRITE', 'writing KIngress status failed; retrying with backoff'))
       return notBefore
     }
   }

@@ -5,6 +5,7 @@ import { HEADER_ORIGINAL_HOST } from '../model/k8s.ts'
 import type { DomainMapping, KIngress } from '../model/k8s.ts'
 import { ConfigError } from '../model/problems.ts'
 import type { ConfigProblem } from '../model/problems.ts'
+import type { ErrorCode } from '../errors.ts'
 import { httpOptionFrom, ingressAnnotations, isProblem } from './options.ts'
 import type { TranslateOptions } from './options.ts'
 
@@ -25,7 +26,7 @@ export function domainMappingToIngress(dm: DomainMapping, opts: TranslateOptions
   const ns = dm.metadata.namespace ?? 'default'
   const object = `DomainMapping ${ns}/${host}`
   const problems: ConfigProblem[] = []
-  const report = (field: string, reason: string, code: string) => problems.push({ source: '', object, field, reason, code })
+  const report = (field: string, reason: string, code: ErrorCode) => problems.push({ source: '', object, field, reason, code })
 
   const httpOption = httpOptionFrom(dm.metadata.annotations, object)
   if (isProblem(httpOption)) problems.push(httpOption)

@@ -7,6 +7,7 @@ import { HEADER_DEFAULT_ROUTE, HEADER_NAMESPACE, HEADER_REVISION, HEADER_TAG, LA
 import type { HTTPIngressPath, IngressBackendSplit, IngressRule, KIngress, Route, TrafficTarget } from '../model/k8s.ts'
 import { ConfigError } from '../model/problems.ts'
 import type { ConfigProblem } from '../model/problems.ts'
+import type { ErrorCode } from '../errors.ts'
 import { httpOptionFrom, ingressAnnotations, isProblem } from './options.ts'
 import type { TranslateOptions } from './options.ts'
 
@@ -29,7 +30,7 @@ interface Target {
   externalHost: string
 }
 
-type Report = (field: string, reason: string, code: string) => void
+type Report = (field: string, reason: string, code: ErrorCode) => void
 
 /** Throws ConfigError (source '') listing every problem found, not just the first. */
 export function routeToIngress(route: Route, opts: TranslateOptions): KIngress {

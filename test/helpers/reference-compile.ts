@@ -7,6 +7,7 @@ import type { DomainMapping, HTTPIngressPath, IngressSpec, KIngress, Revision, R
 import { ANN_INGRESS_CLASS, keyOf } from '../../src/model/k8s.ts'
 import type { ConfigProblem } from '../../src/model/problems.ts'
 import { ConfigError } from '../../src/model/problems.ts'
+import type { ErrorCode } from '../../src/errors.ts'
 import type { BackendSpec, HeaderSet, HostEntry, IngressRef, IngressSummary, PathEntry, RevisionRef, Snapshot, SplitEntry, TLSCertificate } from '../../src/model/snapshot.ts'
 import { indexSlices, resolveBackend, revisionRef } from '../../src/compile/backends.ts'
 import type { BackendIndex } from '../../src/compile/backends.ts'
@@ -42,7 +43,7 @@ interface Candidate {
 const translated = new WeakMap<object, { ingress?: KIngress; problems: ConfigProblem[] }>()
 const defaulted = new WeakMap<KIngress, { spec: IngressSpec; hash: string }>()
 
-function problemFrom(err: unknown, object: string, code: string): ConfigProblem[] {
+function problemFrom(err: unknown, object: string, code: ErrorCode): ConfigProblem[] {
   if (err instanceof ConfigError) return err.problems.map((p) => ({ ...p, source: p.source || 'kubernetes' }))
   return [{ source: 'kubernetes', object, field: '', reason: err instanceof Error ? err.message : String(err), code }]
 }
