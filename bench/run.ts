@@ -1,19 +1,23 @@
-// npm run bench [-- --scenarios a,b --rounds N --seconds S]
+// npm run bench [-- --scenarios a,b --rounds N --seconds S --baseline REF]
 // Measures, in one run on loopback: direct to the backend (the limit), edge-gateway, HAProxy and
 // nginx as equivalent one-worker reverse proxies. Rounds are interleaved (A B C D, A B C D...) and
 // medians reported, with ratios computed from numbers of the same run. Results: bench/RESULTS.md.
+// --baseline REF adds a build of that commit (edge-gateway@<sha>) to the saturation and fixed-rate
+// rounds, started the same way, and prints this build's req/s and CPU per request over its.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { execSync } from 'node:child_process'
 import net from 'node:net'
-import { cpuMs, pinned, rssMb, stop, waitPort, hasTaskset, which } from './lib/procs.ts'
+import { cpuMs, pinned, rssMb, stop, interruptLive, waitPort, hasTaskset, which } from './lib/procs.ts'
 import { median, wrk } from './lib/wrk.ts'
 import type { WrkResult } from './lib/wrk.ts'
 import { gatewayManifests, startGatewayProc, startHaproxy, startNginx } from './lib/proxies.ts'
 import { NODE_FLAGS } from '../src/runtime-flags.ts'
 import type { Running } from './lib/proxies.ts'
 import { runInProcess } from './in-process.ts'
+import { buildBaseline, CURRENT_BUILD } from './lib/baseline.ts'
+import type { BaselineBuild } from './lib/baseline.ts'
 
 const args = process.argv.slice(2)
 const opt = (name: string, def: string): string => {
@@ -23,6 +27,13 @@ const opt = (name: string, def: string): string => {
 const ROUNDS = Number(opt('rounds', '3'))
 const SECONDS = Number(opt('seconds', '10'))
 const SCENARIOS = new Set(opt('scenarios', 'saturation,fixed,stream,split,table,held,workers,inprocess').split(','))
+const BASELINE = opt('baseline', '')
+if (args.includes('--baseline') && (!BASELINE || BASELINE.startsWith('--'))) {
+  process.stderr.write('--baseline needs a git commit, branch or tag to compare with, e.g. --baseline HEAD~1\n')
+  process.exit(2)
+}
+// The scenarios that also run the baseline: the ones "no slower" is judged by.
+const AB_SCENARIOS = ['saturation', 'fixed']
 const CONNS = 50
 // Load generator and backend share core 0; each proxy gets core 1 to itself.
 const LOAD_CPU = 0
@@ -80,8 +91,24 @@ function ensureTools(): void {
   }
 }
 
+// However the bench ends (an error, Ctrl-C), stop what it started and delete the baseline build.
+let baseline: BaselineBuild | undefined
+process.once('exit', () => {
+  interruptLive()
+  baseline?.remove()
+})
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code))
+
+/** This build over the baseline, per round and for the medians; rounds pair up as they ran side by side. */
+function abLine(what: string, better: string, current: number[], base: number[], digits: number): string {
+  const perRound = current.length === base.length ? current.map((c, i) => fmt(c / base[i]!, 3)).join(', ') : 'n/a (a round went unmeasured)'
+  return `${what}, ${CURRENT_BUILD.name} / ${baseline!.name}: ${fmt(median(current) / median(base), 3)} (medians ${fmt(median(current), digits)} vs ${fmt(median(base), digits)}; ${better}); per round: ${perRound}.`
+}
+
 async function main(): Promise<void> {
   ensureTools()
+  if (BASELINE && AB_SCENARIOS.some((s) => SCENARIOS.has(s))) baseline = buildBaseline(BASELINE)
+  else if (BASELINE) process.stdout.write(`--baseline ${BASELINE} ignored: only the ${AB_SCENARIOS.join(' and ')} scenarios run it\n`)
   const backendDirect = 18001
   const backendProxied = 18002
   const nodeV = process.version
@@ -98,6 +125,7 @@ async function main(): Promise<void> {
   log(`Run: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}`)
   log(`Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}`)
   log(`Versions: ${versions.join(', ')}`)
+  if (baseline) log(`Baseline: ${baseline.name} (${BASELINE}: ${baseline.sha}, "${baseline.subject}"), built with tsc from git archive and started like ${CURRENT_BUILD.name}, in the ${AB_SCENARIOS.join(' and ')} rounds.`)
   log(`Method: wrk -t1 -c${CONNS} -d${SECONDS}s --latency on loopback, ${ROUNDS} interleaved rounds, medians. ${hasTaskset ? `Load generator and backend pinned to CPU ${LOAD_CPU}, each proxy to CPU ${PROXY_CPU}; direct runs against a backend alone on CPU ${PROXY_CPU}.` : 'taskset missing: nothing pinned.'}`)
   log('')
 
@@ -106,9 +134,12 @@ async function main(): Promise<void> {
   await waitPort(backendProxied)
   const running: Running[] = []
   const skipped: string[] = []
+  let baselineProc: Running | undefined
   try {
-    const gw = await startGatewayProc(18100, 18190, gatewayManifests(backendProxied), PROXY_CPU)
+    const manifests = gatewayManifests(backendProxied)
+    const gw = await startGatewayProc(18100, 18190, manifests, PROXY_CPU)
     running.push(gw)
+    if (baseline) baselineProc = await startGatewayProc(18150, 18195, manifests, PROXY_CPU, 1, [], baseline)
     const ha = await startHaproxy(18200, backendProxied, PROXY_CPU)
     if (typeof ha === 'string') skipped.push(ha)
     else running.push(ha)
@@ -117,14 +148,17 @@ async function main(): Promise<void> {
     else running.push(ng)
     for (const s of skipped) log(`Skipped: ${s}`)
 
-    const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map((r) => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined, pid: r.child.pid }))]
+    const target = (r: Running): Target => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined, pid: r.child.pid })
+    const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map(target)]
+    // With --baseline, the saturation and fixed rounds run it right after this build.
+    const abTargets = baselineProc ? targets.flatMap((t) => (t.name === gw.name ? [t, target(baselineProc!)] : [t])) : targets
     // Warm-up: JIT, pools.
-    for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+    for (const t of abTargets) await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
 
     if (SCENARIOS.has('saturation')) {
       log('## Small responses at saturation')
       log('')
-      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }))
+      const res = await interleaved(abTargets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }))
       const ha = res.get('haproxy')
       log('| path | req/s | p50 ms | p99 ms | vs direct | vs HAProxy |')
       log('|---|---|---|---|---|---|')
@@ -133,6 +167,7 @@ async function main(): Promise<void> {
         const rps = med(rs, 'rps')
         log(`| ${name} | ${fmt(rps)} | ${fmt(med(rs, 'p50'), 2)} | ${fmt(med(rs, 'p99'), 2)} | ${fmt(rps / direct, 2)} | ${ha ? fmt(rps / med(ha, 'rps'), 2) : 'n/a'} |`)
       }
+      if (baseline) log(`\n${abLine('req/s at saturation', 'above 1: this build is faster', res.get(CURRENT_BUILD.name)!.map((r) => r.rps), res.get(baseline.name)!.map((r) => r.rps), 0)}`)
       log('')
     }
 
@@ -154,7 +189,7 @@ async function main(): Promise<void> {
       ]
       const floorProcs = floors.map((f) => pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'floor-proxy.mjs'), String(f.port), String(backendProxied), f.kind]))
       for (const f of floors) await waitPort(f.port)
-      const fixedTargets: Target[] = [...targets, ...floors.map((f, i) => ({ name: f.name, port: f.port, pid: floorProcs[i]!.pid }))]
+      const fixedTargets: Target[] = [...abTargets, ...floors.map((f, i) => ({ name: f.name, port: f.port, pid: floorProcs[i]!.pid }))]
       for (const f of floors) await wrk({ url: `http://127.0.0.1:${f.port}/`, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
       log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, connections paced by a random wait of 0–${2 * delayMs} ms, ${Math.max(ROUNDS, 5)} rounds)`)
       log('')
@@ -201,6 +236,8 @@ async function main(): Promise<void> {
       const gwCpu = cpuPerRequest.get('edge-gateway')
       const haCpu = cpuPerRequest.get('haproxy')
       if (gwCpu && haCpu) log(`CPU per request at this rate: edge-gateway ${fmt(median(gwCpu), 1)} µs, HAProxy ${fmt(median(haCpu), 1)} µs (${fmt(median(gwCpu) / median(haCpu), 2)}×); per round, edge-gateway: ${gwCpu.map((c) => fmt(c, 1)).join(', ')}.`)
+      const baseCpu = baseline && cpuPerRequest.get(baseline.name)
+      if (baseCpu && gwCpu) log(abLine('CPU µs per request at this rate', 'below 1: this build uses less', gwCpu, baseCpu, 1))
       log('')
     }
 
@@ -233,6 +270,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const r of running) await r.stop()
+    await baselineProc?.stop()
   }
 
   if (SCENARIOS.has('table')) {

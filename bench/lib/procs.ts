@@ -7,12 +7,29 @@ import net from 'node:net'
 
 export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0
 
+/**
+ * The processes pinned() started that have not exited yet: the bench stops them when it exits
+ * early (an error, Ctrl-C), so that no proxy or backend is left running pinned to a core.
+ */
+const live = new Set<ChildProcess>()
+
+/**
+ * SIGINT to every process pinned() started that is still running; synchronous, for 'exit' handlers.
+ * SIGINT, not SIGTERM: on SIGTERM the gateway keeps serving for its 30 s drain, which would outlive
+ * the bench; HAProxy, nginx and the node backends stop at once on either.
+ */
+export function interruptLive(): void {
+  for (const child of live) child.kill('SIGINT')
+}
+
 export function pinned(cpu: number | undefined, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
   const [file, argv] = cpu !== undefined && hasTaskset ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args]
   const child = spawn(file, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd })
+  live.add(child)
   let err = ''
   child.stderr?.on('data', (c) => (err = (err + c).slice(-4000)))
   child.on('exit', (code, signal) => {
+    live.delete(child)
     if (code && code !== 0 && signal === null) process.stderr.write(`${cmd} exited ${code}: ${err}\n`)
   })
   return child

@@ -8,6 +8,8 @@ import { stringify } from 'yaml'
 import type { ChildProcess } from 'node:child_process'
 import { pinned, stop, waitPort, which } from './procs.ts'
 import { NODE_FLAGS } from '../../src/runtime-flags.ts'
+import { CURRENT_BUILD } from './baseline.ts'
+import type { GatewayBuild } from './baseline.ts'
 
 export interface Running {
   name: string
@@ -133,11 +135,11 @@ export function ingress(name: string, hosts: string[]): unknown {
   }
 }
 
-export async function startGatewayProc(port: number, adminPort: number, manifests: string, cpu: number | undefined, workers = 1, extraArgs: string[] = []): Promise<Running> {
-  const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'main.js')
-  if (!fs.existsSync(main)) throw new Error('dist/main.js missing: run npm run build first')
-  const child = pinned(cpu, process.execPath, [...NODE_FLAGS, main, '--manifests', manifests, '--http-port', String(port), '--local-port', String(port + 1), '--https-port', String(port + 2), '--admin-port', String(adminPort), '--listen-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'warn', ...extraArgs])
+/** Starts `build` (this checkout's dist/ unless told otherwise: `--baseline` starts another commit's the same way). */
+export async function startGatewayProc(port: number, adminPort: number, manifests: string, cpu: number | undefined, workers = 1, extraArgs: string[] = [], build: GatewayBuild = CURRENT_BUILD): Promise<Running> {
+  if (!fs.existsSync(build.mainJs)) throw new Error(`${build.mainJs} missing: run npm run build first`)
+  const child = pinned(cpu, process.execPath, [...NODE_FLAGS, build.mainJs, '--manifests', manifests, '--http-port', String(port), '--local-port', String(port + 1), '--https-port', String(port + 2), '--admin-port', String(adminPort), '--listen-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'warn', ...extraArgs])
   await waitPort(port, 30_000)
   await waitPort(adminPort, 30_000)
-  return { name: `edge-gateway${workers > 1 ? ` x${workers}` : ''}`, port, child, stop: () => stop(child) }
+  return { name: `${build.name}${workers > 1 ? ` x${workers}` : ''}`, port, child, stop: () => stop(child) }
 }
