@@ -7,11 +7,17 @@ import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { Snapshot } from '../model/snapshot.ts'
-import type { DataPlane } from '../dataplane/data-plane.ts'
+import type { Throttler } from '../activator/throttler.ts'
+
+/** What /debug/routes reads of the serving side: the snapshot and, where this process serves, its throttlers. */
+export interface RoutesView {
+  readonly snapshot: Snapshot
+  throttlerByKey(key: string): Throttler | undefined
+}
 
 export interface AdminDeps {
   metrics: GatewayMetrics
-  plane: DataPlane
+  routes: RoutesView
   /** Why the gateway is not ready, or undefined when it is. */
   notReadyReason(): string | undefined
   /** Extra state for /debug/routes from sources (watch health, scans...). */
@@ -49,13 +55,13 @@ export async function startAdmin(
     const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...(await metricsFrom())])
     return reply.type(own.contentType).send(await merged.metrics())
   })
-  app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.plane.snapshot, deps.plane, deps.sources(), deps.podInFlight)))
+  app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.routes.snapshot, deps.routes, deps.sources(), deps.podInFlight)))
   await app.listen({ host, port })
   return { app, port: (app.server.address() as AddressInfo).port, close: () => app.close() }
 }
 
 /** The routing table as JSON: host → rule → splits → endpoints, plus problems. Never Secret data. */
-export function describeRoutes(snap: Snapshot, plane: DataPlane, sources: Record<string, unknown>, podInFlight?: (address: string) => number): unknown {
+export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Record<string, unknown>, podInFlight?: (address: string) => number): unknown {
   const hosts = [...snap.localHosts.values()]
     .sort((a, b) => (a.host < b.host ? -1 : 1))
     .map((h) => ({

@@ -7,8 +7,10 @@ import type { Worker } from 'node:cluster'
 import type { Logger } from 'pino'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import type { GatewayConfig } from '../config.ts'
-import { startGateway } from '../gateway.ts'
-import type { Gateway } from '../gateway.ts'
+import { GatewayMetrics } from '../metrics.ts'
+import { StatReporter } from '../autoscaler/reporter.ts'
+import { configPipeline, followReplicaShare, startAdminPart, startControl, withModeDefaults } from '../compose/parts.ts'
+import type { ConfigPipeline, Control } from '../compose/parts.ts'
 import { SlotBroker } from './slot-broker.ts'
 import { StoreReplicator, send } from './replication.ts'
 import { StatsFanIn } from './stats-fan-in.ts'
@@ -17,19 +19,22 @@ import { withNodeFlags } from '../runtime-flags.ts'
 import type { ToPrimary } from './protocol.ts'
 
 export interface Primary {
-  readonly gateway: Gateway
+  readonly pipeline: ConfigPipeline
+  readonly control: Control
+  readonly admin: { readonly port: number }
   /** Readiness fails at once; workers keep serving. */
   startDraining(): void
   /** Workers stop accepting, finish in-flight work (up to finishMs) and exit; then the primary closes. */
   close(finishMs: number): Promise<void>
 }
 
-export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Primary> {
-  let gw: Gateway | undefined
+export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise<Primary> {
+  const config = withModeDefaults(rawConfig)
+  let control: Control | undefined
   const broker = new SlotBroker({
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
-    onColdStart: (rev) => gw?.runner?.coldStart(rev.namespace, rev.name),
+    onColdStart: (rev) => control?.runner?.coldStart(rev.namespace, rev.name),
   })
   const metricWaits = new Map<number, { want: number; got: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>()
   let metricId = 0
@@ -61,25 +66,42 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
   // For the local runner's safe stop: also the broker's lent slots, which are current where the
   // reports may be a second old.
   const inFlightAt = (address: string): number => broker.inFlightAt(address) + reportedInFlight(address)
-  gw = await startGateway(config, {
-    log,
-    role: 'primary',
-    metricsFrom,
-    notReady,
-    inFlightAt,
-    podInFlight: reportedInFlight,
-    debugExtra: () => ({ slotBroker: broker.describe(), workers: { listening: listening.size, configured: config.workers } }),
-    onReplicaShare: (i, n) => broker.setReplicaShare(i, n),
+  // The primary serves no traffic: its metrics' request counts and per-revision gauges are the
+  // workers' (merged into /metrics); it adds its own process metrics and the configuration's.
+  let pipeline: ConfigPipeline | undefined
+  const metrics = new GatewayMetrics({
+    inFlight: () => 0,
+    revisions: () => [],
+    configProblems: () => pipeline?.publisher.snapshot.problems.length ?? 0,
+    autoscaler: () => (control?.sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: control.sink.connected } : undefined),
   })
-  const gateway = gw
-  const replicator = new StoreReplicator(gateway.store)
-  const toBroker = (): void => broker.setSnapshot(gateway.plane.snapshot)
-  toBroker()
-  // Registered after the gateway's own listeners, so the new snapshot is in place when these run.
-  gateway.store.onChange(toBroker)
-  gateway.store.onChangeSoon(['EndpointSlice'], toBroker)
-  const fanIn = new StatsFanIn((entries) => gateway.reporter.forward(entries))
+  const cfg = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
+  pipeline = cfg
+  // Registered before the control side starts, so the broker has every snapshot the workers will.
+  cfg.publisher.subscribe('slot-broker', (p) => broker.setSnapshot(p.snapshot))
+  broker.setSnapshot(cfg.publisher.snapshot)
+  const reporter = new StatReporter({ podName: config.podName, log })
+  // The local runner never stops a process with a request in flight; in the primary the workers know.
+  const ctl = await startControl(config, log, cfg, reporter, metrics, { inFlightAt, stopGraceMs: 2500 })
+  control = ctl
+  let draining = false
+  const admin = await startAdminPart(config, metrics, {
+    // No throttlers here: the workers' reports give each pod's requests in flight.
+    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined },
+    podInFlight: reportedInFlight,
+    metricsFrom,
+    notReadyReason: () => (draining ? 'draining (shutting down)' : (ctl.loadingReason() ?? notReady())),
+    sources: () => ({ ...ctl.describe(), slotBroker: broker.describe(), workers: { listening: listening.size, configured: config.workers } }),
+  }).catch(async (err: unknown) => {
+    await ctl.stopSources()
+    await ctl.close()
+    throw err
+  })
+  log.info({ admin: admin.port, role: 'primary', manifests: ctl.files ? config.manifests : undefined }, 'edge-gateway listening')
+  followReplicaShare(config, cfg, (i, n) => broker.setReplicaShare(i, n))
+  const fanIn = new StatsFanIn((entries) => reporter.forward(entries))
   fanIn.start()
+  const replicator = new StoreReplicator(cfg.store)
 
   let stopping = false
   let restarts = 0
@@ -120,7 +142,7 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
         if (msg.inFlight) workerInFlight.set(w.id, msg.inFlight)
         return fanIn.receive(w.id, msg.entries, msg.poke)
       case 'cold-start':
-        return gateway.runner?.coldStart(msg.namespace, msg.name)
+        return ctl.runner?.coldStart(msg.namespace, msg.name)
       case 'metrics': {
         const wait = metricWaits.get(msg.id)
         if (!wait) return
@@ -137,9 +159,11 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
   log.info({ workers: config.workers }, 'workers started')
 
   return {
-    gateway,
+    pipeline: cfg,
+    control: ctl,
+    admin,
     startDraining: () => {
-      gateway.startDraining()
+      draining = true
       for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { t: 'draining' })
     },
     close: async (finishMs) => {
@@ -159,7 +183,10 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<Pr
         ),
       )
       broker.close()
-      await gateway.close()
+      draining = true
+      await ctl.stopSources()
+      await admin.close()
+      await ctl.close()
     },
   }
 }

@@ -3,7 +3,15 @@
 // reports its demand to the primary, which sums the workers' reports.
 import type { Logger } from 'pino'
 import type { GatewayConfig } from '../config.ts'
-import { startGateway } from '../gateway.ts'
+import { drainListeners } from '../gateway.ts'
+import { GatewayMetrics } from '../metrics.ts'
+import { StatReporter } from '../autoscaler/reporter.ts'
+import type { StatSink } from '../autoscaler/reporter.ts'
+import type { RevisionRef } from '../model/snapshot.ts'
+import type { DataPlane } from '../dataplane/data-plane.ts'
+import type { ObjectStore } from '../sources/store.ts'
+import { configPipeline, dataPlane, revisionRows, startListeners, withModeDefaults } from '../compose/parts.ts'
+import { brokered } from './slot-broker.ts'
 import { RemoteSlots } from './remote-throttler.ts'
 import { applyReplica } from './replication.ts'
 import { isMessage } from './protocol.ts'
@@ -29,19 +37,15 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
   process.on('SIGTERM', () => {})
   process.on('disconnect', () => process.exit(0))
 
-  const gw = await startGateway(config, {
-    log: log.child({ worker: process.env.NODE_UNIQUE_ID }),
-    role: 'worker',
-    worker: {
-      slots,
-      stats: {
-        send: (entries, poke) => {
-          toPrimary({ t: 'stats', entries, poke: poke === true, inFlight: poke ? undefined : inFlightByPod() })
-          return true
-        },
+  const gw = await composeWorker(config, log.child({ worker: process.env.NODE_UNIQUE_ID }), {
+    slots,
+    stats: {
+      send: (entries, poke) => {
+        toPrimary({ t: 'stats', entries, poke: poke === true, inFlight: poke ? undefined : inFlightByPod() })
+        return true
       },
-      coldStart: (rev) => toPrimary({ t: 'cold-start', namespace: rev.namespace, name: rev.name }),
     },
+    coldStart: (rev) => toPrimary({ t: 'cold-start', namespace: rev.namespace, name: rev.name }),
   })
   function inFlightByPod(): Record<string, number> {
     const out: Record<string, number> = {}
@@ -71,4 +75,61 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
     }
   }
   toPrimary({ t: 'listening' })
+}
+
+/** What a worker process needs from its primary. */
+export interface WorkerLink {
+  slots: RemoteSlots
+  /** Receives this worker's demand reports and pokes. */
+  stats: StatSink
+  coldStart(rev: RevisionRef): void
+}
+
+interface WorkerGateway {
+  readonly store: ObjectStore
+  readonly plane: DataPlane
+  recompile(): void
+  startDraining(): void
+  close(finishMs: number): Promise<void>
+}
+
+/**
+ * A worker: the data plane and the listeners, from a replica of the primary's store (no sources
+ * here: src/cluster/replication.ts), with pod slots of containerConcurrency > 0 revisions borrowed
+ * from the primary's broker and demand reported to the primary. Its metrics are merged into the
+ * primary's /metrics; it has no admin port.
+ */
+async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: WorkerLink): Promise<WorkerGateway> {
+  const config = withModeDefaults(rawConfig)
+  let plane: DataPlane | undefined
+  const metrics = new GatewayMetrics({
+    inFlight: () => plane?.active ?? 0,
+    configProblems: () => plane?.snapshot.problems.length ?? 0,
+    revisions: () => revisionRows(plane?.backends.entries() ?? []),
+  })
+  const pipeline = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
+  const reporter = new StatReporter({ podName: config.podName, log })
+  reporter.addSink(link.stats)
+  reporter.start()
+  const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
+    onColdStart: (rev) => link.coldStart(rev),
+    // Workers share per-pod limits through the primary's broker (see src/cluster/slot-broker.ts).
+    remoteThrottler: (b) => (brokered(b) ? link.slots.throttler(b.key, b.revision!.containerConcurrency, b.endpoints) : undefined),
+  })
+  plane = served
+  const listeners = await startListeners(config, log, served, pipeline)
+  return {
+    store: pipeline.store,
+    plane: served,
+    recompile: () => pipeline.publisher.full(),
+    startDraining: () => {
+      served.draining = true
+    },
+    close: async (finishMs) => {
+      served.draining = true
+      reporter.stop()
+      await drainListeners(listeners, served, finishMs)
+      await served.close()
+    },
+  }
 }

@@ -8,6 +8,7 @@ import { LiveCompiler } from '../compile/live.ts'
 import type { CompileOptions } from '../compile/snapshot.ts'
 import type { Snapshot } from '../model/snapshot.ts'
 import { formatProblem } from '../model/problems.ts'
+import { coded } from '../errors.ts'
 import { withoutKind } from '../sources/store.ts'
 import type { ObjectStore, StoreChanges } from '../sources/store.ts'
 
@@ -84,7 +85,7 @@ export class SnapshotPublisher {
     } catch (err) {
       // Compile is total over valid objects; reaching here is a bug. Keep serving the last snapshot.
       this.opts.onCompiled?.(false)
-      this.opts.log.error({ err }, 'EDGE_ERR_COMPILE: compiling the configuration failed; the last snapshot stays in service')
+      this.opts.log.error({ err }, coded('EDGE_ERR_COMPILE', 'compiling the configuration failed; the last snapshot stays in service'))
       return
     }
     const snap = this.current

@@ -154,9 +154,10 @@ export class BackendTable {
     return t
   }
 
-  /** Live per-backend state for metrics, /debug/routes and the local runner. */
-  entries(): Array<{ backend: string; throttler: Throttler }> {
-    return [...this.throttlers].map(([backend, throttler]) => ({ backend, throttler }))
+  /** Live per-backend state for metrics and the local runner: each throttler, with its revision if it has one. */
+  entries(): Array<{ key: string; revision: RevisionRef | undefined; throttler: Throttler }> {
+    const backends = this.snapshot.backends
+    return [...this.throttlers].map(([key, throttler]) => ({ key, revision: backends.get(key)?.revision, throttler }))
   }
 
   byKey(key: string): Throttler | undefined {
