@@ -32,6 +32,12 @@ function route(name: string, rev: string): unknown {
   })
 }
 
+/** Requests the gateway holds for `revision` (in namespace default) now. */
+async function queued(adminPort: number, revision: string): Promise<number> {
+  const metrics = (await get(adminPort, 'localhost', '/metrics')).body
+  return Number(new RegExp(`edge_revision_requests_queued\\{namespace="default",revision="${revision}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0)
+}
+
 function notReadySlice(rev: string, pod: Backend): unknown {
   return endpointSlice(`${rev}-private`, [{ name: 'http', port: pod.port }], [{ ip: '127.0.0.1', ready: false }], 'default', `${rev}-private-slice`)
 }
@@ -66,9 +72,12 @@ t.test('a revision with a startup probe is not probed early: requests wait for K
   const gw = await startTestGateway(dir)
   t.teardown(() => gw.close())
   const held = get(gw.ports.http, 'careful.example.com', '/x')
-  await new Promise((r) => setTimeout(r, 300))
+  // An early probe would start when the request is queued for the revision, and this pod is up, so
+  // it would pass and let the request through: wait until it is queued, then check nothing got by.
+  await waitFor('the request held for careful-00001', async () => (await queued(gw.ports.admin, 'careful-00001')) === 1)
   t.equal(pod.probes.length, 0, 'no early probe')
   t.equal(pod.seen.filter((s) => s.url === '/x').length, 0, 'still held')
   writeManifest(dir, 'app.yaml', [rev, endpointSlice('careful-00001-private', [{ name: 'http', port: pod.port }], [{ ip: '127.0.0.1' }], 'default', 'careful-00001-private-slice'), route('careful', 'careful-00001')])
   t.equal((await held).status, 200, 'served once Kubernetes marks the pod ready')
+  t.same(pod.seen.map((s) => s.url), ['/x'], 'the pod saw the request and nothing before it: no probe while it was held')
 })

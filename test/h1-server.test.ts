@@ -4,7 +4,7 @@
 import t from 'tap'
 import net from 'node:net'
 import { endpointSlice, kingress, service, startBackend, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
-import { raw } from './helpers/raw.ts'
+import { raw, responses } from './helpers/raw.ts'
 
 const HOST = 'h1.example.com'
 
@@ -50,44 +50,6 @@ t.teardown(async () => {
 })
 
 const getReq = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\n${extra}\r\n`
-
-/** Splits raw bytes into HTTP/1.1 responses (Content-Length or chunked bodies only). */
-function responses(text: string): Array<{ status: number; headers: Record<string, string>; body: string; trailers: Record<string, string> }> {
-  const out = []
-  let rest = text
-  while (rest.length > 0) {
-    const end = rest.indexOf('\r\n\r\n')
-    if (end < 0) break
-    const lines = rest.slice(0, end).split('\r\n')
-    const headers: Record<string, string> = {}
-    for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
-    rest = rest.slice(end + 4)
-    let body = ''
-    const trailers: Record<string, string> = {}
-    if (headers['content-length'] !== undefined) {
-      body = rest.slice(0, Number(headers['content-length']))
-      rest = rest.slice(body.length)
-    } else if (headers['transfer-encoding'] === 'chunked') {
-      for (;;) {
-        const nl = rest.indexOf('\r\n')
-        const size = parseInt(rest.slice(0, nl), 16)
-        rest = rest.slice(nl + 2)
-        if (size === 0) break
-        body += rest.slice(0, size)
-        rest = rest.slice(size + 2)
-      }
-      const tEnd = rest.indexOf('\r\n\r\n')
-      const tLines = tEnd > 0 ? rest.slice(0, tEnd).split('\r\n') : []
-      for (const l of tLines) trailers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
-      rest = rest.slice(tEnd >= 0 ? tEnd + 4 : 2)
-    } else {
-      body = rest
-      rest = ''
-    }
-    out.push({ status: Number(lines[0]!.split(' ')[1]), headers, body, trailers })
-  }
-  return out
-}
 
 t.test('pipelined requests in one write are answered in order, on one connection', async (t) => {
   const a = await raw(gw.ports.http, getReq('/1') + getReq('/2') + getReq('/3', 'Connection: close\r\n'))

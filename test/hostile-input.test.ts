@@ -2,23 +2,39 @@
 // Each hostile request must be answered by the gateway (400-class, x-edge-reason, connection closed)
 // and nothing ambiguous may reach a pod: the backends record raw bytes and completed requests.
 import t from 'tap'
-import { endpointSlice, get, kingress, service, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
-import { raw, startRecordingBackend } from './helpers/raw.ts'
+import { endpointSlice, get, kingress, service, startBackend, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
+import { raw, responses, startRecordingBackend } from './helpers/raw.ts'
 import type { RecordingBackend } from './helpers/raw.ts'
 
 const HOST = 'smug.example.com'
+const BODY_HOST = 'body.example.com'
 const backend = await startRecordingBackend()
 const admin = await startRecordingBackend()
+/** Every request the body pod read to its end, with its body as received. */
+const bodies: Array<{ method: string; url: string; body: string }> = []
+const bodyPod = await startBackend('body', (req, res) => {
+  let body = ''
+  req.setEncoding('latin1')
+  req.on('data', (c: string) => (body += c))
+  req.on('end', () => {
+    bodies.push({ method: req.method ?? '', url: req.url ?? '', body })
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ method: req.method, url: req.url, body }))
+  })
+})
 const dir = tempDir()
 const slice = (name: string, b: RecordingBackend): unknown[] => [service(name, [{ name: 'http', port: 80 }]), endpointSlice(name, [{ name: 'http', port: b.port }], [{ ip: '127.0.0.1' }], 'default', `${name}-slice`)]
 const split = (svc: string) => [{ serviceNamespace: 'default', serviceName: svc, servicePort: 80, percent: 100 }]
 writeManifest(dir, 'all.yaml', [
   ...slice('app', backend),
   ...slice('admin', admin),
+  service('body', [{ name: 'http', port: 80 }]),
+  endpointSlice('body', [{ name: 'http', port: bodyPod.port }], [{ ip: '127.0.0.1' }], 'default', 'body-slice'),
   kingress('smug', {
     rules: [
       { hosts: [HOST, 'xn--bcher-kva.example.com'], visibility: 'ExternalIP', http: { paths: [{ path: '/admin', splits: split('admin') }, { path: '/public', splits: split('app') }] } },
       { hosts: ['any.example.com'], visibility: 'ExternalIP', http: { paths: [{ splits: split('app') }] } },
+      { hosts: [BODY_HOST], visibility: 'ExternalIP', http: { paths: [{ splits: split('body') }] } },
     ],
   }),
 ])
@@ -27,6 +43,7 @@ t.teardown(async () => {
   await gw.close()
   await backend.close()
   await admin.close()
+  await bodyPod.close()
 })
 
 const reached = (): number => backend.started + admin.started
@@ -95,6 +112,52 @@ t.test('a pipelined request after a complete one is a separate request, parsed t
   const seen = backend.completed.slice(completed).map((c) => `${c.method} ${c.url} ${c.bodyBytes}`).sort()
   t.same(seen, ['GET /public/b 0', 'POST /public/a 5'])
 })
+
+// ---- bodies on methods that usually have none ---------------------------------------------------
+// The gateway's own HTTP/1.1 server answers bodyless GET/HEAD/OPTIONS/DELETE itself and hands any
+// request with Content-Length or Transfer-Encoding to node:http (request-head.ts). If it ever took
+// one of these as bodyless, the body would be read as the next request on the connection: here the
+// body is itself a request head, so a desync shows as a pod seeing /smuggled or as answers out of step.
+
+const SMUGGLED = `GET /smuggled HTTP/1.1\r\nHost: ${BODY_HOST}\r\n\r\n`
+const FRAMINGS: Array<[string, string]> = [
+  ['a Content-Length body', `Content-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`],
+  ['a chunked body', `Transfer-Encoding: chunked\r\n\r\n${SMUGGLED.length.toString(16)}\r\n${SMUGGLED}\r\n0\r\n\r\n`],
+]
+
+/** The pod's JSON answer, or the text as it came when it is not JSON (so a failure shows it). */
+const asJson = (text: string | undefined): unknown => {
+  try {
+    return JSON.parse(text ?? '')
+  } catch {
+    return text
+  }
+}
+
+for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS']) {
+  for (const [framing, rest] of FRAMINGS) {
+    t.test(`${method} with ${framing}, then a second request on the connection: the pod gets the body exactly, no desync`, async (t) => {
+      const seen = bodies.length
+      const first = `${method} /first HTTP/1.1\r\nHost: ${BODY_HOST}\r\n${rest}`
+      const second = `GET /second HTTP/1.1\r\nHost: ${BODY_HOST}\r\nConnection: close\r\n\r\n`
+      const r = await raw(gw.ports.http, first + second)
+      const rs = responses(r.text, new Set(method === 'HEAD' ? [0] : []))
+      t.same(rs.map((x) => x.status), [200, 200], 'two answers, one per request')
+      if (method !== 'HEAD') t.same(asJson(rs[0]?.body), { method, url: '/first', body: SMUGGLED }, 'the first answer is the first request\'s')
+      t.same(asJson(rs[1]?.body), { method: 'GET', url: '/second', body: '' }, 'the second answer is the second request\'s')
+      t.ok(r.closed, 'closed after the Connection: close request')
+      t.same(
+        bodies.slice(seen).sort((a, b) => (a.url < b.url ? -1 : 1)),
+        [
+          { method, url: '/first', body: SMUGGLED },
+          { method: 'GET', url: '/second', body: '' },
+        ],
+        'the pod saw both requests, the first with its body byte for byte, and nothing else',
+      )
+      t.notOk(bodyPod.seen.some((x) => x.url === '/smuggled'), 'the body never reached the pod as a request')
+    })
+  }
+}
 
 // ---- Host header ---------------------------------------------------------------------------------
 

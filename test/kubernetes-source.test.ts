@@ -2,7 +2,7 @@
 // written in the "cluster" become traffic, and the informers survive drops, stalls, 410s and outages
 // without losing an update and without ever dropping the last good configuration.
 import t from 'tap'
-import { CLASS, endpointSlice, get, kingress, revision, revisionPods, service, serviceFor, simpleIngress, startBackend, waitFor } from './helpers/gateway.ts'
+import { CLASS, endpointSlice, get, kingress, revision, revisionPods, service, servedSplits, serviceFor, simpleIngress, startBackend, waitFor } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
 import { apply, del, kubeDebug, readyz, startKubeEnv, startKubeGateway, waitReady, waitServed, who } from './helpers/kube.ts'
 
@@ -54,23 +54,33 @@ t.test('KIngress, Services and EndpointSlices from the cluster become traffic, a
   apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
   await waitServed(port, 'hello.example.com', 'b')
   apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 50], ['svc-b', 50]]))
-  await waitFor('hello split 50/50', async () => {
-    const s = await spread(port, 'hello.example.com', 30)
-    return (s['a'] ?? 0) > 0 && (s['b'] ?? 0) > 0
-  })
+  // Count only once the 50/50 configuration serves: requests that straddle the change would let a
+  // split that always picks one backend pass (the earlier all-b answers plus a few a's).
+  const fiftyFifty = [['svc:default/svc-a:80 50', 'svc:default/svc-b:80 50']]
+  await waitFor('hello served split 50/50', async () => JSON.stringify(await servedSplits(gw.ports.admin, 'hello.example.com')) === JSON.stringify(fiftyFifty))
+  // 200 fair draws: mean 100 each, sd 7.07; outside [60, 140] is 5.6 sd, p < 1e-7 for a fair split.
+  const s = await spread(port, 'hello.example.com', 200)
+  t.same(Object.keys(s).sort(), ['a', 'b'], 'only the two split backends answer')
+  t.ok((s['a'] ?? 0) >= 60 && (s['a'] ?? 0) <= 140, `a gets about half (${s['a'] ?? 0} of 200)`)
+  t.ok((s['b'] ?? 0) >= 60 && (s['b'] ?? 0) <= 140, `b gets about half (${s['b'] ?? 0} of 200)`)
   t.pass('split between a and b')
 
   // The endpoint of svc-a moves to backend b's port: one compile for it, not one on the fast
   // EndpointSlice path and a second on the coalesced one.
   apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
   await waitServed(port, 'hello.example.com', 'a')
-  await new Promise((r) => setTimeout(r, 50)) // let the coalesced notification of that change pass
+  // 'a' also answers under 50/50: count from the snapshot compiled for this change, not before it.
+  await waitFor('hello served by svc-a alone', async () => JSON.stringify(await servedSplits(gw.ports.admin, 'hello.example.com')) === JSON.stringify([['svc:default/svc-a:80 100']]))
   const reloads = async (): Promise<number> => Number(/edge_config_reloads_total\{result="ok"\} (\d+)/.exec((await get(gw.ports.admin, 'localhost', '/metrics')).body)?.[1])
   const before = await reloads()
   apply(env.api, endpointSlice('svc-a', [{ name: 'http', port: b!.port }], [{ ip: '127.0.0.1' }], 'default', 'svc-a-slice'))
   await waitServed(port, 'hello.example.com', 'b')
-  await new Promise((r) => setTimeout(r, 50))
-  t.equal((await reloads()) - before, 1, 'an EndpointSlice change is compiled once')
+  // A second compile of the slice would come from the store's coalesced notification, which runs
+  // before a later change reaches the gateway over the watch: once a marker KIngress serves, the
+  // count holds every compile of the slice plus exactly one for the marker.
+  apply(env.api, simpleIngress('marker', ['marker.example.com'], [['svc-b', 100]]))
+  await waitServed(port, 'marker.example.com', 'b')
+  t.equal((await reloads()) - before - 1, 1, 'an EndpointSlice change is compiled once')
   t.pass('endpoint moved to another backend')
 
   // The Service goes away: the gateway stops routing to it.

@@ -233,6 +233,9 @@ t.test('status writer against the fake apiserver with two real gateway replicas'
     const probes = writer.describe().probes as { ingresses: Array<{ key: string; hash: string; targets: Array<{ replica: string; ok: boolean }> }> }
     const entry = probes.ingresses.find((i) => i.key === 'default/hello')
     t.equal(entry?.hash, ingressHash('default', 'hello', v1.spec as never), 'probed for the hash of the stored spec')
+    // Not from src/compile/hash.ts: sha256 of the Go encoding/json of spec([HOST], 'v1') followed by
+    // "default" and "hello", computed with Python the way routing.test.ts's K-Network-Hash vector was.
+    t.equal(entry?.hash, 'd825d7de41c375611eba61918af6ea6d0b9a54df6f7d33f246b9be5f3268ac27', 'the hash Knative computes for that spec')
     t.same(entry?.targets.map((x) => x.replica).sort(), [`127.0.0.1:${reps.a.ports.local}`, `127.0.0.1:${reps.b.ports.local}`].sort(), 'both replicas probed')
     t.ok(entry?.targets.every((x) => x.ok))
   })
@@ -265,6 +268,7 @@ t.test('status writer against the fake apiserver with two real gateway replicas'
     const v2spec = spec([HOST], 'v2')
     await co.patchNamespacedCustomObject({ ...KN, namespace: 'default', name: 'hello', body: { spec: v2spec } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch))
     const v2hash = ingressHash('default', 'hello', v2spec as never)
+    t.equal(v2hash, '2d620be4bf03d09cb8a2267c0af690c26e75a4aa9ad16eb50c2bb8b8d5faa547', 'the hash Knative computes for v2 (computed as for v1)')
     // Replica A follows at once; replica B lags.
     writeManifest(reps.dirA, 'ingress.yaml', [{ ...v1, spec: v2spec }])
     await waitFor('observedGeneration 2, waiting for the load balancer', () => {

@@ -121,6 +121,13 @@ export async function get(port: number, host: string, pathAndQuery = '/', header
   }
 }
 
+/** The splits the gateway serves for `host` now (from /debug/routes), e.g. `svc:default/a:80 50`, path by path. */
+export async function servedSplits(adminPort: number, host: string): Promise<string[][]> {
+  const routes = (await get(adminPort, 'localhost', '/debug/routes')).json<{ hosts: Array<{ host: string; paths: Array<{ splits: Array<{ backend: string; percent: number }> }> }> }>()
+  const entry = routes.hosts.find((h) => h.host === host)
+  return entry ? entry.paths.map((p) => p.splits.map((s) => `${s.backend} ${s.percent}`)) : []
+}
+
 // ---- object builders: the same shapes a cluster holds ----
 
 export function service(name: string, ports: Array<{ name?: string; port: number; appProtocol?: string }>, ns = 'default'): unknown {

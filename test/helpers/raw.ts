@@ -108,3 +108,60 @@ export async function startRecordingBackend(onRequest?: (req: http.IncomingMessa
 export function upgradeRequest(host: string, path = '/'): string {
   return `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
 }
+
+export interface RawResponse {
+  status: number
+  headers: Record<string, string>
+  body: string
+  trailers: Record<string, string>
+}
+
+/**
+ * Splits the raw bytes of one connection into its HTTP/1.1 responses, in order: bodies framed by
+ * Content-Length or chunked, or else running to the end. `headOnly` holds the indexes of answers to
+ * HEAD requests, which have a head and no body whatever their Content-Length says.
+ */
+export function responses(text: string, headOnly: ReadonlySet<number> = new Set()): RawResponse[] {
+  const out: RawResponse[] = []
+  let rest = text
+  while (rest.length > 0) {
+    const end = rest.indexOf('\r\n\r\n')
+    if (end < 0) break
+    const lines = rest.slice(0, end).split('\r\n')
+    const headers = headerLines(lines.slice(1))
+    rest = rest.slice(end + 4)
+    let body = ''
+    let trailers: Record<string, string> = {}
+    if (headOnly.has(out.length)) {
+      // No body to read.
+    } else if (headers['content-length'] !== undefined) {
+      body = rest.slice(0, Number(headers['content-length']))
+      rest = rest.slice(body.length)
+    } else if (headers['transfer-encoding'] === 'chunked') {
+      for (;;) {
+        const nl = rest.indexOf('\r\n')
+        const size = parseInt(rest.slice(0, nl), 16)
+        rest = rest.slice(nl + 2)
+        if (!(size > 0)) break
+        body += rest.slice(0, size)
+        rest = rest.slice(size + 2)
+      }
+      // The trailer section: header lines up to an empty line (just CRLF when there are none).
+      const blank = rest.indexOf('\r\n\r\n')
+      const tEnd = rest.startsWith('\r\n') ? 0 : blank < 0 ? rest.length : blank + 2
+      trailers = headerLines(rest.slice(0, tEnd).split('\r\n').filter((l) => l !== ''))
+      rest = rest.slice(tEnd + 2)
+    } else {
+      body = rest
+      rest = ''
+    }
+    out.push({ status: Number(lines[0]!.split(' ')[1]), headers, body, trailers })
+  }
+  return out
+}
+
+function headerLines(lines: string[]): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
+  return headers
+}
