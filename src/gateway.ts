@@ -9,6 +9,7 @@ import type { ObjectStore } from './sources/store.ts'
 import type { FilesSource } from './sources/files.ts'
 import type { Snapshot } from './model/snapshot.ts'
 import type { DataPlane } from './dataplane/data-plane.ts'
+import type { Policy } from './dataplane/policy.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { StatReporter } from './autoscaler/reporter.ts'
 import type { LocalRunner } from './autoscaler/local-runner.ts'
@@ -49,6 +50,8 @@ export interface StartOptions {
   kubernetes?: KubernetesSourceTuning
   /** KIngress status writer (cluster mode): `false` turns it off; an object tunes it (tests shorten its timings). */
   statusWriter?: false | StatusWriterOptions
+  /** The front door's policy stage, in order (none by default). */
+  policies?: readonly Policy[]
 }
 
 export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions): Promise<Gateway> {
@@ -68,7 +71,10 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   )
   const pipeline = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
   const reporter = new StatReporter({ podName: config.podName, log })
-  const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, { onColdStart: (rev) => control?.runner?.coldStart(rev.namespace, rev.name) })
+  const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
+    onColdStart: (rev) => control?.runner?.coldStart(rev.namespace, rev.name),
+    policies: opts.policies,
+  })
   plane = served
   control = await startControl(config, log, pipeline, reporter, metrics, {
     kubernetes: opts.kubernetes,

@@ -73,7 +73,7 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
 
 // ---- data plane ---------------------------------------------------------------------------------
 
-export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler'>): DataPlane {
+export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies'>): DataPlane {
   const now = reporter.now
   const demand = reporter.demand
   const plane = new DataPlane(publisher.snapshot, {

@@ -77,7 +77,7 @@ export class FrontDoor {
       // No closure on the usual path: the policy stage is skipped when no policy is configured.
       if (this.policies.length === 0) return this.forward(req, res, snap, route, at.secure, record, expectContinue)
       const go = (): void => this.forward(req, res, snap, route, at.secure, record, expectContinue)
-      this.afterPolicy(runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: false }), record, () => res.destroyed, (a) => this.answer(record, res, a), go)
+      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: false }), record, () => res.destroyed, (a) => this.answer(record, res, a), go)
     } catch (err) {
       this.internalError(err, record, res, undefined)
     }
@@ -95,7 +95,7 @@ export class FrontDoor {
       if (isAnswer(route)) return this.answerRaw(record, socket, route)
       if (this.policies.length === 0) return this.splice(req, socket, head, route, at.secure, record)
       const go = (): void => this.splice(req, socket, head, route, at.secure, record)
-      this.afterPolicy(runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: true }), record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go)
+      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: true }), record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go)
     } catch (err) {
       this.internalError(err, record, undefined, socket)
     }
@@ -110,8 +110,13 @@ export class FrontDoor {
     new Upgrade(this.ctx, req, socket, head, route, secure, record).start()
   }
 
-  /** Continues after the policy stage: its answer, or the next stage; a client gone meanwhile is a 499. */
-  private afterPolicy(v: Verdict | Promise<Verdict>, record: RequestRecord, gone: () => boolean, answer: (a: Answer) => void, next: () => void): void {
+  /**
+   * Continues after the policy stage: its answer, or the next stage; a client gone meanwhile is a
+   * 499. Either is counted under the route's host and backend, which are known by now.
+   */
+  private afterPolicy(route: Resolution, v: Verdict | Promise<Verdict>, record: RequestRecord, gone: () => boolean, answer: (a: Answer) => void, next: () => void): void {
+    record.host = route.entry.host
+    record.backend = route.inner?.split.backend ?? route.split.backend
     if (!(v instanceof Promise)) return v ? answer(v) : next()
     v.then(
       (a) => {
