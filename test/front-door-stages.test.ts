@@ -3,6 +3,7 @@
 // first, synchronously or not). End to end, the same cases are in front-door-parity.test.ts.
 import t from 'tap'
 import { screen } from '../src/dataplane/screen.ts'
+import { isValidHost, normaliseHostHeader } from '../src/dataplane/host.ts'
 import type { ScreenLimits } from '../src/dataplane/screen.ts'
 import { identify, isAnswer } from '../src/dataplane/identify.ts'
 import { runPolicies } from '../src/dataplane/policy.ts'
@@ -49,6 +50,11 @@ t.test('screen: what no route may be chosen for, in order, with the same answer 
     t.same(answered(got), want, name)
     if (got) t.equal(got.close, true, `${name}: the connection's remaining bytes are not trusted`)
   }
+})
+
+t.test('screen\'s in-place Host check agrees with the normalisation identify uses', async (t) => {
+  const samples = ['a.example.com', 'A.Example.COM.', 'a.example.com:8080', '.', '.:80', 'a.', '[::1]', '[::1]:443', '[zz', '[]', 'bad host!', 'a:', 'a:123456', 'a:8x', '', 'ü.example', 'x'.repeat(255), 'x'.repeat(256), '%41.b', "a!$&'()*+,;=b"]
+  for (const h of samples) t.equal(isValidHost(h), normaliseHostHeader(h) !== undefined, JSON.stringify(h))
 })
 
 t.test('screen: an absolute-form target with the Host\'s own authority becomes origin form, byte for byte', async (t) => {

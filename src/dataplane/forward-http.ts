@@ -6,7 +6,6 @@
 // client-close listener.
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import type { Snapshot } from '../model/snapshot.ts'
 import { Admission } from './admit.ts'
 import type { AdmitContext } from './admit.ts'
 import type { ClientRequest, ClientResponse, HasH2Stream } from './client.ts'
@@ -41,7 +40,6 @@ export interface ForwardContext extends AdmitContext {
 export class Exchange extends Admission implements Dispatcher.DispatchHandler {
   readonly res: ClientResponse
   declare readonly ctx: ForwardContext
-  readonly snapshot: Snapshot
   readonly secure: boolean
   /** The client speaks HTTP/2 (h2c or h2): the response is an Http2ServerResponse. */
   readonly h2: boolean
@@ -50,12 +48,10 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
   controller: DispatchController | null = null
   /** undici finished with this request (ended or failed): nothing left to abort. */
   upstreamDone = false
-  attempts = 0
   sent = false
 
-  constructor(ctx: ForwardContext, snapshot: Snapshot, req: ClientRequest, res: ClientResponse, resolution: Resolution, secure: boolean, record: RequestRecord) {
+  constructor(ctx: ForwardContext, req: ClientRequest, res: ClientResponse, resolution: Resolution, secure: boolean, record: RequestRecord) {
     super(ctx, req, resolution, record)
-    this.snapshot = snapshot
     this.res = res
     this.secure = secure
     this.h2 = req.httpVersionMajor === 2
@@ -69,7 +65,6 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
   }
 
   protected forward(_host: string, _port: number, origin: string): void {
-    this.attempts++
     this.upstreamDone = false
     this.controller = null
     const req = this.req

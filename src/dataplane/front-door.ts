@@ -14,7 +14,6 @@
 import { Readable } from 'node:stream'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import type { Snapshot } from '../model/snapshot.ts'
 import type { ClientRequest, ClientResponse } from './client.ts'
 import { limitBody, markIfTrusted } from './guard.ts'
 import type { ClientLimits } from './guard.ts'
@@ -71,15 +70,15 @@ export class FrontDoor {
       markIfTrusted(req, at.limits.trustedProxies)
       const max = at.limits.maxBodyBytes
       if (max > 0 && req instanceof Readable && hasBody(req, framing)) limitBody(req, max, () => bodyTooLarge(req, res, max))
-      const snap = this.ctx.current()
-      const route = identify(snap, req, at.listener, at.secure)
+      const route = identify(this.ctx.current(), req, at.listener, at.secure)
       if (isAnswer(route)) return this.answer(record, res, route)
       // No closure on the usual path: the policy stage is skipped when no policy is configured.
-      if (this.policies.length === 0) return this.forward(req, res, snap, route, at.secure, record, expectContinue)
-      const go = (): void => this.forward(req, res, snap, route, at.secure, record, expectContinue)
-      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: false }), record, () => res.destroyed, (a) => this.answer(record, res, a), go)
+      if (this.policies.length === 0) return this.forward(req, res, route, at.secure, record, expectContinue)
+      const go = (): void => this.forward(req, res, route, at.secure, record, expectContinue)
+      const failed = (err: unknown): void => this.internalError(err, record, res, undefined, undefined)
+      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: false }), record, () => res.destroyed, (a) => this.answer(record, res, a), go, failed)
     } catch (err) {
-      this.internalError(err, record, res, undefined)
+      this.internalError(err, record, res, undefined, undefined)
     }
   }
 
@@ -95,33 +94,47 @@ export class FrontDoor {
       if (isAnswer(route)) return this.answerRaw(record, socket, route)
       if (this.policies.length === 0) return this.splice(req, socket, head, route, at.secure, record)
       const go = (): void => this.splice(req, socket, head, route, at.secure, record)
-      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: true }), record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go)
+      const failed = (err: unknown): void => this.internalError(err, record, undefined, socket, undefined)
+      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: true }), record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go, failed)
     } catch (err) {
-      this.internalError(err, record, undefined, socket)
+      this.internalError(err, record, undefined, socket, undefined)
     }
   }
 
-  private forward(req: ClientRequest, res: ClientResponse & { writeContinue?(): void }, snap: Snapshot, route: Resolution, secure: boolean, record: RequestRecord, expectContinue: boolean): void {
-    if (expectContinue) res.writeContinue?.()
-    new Exchange(this.ctx, snap, req, res, route, secure, record).start()
+  /** Admission and the forward stage take over (and from now on the Exchange answers for itself). */
+  private forward(req: ClientRequest, res: ClientResponse & { writeContinue?(): void }, route: Resolution, secure: boolean, record: RequestRecord, expectContinue: boolean): void {
+    let x: Exchange | undefined
+    try {
+      if (expectContinue) res.writeContinue?.()
+      x = new Exchange(this.ctx, req, res, route, secure, record)
+      x.start()
+    } catch (err) {
+      this.internalError(err, record, res, undefined, x)
+    }
   }
 
   private splice(req: ClientRequest, socket: Duplex, head: Buffer, route: Resolution, secure: boolean, record: RequestRecord): void {
-    new Upgrade(this.ctx, req, socket, head, route, secure, record).start()
+    let u: Upgrade | undefined
+    try {
+      u = new Upgrade(this.ctx, req, socket, head, route, secure, record)
+      u.start()
+    } catch (err) {
+      this.internalError(err, record, undefined, socket, u)
+    }
   }
 
   /**
    * Continues after the policy stage: its answer, or the next stage; a client gone meanwhile is a
    * 499. Either is counted under the route's host and backend, which are known by now.
    */
-  private afterPolicy(route: Resolution, v: Verdict | Promise<Verdict>, record: RequestRecord, gone: () => boolean, answer: (a: Answer) => void, next: () => void): void {
+  private afterPolicy(route: Resolution, v: Verdict | Promise<Verdict>, record: RequestRecord, gone: () => boolean, answer: (a: Answer) => void, next: () => void, failed: (err: unknown) => void): void {
     record.host = route.entry.host
     record.backend = route.inner?.split.backend ?? route.split.backend
     if (!(v instanceof Promise)) return v ? answer(v) : next()
     v.then(
       (a) => {
-        if (gone()) return this.clientLeft(record)
-        if (a) answer(a)
+        if (gone()) this.clientLeft(record)
+        else if (a) answer(a)
         else next()
       },
       (err: unknown) => {
@@ -129,7 +142,7 @@ export class FrontDoor {
         if (gone()) this.clientLeft(record)
         else answer(INTERNAL_ERROR)
       },
-    )
+    ).catch(failed)
   }
 
   /** The gateway's own answer to a request or stream. */
@@ -159,13 +172,16 @@ export class FrontDoor {
     this.ctx.left()
   }
 
-  /** A bug costs the request it happened in, never the process and the requests beside it. */
-  private internalError(err: unknown, record: RequestRecord, res: ClientResponse | undefined, socket: Duplex | undefined): void {
+  /**
+   * A bug costs the request it happened in, never the process and the requests beside it. Once an
+   * Exchange or Upgrade exists it answers (and ends) for itself, exactly once; before that, the
+   * front door answers, unless it already had.
+   */
+  private internalError(err: unknown, record: RequestRecord, res: ClientResponse | undefined, socket: Duplex | undefined, forwarder: Exchange | Upgrade | undefined): void {
     const req = record.req
     this.log.error({ err, method: req.method, url: req.url, host: req.headers.host, upgrade: record.upgrade || undefined }, 'internal error while handling a request')
-    const x = res && exchangeOf(res)
     try {
-      if (x) x.fail(INTERNAL_ERROR.status, INTERNAL_ERROR.reason, INTERNAL_ERROR.detail)
+      if (forwarder) forwarder.fail(INTERNAL_ERROR.status, INTERNAL_ERROR.reason, INTERNAL_ERROR.detail)
       else if (record.status === 0 && res) this.answer(record, res, INTERNAL_ERROR)
       else if (record.status === 0 && socket) this.answerRaw(record, socket, INTERNAL_ERROR)
     } catch {

@@ -49,6 +49,14 @@ function hostEnd(raw: string): number {
   return end
 }
 
+/** Whether the value can be a host (and port): the screen's check, with no string made. */
+export function isValidHost(raw: string): boolean {
+  if (raw.length === 0) return false
+  const end = hostEnd(raw)
+  // A lone `.` is the trailing dot of nothing.
+  return end > 1 || (end === 1 && raw.charCodeAt(0) !== 46)
+}
+
 /** Returns the lower-case host without port, or undefined when the value cannot be a host. */
 export function normaliseHostHeader(raw: string): string | undefined {
   if (raw.length === 0) return undefined

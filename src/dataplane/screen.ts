@@ -10,7 +10,7 @@
 // framing, a missing or malformed Host, a target that is not a path, an absolute-form target whose
 // authority differs from Host, and a declared body over --max-body-size.
 import type { ClientRequest } from './client.ts'
-import { normaliseHostHeader } from './host.ts'
+import { isValidHost, normaliseHostHeader } from './host.ts'
 import type { Answer } from './reply.ts'
 
 /** How the request was framed on the wire: HTTP/1.x bytes, or an HTTP/2 stream. */
@@ -42,19 +42,19 @@ export function screen(req: ClientRequest, limits: ScreenLimits, framing: Framin
   }
   const rawHost = hostOf(req)
   if (rawHost === undefined || rawHost === '') return refusal(400, 'bad-request', 'the request has no Host header')
-  const host = normaliseHostHeader(rawHost)
-  if (host === undefined) return refusal(400, 'bad-request', 'the Host header is not a valid host name')
+  // Checked in place: the usual request makes no string here (identify looks the raw Host up first).
+  if (!isValidHost(rawHost)) return refusal(400, 'bad-request', 'the Host header is not a valid host name')
   if (framing === 'h2') {
     // RFC 9113 §8.3.1: a Host header that disagrees with :authority makes the request malformed;
     // the route and the pod could otherwise see different hosts.
     const authority = req.headers[':authority']
     const h = req.headers.host
-    if (typeof authority === 'string' && typeof h === 'string' && normaliseHostHeader(authority) !== normaliseHostHeader(h)) {
+    if (typeof authority === 'string' && typeof h === 'string' && authority !== h && normaliseHostHeader(authority) !== normaliseHostHeader(h)) {
       return refusal(400, 'bad-request', 'the Host header names a different host than :authority')
     }
   }
   if (url.charCodeAt(0) !== 47 /* / */) {
-    const path = originForm(url, host)
+    const path = originForm(url, normaliseHostHeader(rawHost)!)
     if (typeof path !== 'string') return path
     req.url = path
   }

@@ -37,11 +37,11 @@ export function withoutKind(changes: StoreChanges, kind: Kind): StoreChanges | u
 }
 
 /** Listeners written before changes were reported take no argument; that still type-checks. */
-type Listener = (changes: StoreChanges) => void
+type ChangeListener = (changes: StoreChanges) => void
 
 interface SoonListener {
   readonly kinds: ReadonlySet<Kind>
-  readonly fn: Listener
+  readonly fn: ChangeListener
   pending: Map<string, ChangedObject>
   scheduled: boolean
 }
@@ -52,7 +52,7 @@ export class ObjectStore {
   private readonly owners = new Map<string, string>()
   private readonly bySource = new Map<string, Set<string>>()
   private readonly problemsBySource = new Map<string, ConfigProblem[]>()
-  private readonly listeners = new Set<Listener>()
+  private readonly listeners = new Set<ChangeListener>()
   private readonly soonListeners = new Set<SoonListener>()
   private pending = new Map<string, ChangedObject>()
   private pendingProblems = false
@@ -145,7 +145,7 @@ export class ObjectStore {
     }
   }
 
-  onChange(fn: Listener): () => void {
+  onChange(fn: ChangeListener): () => void {
     this.listeners.add(fn)
     return () => this.listeners.delete(fn)
   }
@@ -155,7 +155,7 @@ export class ObjectStore {
    * changes that must reach the data plane at once (an EndpointSlice that makes a held request's pod
    * ready). Events of one synchronous run (a batch, one informer chunk) still arrive together.
    */
-  onChangeSoon(kinds: readonly Kind[], fn: Listener): () => void {
+  onChangeSoon(kinds: readonly Kind[], fn: ChangeListener): () => void {
     const l: SoonListener = { kinds: new Set(kinds), fn, pending: new Map(), scheduled: false }
     this.soonListeners.add(l)
     return () => this.soonListeners.delete(l)

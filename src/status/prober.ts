@@ -25,7 +25,7 @@ export type ProbeState =
   | { ready: true }
   | { ready: false; reason: 'no-replicas' | 'probing'; pending: number; total: number }
 
-type Verdict = 'ok' | 'retry'
+type ProbeVerdict = 'ok' | 'retry'
 
 interface Target {
   readonly replica: Replica
@@ -157,7 +157,7 @@ export class IngressProber {
     const signal = t.abort.signal
     while (!signal.aborted) {
       await this.acquire()
-      let verdict: Verdict = 'retry'
+      let verdict: ProbeVerdict = 'retry'
       try {
         if (signal.aborted) return
         t.attempts++
@@ -187,7 +187,7 @@ export class IngressProber {
   }
 
   /** One probe. Verdicts follow Knative's prober: only 404, 503, a wrong hash and I/O errors are retried. */
-  private probeOnce(t: Target, hash: string, signal: AbortSignal): Promise<Verdict> {
+  private probeOnce(t: Target, hash: string, signal: AbortSignal): Promise<ProbeVerdict> {
     return new Promise((resolve) => {
       const req = http.request({
         host: t.replica.ip,
