@@ -2,6 +2,7 @@
 // Other tools drive the gateway by these names, so they are kept stable.
 import net from 'node:net'
 import os from 'node:os'
+import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
 
 export interface GatewayConfig {
   manifests: string
@@ -18,6 +19,10 @@ export interface GatewayConfig {
   adminPort: number
   ingressClass: string
   domain: string
+  /** Serving's domain-template: a Route's host from its name, namespace and the domain. */
+  domainTemplate: string
+  /** Serving's tag-template: the name part of a traffic tag's host. */
+  tagTemplate: string
   clusterDomain: string
   publicService: string
   localService: string
@@ -90,6 +95,8 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'admin-port', env: 'EDGE_ADMIN_PORT', kind: 'int', key: 'adminPort', def: () => 9090, min: 0, max: 65535, help: '/healthz, /readyz, /metrics, /debug/routes' },
   { flag: 'ingress-class', env: 'EDGE_INGRESS_CLASS', kind: 'string', key: 'ingressClass', def: () => 'edge.ingress.networking.knative.dev', help: 'KIngress class served' },
   { flag: 'domain', env: 'EDGE_DOMAIN', kind: 'string', key: 'domain', def: () => 'example.com', help: 'default domain where a Route omits its URL' },
+  { flag: 'domain-template', env: 'EDGE_DOMAIN_TEMPLATE', kind: 'string', key: 'domainTemplate', def: () => DEFAULT_DOMAIN_TEMPLATE, check: checkTemplate(false), help: "a Route's host, as Serving's domain-template: {{.Name}}, {{.Namespace}}, {{.Domain}}, {{index .Annotations \"key\"}}" },
+  { flag: 'tag-template', env: 'EDGE_TAG_TEMPLATE', kind: 'string', key: 'tagTemplate', def: () => DEFAULT_TAG_TEMPLATE, check: checkTemplate(true), help: "the name part of a tag's host, as Serving's tag-template: {{.Tag}}, {{.Name}}" },
   { flag: 'cluster-domain', env: 'CLUSTER_DOMAIN', kind: 'string', key: 'clusterDomain', def: () => 'cluster.local', help: 'cluster DNS domain' },
   { flag: 'public-service', env: 'EDGE_PUBLIC_SERVICE', kind: 'string', key: 'publicService', def: () => 'edge-gateway', help: "the gateway's public Service name" },
   { flag: 'local-service', env: 'EDGE_LOCAL_SERVICE', kind: 'string', key: 'localService', def: () => 'edge-gateway-local', help: "the gateway's cluster-local Service name" },
@@ -119,6 +126,16 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
 ]
+
+function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => void {
+  return (value, origin) => {
+    try {
+      parseTemplate(String(value), allowTag)
+    } catch (err) {
+      throw new UsageError(`${origin}: ${(err as Error).message}`)
+    }
+  }
+}
 
 function checkHttp1Server(value: unknown, origin: string): void {
   if (value !== 'edge' && value !== 'node') throw new UsageError(`${origin}: expected 'edge' or 'node', got ${JSON.stringify(value)}`)

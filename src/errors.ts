@@ -54,6 +54,13 @@ export type ErrorCode =
   | 'EDGE_ERR_ROUTE_URL'
   | 'EDGE_ERR_DOMAIN_MAPPING_REF'
   | 'EDGE_ERR_DOMAIN_MAPPING_TLS'
+  // ---- Configuration problems: Knative Services and Configurations (validate-serving.ts, serving/) ----
+  | 'EDGE_ERR_KSERVICE_SPEC'
+  | 'EDGE_ERR_KSERVICE_TRAFFIC'
+  | 'EDGE_ERR_KSERVICE_REVISION_NAME'
+  | 'EDGE_ERR_REVISION_NOT_OWNED'
+  | 'EDGE_ERR_REVISION_TEMPLATE_CHANGED'
+  | 'EDGE_ERR_DERIVED_CONFLICT'
   // ---- Configuration problems found while compiling (compile/) ----
   | 'EDGE_ERR_INVALID_OBJECT'
   | 'EDGE_ERR_INVALID_FIELD'

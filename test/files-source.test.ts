@@ -65,17 +65,20 @@ t.test('a bad file is reported with file, document, field and reason, and its la
   t.pass('fixed file served, problems cleared')
 })
 
-t.test('files in subdirectories, JSON files and List objects are read; other kinds are ignored', async (t) => {
+t.test('files in subdirectories, JSON files and List objects are read; a kind not served is a problem, never ignored', async (t) => {
   const dir = tempDir()
   writeManifest(dir, 'nested/deeper/backends.yaml', serviceFor('one', one))
   fs.writeFileSync(
     path.join(dir, 'list.json'),
-    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [simpleIngress('json', ['json.example.com'], [['one', 100]]), { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } }] }),
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [simpleIngress('json', ['json.example.com'], [['one', 100]])] }),
   )
+  writeManifest(dir, 'deployment.yaml', [{ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } }])
   const gw = await startTestGateway(dir)
   t.teardown(() => gw.close())
   t.equal((await get(gw.ports.http, 'json.example.com')).json().backend, 'one')
-  t.equal((await debug(gw)).problems.length, 0, 'a Deployment is ignored, not an error')
+  const problems = (await debug(gw)).problems
+  t.equal(problems.length, 1, 'a Deployment is a problem of its own file')
+  t.match(problems[0], { document: 0, field: 'kind', code: 'EDGE_ERR_KIND', reason: /^kind Deployment of apiVersion apps\/v1 is not served; served kinds are / })
 })
 
 t.test('a change is applied while traffic flows, and no request fails', async (t) => {

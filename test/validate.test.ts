@@ -81,17 +81,22 @@ t.test('apiVersion and kind', async (t) => {
   t.match(validateObject(alpha, 'f'), { kind: 'DomainMapping' }, 'DomainMapping v1alpha1 accepted')
 })
 
-t.test('kinds the gateway does not read are ignored, not errors', async (t) => {
+t.test('kinds the gateway does not serve are problems that say which kinds it serves', async (t) => {
   const others = [
     { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } },
-    { apiVersion: 'serving.knative.dev/v1', kind: 'Service', metadata: { name: 'hello' }, spec: {} },
     { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'x' } },
     { apiVersion: 'v1', kind: 'ConfigMap' },
   ]
   for (const obj of others) {
-    const result = validateObject(obj, 'f')
-    t.ok('ignored' in result && result.ignored.includes(obj.kind), `${obj.apiVersion} ${obj.kind}`)
+    const result = validateObject(obj, 'f', 2)
+    t.ok('problems' in result, `${obj.apiVersion} ${obj.kind} is a problem`)
+    if (!('problems' in result)) continue
+    const p = result.problems[0]!
+    t.match(p, { source: 'f', document: 2, field: 'kind', code: 'EDGE_ERR_KIND' })
+    t.ok(p.reason.startsWith(`kind ${obj.kind} of apiVersion ${obj.apiVersion} is not served; served kinds are `), p.reason)
+    t.ok(p.reason.includes('serving.knative.dev/v1 Service') && p.reason.includes('v1 Secret'), 'the served kinds are listed')
   }
+  t.match(validateObject({ apiVersion: 'serving.knative.dev/v1', kind: 'Service', metadata: { name: 'hello' }, spec: { template: { spec: { containers: [{ image: 'hello' }] } } } }, 'f'), { kind: 'KService' }, 'a Knative Service is served, as KService')
 })
 
 t.test('metadata', async (t) => {

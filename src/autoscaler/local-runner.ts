@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import type { EndpointSlice, Revision } from '../model/k8s.ts'
 import { ANN_LOCAL_COMMAND, LABEL_SERVICE_NAME, keyOf } from '../model/k8s.ts'
 import type { ObjectStore } from '../sources/store.ts'
+import { ANN_SOURCE_FILE } from '../serving/derive.ts'
 import type { StatEntry } from './stat-encoding.ts'
 import type { StatSink } from './reporter.ts'
 
@@ -195,7 +196,8 @@ export class LocalRunner implements StatSink {
         return
       }
       inst.port = port
-      const source = this.opts.store.ownerOf('Revision', st.key)
+      // Beside the manifest that defines it (a Revision derived from a Service: the Service's file).
+      const source = rev.metadata.annotations?.[ANN_SOURCE_FILE] ?? this.opts.store.ownerOf('Revision', st.key)
       const cwd = source && path.isAbsolute(source) ? path.dirname(source) : process.cwd()
       const { env, cmd } = splitCommand(command)
       // exec: the shell becomes the app, so our signals reach the app itself.

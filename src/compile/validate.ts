@@ -6,14 +6,20 @@ import type { Kind, ObjectsByKind } from '../model/k8s.ts'
 import { LABEL_SERVICE_NAME } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 import type { ErrorCode } from '../errors.ts'
+import { DNS1123_LABEL, DNS1123_SUBDOMAIN, checkStringList, checkStringMap, describe, isIntIn, isRecord, key, optionalList, optionalRecord, optionalString, present, requireList, requireRecord, requireString } from './validate-fields.ts'
+import type { Checker, Json } from './validate-fields.ts'
+import { checkConfiguration, checkKService, checkRevision, checkRoute } from './validate-serving.ts'
 
 export type ValidObject = { [K in Kind]: { kind: K; object: ObjectsByKind[K] } }[Kind]
-export type ValidationResult = ValidObject | { problems: ConfigProblem[] } | { ignored: string }
+export type ValidationResult = ValidObject | { problems: ConfigProblem[] }
 
 interface KnownKind {
   group: string
   versions: readonly string[]
+  /** The store's kind. */
   kind: Kind
+  /** The object's own `kind`, where it differs (Knative's Service is stored as KService). */
+  objectKind?: string
 }
 
 const KNOWN_KINDS: readonly KnownKind[] = [
@@ -24,14 +30,13 @@ const KNOWN_KINDS: readonly KnownKind[] = [
   { group: '', versions: ['v1'], kind: 'Service' },
   { group: 'discovery.k8s.io', versions: ['v1'], kind: 'EndpointSlice' },
   { group: '', versions: ['v1'], kind: 'Secret' },
+  { group: 'serving.knative.dev', versions: ['v1'], kind: 'KService', objectKind: 'Service' },
+  { group: 'serving.knative.dev', versions: ['v1'], kind: 'Configuration' },
 ]
 
-type Json = Record<string, unknown>
 
-/** Collects problems for one object; `add` fills in source, document and object. */
-interface Checker {
-  add(field: string, reason: string, code: ErrorCode): void
-}
+/** `serving.knative.dev/v1 Service, ...`: what the files source reads, for the unserved-kind problem. */
+const SERVED = KNOWN_KINDS.map((k) => `${k.group === '' ? '' : `${k.group}/`}${k.versions[0]} ${k.objectKind ?? k.kind}`).join(', ')
 
 export function validateObject(obj: unknown, source: string, document?: number): ValidationResult {
   const problems: ConfigProblem[] = []
@@ -61,8 +66,11 @@ export function validateObject(obj: unknown, source: string, document?: number):
   const slash = apiVersion.lastIndexOf('/')
   const group = slash < 0 ? '' : apiVersion.slice(0, slash)
   const version = slash < 0 ? apiVersion : apiVersion.slice(slash + 1)
-  const known = KNOWN_KINDS.find((k) => k.kind === kind && k.group === group)
-  if (known === undefined) return { ignored: `${apiVersion} ${kind} is not a kind the gateway reads` }
+  const known = KNOWN_KINDS.find((k) => (k.objectKind ?? k.kind) === kind && k.group === group)
+  if (known === undefined) {
+    c.add('kind', `kind ${kind} of apiVersion ${apiVersion} is not served; served kinds are ${SERVED}. Remove it from the manifest directory, or fix its kind or apiVersion`, 'EDGE_ERR_KIND')
+    return { problems }
+  }
 
   const meta = isRecord(obj.metadata) ? obj.metadata : undefined
   const name = typeof meta?.name === 'string' ? meta.name : undefined
@@ -83,8 +91,6 @@ export function validateObject(obj: unknown, source: string, document?: number):
 
 // ---- metadata ----
 
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
 
 function checkMetadata(c: Checker, metadata: unknown): void {
   if (!isRecord(metadata)) {
@@ -116,6 +122,8 @@ const KIND_CHECKS: Record<Kind, (c: Checker, obj: Json, namespace: string) => vo
   Service: checkService,
   EndpointSlice: checkEndpointSlice,
   Secret: checkSecret,
+  KService: checkKService,
+  Configuration: checkConfiguration,
 }
 
 // Mirrors networking's ingress_validation.go (kingress-contract.md §1.2), after defaulting.
@@ -221,30 +229,6 @@ function checkSplit(c: Checker, value: unknown, field: string, namespace: string
 }
 
 // Shape only: routeToIngress reports what a well-shaped Route still gets wrong.
-function checkRoute(c: Checker, obj: Json): void {
-  const spec = optionalRecord(c, obj.spec, 'spec', 'EDGE_ERR_ROUTE_SHAPE')
-  if (spec) checkTrafficList(c, spec.traffic, 'spec.traffic')
-  const status = optionalRecord(c, obj.status, 'status', 'EDGE_ERR_ROUTE_SHAPE')
-  if (status === undefined) return
-  optionalString(c, status.url, 'status.url', 'EDGE_ERR_ROUTE_SHAPE')
-  checkTrafficList(c, status.traffic, 'status.traffic')
-}
-
-function checkTrafficList(c: Checker, value: unknown, field: string): void {
-  optionalList(c, value, field, 'EDGE_ERR_ROUTE_SHAPE')?.forEach((item, i) => {
-    const at = `${field}[${i}]`
-    const entry = requireRecord(c, item, at, 'EDGE_ERR_ROUTE_SHAPE', 'a traffic entry with revisionName and percent')
-    if (entry === undefined) return
-    for (const name of ['revisionName', 'configurationName', 'tag', 'url']) optionalString(c, entry[name], `${at}.${name}`, 'EDGE_ERR_ROUTE_SHAPE')
-    if (present(entry.latestRevision) && typeof entry.latestRevision !== 'boolean') {
-      c.add(`${at}.latestRevision`, `latestRevision must be true or false, got ${describe(entry.latestRevision)}`, 'EDGE_ERR_ROUTE_SHAPE')
-    }
-    if (present(entry.percent) && !isIntIn(entry.percent, 0, 100)) {
-      c.add(`${at}.percent`, `percent must be a whole number from 0 to 100, got ${describe(entry.percent)}`, 'EDGE_ERR_ROUTE_SHAPE')
-    }
-  })
-}
-
 // Shape only: domainMappingToIngress checks the ref's kind and namespace.
 function checkDomainMapping(c: Checker, obj: Json): void {
   const spec = requireRecord(c, obj.spec, 'spec', 'EDGE_ERR_DOMAIN_MAPPING_SHAPE', 'the DomainMapping spec with a ref')
@@ -258,31 +242,6 @@ function checkDomainMapping(c: Checker, obj: Json): void {
   }
   const tls = optionalRecord(c, spec.tls, 'spec.tls', 'EDGE_ERR_DOMAIN_MAPPING_SHAPE')
   if (tls) requireString(c, tls.secretName, 'spec.tls.secretName', 'EDGE_ERR_DOMAIN_MAPPING_SHAPE', 'the name of a kubernetes.io/tls Secret')
-}
-
-function checkRevision(c: Checker, obj: Json): void {
-  const spec = optionalRecord(c, obj.spec, 'spec', 'EDGE_ERR_REVISION_SPEC')
-  if (spec === undefined) return
-  if (present(spec.containerConcurrency) && !isIntIn(spec.containerConcurrency, 0, Infinity)) {
-    c.add('spec.containerConcurrency', `containerConcurrency must be a whole number, 0 for unlimited, got ${describe(spec.containerConcurrency)}`, 'EDGE_ERR_REVISION_CONCURRENCY')
-  }
-  if (present(spec.timeoutSeconds) && !isIntIn(spec.timeoutSeconds, 1, Infinity)) {
-    c.add('spec.timeoutSeconds', `timeoutSeconds must be a whole number of seconds greater than 0, got ${describe(spec.timeoutSeconds)}`, 'EDGE_ERR_REVISION_TIMEOUT')
-  }
-  for (const name of ['responseStartTimeoutSeconds', 'idleTimeoutSeconds']) {
-    if (present(spec[name]) && !isIntIn(spec[name], 0, Infinity)) {
-      c.add(`spec.${name}`, `${name} must be a whole number of seconds, 0 for none, got ${describe(spec[name])}`, 'EDGE_ERR_REVISION_TIMEOUT')
-    }
-  }
-  optionalList(c, spec.containers, 'spec.containers', 'EDGE_ERR_REVISION_SPEC')?.forEach((item, i) => {
-    const container = requireRecord(c, item, `spec.containers[${i}]`, 'EDGE_ERR_REVISION_SPEC', 'a container with an image')
-    optionalList(c, container?.ports, `spec.containers[${i}].ports`, 'EDGE_ERR_REVISION_SPEC')?.forEach((p, j) => {
-      const port = isRecord(p) ? p.containerPort : p
-      if (present(port) && !isIntIn(port, 1, 65535)) {
-        c.add(`spec.containers[${i}].ports[${j}].containerPort`, `containerPort must be a port number 1-65535, got ${describe(port)}`, 'EDGE_ERR_REVISION_PORT')
-      }
-    })
-  })
 }
 
 const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']
@@ -357,78 +316,6 @@ function checkSecret(c: Checker, obj: Json): void {
   }
 }
 
-// ---- building blocks ----
-
-function isRecord(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-// YAML `~` and JSON null decode to Go's zero value, the same as leaving the field out.
-function present(value: unknown): boolean {
-  return value !== undefined && value !== null
-}
-
-function isIntIn(value: unknown, min: number, max: number): boolean {
-  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
-}
-
-function key(name: string): string {
-  return `[${JSON.stringify(name)}]`
-}
-
-function requireRecord(c: Checker, value: unknown, field: string, code: ErrorCode, what: string): Json | undefined {
-  if (isRecord(value)) return value
-  c.add(field, present(value) ? `must be a mapping (${what}), got ${describe(value)}` : `is required: ${what}`, code)
-  return undefined
-}
-
-function optionalRecord(c: Checker, value: unknown, field: string, code: ErrorCode): Json | undefined {
-  if (!present(value)) return undefined
-  if (isRecord(value)) return value
-  c.add(field, `must be a mapping, got ${describe(value)}; fix or remove it`, code)
-  return undefined
-}
-
-function requireList(c: Checker, value: unknown, field: string, code: ErrorCode, what: string): unknown[] | undefined {
-  if (Array.isArray(value) && value.length > 0) return value
-  c.add(field, Array.isArray(value) || !present(value) ? `is required: ${what}` : `must be a list (${what}), got ${describe(value)}`, code)
-  return undefined
-}
-
-function optionalList(c: Checker, value: unknown, field: string, code: ErrorCode): unknown[] | undefined {
-  if (!present(value)) return undefined
-  if (Array.isArray(value)) return value
-  c.add(field, `must be a list, got ${describe(value)}; fix or remove it`, code)
-  return undefined
-}
-
-/** True when `value` is a non-empty string. */
-function requireString(c: Checker, value: unknown, field: string, code: ErrorCode, what: string): boolean {
-  if (typeof value === 'string' && value !== '') return true
-  c.add(field, present(value) && value !== '' ? `must be a string (${what}), got ${describe(value)}` : `is required: ${what}`, code)
-  return false
-}
-
-function optionalString(c: Checker, value: unknown, field: string, code: ErrorCode): void {
-  if (present(value) && typeof value !== 'string') c.add(field, `must be a string, got ${describe(value)}; quote it or remove it`, code)
-}
-
-function checkStringList(c: Checker, value: unknown, field: string, code: ErrorCode, nonEmpty = false): void {
-  const list = optionalList(c, value, field, code)
-  list?.forEach((item, i) => {
-    if (typeof item !== 'string' || (nonEmpty && item === '')) c.add(`${field}[${i}]`, `must be a non-empty string, got ${describe(item)}`, code)
-  })
-}
-
-/** Labels, annotations, Secret data: string values only (Kubernetes rejects anything else). */
-function checkStringMap(c: Checker, value: unknown, field: string, code: ErrorCode): Json | undefined {
-  const map = optionalRecord(c, value, field, code)
-  for (const [k, v] of Object.entries(map ?? {})) {
-    if (typeof v !== 'string') c.add(`${field}${key(k)}`, `values must be strings, got ${describe(v)}; quote the value`, code)
-  }
-  return map
-}
-
 // RFC 9110 token: what an HTTP client will accept as a header name.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const BAD_HEADER_VALUE = /[\r\n\0]/
@@ -447,15 +334,3 @@ function checkHeaderMap(c: Checker, value: unknown, field: string): void {
   }
 }
 
-/** Safe for any input: never calls toString on user objects. */
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing'
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'a list'
-  switch (typeof value) {
-    case 'string': return value.length > 60 ? `${JSON.stringify(value.slice(0, 60))}…` : JSON.stringify(value)
-    case 'number': case 'boolean': case 'bigint': return String(value)
-    case 'object': return 'a mapping'
-    default: return `a ${typeof value}`
-  }
-}

@@ -32,6 +32,8 @@ import { startAdmin } from '../admin/server.ts'
 import type { AdminServer, RoutesView } from '../admin/server.ts'
 import { gatewayReplicas } from '../status/replicas.ts'
 import { SnapshotPublisher } from './snapshot-publisher.ts'
+import { ServingController } from '../serving/controller.ts'
+import { DomainNames } from '../serving/domain.ts'
 // The Kubernetes client takes about a second to load: cluster-mode modules are imported only in
 // cluster mode (workers and the files source start without them).
 import type { KubernetesSource, KubernetesSourceTuning } from '../sources/kubernetes.ts'
@@ -55,6 +57,7 @@ export function configPipeline(config: GatewayConfig, log: Logger, onCompiled: (
     ingressClass: config.ingressClass,
     domain: config.domain,
     clusterDomain: config.clusterDomain,
+    names: new DomainNames(config.domainTemplate, config.tagTemplate),
     translateServing: !config.kubernetes || config.watchServing,
   }
   return { store, publisher: new SnapshotPublisher(store, compile, { log, onCompiled }) }
@@ -191,6 +194,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
   let configLoaded = false
   let files: FilesSource | undefined
   let runner: LocalRunner | undefined
+  let serving: ServingController | undefined
   if (!config.kubernetes) {
     files = new FilesSource({ dir: config.manifests, store, log })
     await files.start()
@@ -202,6 +206,18 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       inFlightAt: hooks.inFlightAt,
     })
     reporter.addSink(runner)
+    // Knative Services and Configurations become Configurations, Revisions and Routes, as Serving
+    // would make them; a rollout's new revision is started at once.
+    const localRunner = runner
+    serving = new ServingController({
+      store,
+      log: log.child({ component: 'serving' }),
+      names: new DomainNames(config.domainTemplate, config.tagTemplate),
+      domain: config.domain,
+      clusterDomain: config.clusterDomain,
+      startRevision: (ns, name) => localRunner.coldStart(ns, name),
+    })
+    serving.start()
     publisher.full()
     configLoaded = true
     runner.start()
@@ -263,6 +279,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
     loadingReason: () => (configLoaded ? undefined : (kube?.source.notSyncedReason() ?? 'initial configuration not loaded')),
     describe: () => ({
       files: files ? { dir: config.manifests, scans: files.scans } : undefined,
+      serving: serving?.describe(),
       kubernetes: kube?.source.describe(),
       statusWriter: statusWriter?.describe(),
       localRunner: runner?.describe(),
@@ -270,6 +287,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
     }),
     stopSources: async () => {
       files?.stop()
+      serving?.stop()
       const w = statusWriter
       statusWriter = undefined
       await w?.stop()

@@ -102,6 +102,24 @@ export interface Route extends KubeObject {
   status?: { url?: string; traffic?: TrafficTarget[]; address?: { url?: string } }
 }
 
+// ---- serving.knative.dev/v1 Configuration and Service ----
+
+export interface RevisionTemplate {
+  metadata?: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+  spec?: NonNullable<Revision['spec']>
+}
+
+export interface Configuration extends KubeObject {
+  kind: 'Configuration'
+  spec?: { template?: RevisionTemplate }
+}
+
+/** A Knative Service (`serving.knative.dev/v1`, kind Service): stored as kind `KService`. */
+export interface KService extends KubeObject {
+  kind: 'Service'
+  spec?: { template?: RevisionTemplate; traffic?: TrafficTarget[] }
+}
+
 // ---- serving.knative.dev/v1beta1 DomainMapping ----
 
 export interface DomainMapping extends KubeObject {
@@ -119,6 +137,17 @@ export interface ContainerPort {
   containerPort?: number
 }
 
+export interface Container {
+  name?: string
+  image?: string
+  command?: string[]
+  args?: string[]
+  env?: Array<{ name: string; value?: string; valueFrom?: unknown }>
+  ports?: ContainerPort[]
+  readinessProbe?: { exec?: unknown; httpGet?: { path?: string; port?: number | string }; tcpSocket?: { port?: number | string } }
+  startupProbe?: unknown
+}
+
 export interface Revision extends KubeObject {
   kind: 'Revision'
   spec?: {
@@ -126,7 +155,7 @@ export interface Revision extends KubeObject {
     timeoutSeconds?: number
     responseStartTimeoutSeconds?: number
     idleTimeoutSeconds?: number
-    containers?: Array<{ name?: string; image?: string; ports?: ContainerPort[]; readinessProbe?: { exec?: unknown }; startupProbe?: unknown }>
+    containers?: Container[]
   }
   status?: { conditions?: Condition[] }
 }
@@ -182,9 +211,18 @@ export interface ObjectsByKind {
   Service: Service
   EndpointSlice: EndpointSlice
   Secret: Secret
+  /** Knative's Service (the object's own kind is `Service`, in serving.knative.dev). */
+  KService: KService
+  Configuration: Configuration
 }
 export type Kind = keyof ObjectsByKind
-export const KINDS: readonly Kind[] = ['Ingress', 'Route', 'DomainMapping', 'Revision', 'Service', 'EndpointSlice', 'Secret']
+export const KINDS: readonly Kind[] = ['Ingress', 'Route', 'DomainMapping', 'Revision', 'Service', 'EndpointSlice', 'Secret', 'KService', 'Configuration']
+
+/** The store kind of an object: its `kind`, except that Knative's Service is `KService`, apart from Kubernetes' Service. */
+export function kindOf(obj: { apiVersion?: string; kind: string }): Kind {
+  if (obj.kind === 'Service' && obj.apiVersion?.startsWith('serving.knative.dev/')) return 'KService'
+  return obj.kind as Kind
+}
 
 // Well-known names.
 export const ANN_INGRESS_CLASS = 'networking.knative.dev/ingress.class'

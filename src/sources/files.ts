@@ -139,7 +139,7 @@ export class FilesSource {
         this.store.replaceSource(file, parsed.objects)
         this.store.setProblems(file, [])
         this.files.set(file, { text, good: true })
-        this.log.info({ file: rel, objects: parsed.objects.length, ignored: parsed.ignored.length }, 'manifest loaded')
+        this.log.info({ file: rel, objects: parsed.objects.length }, 'manifest loaded')
       }
       for (const file of [...this.files.keys()]) {
         if (texts.has(file)) continue

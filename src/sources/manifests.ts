@@ -9,7 +9,6 @@ export interface ParsedFile {
   objects: KubeObject[]
   problems: ConfigProblem[]
   /** Documents skipped on purpose (unknown kinds), for the debug view. */
-  ignored: string[]
 }
 
 export const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json']
@@ -19,8 +18,16 @@ export function isManifestFile(path: string): boolean {
   return MANIFEST_EXTENSIONS.some((e) => lower.endsWith(e))
 }
 
+/** The document each parsed object came from (objects are stored as parsed, so the identity holds). */
+const DOCUMENTS = new WeakMap<object, number>()
+
+/** Which YAML document of its file an object was read from, for problems found after parsing. */
+export function documentOf(obj: object): number | undefined {
+  return DOCUMENTS.get(obj)
+}
+
 export function parseManifestText(text: string, source: string): ParsedFile {
-  const out: ParsedFile = { objects: [], problems: [], ignored: [] }
+  const out: ParsedFile = { objects: [], problems: [] }
   let docs: unknown[]
   if (source.toLowerCase().endsWith('.json')) {
     try {
@@ -55,8 +62,10 @@ export function parseManifestText(text: string, source: string): ParsedFile {
     for (const item of items) {
       const r = validateObject(item, source, i)
       if ('problems' in r) out.problems.push(...r.problems)
-      else if ('ignored' in r) out.ignored.push(`document ${i}: ${r.ignored}`)
-      else out.objects.push(r.object as KubeObject)
+      else {
+        DOCUMENTS.set(r.object, i)
+        out.objects.push(r.object as KubeObject)
+      }
     }
   })
   return out

@@ -3,7 +3,7 @@
 // only reads. Changes are coalesced so a burst of events gives one recompile, and each notification
 // says which objects changed, so the compiler can redo only what they touch.
 import type { Kind, KubeObject, ObjectsByKind } from '../model/k8s.ts'
-import { keyOf } from '../model/k8s.ts'
+import { keyOf, kindOf } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 
 export interface ChangedObject {
@@ -87,7 +87,7 @@ export class ObjectStore {
   }
 
   upsert(obj: KubeObject, source: string): void {
-    const kind = obj.kind as Kind
+    const kind = kindOf(obj)
     const key = keyOf(obj.metadata)
     let m = this.objects.get(kind)
     if (!m) this.objects.set(kind, (m = new Map()))
@@ -115,7 +115,7 @@ export class ObjectStore {
   /** Replaces everything one source contributed with a new set, atomically for the compiler. */
   replaceSource(source: string, objects: readonly KubeObject[]): void {
     this.batch(() => {
-      const keep = new Set(objects.map((o) => `${o.kind}/${keyOf(o.metadata)}`))
+      const keep = new Set(objects.map((o) => `${kindOf(o)}/${keyOf(o.metadata)}`))
       for (const id of [...(this.bySource.get(source) ?? [])]) {
         if (keep.has(id)) continue
         const slash = id.indexOf('/')

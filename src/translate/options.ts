@@ -3,6 +3,7 @@
 import { ANN_INGRESS_CLASS, ANN_INGRESS_CLASS_ALT } from '../model/k8s.ts'
 import type { HTTPOption } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
+import type { DomainNames } from '../serving/domain.ts'
 
 export interface TranslateOptions {
   /** Written to `networking.knative.dev/ingress.class` on every KIngress produced. */
@@ -11,6 +12,8 @@ export interface TranslateOptions {
   domain: string
   /** Cluster DNS suffix, e.g. `cluster.local`. */
   clusterDomain: string
+  /** Serving's domain and tag templates for a Route without a URL; default `{name}.{ns}.{domain}`. */
+  names?: DomainNames
 }
 
 // Serving reads the http option from either key, the camel-case one first (networking register.go).

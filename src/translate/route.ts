@@ -116,13 +116,14 @@ function buildTargets(route: Route, opts: TranslateOptions, report: Report): Tar
     )
   }
 
-  const defaultHost = externalHost(route.status?.url, 'status.url', `${name}.${ns}.${opts.domain}`, counting)
+  const fields = { name, namespace: ns, domain: opts.domain, labels: route.metadata.labels, annotations: route.metadata.annotations }
+  const defaultHost = externalHost(route.status?.url, 'status.url', opts.names ? opts.names.host(fields) : `${name}.${ns}.${opts.domain}`, counting)
   const targets: Target[] = [{ tag: '', splits: defaultSplits, externalHost: defaultHost }]
   for (const tagName of [...tags.keys()].sort()) {
     const tag = tags.get(tagName)!
     const splits = tagSplits(tagName, tag.entries, path, counting)
     const urlField = `${path}[${tag.urlIndex ?? 0}].url`
-    const host = externalHost(tag.url, urlField, `${tagName}-${name}.${ns}.${opts.domain}`, counting)
+    const host = externalHost(tag.url, urlField, opts.names ? opts.names.tagHost(tagName, fields) : `${tagName}-${name}.${ns}.${opts.domain}`, counting)
     targets.push({ tag: tagName, splits, externalHost: host })
   }
   return reported > 0 ? undefined : targets
