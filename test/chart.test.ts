@@ -814,8 +814,8 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
   const role = only(r, 'ClusterRole', 'eg-edge-gateway')
   t.same(
     [...grants(role.rules as Rule[])].sort(),
-    clusterGrants([...READ.map((v) => `serving.knative.dev/routes:${v}`), ...READ.map((v) => `serving.knative.dev/domainmappings:${v}`)]),
-    'watch-serving adds read access to routes and domainmappings only',
+    clusterGrants(['routes', 'domainmappings', 'services', 'configurations'].flatMap((res) => READ.map((v) => `serving.knative.dev/${res}:${v}`))),
+    'watch-serving adds read access to routes, domainmappings, Knative services and configurations only',
   )
   t.same(only(r, 'ClusterRoleBinding').subjects[0], { kind: 'ServiceAccount', name: 'eg-edge-gateway', namespace: 'edge' })
   const pdb = only(r, 'PodDisruptionBudget')

@@ -347,6 +347,26 @@ t.test('--watch-serving: Routes and Revisions from the cluster are translated an
   t.notOk((await kubeDebug(plain)).informers['routes'], 'and not watched')
 })
 
+t.test('--watch-serving: a Knative Service in the cluster is derived into its Revision and Route and served', async (t) => {
+  const env = await startKubeEnv(t)
+  const [pod] = await backends(t, 'pod')
+  apply(env.api, {
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Service',
+    metadata: { name: 'shop', namespace: 'default' },
+    spec: { template: { spec: { containerConcurrency: 4, containers: [{ image: 'example.com/shop' }] } } },
+  })
+  // Whoever runs the revision's pods in this cluster publishes them as Knative would.
+  apply(env.api, revisionPods('shop-00001', pod!))
+  const gw = await startKubeGateway(t, env, ['--watch-serving'])
+  await waitReady(gw)
+  await waitServed(gw.ports.http, 'shop.default.example.com', 'pod')
+  t.equal(gw.store.get('Revision', 'default/shop-00001')?.spec?.containerConcurrency, 4, 'the derived Revision carries the template')
+  t.ok((await kubeDebug(gw)).informers['kservices'], 'Knative Services watched')
+  t.ok((await kubeDebug(gw)).informers['configurations'], 'and Configurations')
+  t.notOk(env.api.requests.some((r) => r.method !== 'GET' && r.path.includes('serving.knative.dev')), 'nothing derived is written to the API server')
+})
+
 t.test('an API server restart (new resourceVersions, no history) is followed by a relist', async (t) => {
   const env = await startKubeEnv(t)
   const [a, b] = await backends(t, 'a', 'b')

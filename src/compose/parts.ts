@@ -206,18 +206,9 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       inFlightAt: hooks.inFlightAt,
     })
     reporter.addSink(runner)
-    // Knative Services and Configurations become Configurations, Revisions and Routes, as Serving
-    // would make them; a rollout's new revision is started at once.
+    // A rollout's new revision is started at once, so traffic can move to it when it is ready.
     const localRunner = runner
-    serving = new ServingController({
-      store,
-      log: log.child({ component: 'serving' }),
-      names: new DomainNames(config.domainTemplate, config.tagTemplate),
-      domain: config.domain,
-      clusterDomain: config.clusterDomain,
-      startRevision: (ns, name) => localRunner.coldStart(ns, name),
-    })
-    serving.start()
+    serving = servingController(config, log, store, (ns, name) => localRunner.coldStart(ns, name))
     publisher.full()
     configLoaded = true
     runner.start()
@@ -240,6 +231,8 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       ...hooks.kubernetes,
     })
     kube = { config: kubeConfig, source }
+    // Without a Serving controller in the cluster, the gateway derives what it would (in memory only).
+    if (config.watchServing) serving = servingController(config, log, store, undefined)
     void source.start().then(() => {
       configLoaded = source.synced
     })
@@ -299,6 +292,23 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       await sink?.close()
     },
   }
+}
+
+/**
+ * Knative Services and Configurations become Configurations, Revisions and Routes in the store, as
+ * Serving would make them (src/serving/).
+ */
+function servingController(config: GatewayConfig, log: Logger, store: ObjectStore, startRevision: ((ns: string, name: string) => void) | undefined): ServingController {
+  const serving = new ServingController({
+    store,
+    log: log.child({ component: 'serving' }),
+    names: new DomainNames(config.domainTemplate, config.tagTemplate),
+    domain: config.domain,
+    clusterDomain: config.clusterDomain,
+    startRevision,
+  })
+  serving.start()
+  return serving
 }
 
 // ---- admin --------------------------------------------------------------------------------------

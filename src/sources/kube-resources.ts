@@ -5,6 +5,10 @@ import type { Kind } from '../model/k8s.ts'
 export interface WatchedResource {
   /** The kind the store keys on. */
   kind: Kind
+  /** The objects' own `kind`, where it differs from the store's (Knative's Service is stored as KService). */
+  objectKind?: string
+  /** The informer's name in logs and /debug/routes, where the plural alone is ambiguous. */
+  name?: string
   /** API group; '' is the core group. */
   group: string
   version: string
@@ -24,12 +28,18 @@ export const ENDPOINT_SLICES: WatchedResource = { kind: 'EndpointSlice', group: 
 export const TLS_SECRETS: WatchedResource = { kind: 'Secret', group: '', version: 'v1', plural: 'secrets', fieldSelector: `type=${TLS_SECRET_TYPE}` }
 export const REVISIONS: WatchedResource = { kind: 'Revision', group: 'serving.knative.dev', version: 'v1', plural: 'revisions' }
 export const ROUTES: WatchedResource = { kind: 'Route', group: 'serving.knative.dev', version: 'v1', plural: 'routes' }
+export const KSERVICES: WatchedResource = { kind: 'KService', objectKind: 'Service', name: 'kservices', group: 'serving.knative.dev', version: 'v1', plural: 'services' }
+export const CONFIGURATIONS: WatchedResource = { kind: 'Configuration', group: 'serving.knative.dev', version: 'v1', plural: 'configurations' }
 export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
 
-/** What Kourier watches (kingress-contract.md §2.2) plus Revisions for the throttler; Serving objects on request. */
+/**
+ * What Kourier watches (kingress-contract.md §2.2) plus Revisions for the throttler; with
+ * --watch-serving (no Serving controller), the objects users write too: Knative Services and
+ * Configurations (the serving controller derives their Revisions and Routes), Routes, DomainMappings.
+ */
 export function watchedResources(watchServing: boolean): WatchedResource[] {
   const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS]
-  return watchServing ? [...base, ROUTES, DOMAIN_MAPPINGS] : base
+  return watchServing ? [...base, ROUTES, DOMAIN_MAPPINGS, KSERVICES, CONFIGURATIONS] : base
 }
 
 export function apiVersionOf(r: WatchedResource): string {

@@ -64,7 +64,7 @@ export class KubernetesSource {
       for (const ns of namespaces) {
         this.informers.push(
           new ResilientInformer({
-            name: ns === undefined ? res.plural : `${res.plural}@${ns}`,
+            name: ns === undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
             kubeConfig: opts.kubeConfig,
             path: collectionPath(res, ns),
             fieldSelector: res.fieldSelector,
@@ -142,7 +142,7 @@ export class KubernetesSource {
 
   private upsert(res: WatchedResource, obj: KubeObject): void {
     // List items of built-in types carry no kind/apiVersion; the store and compiler key on kind.
-    obj.kind = res.kind
+    obj.kind = res.objectKind ?? res.kind
     obj.apiVersion = apiVersionOf(res)
     slim(obj)
     const key = keyOf(obj.metadata)

@@ -51,6 +51,8 @@ const PLURALS: Record<string, string> = {
   'serving.knative.dev/v1/Revision': 'revisions',
   'serving.knative.dev/v1/Route': 'routes',
   'serving.knative.dev/v1beta1/DomainMapping': 'domainmappings',
+  'serving.knative.dev/v1/Service': 'services',
+  'serving.knative.dev/v1/Configuration': 'configurations',
 }
 
 function resourceOf(obj: unknown): [string, string, string] {
