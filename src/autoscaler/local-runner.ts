@@ -203,7 +203,9 @@ export class LocalRunner implements StatSink {
       // exec: the shell becomes the app, so our signals reach the app itself.
       const child = spawn('/bin/sh', ['-c', `exec ${cmd}`], {
         cwd,
-        env: { ...process.env, ...env, PORT: String(port), K_REVISION: rev.metadata.name, K_SERVICE: rev.metadata.labels?.['serving.knative.dev/service'] ?? '' },
+        // The container's env (a Knative template's), then the command's own assignments, then what
+        // Knative itself sets.
+        env: { ...process.env, ...containerEnv(rev), ...env, PORT: String(port), K_REVISION: rev.metadata.name, K_SERVICE: rev.metadata.labels?.['serving.knative.dev/service'] ?? '', K_CONFIGURATION: rev.metadata.labels?.['serving.knative.dev/configuration'] ?? '' },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       inst.child = child
@@ -297,6 +299,13 @@ export function splitCommand(command: string): { env: Record<string, string>; cm
   }
   const cmd = rest.replace(/^node(?=\s|$)/, `"${process.execPath}"`)
   return { env, cmd }
+}
+
+/** The first container's plain `env` values (valueFrom needs a cluster: it is left out). */
+function containerEnv(rev: Revision): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const e of rev.spec?.containers?.[0]?.env ?? []) if (typeof e.value === 'string') out[e.name] = e.value
+  return out
 }
 
 function intAnnotation(v: string | undefined, def: number): number {
