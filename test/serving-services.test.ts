@@ -160,6 +160,17 @@ t.test('a traffic entry naming a revision the Service does not own, and a change
   t.equal((await get(gw.ports.http, 'owned.example.example.com')).body, 'Hello from owned-one of owned', 'the revision of the old template keeps serving')
 })
 
+t.test('the template\'s container env reaches the revision\'s process', async (t) => {
+  const svc = {
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Service',
+    metadata: { name: 'env', namespace: 'example' },
+    spec: { template: { metadata: { annotations: { 'edge.knative.dev/local-command': 'node app.mjs' } }, spec: { containers: [{ image: 'example.com/app', env: [{ name: 'GREETING', value: 'Servus' }] }] } } },
+  }
+  const { gw } = await setup(t, [svc])
+  t.equal((await get(gw.ports.http, 'env.example.example.com')).body, 'Servus from env-00001 of env')
+})
+
 t.test('--domain-template and a cluster-local Service', async (t) => {
   const { gw } = await setup(t, [service('templ'), service('quiet', { labels: { 'networking.knative.dev/visibility': 'cluster-local' } })], ['--domain-template', '{{.Name}}-{{.Namespace}}.{{.Domain}}', '--domain', 'apps.test'])
   t.equal((await get(gw.ports.http, 'templ-example.apps.test')).status, 200, 'the host follows the template')
