@@ -231,14 +231,14 @@ t.test('httpOption from annotations', async (t) => {
 })
 
 t.test('problems', async (t) => {
-  t.test('missing revisionName in spec.traffic needs a controller', async (t) => {
+  t.test('missing revisionName in a hand-written spec.traffic: name the revision, or write a Knative Service', async (t) => {
     const route = helloRoute()
     delete route.status
     route.spec = { traffic: [{ configurationName: 'hello', latestRevision: true, percent: 100 }] }
     const problems = problemsOf(() => routeToIngress(route, opts))
     t.equal(problems.length, 1)
     t.match(problems[0], { field: 'spec.traffic[0].revisionName', code: 'EDGE_ERR_ROUTE_REVISION', source: '', object: 'Route default/hello' })
-    t.match(problems[0]?.reason, /Serving controller/)
+    t.match(problems[0]?.reason, /a hand-written Route must name its revisions .*write a Knative Service/)
   })
 
   t.test('percents of the default target must total 100', async (t) => {

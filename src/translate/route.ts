@@ -152,7 +152,7 @@ function checkEntry(
   if (typeof revision !== 'string' || revision === '') {
     const why =
       path === 'spec.traffic'
-        ? 'has no revisionName; resolving configurationName/latestRevision needs a Knative Serving controller, so name the revision explicitly (or let Serving write status.traffic)'
+        ? 'has no revisionName; a hand-written Route must name its revisions (configurationName and latestRevision are resolved for the Routes of Knative Services, which the gateway derives): name the revision, or write a Knative Service'
         : 'has no revisionName; every resolved traffic entry must name a revision'
     report(`${field}.revisionName`, `this traffic entry ${why}`, 'EDGE_ERR_ROUTE_REVISION')
     ok = false
