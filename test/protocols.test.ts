@@ -13,6 +13,7 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { endpointSlice, get, kingress, service, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
 import { makeCA, makeCert, tlsSecret } from './helpers/certs.ts'
+import { responses } from './helpers/raw.ts'
 import type { Gateway } from '../src/gateway.ts'
 
 const closers: Array<() => unknown> = []
@@ -323,6 +324,54 @@ t.test('TLS: SNI picks each host its own certificate, verified against the test 
   })
   t.equal(status, 200, 'HTTP/2 over TLS (ALPN h2)')
   t.equal(session.alpnProtocol, 'h2')
+})
+
+t.test('HTTP/1.1 over TLS (ALPN http/1.1 or none): pipelined requests, a body, keep-alive and wss, in order', async (t) => {
+  // An app that echoes what it got, and how the gateway says it was reached.
+  const echo = await startBackend('echo', (req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => res.end(`${req.method} ${req.url} [${body}] ${req.headers['x-forwarded-proto']}`))
+  })
+  t.teardown(() => echo.close())
+  writeManifest(dir, 'tls-echo.yaml', [
+    service('echo', [{ name: 'http', port: 80 }]),
+    endpointSlice('echo', [{ name: 'http', port: echo.port }], [{ ip: '127.0.0.1' }], 'default', 'echo-slice'),
+    kingress('echo', { rules: [{ hosts: ['echo.example.com'], visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'echo', servicePort: 80, percent: 100 }] }] } }] }),
+  ])
+  await waitFor('echo.example.com served', async () => (await get(gw.ports.http, 'echo.example.com')).status === 200)
+  for (const alpn of [['http/1.1'], undefined]) {
+    const text = await new Promise<string>((resolve, reject) => {
+      // SNI other.example.com picks a certificate; the Host header picks the route.
+      const s = tls.connect({ host: '127.0.0.1', port: gw.ports.https, servername: 'other.example.com', ca: ca.cert, ALPNProtocols: alpn }, () => {
+        t.equal(s.alpnProtocol, alpn ? 'http/1.1' : false, `ALPN ${alpn ? 'http/1.1' : 'none'}`)
+        s.write('GET /one HTTP/1.1\r\nHost: echo.example.com\r\n\r\nPOST /two HTTP/1.1\r\nHost: echo.example.com\r\nContent-Length: 5\r\n\r\nhello')
+        s.write('GET /three HTTP/1.1\r\nHost: echo.example.com\r\nConnection: close\r\n\r\n')
+      })
+      let out = ''
+      s.setEncoding('latin1')
+      s.on('data', (d: string) => (out += d))
+      s.on('end', () => resolve(out))
+      s.on('error', reject)
+    })
+    t.same(responses(text).map((r) => [r.status, r.body]), [
+      [200, 'GET /one [] https'],
+      [200, 'POST /two [hello] https'],
+      [200, 'GET /three [] https'],
+    ], 'three answers on one connection, in order, each its own; the pod is told https')
+  }
+  // ws hands its options to tls.connect, servername (SNI) included, though its types do not list it.
+  const wsOptions = { headers: { host: 'ws-split.example.com' }, servername: 'other.example.com', ca: ca.cert }
+  const ws = new WebSocket(`wss://127.0.0.1:${gw.ports.https}/`, wsOptions)
+  const reply = await new Promise<string>((resolve, reject) => {
+    ws.on('open', () => ws.send('hi'))
+    ws.on('message', (m) => {
+      resolve(m.toString())
+      ws.close()
+    })
+    ws.on('error', reject)
+  })
+  t.match(reply, /^hi - (blue|green)$/, 'a WebSocket over TLS')
 })
 
 t.test('TLS: an unknown SNI name fails only its handshake; the listener keeps serving', async (t) => {

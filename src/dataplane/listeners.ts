@@ -5,6 +5,7 @@
 import http from 'node:http'
 import http2 from 'node:http2'
 import type net from 'node:net'
+import type tls from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
@@ -179,12 +180,23 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
   })
   const limits = withDefaults(opts)
   const at: Entrance = { listener: kind, secure: true, limits }
+  // HTTP/1.1 over TLS (ALPN http/1.1, or none) starts on our own server side too, as in the clear:
+  // node:http2's secure server would give every such connection to node:http. Its own handler keeps
+  // the h2 connections; node:http (h1) still takes what ours hands off (bodies, upgrades, Expect,
+  // anything malformed), and everything with --http1-server node.
+  const h1 = http1Server(plane, at, opts)
+  h1.emit('listening')
+  const edge = opts.http1Server === 'node' ? undefined : edgeHttp1Server(plane, at, opts, h1)
+  const http2Takes = server.listeners('secureConnection') as Array<(socket: tls.TLSSocket) => void>
+  server.removeAllListeners('secureConnection')
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    if (socket.alpnProtocol === 'h2') for (const l of http2Takes) l.call(server, socket)
+    else if (edge) edge.accept(socket, undefined)
+    else nodeHttp1(h1)(socket, undefined)
+  })
   http2Handlers(server, plane, at)
   limitConnectionsPerIp(server, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
-  // WebSocket over TLS arrives as an HTTP/1.1 upgrade on the same server.
-  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => plane.door.upgrade(req, socket, head, at))
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store
-  // HTTP/1.1 over TLS goes through node:http's parser too: the same answers as in the clear.
   answerClientErrors(server, plane)
   const sessions = trackSessions(server)
   // HTTP/1.1-over-TLS connections are not HTTP/2 sessions: track their sockets to end them on close.
@@ -196,14 +208,18 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
   const port = await listen(server, opts.host, opts.port)
   return {
     kind,
-    server: server as unknown as http.Server,
+    server: h1,
     port,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
+        h1.close(() => {})
+        edge?.close()
         for (const s of sessions) s.close()
       }),
     closeAll: () => {
+      h1.closeAllConnections()
+      edge?.closeAll()
       for (const s of sessions) s.destroy()
       for (const sock of sockets) sock.destroy()
     },

@@ -55,7 +55,9 @@ export class EdgeH1Server {
       return
     }
     let c: ClientConnection | undefined
-    const adopted = adoptWithSharedBuffer(socket, READ_BUFFER, (n, shared) => c!.received(n, shared))
+    // A TLS socket's reads are decrypted in JS-visible chunks by its TLSWrap: it stays on stream reads.
+    const encrypted = (socket as net.Socket & { encrypted?: boolean }).encrypted === true
+    const adopted = encrypted ? undefined : adoptWithSharedBuffer(socket, READ_BUFFER, (n, shared) => c!.received(n, shared))
     if (adopted) {
       if (adopted.buffered) first = first ? Buffer.concat([first, adopted.buffered]) : adopted.buffered
       c = new ClientConnection(this, adopted.socket, true)
