@@ -29,6 +29,8 @@ export interface GatewayConfig {
   drainSeconds: number
   workers: number
   logLevel: string
+  /** How log lines look: JSON, or lines for a person; `auto`: pretty when stdout is a terminal. */
+  logFormat: 'auto' | 'json' | 'pretty'
   accessLog: boolean
   /** `namespace/name` of a TLS Secret served to SNI names without a certificate of their own. */
   defaultTlsSecret: string | undefined
@@ -101,6 +103,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'drain-seconds', env: 'EDGE_DRAIN_SECONDS', kind: 'int', key: 'drainSeconds', def: () => 30, min: 0, max: 45, help: 'keep serving this long after SIGTERM' },
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
   { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
+  { flag: 'log-format', env: 'EDGE_LOG_FORMAT', kind: 'string', key: 'logFormat', def: () => 'auto', check: checkLogFormat, help: "'json', 'pretty' (lines for a person), or 'auto': pretty when stdout is a terminal" },
   { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request' },
   { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
   { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
@@ -119,6 +122,10 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
 ]
+
+function checkLogFormat(value: unknown, origin: string): void {
+  if (value !== 'auto' && value !== 'json' && value !== 'pretty') throw new UsageError(`${origin}: expected 'json', 'pretty' or 'auto', got ${JSON.stringify(value)}`)
+}
 
 function checkHttp1Server(value: unknown, origin: string): void {
   if (value !== 'edge' && value !== 'node') throw new UsageError(`${origin}: expected 'edge' or 'node', got ${JSON.stringify(value)}`)

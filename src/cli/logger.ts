@@ -1,8 +1,10 @@
-// The gateway's logger: JSON lines on stdout. Secrets never reach the output: redaction and the PEM
-// scrub run in pino, before a line is written.
+// The gateway's logger: JSON lines on stdout for machines, or lines for a person when stdout is a
+// terminal (--log-format). Either way secrets never reach the output: redaction and the PEM scrub
+// run in pino, before a line is formatted.
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from '../config.ts'
+import { prettyDestination } from './pretty-log.ts'
 
 // Field paths catch credentials logged as objects (a request's headers, a Secret, a kubeconfig
 // user); the PEM scrub catches key or certificate text that ends up inside a message, e.g. a parser
@@ -34,6 +36,15 @@ function scrubPem(this: unknown, args: unknown[], method: (...a: unknown[]) => v
   method.apply(this, args.map((a) => scrub(a, 0)))
 }
 
-export function gatewayLogger(config: Pick<GatewayConfig, 'logLevel' | 'podName'>): Logger {
-  return pino({ level: config.logLevel, base: { pod: config.podName }, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, hooks: { logMethod: scrubPem } })
+/** `auto` is pretty exactly when stdout is a terminal (a person is reading). */
+export function wantsPretty(format: GatewayConfig['logFormat'], stdoutIsTty: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && stdoutIsTty)
+}
+
+export function gatewayLogger(config: Pick<GatewayConfig, 'logLevel' | 'logFormat' | 'podName'>): Logger {
+  const redact = { paths: REDACT_PATHS, censor: '[redacted]' }
+  const hooks = { logMethod: scrubPem }
+  // On a terminal the pod name (the host name outside a cluster) on every line is noise.
+  if (wantsPretty(config.logFormat, process.stdout.isTTY === true)) return pino({ level: config.logLevel, base: null, redact, hooks }, prettyDestination())
+  return pino({ level: config.logLevel, base: { pod: config.podName }, redact, hooks })
 }
