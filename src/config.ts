@@ -64,11 +64,12 @@ export interface GatewayConfig {
 
 type OptionKind = 'string' | 'int' | 'bool' | 'list'
 
-interface OptionSpec {
+/** One option of a command: its flag, environment variable, kind, default and checks. */
+export interface OptionSpec<K extends string = keyof GatewayConfig> {
   flag: string
   env: string
   kind: OptionKind
-  key: keyof GatewayConfig
+  key: K
   help: string
   /** Default when neither flag nor env is given; may depend on the environment. */
   def: (env: NodeJS.ProcessEnv) => unknown
@@ -159,8 +160,13 @@ export class UsageError extends Error {
 }
 
 export function usage(): string {
-  const lines = ['usage: edge-gateway [options]', '', 'options (each also settable by its environment variable):']
-  for (const o of OPTIONS) {
+  return formatUsage(['usage: edge-gateway [options]', '       edge-gateway status [--admin-port N | --admin-url URL]   (what a running gateway serves; status --help)'], OPTIONS)
+}
+
+/** A command's usage: its synopsis lines, then one line per option with its environment variable. */
+export function formatUsage<K extends string>(synopsis: readonly string[], table: readonly OptionSpec<K>[]): string {
+  const lines = [...synopsis, '', 'options (each also settable by its environment variable):']
+  for (const o of table) {
     const arg = o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'
     lines.push(`  --${o.flag}${arg}`.padEnd(34) + `${o.env.padEnd(30)} ${o.help}`)
   }
@@ -168,7 +174,7 @@ export function usage(): string {
   return lines.join('\n')
 }
 
-function parseValue(o: OptionSpec, raw: string, origin: string): unknown {
+function parseValue<K extends string>(o: OptionSpec<K>, raw: string, origin: string): unknown {
   switch (o.kind) {
     case 'string':
       if (raw === '') throw new UsageError(`${origin} needs a value`)
@@ -193,9 +199,15 @@ function parseValue(o: OptionSpec, raw: string, origin: string): unknown {
 
 /** Parses argv (without node and script) and the environment; throws UsageError naming the bad option. */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const byFlag = new Map(OPTIONS.map((o) => [o.flag, o]))
-  const values = new Map<keyof GatewayConfig, unknown>()
-  const lists = new Map<keyof GatewayConfig, string[]>()
+  return parseOptions<GatewayConfig>(OPTIONS, argv, env)
+}
+
+/** Any command's options from its table: flags beat the environment, the environment beats defaults. */
+export function parseOptions<T>(table: readonly OptionSpec<keyof T & string>[], argv: readonly string[], env: NodeJS.ProcessEnv): T {
+  type K = keyof T & string
+  const byFlag = new Map(table.map((o) => [o.flag, o]))
+  const values = new Map<K, unknown>()
+  const lists = new Map<K, string[]>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}' (options start with --)`)
@@ -217,7 +229,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     else values.set(spec.key, value)
   }
   const out: Record<string, unknown> = {}
-  for (const o of OPTIONS) {
+  for (const o of table) {
     if (lists.has(o.key)) out[o.key] = lists.get(o.key)
     else if (values.has(o.key)) out[o.key] = values.get(o.key)
     else if (env[o.env] !== undefined && env[o.env] !== '') {
@@ -226,7 +238,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     }
     else out[o.key] = o.def(env)
   }
-  return out as unknown as GatewayConfig
+  return out as T
 }
 
 export function wantsHelp(argv: readonly string[]): boolean {
