@@ -34,6 +34,8 @@ export interface GatewayConfig {
   drainSeconds: number
   workers: number
   logLevel: string
+  /** How log lines look: JSON, or lines for a person; `auto`: pretty when stdout is a terminal. */
+  logFormat: 'auto' | 'json' | 'pretty'
   accessLog: boolean
   /** `namespace/name` of a TLS Secret served to SNI names without a certificate of their own. */
   defaultTlsSecret: string | undefined
@@ -67,11 +69,12 @@ export interface GatewayConfig {
 
 type OptionKind = 'string' | 'int' | 'bool' | 'list'
 
-interface OptionSpec {
+/** One option of a command: its flag, environment variable, kind, default and checks. */
+export interface OptionSpec<K extends string = keyof GatewayConfig> {
   flag: string
   env: string
   kind: OptionKind
-  key: keyof GatewayConfig
+  key: K
   help: string
   /** Default when neither flag nor env is given; may depend on the environment. */
   def: (env: NodeJS.ProcessEnv) => unknown
@@ -108,6 +111,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'drain-seconds', env: 'EDGE_DRAIN_SECONDS', kind: 'int', key: 'drainSeconds', def: () => 30, min: 0, max: 45, help: 'keep serving this long after SIGTERM' },
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
   { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
+  { flag: 'log-format', env: 'EDGE_LOG_FORMAT', kind: 'string', key: 'logFormat', def: () => 'auto', check: checkLogFormat, help: "'json', 'pretty' (lines for a person), or 'auto': pretty when stdout is a terminal" },
   { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request' },
   { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
   { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
@@ -135,6 +139,10 @@ function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => v
       throw new UsageError(`${origin}: ${(err as Error).message}`)
     }
   }
+}
+
+function checkLogFormat(value: unknown, origin: string): void {
+  if (value !== 'auto' && value !== 'json' && value !== 'pretty') throw new UsageError(`${origin}: expected 'json', 'pretty' or 'auto', got ${JSON.stringify(value)}`)
 }
 
 function checkHttp1Server(value: unknown, origin: string): void {
@@ -169,8 +177,13 @@ export class UsageError extends Error {
 }
 
 export function usage(): string {
-  const lines = ['usage: edge-gateway [options]', '', 'options (each also settable by its environment variable):']
-  for (const o of OPTIONS) {
+  return formatUsage(['usage: edge-gateway [options]', '       edge-gateway status [--admin-port N | --admin-url URL]   (what a running gateway serves; status --help)'], OPTIONS)
+}
+
+/** A command's usage: its synopsis lines, then one line per option with its environment variable. */
+export function formatUsage<K extends string>(synopsis: readonly string[], table: readonly OptionSpec<K>[]): string {
+  const lines = [...synopsis, '', 'options (each also settable by its environment variable):']
+  for (const o of table) {
     const arg = o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'
     lines.push(`  --${o.flag}${arg}`.padEnd(34) + `${o.env.padEnd(30)} ${o.help}`)
   }
@@ -178,7 +191,7 @@ export function usage(): string {
   return lines.join('\n')
 }
 
-function parseValue(o: OptionSpec, raw: string, origin: string): unknown {
+function parseValue<K extends string>(o: OptionSpec<K>, raw: string, origin: string): unknown {
   switch (o.kind) {
     case 'string':
       if (raw === '') throw new UsageError(`${origin} needs a value`)
@@ -203,9 +216,15 @@ function parseValue(o: OptionSpec, raw: string, origin: string): unknown {
 
 /** Parses argv (without node and script) and the environment; throws UsageError naming the bad option. */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const byFlag = new Map(OPTIONS.map((o) => [o.flag, o]))
-  const values = new Map<keyof GatewayConfig, unknown>()
-  const lists = new Map<keyof GatewayConfig, string[]>()
+  return parseOptions<GatewayConfig>(OPTIONS, argv, env)
+}
+
+/** Any command's options from its table: flags beat the environment, the environment beats defaults. */
+export function parseOptions<T>(table: readonly OptionSpec<keyof T & string>[], argv: readonly string[], env: NodeJS.ProcessEnv): T {
+  type K = keyof T & string
+  const byFlag = new Map(table.map((o) => [o.flag, o]))
+  const values = new Map<K, unknown>()
+  const lists = new Map<K, string[]>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}' (options start with --)`)
@@ -227,7 +246,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     else values.set(spec.key, value)
   }
   const out: Record<string, unknown> = {}
-  for (const o of OPTIONS) {
+  for (const o of table) {
     if (lists.has(o.key)) out[o.key] = lists.get(o.key)
     else if (values.has(o.key)) out[o.key] = values.get(o.key)
     else if (env[o.env] !== undefined && env[o.env] !== '') {
@@ -236,7 +255,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     }
     else out[o.key] = o.def(env)
   }
-  return out as unknown as GatewayConfig
+  return out as T
 }
 
 export function wantsHelp(argv: readonly string[]): boolean {

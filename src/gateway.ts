@@ -14,6 +14,7 @@ import { GatewayMetrics } from './metrics.ts'
 import { StatReporter } from './autoscaler/reporter.ts'
 import type { LocalRunner } from './autoscaler/local-runner.ts'
 import type { AdminServer } from './admin/server.ts'
+import { ColdStarts } from './admin/cold-starts.ts'
 import type { KubernetesSource, KubernetesSourceTuning } from './sources/kubernetes.ts'
 import type { StatusWriterOptions } from './status/status-writer.ts'
 import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, withModeDefaults } from './compose/parts.ts'
@@ -70,9 +71,14 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     { defaultMetrics: opts.defaultMetrics },
   )
   const pipeline = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
+  const coldStarts = new ColdStarts(() => pipeline.publisher.snapshot)
+  pipeline.publisher.subscribe('cold-starts', (p) => coldStarts.published(p.snapshot, p.changedBackends))
   const reporter = new StatReporter({ podName: config.podName, log })
   const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
-    onColdStart: (rev) => control?.runner?.coldStart(rev.namespace, rev.name),
+    onColdStart: (rev) => {
+      coldStarts.began(rev.key)
+      control?.runner?.coldStart(rev.namespace, rev.name)
+    },
     policies: opts.policies,
   })
   plane = served
@@ -92,7 +98,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   try {
     listeners = await startListeners(config, log, served, pipeline)
     admin = await startAdminPart(config, metrics, {
-      routes: served,
+      routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key) },
       notReadyReason: () => (draining ? 'draining (shutting down)' : ctl.loadingReason()),
       sources: () => ctl.describe(),
     })

@@ -2,14 +2,12 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { freePorts, get, waitFor } from './helpers/gateway.ts'
+import { get, waitFor } from './helpers/gateway.ts'
+import { projectRoot as root, startGatewayProcess } from './helpers/gateway-process.ts'
 import { parseConfig } from '../src/config.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const main = path.join(root, 'src', 'main.ts')
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -21,34 +19,6 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
     child.stderr.on('data', (c) => (stderr += c))
     child.on('exit', (code) => resolve({ code, stdout, stderr }))
   })
-}
-
-interface Running {
-  readonly child: ChildProcess
-  readonly http: number
-  readonly local: number
-  readonly admin: number
-  /** stdout and stderr so far. */
-  output(): string
-}
-
-/**
- * Starts `command args` (a gateway on the embedded default, routes/) on free ports, and waits until
- * it is ready. Stopped at the end of the test whatever happened: SIGINT, so that a gateway left
- * running by a failed test still stops its local revision processes.
- */
-async function startOnDefault(t: Test, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Running> {
-  const [http, local, admin, https] = (await freePorts(4)) as [number, number, number, number]
-  const ports = ['--http-port', String(http), '--local-port', String(local), '--admin-port', String(admin), '--https-port', String(https)]
-  const child: ChildProcess = spawn(command, [...args, ...ports], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout!.on('data', (c) => (out += c))
-  child.stderr!.on('data', (c) => (out += c))
-  t.teardown(() => {
-    child.kill('SIGINT')
-  })
-  await waitFor('the gateway to be ready', async () => (await get(admin, 'localhost', '/readyz').catch(() => undefined))?.status === 200, 30_000)
-  return { child, http, local, admin, output: () => out }
 }
 
 t.test('an unknown option exits non-zero with a usage message naming it', async (t) => {
@@ -91,7 +61,7 @@ t.test('options: flags beat environment, environment beats defaults', async (t) 
 })
 
 t.test('the embedded default (routes/): cold start, split, tag, domain mapping, cluster-local, 404', async (t) => {
-  const { child, http, local, admin, output } = await startOnDefault(t, process.execPath, [main, '--scale-to-zero-after', '2'], { EDGE_LOG_LEVEL: 'warn' })
+  const { child, http, local, admin, output } = await startGatewayProcess(t, process.execPath, [main, '--scale-to-zero-after', '2'], { EDGE_LOG_LEVEL: 'warn' })
 
   const first = await get(http, 'hello.default.example.com')
   t.equal(first.status, 200, `first request answered (${output()})`)
@@ -157,7 +127,7 @@ function refused(port: number): Promise<boolean> {
 
 t.test('npm start: a SIGTERM sent to npm alone reaches the gateway, which stops with its local processes', async (t) => {
   // As a process manager or `kill <pid of npm>` stops it: only npm gets the signal, not its process group.
-  const { child: npm, http, admin, output } = await startOnDefault(t, 'npm', ['start', '--', '--workers', '1'], { EDGE_LOG_LEVEL: 'warn', EDGE_DRAIN_SECONDS: '0' })
+  const { child: npm, http, admin, output } = await startGatewayProcess(t, 'npm', ['start', '--', '--workers', '1'], { EDGE_LOG_LEVEL: 'warn', EDGE_DRAIN_SECONDS: '0' })
   t.equal((await get(http, 'hello.default.example.com')).status, 200, `served (${output()})`)
   const app = await localPid(admin)
 
@@ -168,7 +138,7 @@ t.test('npm start: a SIGTERM sent to npm alone reaches the gateway, which stops 
 })
 
 t.test('a second signal exits at once, and leaves no local revision process behind', async (t) => {
-  const { child, http, admin, output } = await startOnDefault(t, process.execPath, [main, '--workers', '1', '--drain-seconds', '30'], { EDGE_LOG_LEVEL: 'info' })
+  const { child, http, admin, output } = await startGatewayProcess(t, process.execPath, [main, '--workers', '1', '--drain-seconds', '30'], { EDGE_LOG_LEVEL: 'info' })
   t.equal((await get(http, 'hello.default.example.com')).status, 200)
   const app = await localPid(admin)
 

@@ -53,7 +53,7 @@ t.test('subscribers hear of a new snapshot in SUBSCRIBER_ORDER, not in the order
   const published = rec.next()
   store.upsert(ingress('a.example.com'), 'test')
   await published
-  t.same(rec.heard.map((h) => h.name), SUBSCRIBER_ORDER, 'data-plane, certificates, slot-broker, status-writer, replica-share')
+  t.same(rec.heard.map((h) => h.name), SUBSCRIBER_ORDER, 'cold-starts, data-plane, certificates, slot-broker, status-writer, replica-share')
   const snap = rec.heard[0]!.pub.snapshot
   t.ok(snap.publicHosts.get('a.example.com'), 'the published snapshot serves the new host')
   t.ok(rec.heard.every((h) => h.pub.snapshot === snap), 'every subscriber got the same snapshot')

@@ -8,11 +8,14 @@ import type { AddressInfo } from 'node:net'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { Snapshot } from '../model/snapshot.ts'
 import type { Throttler } from '../activator/throttler.ts'
+import type { ColdStartView } from './cold-starts.ts'
 
 /** What /debug/routes reads of the serving side: the snapshot and, where this process serves, its throttlers. */
 export interface RoutesView {
   readonly snapshot: Snapshot
   throttlerByKey(key: string): Throttler | undefined
+  /** A revision's (`namespace/name`) last cold start, if it had one (admin/cold-starts.ts). */
+  lastColdStart?(revisionKey: string): ColdStartView | undefined
 }
 
 export interface AdminDeps {
@@ -92,6 +95,7 @@ export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Recor
             problem: b.problem,
             setHeaders: s.setHeaders.length ? Object.fromEntries(s.setHeaders.map((x) => [x.name, x.value])) : undefined,
             queued: t?.queued,
+            lastColdStart: b.revision ? plane.lastColdStart?.(b.revision.key) : undefined,
             endpoints: b.endpoints.map((e) => {
               if (podInFlight) return { address: e.address, inFlight: podInFlight(e.address) }
               const slot = t?.pods().find((p) => p.endpoint.address === e.address)

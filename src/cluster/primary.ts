@@ -14,6 +14,7 @@ import type { ConfigPipeline, Control } from '../compose/parts.ts'
 import { SlotBroker } from './slot-broker.ts'
 import { StoreReplicator, send } from './replication.ts'
 import { StatsFanIn } from './stats-fan-in.ts'
+import { ColdStarts } from '../admin/cold-starts.ts'
 import { isMessage } from './protocol.ts'
 import { withNodeFlags } from '../runtime-flags.ts'
 import type { ToPrimary } from './protocol.ts'
@@ -31,10 +32,17 @@ export interface Primary {
 export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise<Primary> {
   const config = withModeDefaults(rawConfig)
   let control: Control | undefined
+  // cfg is set below, before any request can arrive.
+  const coldStarts = new ColdStarts(() => cfg.publisher.snapshot)
+  /** A revision without a pod was asked for, by the broker (CC > 0) or a worker (CC = 0). */
+  const coldStart = (namespace: string, name: string): void => {
+    coldStarts.began(`${namespace}/${name}`)
+    control?.runner?.coldStart(namespace, name)
+  }
   const broker = new SlotBroker({
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
-    onColdStart: (rev) => control?.runner?.coldStart(rev.namespace, rev.name),
+    onColdStart: (rev) => coldStart(rev.namespace, rev.name),
   })
   const metricWaits = new Map<number, { want: number; got: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>()
   let metricId = 0
@@ -77,6 +85,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   })
   const cfg = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
   pipeline = cfg
+  cfg.publisher.subscribe('cold-starts', (p) => coldStarts.published(p.snapshot, p.changedBackends))
   // Registered before the control side starts, so the broker has every snapshot the workers will.
   cfg.publisher.subscribe('slot-broker', (p) => broker.setSnapshot(p.snapshot))
   broker.setSnapshot(cfg.publisher.snapshot)
@@ -87,7 +96,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   let draining = false
   const admin = await startAdminPart(config, metrics, {
     // No throttlers here: the workers' reports give each pod's requests in flight.
-    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined },
+    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined, lastColdStart: (key) => coldStarts.of(key) },
     podInFlight: reportedInFlight,
     metricsFrom,
     notReadyReason: () => (draining ? 'draining (shutting down)' : (ctl.loadingReason() ?? notReady())),
@@ -142,7 +151,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
         if (msg.inFlight) workerInFlight.set(w.id, msg.inFlight)
         return fanIn.receive(w.id, msg.entries, msg.poke)
       case 'cold-start':
-        return ctl.runner?.coldStart(msg.namespace, msg.name)
+        return coldStart(msg.namespace, msg.name)
       case 'metrics': {
         const wait = metricWaits.get(msg.id)
         if (!wait) return

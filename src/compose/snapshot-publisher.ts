@@ -14,6 +14,8 @@ import type { ObjectStore, StoreChanges } from '../sources/store.ts'
 
 /**
  * Who follows the snapshot, in the order they hear of a new one:
+ * 0. `cold-starts`: notes the moment a revision waiting for a pod has one (admin/cold-starts.ts). It
+ *    only reads a clock, so it goes first: the time is the snapshot's, not after the data plane's work;
  * 1. `data-plane`: the routing table and the throttlers' pods, first, so a request that arrives while
  *    the others run is already routed by the new snapshot;
  * 2. `certificates`: the TLS listeners' SNI table (and, in the files source, every TLS Secret);
@@ -21,7 +23,7 @@ import type { ObjectStore, StoreChanges } from '../sources/store.ts'
  * 4. `status-writer`: KIngress status, which must describe what the data plane already serves;
  * 5. `replica-share`: this replica's share of pod capacity, from the gateway's own EndpointSlices.
  */
-export const SUBSCRIBER_ORDER = ['data-plane', 'certificates', 'slot-broker', 'status-writer', 'replica-share'] as const
+export const SUBSCRIBER_ORDER = ['cold-starts', 'data-plane', 'certificates', 'slot-broker', 'status-writer', 'replica-share'] as const
 export type SubscriberName = (typeof SUBSCRIBER_ORDER)[number]
 
 export interface Publication {
