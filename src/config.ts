@@ -3,6 +3,8 @@
 import net from 'node:net'
 import os from 'node:os'
 import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
+import { ENGINE_CHOICES } from './autoscaler/container-engine.ts'
+import type { EngineChoice } from './autoscaler/container-engine.ts'
 
 export interface GatewayConfig {
   manifests: string
@@ -31,6 +33,8 @@ export interface GatewayConfig {
   podIp: string | undefined
   autoscalerUrl: string | undefined
   scaleToZeroAfter: number
+  /** Files mode: what runs revisions that have an image and no local command. */
+  containerEngine: EngineChoice
   drainSeconds: number
   workers: number
   logLevel: string
@@ -108,6 +112,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'pod-ip', env: 'POD_IP', kind: 'string', key: 'podIp', def: () => undefined, help: "this replica's IP (capacity sharing between replicas)" },
   { flag: 'autoscaler-url', env: 'EDGE_AUTOSCALER_URL', kind: 'string', key: 'autoscalerUrl', def: () => undefined, help: 'Knative autoscaler stat websocket' },
   { flag: 'scale-to-zero-after', env: 'EDGE_SCALE_TO_ZERO_AFTER', kind: 'int', key: 'scaleToZeroAfter', def: () => 30, min: 1, help: 'local runner: idle seconds before a revision stops' },
+  { flag: 'container-engine', env: 'EDGE_CONTAINER_ENGINE', kind: 'string', key: 'containerEngine', def: () => 'auto', check: checkContainerEngine, help: "local runner: what runs a Revision's image when it has no local command: podman, docker, none, or auto (the first of podman and docker that works)" },
   { flag: 'drain-seconds', env: 'EDGE_DRAIN_SECONDS', kind: 'int', key: 'drainSeconds', def: () => 30, min: 0, max: 45, help: 'keep serving this long after SIGTERM' },
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
   { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
@@ -143,6 +148,10 @@ function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => v
 
 function checkLogFormat(value: unknown, origin: string): void {
   if (value !== 'auto' && value !== 'json' && value !== 'pretty') throw new UsageError(`${origin}: expected 'json', 'pretty' or 'auto', got ${JSON.stringify(value)}`)
+}
+
+function checkContainerEngine(value: unknown, origin: string): void {
+  if (!ENGINE_CHOICES.includes(value as EngineChoice)) throw new UsageError(`${origin}: expected one of ${ENGINE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`)
 }
 
 function checkHttp1Server(value: unknown, origin: string): void {

@@ -74,6 +74,9 @@ export type ErrorCode =
   | 'EDGE_ERR_KUBE_WATCH'
   | 'EDGE_ERR_KUBE_WATCH_STALLED'
   | 'EDGE_ERR_KUBE_UNHEALTHY'
+  // ---- The local runner (files mode): revisions it cannot run, or not as written ----
+  | 'EDGE_ERR_NO_RUNTIME'
+  | 'EDGE_ERR_CONTAINER_ENV'
   // ---- TLS: certificates and handshakes ----
   | 'EDGE_ERR_TLS_SECRET'
   | 'EDGE_ERR_TLS_SNI'

@@ -16,8 +16,11 @@ export interface PodSlot {
   removed: boolean
 }
 
-/** Why a throttler lets go of its waiters without a pod: the backend left the configuration, or the gateway is draining. */
-export type DropReason = 'backend-removed' | 'draining'
+/**
+ * Why a throttler lets go of its waiters without a pod: the backend left the configuration, the
+ * gateway is draining, or the local runner found it has no way to run the revision.
+ */
+export type DropReason = 'backend-removed' | 'draining' | 'no-runtime'
 
 export interface Waiter {
   /** Called once with the pod the request may use; `waited` false: it never had to queue (broker fast path). */

@@ -1,45 +1,81 @@
-// The local runner: a laptop's stand-in for Knative's autoscaler and kubelet. A Revision annotated
-// `edge.knative.dev/local-command` runs as local processes, scaled by the very stats the gateway
-// sends the Knative autoscaler: a poke starts the first process at once, per-second averages scale
-// out by the revision's target concurrency, and an idle window scales to zero. Each process is
-// published into the store as an EndpointSlice of `<revision>-private`, exactly as a pod would be.
-import { spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import net from 'node:net'
+// The local runner: a laptop's stand-in for Knative's autoscaler and kubelet. A Revision runs as
+// local instances, scaled by the very stats the gateway sends the Knative autoscaler: a poke starts
+// the first instance at once, per-second averages scale out by the revision's target concurrency,
+// and an idle window scales to zero. Each instance is published into the store as an EndpointSlice
+// of `<revision>-private`, exactly as a pod would be.
+//
+// What an instance is depends on the revision (instance.ts): a local process when it is annotated
+// `edge.knative.dev/local-command` (process-launcher.ts), else a container of its image when a
+// container engine works here (container-launcher.ts). A revision with an image but neither is
+// unrunnable: a configuration problem, and `onUnrunnable` tells the data plane to answer its
+// requests 503 `no-runtime` rather than hold them. A revision whose `<revision>-private` pods some
+// other source publishes (hand-written EndpointSlices) is left to them.
+import { createHash } from 'node:crypto'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import type { EndpointSlice, Revision } from '../model/k8s.ts'
 import { ANN_LOCAL_COMMAND, LABEL_SERVICE_NAME, keyOf } from '../model/k8s.ts'
+import type { ConfigProblem } from '../model/problems.ts'
+import { formatProblem } from '../model/problems.ts'
 import type { ObjectStore } from '../sources/store.ts'
 import { ANN_SOURCE_FILE } from '../serving/derive.ts'
 import type { StatEntry } from './stat-encoding.ts'
 import type { StatSink } from './reporter.ts'
+import type { InstanceLauncher, RunningInstance } from './instance.ts'
+import { ProcessLauncher } from './process-launcher.ts'
+import { ContainerLauncher } from './container-launcher.ts'
+import { detectEngine } from './container-engine.ts'
+import type { EngineChoice } from './container-engine.ts'
+import { LOCAL_RUNNER_SOURCE, runtimeProblems } from './runtime-problems.ts'
+import { servingContainer } from './revision-template.ts'
 
-export const LOCAL_RUNNER_SOURCE = 'local-runner'
+export { LOCAL_RUNNER_SOURCE }
+export { splitCommand } from './process-launcher.ts'
 
 export interface LocalRunnerOptions {
   store: ObjectStore
   log: Logger
   /** Seconds without demand before a revision is scaled to zero (above its min-scale). */
   scaleToZeroAfterSeconds: number
-  /** Requests in flight on a local endpoint: a process with any is never stopped. */
+  /** Requests in flight on a local endpoint: an instance with any is never stopped. */
   inFlightAt(address: string): number
-  /** How long a new process may take to listen before it is given up on. */
+  /** How long a new instance may take to become ready before it is given up on. */
   startTimeoutMs?: number
   /**
-   * Wait at least this long after taking a process out of the endpoints before stopping it, even at
-   * zero in flight: with --workers the counts arrive once a second, so a fresh 0 proves nothing yet.
+   * Wait at least this long after taking an instance out of the endpoints before stopping it, even
+   * at zero in flight: with --workers the counts arrive once a second, so a fresh 0 proves nothing yet.
    */
   stopGraceMs?: number
+  /** What runs revisions that have an image and no local command (default `auto`: podman, then docker). */
+  containerEngine?: EngineChoice
+  /**
+   * Whose containers these are: gateways with the same scope (serving the same manifests) remove
+   * each other's leftovers once their gateway process is gone. Default: the working directory.
+   */
+  scope?: string
+  /**
+   * The runner cannot run this revision (`detail` says why and how to fix it), or can again
+   * (`detail` undefined). Never called from inside coldStart().
+   */
+  onUnrunnable?(namespace: string, name: string, detail: string | undefined): void
+}
+
+/** A scope from a manifests directory: the same directory gives the same scope. */
+export function scopeOf(dir: string): string {
+  return createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 12)
 }
 
 interface Instance {
   id: number
-  port: number
-  child: ChildProcess
-  /** Listening and published as an endpoint. */
+  launcher: InstanceLauncher
+  /** Set once the launcher has started it. */
+  run: RunningInstance | undefined
+  /** Resolves once the launcher's start() has (so close() can wait for instances still starting). */
+  started: Promise<void>
+  stopped: Promise<void> | undefined
+  /** Ready and published as an endpoint. */
   ready: boolean
-  /** Taken out of the endpoints; killed once its in-flight requests finish. */
+  /** Taken out of the endpoints; stopped once its in-flight requests finish. */
   stopping: boolean
   /** When it was taken out of the endpoints. */
   retiredAt: number
@@ -54,36 +90,55 @@ interface RevisionState {
   /** Last reported average concurrency (including held requests). */
   demand: number
   lastDemandAt: number
-  /** Consecutive exits before becoming ready, and no new process before this time (crash backoff). */
+  /** Consecutive exits before becoming ready, and no new instance before this time (crash backoff). */
   crashes: number
   holdUntil: number
 }
+
+type EngineState = { state: 'unknown' | 'detecting' } | { state: 'ready'; launcher: ContainerLauncher } | { state: 'none'; why: string }
+
+/** How one revision runs here: which launcher, or why not yet or not at all. */
+type Plan = { launcher: InstanceLauncher } | { waiting: 'engine' } | { unrunnable: string }
 
 const DEFAULT_TARGET = 100
 
 export class LocalRunner implements StatSink {
   private readonly opts: LocalRunnerOptions
   private readonly revisions = new Map<string, RevisionState>()
+  private readonly processes = new ProcessLauncher()
+  private engine: EngineState
   private nextId = 1
   private timer: NodeJS.Timeout | undefined
+  private unsubscribe: (() => void) | undefined
   private closed = false
+  /** Revisions reported unrunnable (key → detail), and the problems last given to the store. */
+  private unrunnable = new Map<string, string>()
+  private problemsText = '[]'
+  /** `ns/name` of revisions whose `-private` EndpointSlices another source publishes, per store version. */
+  private elsewhere = { version: -1, keys: new Set<string>() }
   /**
-   * Our processes must not outlive us. close() stops them politely; a gateway that exits without it
+   * Our instances must not outlive us. close() stops them politely; a gateway that exits without it
    * (a second Ctrl-C, a fatal error) kills the ones still running as it goes, since nothing else
    * would: they would keep their ports and run on with no parent.
    */
   private readonly killOnExit = (): void => {
-    for (const st of this.revisions.values()) for (const i of st.instances) if (!i.exited) i.child?.kill('SIGKILL')
+    this.processes.killNow()
+    if (this.engine.state === 'ready') this.engine.launcher.killNow()
   }
 
   constructor(opts: LocalRunnerOptions) {
     this.opts = opts
+    this.engine = opts.containerEngine === 'none' ? { state: 'none', why: '--container-engine is none' } : { state: 'unknown' }
   }
 
   start(): void {
     process.on('exit', this.killOnExit)
     this.timer = setInterval(() => this.reconcileAll(), 1000)
     this.timer.unref()
+    // A new or changed Revision is looked at at once: an unrunnable one is answered 503 from its first request.
+    this.unsubscribe = this.opts.store.onChange((changes) => {
+      for (const c of changes.objects.values()) if (c.kind === 'Revision') return this.reconcileAll()
+    })
     this.reconcileAll()
   }
 
@@ -101,7 +156,7 @@ export class LocalRunner implements StatSink {
     return true
   }
 
-  /** A request is waiting for a revision with no endpoint at all: start a process now. */
+  /** A request is waiting for a revision with no endpoint at all: start an instance now. */
   coldStart(namespace: string, name: string): void {
     const key = `${namespace}/${name}`
     if (!this.revisionObject(key)) return
@@ -112,24 +167,88 @@ export class LocalRunner implements StatSink {
   }
 
   /** Live instances per revision, for /debug/routes. */
-  describe(): Record<string, Array<{ port: number; ready: boolean; stopping: boolean; pid: number | undefined }>> {
-    const out: Record<string, Array<{ port: number; ready: boolean; stopping: boolean; pid: number | undefined }>> = {}
-    for (const st of this.revisions.values()) out[st.key] = st.instances.map((i) => ({ port: i.port, ready: i.ready, stopping: i.stopping, pid: i.child.pid }))
+  describe(): Record<string, Array<{ port: number; ready: boolean; stopping: boolean; pid: number | undefined; container?: string }>> {
+    const out: ReturnType<LocalRunner['describe']> = {}
+    for (const st of this.revisions.values()) {
+      out[st.key] = st.instances.map((i) => {
+        const one = { port: i.run?.port ?? 0, ready: i.ready, stopping: i.stopping, pid: i.run?.pid }
+        return i.run?.container ? { ...one, container: i.run.container } : one
+      })
+    }
     return out
+  }
+
+  /** Revisions that cannot run here, with why: for a process that joins later (a --workers worker). */
+  unrunnableRevisions(): ReadonlyMap<string, string> {
+    return this.unrunnable
   }
 
   async close(): Promise<void> {
     this.closed = true
     if (this.timer) clearInterval(this.timer)
+    this.unsubscribe?.()
     const all = [...this.revisions.values()].flatMap((s) => s.instances)
-    await Promise.all(all.map((i) => kill(i)))
+    await Promise.all(
+      all.map(async (i) => {
+        await i.started
+        await this.stop(i)
+      }),
+    )
     process.off('exit', this.killOnExit)
     this.opts.store.replaceSource(LOCAL_RUNNER_SOURCE, [])
+    this.opts.store.setProblems(LOCAL_RUNNER_SOURCE, [])
   }
 
+  /** The Revision when this runner runs it (by process or by container), else undefined. */
   private revisionObject(key: string): Revision | undefined {
     const rev = this.opts.store.get('Revision', key)
-    return rev?.metadata.annotations?.[ANN_LOCAL_COMMAND] ? rev : undefined
+    return rev && this.runsHere(rev) ? rev : undefined
+  }
+
+  private runsHere(rev: Revision): boolean {
+    if (rev.metadata.annotations?.[ANN_LOCAL_COMMAND]) return true
+    return !!servingContainer(rev)?.image && !this.podsElsewhere().has(keyOf(rev.metadata))
+  }
+
+  private plan(rev: Revision): Plan {
+    if (rev.metadata.annotations?.[ANN_LOCAL_COMMAND]) return { launcher: this.processes }
+    const engine = this.engine
+    if (engine.state === 'ready') return { launcher: engine.launcher }
+    if (engine.state === 'none') return { unrunnable: engine.why }
+    this.detectEngine()
+    return { waiting: 'engine' }
+  }
+
+  private podsElsewhere(): Set<string> {
+    const store = this.opts.store
+    if (this.elsewhere.version === store.version) return this.elsewhere.keys
+    const keys = new Set<string>()
+    for (const es of store.list('EndpointSlice')) {
+      const svc = es.metadata.labels?.[LABEL_SERVICE_NAME]
+      if (!svc?.endsWith('-private') || store.ownerOf('EndpointSlice', keyOf(es.metadata)) === LOCAL_RUNNER_SOURCE) continue
+      keys.add(`${es.metadata.namespace ?? 'default'}/${svc.slice(0, -'-private'.length)}`)
+    }
+    this.elsewhere = { version: store.version, keys }
+    return keys
+  }
+
+  /** Finds a container engine once, the first time a revision needs one; then looks at every revision again. */
+  private detectEngine(): void {
+    if (this.engine.state !== 'unknown') return
+    this.engine = { state: 'detecting' }
+    const log = this.opts.log
+    void detectEngine(this.opts.containerEngine ?? 'auto').then(async (found) => {
+      if (!found.engine) {
+        log.warn({ why: found.why }, `no container engine: revisions with an image and no ${ANN_LOCAL_COMMAND} cannot run`)
+        this.engine = { state: 'none', why: found.why }
+      } else {
+        const launcher = new ContainerLauncher(found.engine, this.opts.scope ?? scopeOf(process.cwd()))
+        log.info({ engine: found.engine.command, scope: launcher.scope }, `container engine: ${found.engine.command}`)
+        await launcher.sweep(log).catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not look for containers left behind'))
+        this.engine = { state: 'ready', launcher }
+      }
+      this.reconcileAll()
+    })
   }
 
   private state(key: string, namespace: string, name: string): RevisionState {
@@ -143,13 +262,39 @@ export class LocalRunner implements StatSink {
 
   private reconcileAll(): void {
     if (this.closed) return
-    // Revisions with min-scale get their processes even before any request.
+    // Revisions with min-scale get their instances even before any request.
     for (const rev of this.opts.store.list('Revision')) {
-      if (!rev.metadata.annotations?.[ANN_LOCAL_COMMAND]) continue
+      if (!this.runsHere(rev)) continue
       const key = keyOf(rev.metadata)
       this.state(key, rev.metadata.namespace ?? 'default', rev.metadata.name)
     }
+    this.review()
     for (const st of this.revisions.values()) this.reconcile(st)
+  }
+
+  /** Reports what cannot run (problems, and onUnrunnable for each change). */
+  private review(): void {
+    const problems: ConfigProblem[] = []
+    const unrunnable = new Map<string, string>()
+    for (const rev of this.opts.store.list('Revision')) {
+      if (!this.runsHere(rev) || rev.metadata.annotations?.[ANN_LOCAL_COMMAND]) continue
+      const plan = this.plan(rev)
+      const verdict = runtimeProblems(rev, 'unrunnable' in plan ? plan.unrunnable : undefined)
+      problems.push(...verdict.problems)
+      if (verdict.unrunnable) unrunnable.set(keyOf(rev.metadata), verdict.unrunnable)
+    }
+    const text = JSON.stringify(problems)
+    if (text !== this.problemsText) {
+      this.problemsText = text
+      for (const p of problems) this.opts.log.error({ problem: p }, formatProblem(p))
+      this.opts.store.setProblems(LOCAL_RUNNER_SOURCE, problems)
+    }
+    const before = this.unrunnable
+    this.unrunnable = unrunnable
+    const tell = this.opts.onUnrunnable
+    if (!tell) return
+    for (const [key, detail] of unrunnable) if (before.get(key) !== detail) tell(...split(key), detail)
+    for (const key of before.keys()) if (!unrunnable.has(key)) tell(...split(key), undefined)
   }
 
   private reconcile(st: RevisionState): void {
@@ -157,7 +302,7 @@ export class LocalRunner implements StatSink {
     const rev = this.revisionObject(st.key)
     const live = st.instances.filter((i) => !i.stopping && !i.exited)
     if (!rev) {
-      // The Revision is gone from the manifests: stop everything it ran.
+      // The Revision is gone from the manifests (or no longer ours to run): stop everything it ran.
       for (const i of live) this.retire(st, i)
       return
     }
@@ -175,106 +320,98 @@ export class LocalRunner implements StatSink {
     want = Math.max(want, minScale)
     if (maxScale > 0) want = Math.min(want, maxScale)
     if (live.length < want) {
-      if (Date.now() < st.holdUntil) return
-      for (let n = live.length; n < want; n++) this.launch(st, rev, ann[ANN_LOCAL_COMMAND]!)
+      const plan = this.plan(rev)
+      if ('launcher' in plan && Date.now() >= st.holdUntil) for (let n = live.length; n < want; n++) this.launch(st, rev, plan.launcher)
     } else if (live.length > want) {
-      // Scale down the newest first; a process with requests in flight is only taken out of the
-      // endpoints, and killed when they finish.
+      // Scale down the newest first; an instance with requests in flight is only taken out of the
+      // endpoints, and stopped when they finish.
       for (const i of live.slice(want).reverse()) this.retire(st, i)
     }
-    for (const i of st.instances) if (i.stopping && !i.exited && this.idle(i)) void kill(i)
+    for (const i of st.instances) if (i.stopping && !i.exited && this.idle(i)) void this.stop(i)
   }
 
-  private launch(st: RevisionState, rev: Revision, command: string): void {
+  private launch(st: RevisionState, rev: Revision, launcher: InstanceLauncher): void {
     const id = this.nextId++
-    const inst: Instance = { id, port: 0, child: undefined as unknown as ChildProcess, ready: false, stopping: false, retiredAt: 0, exited: false }
+    const inst: Instance = { id, launcher, run: undefined, started: Promise.resolve(), stopped: undefined, ready: false, stopping: false, retiredAt: 0, exited: false }
     st.instances.push(inst)
-    void freePort().then((port) => {
-      if (this.closed || inst.stopping) {
-        inst.exited = true
-        this.forget(st, inst)
-        return
-      }
-      inst.port = port
-      // Beside the manifest that defines it (a Revision derived from a Service: the Service's file).
-      const source = rev.metadata.annotations?.[ANN_SOURCE_FILE] ?? this.opts.store.ownerOf('Revision', st.key)
-      const cwd = source && path.isAbsolute(source) ? path.dirname(source) : process.cwd()
-      const { env, cmd } = splitCommand(command)
-      // exec: the shell becomes the app, so our signals reach the app itself.
-      const child = spawn('/bin/sh', ['-c', `exec ${cmd}`], {
-        cwd,
-        // The container's env (a Knative template's), then the command's own assignments, then what
-        // Knative itself sets.
-        env: { ...process.env, ...containerEnv(rev), ...env, PORT: String(port), K_REVISION: rev.metadata.name, K_SERVICE: rev.metadata.labels?.['serving.knative.dev/service'] ?? '', K_CONFIGURATION: rev.metadata.labels?.['serving.knative.dev/configuration'] ?? '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      inst.child = child
-      const log = this.opts.log.child({ revision: st.key, pid: child.pid, port })
-      log.info({ command }, 'local revision process starting')
-      for (const stream of [child.stdout, child.stderr]) {
-        stream?.setEncoding('utf8')
-        stream?.on('data', (chunk: string) => {
-          for (const line of chunk.split('\n')) if (line.trim()) log.info({ app: line.trimEnd() }, 'app output')
+    const log = this.opts.log.child({ revision: st.key })
+    // Beside the manifest that defines it (a Revision derived from a Service: the Service's file).
+    const source = rev.metadata.annotations?.[ANN_SOURCE_FILE] ?? this.opts.store.ownerOf('Revision', st.key)
+    const cwd = source && path.isAbsolute(source) ? path.dirname(source) : process.cwd()
+    const spec = { revision: rev, namespace: st.namespace, name: st.name, id, cwd, log }
+    inst.started = launcher.start(spec, (code, signal) => this.exited(st, inst, code, signal, log)).then(
+      (run) => {
+        inst.run = run
+        if (this.closed || inst.stopping) return void this.stop(inst)
+        void run.ready(this.opts.startTimeoutMs ?? 60_000, () => inst.stopping || this.closed).then((ok) => {
+          if (!ok || inst.exited || inst.stopping) {
+            if (!inst.exited && !inst.stopping) log.warn({ port: run.port }, 'instance did not become ready (listening on $PORT, passing its readinessProbe); stopping it')
+            void this.stop(inst)
+            return
+          }
+          inst.ready = true
+          log.info({ port: run.port, pid: run.pid, container: run.container }, 'revision instance ready')
+          this.publish(st)
         })
-      }
-      child.once('exit', (code, signal) => {
-        inst.exited = true
-        log.info({ code, signal }, inst.stopping ? 'local revision process stopped' : 'local revision process exited')
-        this.forget(st, inst)
-        this.publish(st)
-        if (inst.stopping) return
-        // Replace it while there is demand, backing off while it keeps dying before it is ready,
-        // so a broken command line does not become a fork loop.
-        st.crashes = inst.ready ? 0 : st.crashes + 1
-        const delay = st.crashes === 0 ? 0 : Math.min(100 * 2 ** (st.crashes - 1), 10_000)
-        st.holdUntil = Date.now() + delay
-        if (st.crashes > 0) log.warn({ restartInMs: delay, crashes: st.crashes }, 'process exited before it was ready; check edge.knative.dev/local-command')
-        setTimeout(() => this.reconcile(st), delay).unref()
-      })
-      child.once('error', (err) => log.error({ err: err.message }, 'local revision process failed to start'))
-      void waitListening(port, this.opts.startTimeoutMs ?? 60_000, () => inst.exited || this.closed).then((ok) => {
-        if (!ok || inst.exited || inst.stopping) {
-          if (!inst.exited) log.warn('process did not start listening on $PORT; stopping it')
-          void kill(inst)
-          return
-        }
-        inst.ready = true
-        log.info('local revision process ready')
-        this.publish(st)
-      })
-    })
+      },
+      (err: unknown) => {
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'could not start a revision instance')
+        this.exited(st, inst, null, null, log)
+      },
+    )
+  }
+
+  private exited(st: RevisionState, inst: Instance, code: number | null, signal: NodeJS.Signals | null, log: Logger): void {
+    inst.exited = true
+    log.info({ code, signal, port: inst.run?.port }, inst.stopping ? 'revision instance stopped' : 'revision instance exited')
+    this.forget(st, inst)
+    this.publish(st)
+    if (inst.stopping || this.closed) return
+    // Replace it while there is demand, backing off while it keeps dying before it is ready, so a
+    // broken command line or image does not become a fork loop.
+    st.crashes = inst.ready ? 0 : st.crashes + 1
+    const delay = st.crashes === 0 ? 0 : Math.min(100 * 2 ** (st.crashes - 1), 10_000)
+    st.holdUntil = Date.now() + delay
+    if (st.crashes > 0) log.warn({ restartInMs: delay, crashes: st.crashes }, `instance exited before it was ready; ${inst.launcher.hint}`)
+    setTimeout(() => this.reconcile(st), delay).unref()
   }
 
   private retire(st: RevisionState, inst: Instance): void {
     inst.stopping = true
     inst.retiredAt = Date.now()
     this.publish(st)
-    if (!inst.child) return
-    if (this.idle(inst)) void kill(inst)
+    if (inst.run && this.idle(inst)) void this.stop(inst)
+  }
+
+  /** Stops an instance once, however many times it is asked. */
+  private stop(inst: Instance): Promise<void> {
+    if (!inst.run || inst.exited) return Promise.resolve()
+    inst.stopped ??= inst.run.stop()
+    return inst.stopped
   }
 
   /** Out of the endpoints long enough for every count to include it, and nothing in flight. */
   private idle(inst: Instance): boolean {
-    return Date.now() - inst.retiredAt >= (this.opts.stopGraceMs ?? 0) && this.opts.inFlightAt(`127.0.0.1:${inst.port}`) === 0
+    return Date.now() - inst.retiredAt >= (this.opts.stopGraceMs ?? 0) && this.opts.inFlightAt(`127.0.0.1:${inst.run?.port ?? 0}`) === 0
   }
 
   private forget(st: RevisionState, inst: Instance): void {
     st.instances = st.instances.filter((i) => i !== inst)
   }
 
-  /** Publishes the ready, non-stopping processes as `<revision>-private` endpoints. */
+  /** Publishes the ready, non-stopping instances as `<revision>-private` endpoints. */
   private publish(st: RevisionState): void {
     const store = this.opts.store
     const others = store.ownedBy(LOCAL_RUNNER_SOURCE).filter((id) => !id.startsWith(`EndpointSlice/${st.namespace}/${st.name}-private-local-`))
     const mine: EndpointSlice[] = st.instances
-      .filter((i) => i.ready && !i.stopping && !i.exited)
+      .filter((i) => i.ready && !i.stopping && !i.exited && i.run)
       .map((i) => ({
         apiVersion: 'discovery.k8s.io/v1',
         kind: 'EndpointSlice',
         metadata: { name: `${st.name}-private-local-${i.id}`, namespace: st.namespace, labels: { [LABEL_SERVICE_NAME]: `${st.name}-private` } },
         addressType: 'IPv4',
         endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
-        ports: [{ name: 'http', port: i.port, protocol: 'TCP' }],
+        ports: [{ name: 'http', port: i.run!.port, protocol: 'TCP' }],
       }))
     const keep = others.map((id) => {
       const rest = id.slice('EndpointSlice/'.length)
@@ -284,76 +421,12 @@ export class LocalRunner implements StatSink {
   }
 }
 
-/**
- * Splits `A=1 B=2 node app.js` into its leading environment assignments and the command. A leading
- * `node` becomes the gateway's own Node binary, whatever PATH holds.
- */
-export function splitCommand(command: string): { env: Record<string, string>; cmd: string } {
-  const env: Record<string, string> = {}
-  let rest = command.trim()
-  for (;;) {
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s+/.exec(rest)
-    if (!m) break
-    env[m[1]!] = m[2]!
-    rest = rest.slice(m[0].length)
-  }
-  const cmd = rest.replace(/^node(?=\s|$)/, `"${process.execPath}"`)
-  return { env, cmd }
-}
-
-/** The first container's plain `env` values (valueFrom needs a cluster: it is left out). */
-function containerEnv(rev: Revision): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const e of rev.spec?.containers?.[0]?.env ?? []) if (typeof e.value === 'string') out[e.name] = e.value
-  return out
+function split(key: string): [string, string] {
+  const slash = key.indexOf('/')
+  return [key.slice(0, slash), key.slice(slash + 1)]
 }
 
 function intAnnotation(v: string | undefined, def: number): number {
   const n = Number(v)
   return v !== undefined && Number.isInteger(n) && n >= 0 ? n : def
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.unref()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-/** Connects until the process accepts; backs off from 5 ms, so a fast app is used within milliseconds. */
-async function waitListening(port: number, timeoutMs: number, gone: () => boolean): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  let delay = 5
-  while (Date.now() < deadline && !gone()) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = net.connect({ host: '127.0.0.1', port })
-      sock.once('connect', () => {
-        sock.destroy()
-        resolve(true)
-      })
-      sock.once('error', () => resolve(false))
-    })
-    if (ok) return true
-    await new Promise((r) => setTimeout(r, delay))
-    delay = Math.min(delay * 1.5, 200)
-  }
-  return false
-}
-
-function kill(inst: Instance): Promise<void> {
-  if (inst.exited || !inst.child) return Promise.resolve()
-  return new Promise((resolve) => {
-    const t = setTimeout(() => inst.child.kill('SIGKILL'), 5000)
-    t.unref()
-    inst.child.once('exit', () => {
-      clearTimeout(t)
-      resolve()
-    })
-    inst.child.kill('SIGTERM')
-  })
 }

@@ -91,7 +91,15 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   broker.setSnapshot(cfg.publisher.snapshot)
   const reporter = new StatReporter({ podName: config.podName, log })
   // The local runner never stops a process with a request in flight; in the primary the workers know.
-  const ctl = await startControl(config, log, cfg, reporter, metrics, { inFlightAt, stopGraceMs: 2500 })
+  // What the local runner cannot run is answered 503 by the workers, which hold the requests.
+  const noRuntime = (w: Worker, revision: string, detail: string | undefined): void => send(w, detail === undefined ? { t: 'no-runtime', revision } : { t: 'no-runtime', revision, detail })
+  const ctl = await startControl(config, log, cfg, reporter, metrics, {
+    inFlightAt,
+    stopGraceMs: 2500,
+    onUnrunnable: (namespace, name, detail) => {
+      for (const w of Object.values(cluster.workers ?? {})) if (w) noRuntime(w, `${namespace}/${name}`, detail)
+    },
+  })
   control = ctl
   let draining = false
   const admin = await startAdminPart(config, metrics, {
@@ -120,6 +128,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     const started = Date.now()
     const w = cluster.fork({ EDGE_WORKER: '1' })
     replicator.add(w)
+    for (const [revision, detail] of ctl.runner?.unrunnableRevisions() ?? []) noRuntime(w, revision, detail)
     w.on('message', (m: unknown) => onMessage(w, m))
     w.on('exit', (code, signal) => {
       broker.workerGone(w)

@@ -18,6 +18,8 @@ export type ToWorker =
   | { t: 'draining' }
   /** Send your metrics (for the primary's /metrics). */
   | { t: 'metrics'; id: number }
+  /** The local runner cannot run revision `ns/name` (why), or can again (no detail): see BackendTable.setNoRuntime. */
+  | { t: 'no-runtime'; revision: string; detail?: string }
 
 export type ToPrimary =
   | { t: 'listening' }

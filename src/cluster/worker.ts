@@ -22,11 +22,12 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
     if (process.connected) process.send!(m)
   }
   const slots = new RemoteSlots(toPrimary)
-  const early: Array<Extract<ToWorker, { t: 'store' }>> = []
-  let apply: ((m: Extract<ToWorker, { t: 'store' }>) => void) | undefined
+  type Early = Extract<ToWorker, { t: 'store' | 'no-runtime' }>
+  const early: Early[] = []
   let onMessage: (m: ToWorker) => void = (m) => {
-    // The full store arrives before the gateway is up: keep it until there is a store to apply it to.
-    if (m.t === 'store') early.push(m)
+    // The full store (and what the local runner cannot run) arrives before the gateway is up: keep
+    // it until there is a store and a data plane to apply it to.
+    if (m.t === 'store' || m.t === 'no-runtime') early.push(m)
   }
   process.on('message', (m: unknown) => {
     if (isMessage(m)) onMessage(m as ToWorker)
@@ -52,13 +53,14 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
     for (const { throttler } of gw.plane.backends.entries()) for (const p of throttler.busy()) out[p.endpoint.address] = (out[p.endpoint.address] ?? 0) + p.inFlight
     return out
   }
-  apply = (m) => applyReplica(gw.store, m)
+  const apply = (m: Early): void => (m.t === 'store' ? applyReplica(gw.store, m) : gw.plane.backends.setNoRuntime(m.revision, m.detail))
   for (const m of early.splice(0)) apply(m)
   gw.recompile()
   onMessage = (m) => {
     switch (m.t) {
       case 'store':
-        return apply!(m)
+      case 'no-runtime':
+        return apply(m)
       case 'grant':
       case 'refuse':
         return slots.onMessage(m)

@@ -27,7 +27,7 @@ import type { GatewayMetrics } from '../metrics.ts'
 import type { LiveState } from '../metrics.ts'
 import { StatReporter } from '../autoscaler/reporter.ts'
 import { KnativeStatSink } from '../autoscaler/knative-sink.ts'
-import { LocalRunner } from '../autoscaler/local-runner.ts'
+import { LocalRunner, scopeOf } from '../autoscaler/local-runner.ts'
 import { startAdmin } from '../admin/server.ts'
 import type { AdminServer, RoutesView } from '../admin/server.ts'
 import { gatewayReplicas } from '../status/replicas.ts'
@@ -166,6 +166,11 @@ export interface ControlHooks {
   inFlightAt: (address: string) => number
   /** A stopped process must have no request in flight; where counts arrive late (--workers), wait this long. */
   stopGraceMs: number
+  /**
+   * The local runner cannot run a revision (`detail` says why), or can again (undefined): the data
+   * plane answers its requests 503 `no-runtime` instead of holding them.
+   */
+  onUnrunnable?: (namespace: string, name: string, detail: string | undefined) => void
 }
 
 export interface Control {
@@ -204,6 +209,10 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       scaleToZeroAfterSeconds: config.scaleToZeroAfter,
       stopGraceMs: hooks.stopGraceMs,
       inFlightAt: hooks.inFlightAt,
+      containerEngine: config.containerEngine,
+      // Gateways on the same manifests share a scope: a restart removes what a killed one left running.
+      scope: scopeOf(config.manifests),
+      onUnrunnable: hooks.onUnrunnable,
     })
     reporter.addSink(runner)
     // A rollout's new revision is started at once, so traffic can move to it when it is ready.

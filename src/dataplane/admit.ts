@@ -32,7 +32,11 @@ export interface AdmitLimits extends Limits {
 
 /** What admission needs of the data plane, and no more. */
 export interface AdmitContext {
-  readonly backends: { throttlerFor(b: BackendSpec): Throttler }
+  readonly backends: {
+    throttlerFor(b: BackendSpec): Throttler
+    /** Why the revision (`ns/name`) cannot run here (files mode, no container engine), or undefined. */
+    noRuntime(revisionKey: string): string | undefined
+  }
   readonly limits: AdmitLimits
   readonly demand: DemandSink | undefined
   readonly metrics: { coldStart(backend: BackendSpec, ms: number): void; retried(backend: BackendSpec): void }
@@ -112,6 +116,7 @@ export abstract class Admission implements Waiter, TimedState {
       this.rearm()
     }
     if (backend.problem) return this.fail(503, 'no-backend', backend.problem)
+    if (this.cannotRun()) return
     if (backend.kind === 'external') return this.forward(backend.externalHost!, backend.externalPort!, backend.externalOrigin!)
     const throttler = this.ctx.backends.throttlerFor(backend)
     this.throttler = throttler
@@ -174,6 +179,11 @@ export abstract class Admission implements Waiter, TimedState {
    */
   dropped(why: DropReason): void {
     if (why === 'draining') return this.fail(503, 'draining', 'the gateway is shutting down; retry (another replica will take it)', { 'retry-after': '1' })
+    if (why === 'no-runtime') {
+      this.inQueue = false
+      if (!this.cannotRun()) this.fail(503, 'no-runtime', 'the local runner cannot run this revision')
+      return
+    }
     const detail = 'the backend was removed from the configuration while this request waited'
     if (!this.inQueue || this.reroutes >= MAX_REROUTES) return this.fail(503, 'no-backend', detail, { 'retry-after': '1' })
     this.reroutes++
@@ -195,8 +205,18 @@ export abstract class Admission implements Waiter, TimedState {
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
     this.rearm()
+    if (this.cannotRun()) return
     this.throttler = this.ctx.backends.throttlerFor(again.backend)
     this.acquire()
+  }
+
+  /** Answers 503 `no-runtime` when the local runner cannot run the revision: held, it would only time out. */
+  private cannotRun(): boolean {
+    const rev = this.backend.revision
+    const why = rev ? this.ctx.backends.noRuntime(rev.key) : undefined
+    if (why === undefined) return false
+    this.fail(503, 'no-runtime', why)
+    return true
   }
 
   protected leaveQueue(): void {

@@ -30,6 +30,8 @@ export class BackendTable {
   private readonly budget: QueueBudget
   /** How many backends name each upstream origin: a pool is closed only when no backend does. */
   private readonly originRefs = new Map<string, number>()
+  /** Revisions the local runner cannot run (`ns/name` → why): their requests get 503 `no-runtime` at once. */
+  private readonly unrunnable = new Map<string, string>()
   private replicaIndex = -1
   private replicaCount = 1
   private snapshot: Snapshot
@@ -162,6 +164,24 @@ export class BackendTable {
 
   byKey(key: string): Throttler | undefined {
     return this.throttlers.get(key)
+  }
+
+  /**
+   * The local runner cannot run a revision (`detail` says why and how to fix it), or can again
+   * (undefined). Requests held for it are let go with 503 `no-runtime`, and new ones get it at once.
+   */
+  setNoRuntime(revisionKey: string, detail: string | undefined): void {
+    if (detail === undefined) {
+      this.unrunnable.delete(revisionKey)
+      return
+    }
+    this.unrunnable.set(revisionKey, detail)
+    for (const [key, t] of this.throttlers) if (this.snapshot.backends.get(key)?.revision?.key === revisionKey) t.rejectAll('no-runtime')
+  }
+
+  /** Why the revision cannot run here, or undefined (checked for every revision request: one size test when none). */
+  noRuntime(revisionKey: string): string | undefined {
+    return this.unrunnable.size === 0 ? undefined : this.unrunnable.get(revisionKey)
   }
 
   /** Every held request is told why it is let go (at the end of a drain: 503 draining). */

@@ -12,6 +12,7 @@ export type Reason =
   | 'path-not-found'
   | 'bad-request'
   | 'no-backend'
+  | 'no-runtime'
   | 'upstream-connect-failed'
   | 'upstream-reset'
   | 'upstream-bad-response'

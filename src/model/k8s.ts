@@ -137,14 +137,21 @@ export interface ContainerPort {
   containerPort?: number
 }
 
+/** The parts of a container the gateway reads: probes for the early probe, the rest to run it locally. */
 export interface Container {
   name?: string
   image?: string
   command?: string[]
   args?: string[]
+  workingDir?: string
   env?: Array<{ name: string; value?: string; valueFrom?: unknown }>
+  envFrom?: unknown[]
   ports?: ContainerPort[]
-  readinessProbe?: { exec?: unknown; httpGet?: { path?: string; port?: number | string }; tcpSocket?: { port?: number | string } }
+  readinessProbe?: {
+    exec?: unknown
+    httpGet?: { path?: string; port?: number | string; httpHeaders?: Array<{ name?: string; value?: string }> }
+    tcpSocket?: { port?: number | string }
+  }
   startupProbe?: unknown
 }
 

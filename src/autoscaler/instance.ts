@@ -1,0 +1,88 @@
+// What the local runner runs for a revision, behind one small interface: a local process
+// (process-launcher.ts, the `edge.knative.dev/local-command` annotation) or a container
+// (container-launcher.ts, the revision's image). The runner (local-runner.ts) scales instances and
+// publishes them as endpoints without asking which kind they are.
+import type { ChildProcess } from 'node:child_process'
+import net from 'node:net'
+import type { Logger } from 'pino'
+import type { Revision } from '../model/k8s.ts'
+
+export interface LaunchSpec {
+  readonly revision: Revision
+  readonly namespace: string
+  readonly name: string
+  /** A number unique in this gateway, for names. */
+  readonly id: number
+  /** The directory of the manifest that holds the Revision: relative paths in a command start there. */
+  readonly cwd: string
+  readonly log: Logger
+}
+
+export interface RunningInstance {
+  /** The port on 127.0.0.1 where it takes requests. */
+  readonly port: number
+  /** What /debug/routes shows of it. */
+  readonly pid: number | undefined
+  readonly container: string | undefined
+  /**
+   * Resolves true once it takes requests, false when it exits first, `gone()` turns true, or
+   * `timeoutMs` passes.
+   */
+  ready(timeoutMs: number, gone: () => boolean): Promise<boolean>
+  /** Asks it to stop (SIGTERM, and harder after a grace period); resolves once it has exited. */
+  stop(): Promise<void>
+}
+
+export type ExitListener = (code: number | null, signal: NodeJS.Signals | null) => void
+
+export interface InstanceLauncher {
+  /** What to check when instances keep dying before they are ready (for the log). */
+  readonly hint: string
+  /** Starts one instance. `onExit` is called once when it ends, however it ends. */
+  start(spec: LaunchSpec, onExit: ExitListener): Promise<RunningInstance>
+  /**
+   * The gateway is exiting without close() (a second Ctrl-C, a fatal error): end every instance
+   * still running, synchronously, since nothing else would.
+   */
+  killNow(): void
+}
+
+/** A port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.unref()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * Calls `fn` once when the child has ended: on 'exit', or on 'error' when it never started (a
+ * missing binary), after which Node may send no 'exit' at all.
+ */
+export function whenEnded(child: ChildProcess, fn: ExitListener): void {
+  let done = false
+  const end: ExitListener = (code, signal) => {
+    if (done) return
+    done = true
+    fn(code, signal)
+  }
+  child.once('exit', end)
+  child.once('error', () => {
+    if (child.pid === undefined) end(null, null)
+  })
+}
+
+/** Each line an instance writes goes to the gateway's log, tagged with the instance. */
+export function logOutput(child: ChildProcess, log: Logger): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.setEncoding('utf8')
+    stream?.on('data', (chunk: string) => {
+      for (const line of chunk.split('\n')) if (line.trim()) log.info({ app: line.trimEnd() }, 'app output')
+    })
+  }
+}
