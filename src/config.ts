@@ -2,6 +2,7 @@
 // Other tools drive the gateway by these names, so they are kept stable.
 import net from 'node:net'
 import os from 'node:os'
+import { parseAccessTemplate } from './observe/access-log.ts'
 import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
 import { ENGINE_CHOICES } from './autoscaler/container-engine.ts'
 import type { EngineChoice } from './autoscaler/container-engine.ts'
@@ -41,6 +42,8 @@ export interface GatewayConfig {
   /** How log lines look: JSON, or lines for a person; `auto`: pretty when stdout is a terminal. */
   logFormat: 'auto' | 'json' | 'pretty'
   accessLog: boolean
+  /** A text template for access-log lines (`{field}` placeholders); undefined: JSON lines. */
+  accessLogTemplate: string | undefined
   /** `namespace/name` of a TLS Secret served to SNI names without a certificate of their own. */
   defaultTlsSecret: string | undefined
   /** OpenSSL cipher list for TLS 1.2 connections. */
@@ -117,7 +120,8 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
   { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
   { flag: 'log-format', env: 'EDGE_LOG_FORMAT', kind: 'string', key: 'logFormat', def: () => 'auto', check: checkLogFormat, help: "'json', 'pretty' (lines for a person), or 'auto': pretty when stdout is a terminal" },
-  { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request' },
+  { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request (and every WebSocket, when it closes) as a line on stdout; JSON unless --access-log-template' },
+  { flag: 'access-log-template', env: 'EDGE_ACCESS_LOG_TEMPLATE', kind: 'string', key: 'accessLogTemplate', def: () => undefined, check: checkAccessTemplate, help: 'access-log lines as text: {time} {client} {method} {host} {path} {protocol} {status} {bytesIn} {bytesOut} {durationMs} {ttfbMs} {pod} {namespace} {revision} {coldStartMs} {reason} {traceId} {userAgent} {requestId} {upgrade}' },
   { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
   { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
   { flag: 'stream-idle-timeout', env: 'EDGE_STREAM_IDLE_TIMEOUT', kind: 'int', key: 'streamIdleTimeoutSeconds', def: () => 300, min: 0, help: 'seconds a gRPC, event or WebSocket stream may stay silent when its revision sets no idleTimeoutSeconds (0: no limit); streams are not cut by request timeouts' },
@@ -148,6 +152,14 @@ function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => v
 
 function checkLogFormat(value: unknown, origin: string): void {
   if (value !== 'auto' && value !== 'json' && value !== 'pretty') throw new UsageError(`${origin}: expected 'json', 'pretty' or 'auto', got ${JSON.stringify(value)}`)
+}
+
+function checkAccessTemplate(value: unknown, origin: string): void {
+  try {
+    parseAccessTemplate(String(value))
+  } catch (err) {
+    throw new UsageError(`${origin}: ${(err as Error).message}`)
+  }
 }
 
 function checkContainerEngine(value: unknown, origin: string): void {

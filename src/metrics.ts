@@ -22,6 +22,7 @@ export class GatewayMetrics {
   readonly reloads: Counter<'result'>
   private readonly connectionsRefused: Counter<'reason'>
   readonly sourceUp: Gauge<'source'>
+  private readonly accessLogDrops: Counter
 
   constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry]
@@ -60,6 +61,7 @@ export class GatewayMetrics {
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
     this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip)', labelNames: ['reason'], registers })
+    this.accessLogDrops = new Counter({ name: 'edge_access_log_dropped_total', help: 'Access-log lines dropped because stdout could not take them as fast as requests came (requests are never slowed by the log)', registers })
     this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers, aggregator: 'max' })
     new Gauge({ name: 'edge_requests_in_flight', help: 'Requests being proxied or held right now', registers, collect() { this.set(live.inFlight()) } })
@@ -100,6 +102,10 @@ export class GatewayMetrics {
   coldStart(backend: BackendSpec, ms: number): void {
     const rev = backend.revision
     if (rev) this.coldStarts.observe({ namespace: rev.namespace, revision: rev.name }, ms / 1000)
+  }
+
+  accessLogDropped(lines: number): void {
+    this.accessLogDrops.inc(lines)
   }
 
   connectionRefused(reason: 'per-ip-limit'): void {

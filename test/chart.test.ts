@@ -635,10 +635,12 @@ t.test('default render: Deployment', async (t) => {
     EDGE_ADMIN_PORT: '9090',
     EDGE_DRAIN_SECONDS: '30',
     EDGE_LOG_LEVEL: 'info',
+    EDGE_ACCESS_LOG: '1',
+    EDGE_LOG_FORMAT: 'json',
     EDGE_AUTOSCALER_URL: 'ws://autoscaler.knative-serving.svc.cluster.local:8080',
   }
   for (const [name, value] of Object.entries(expected)) t.equal(env.get(name)?.value, value, name)
-  for (const name of ['EDGE_WATCH_SERVING', 'EDGE_NAMESPACES', 'EDGE_ACCESS_LOG', 'EDGE_MANIFESTS']) {
+  for (const name of ['EDGE_WATCH_SERVING', 'EDGE_NAMESPACES', 'EDGE_ACCESS_LOG_TEMPLATE', 'EDGE_MANIFESTS']) {
     t.notOk(env.has(name), `${name} unset by default`)
   }
   for (const e of env.values()) {
@@ -775,7 +777,7 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
     {
       publicService: { type: 'NodePort', externalTrafficPolicy: 'Local', nodePorts: { http: 31080, https: 31443 } },
       autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7 },
-      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], workers: 4, accessLog: true, ingressClass: 'my.class', autoscalerUrl: '' },
+      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', ingressClass: 'my.class', autoscalerUrl: '' },
       podDisruptionBudget: { maxUnavailable: '50%' },
       extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }],
       nodeSelector: { 'kubernetes.io/os': 'linux' },
@@ -804,7 +806,8 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
   t.equal(env.get('EDGE_WATCH_SERVING')?.value, '1')
   t.equal(env.get('EDGE_NAMESPACES')?.value, 'team-a,team-b')
   t.equal(env.get('EDGE_WORKERS')?.value, '4')
-  t.equal(env.get('EDGE_ACCESS_LOG')?.value, '1')
+  t.notOk(env.has('EDGE_ACCESS_LOG'), 'accessLog: false turns the access log off')
+  t.equal(env.get('EDGE_ACCESS_LOG_TEMPLATE')?.value, '{method} {path} {status}')
   t.equal(env.get('EDGE_INGRESS_CLASS')?.value, 'my.class')
   t.equal(env.get('NODE_OPTIONS')?.value, '--max-old-space-size=512')
   t.notOk(env.has('EDGE_AUTOSCALER_URL'), 'empty autoscalerUrl leaves the built-in default')

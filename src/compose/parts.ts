@@ -21,7 +21,9 @@ import { DataPlane } from '../dataplane/data-plane.ts'
 import type { DataPlaneOptions } from '../dataplane/data-plane.ts'
 import { startListener, startTlsListener } from '../dataplane/listeners.ts'
 import type { Listener } from '../dataplane/listeners.ts'
-import { clientLimits } from '../dataplane/guard.ts'
+import { clientLimits, trustedProxyList } from '../dataplane/guard.ts'
+import { AccessLog, parseAccessTemplate } from '../observe/access-log.ts'
+import { LineWriter } from '../observe/line-writer.ts'
 import { CertificateStore } from '../dataplane/tls.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { LiveState } from '../metrics.ts'
@@ -86,7 +88,7 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     streamIdleTimeoutMs: config.streamIdleTimeoutSeconds * 1000,
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
-    accessLog: config.accessLog,
+    accessLog: config.accessLog ? accessLog(config, metrics) : undefined,
     // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
       requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
@@ -96,6 +98,18 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
   })
   publisher.subscribe('data-plane', (p) => plane.setSnapshot(p.snapshot, p.changedBackends))
   return plane
+}
+
+/**
+ * Access-log lines to stdout, written asynchronously in whole-line batches; lines the output cannot
+ * take are dropped and counted (edge_access_log_dropped_total), never waited for. What is pending at
+ * exit is written then.
+ */
+function accessLog(config: GatewayConfig, metrics: GatewayMetrics): AccessLog {
+  const writer = new LineWriter({ fd: 1, onDrop: (n) => metrics.accessLogDropped(n) })
+  process.once('exit', () => writer.flushSync())
+  const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
+  return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
 }
 
 // ---- listeners ----------------------------------------------------------------------------------

@@ -42,10 +42,10 @@ export interface AdmitContext {
   readonly metrics: { coldStart(backend: BackendSpec, ms: number): void; retried(backend: BackendSpec): void }
   /** The snapshot now: a held request whose backend left is resolved again against it. */
   current(): Snapshot
-  /** The client has its answer (a request's response, an upgrade's handshake): count and log it. */
+  /** The client has its answer (a request's response, an upgrade's handshake): count it. */
   answered(r: RequestRecord): void
-  /** Nothing of the request is left (its response ended, or the upgraded connection closed). */
-  left(): void
+  /** Nothing of the request is left (its response ended, or the upgraded connection closed): log it. */
+  left(r: RequestRecord): void
 }
 
 export abstract class Admission implements Waiter, TimedState {

@@ -21,7 +21,8 @@ export interface ClientRequest {
   readonly httpVersion: string
   readonly httpVersionMajor: number
   readonly httpVersionMinor: number
-  readonly socket: ClientSocket
+  /** node:http lets go of it once the response is done: read it while the request is under way. */
+  readonly socket: ClientSocket | null
   /** Some of the body was read: the request can no longer be sent to another pod. */
   readonly readableDidRead: boolean
 }

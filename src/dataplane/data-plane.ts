@@ -17,6 +17,7 @@ import { InFlight } from './in-flight.ts'
 import type { Policy } from './policy.ts'
 import { PoolRegistry, UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
 import { RequestLog } from './request-log.ts'
+import type { AccessLog } from '../observe/access-log.ts'
 
 export type { ListenerKind } from './identify.ts'
 export type { DemandSink } from './admit.ts'
@@ -25,7 +26,8 @@ export interface DataPlaneOptions extends BackendTableOptions {
   log: Logger
   metrics: GatewayMetrics
   coldStartBudgetMs: number
-  accessLog: boolean
+  /** Where access-log lines go; undefined: none. */
+  accessLog?: AccessLog
   /** Idle limit for streams (gRPC, server-sent events) to revisions without idleTimeoutSeconds; 0: none. */
   streamIdleTimeoutMs?: number
   /** Backoff before a pod that refused a connection is tried again. */
@@ -50,7 +52,7 @@ export class DataPlane {
     this.log = opts.log
     this.metrics = opts.metrics
     this.backends = new BackendTable(initial, this.pools, opts)
-    this.requests = new RequestLog(opts.metrics, opts.log, opts.accessLog)
+    this.requests = new RequestLog(opts.metrics, opts.accessLog)
     const plane = this
     const inFlight = this.inFlight
     const requests = this.requests
@@ -66,10 +68,13 @@ export class DataPlane {
         return inFlight.draining
       },
       current: () => plane.snapshot,
-      answered: (r) => requests.ended(r),
-      left: () => inFlight.leave(),
+      answered: (r) => requests.answered(r),
+      left: (r) => {
+        inFlight.leave()
+        requests.ended(r)
+      },
     }
-    this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter())
+    this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter(), requests.logging)
   }
 
   /**

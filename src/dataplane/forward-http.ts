@@ -15,6 +15,7 @@ import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import type { PoolRegistry } from './pools.ts'
+import { noteAnswer } from './request-record.ts'
 import type { RequestRecord } from './request-record.ts'
 
 type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0]
@@ -114,6 +115,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     this.sent = true
     this.responded = true
     this.record.status = statusCode
+    this.record.firstByteAt = performance.now()
     const res = this.res
     if (this.finished || res.destroyed) {
       controller.abort(CLIENT_GONE)
@@ -161,6 +163,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
     this.touch()
+    this.record.bytesOut += chunk.length
     if (this.h2 && !this.res.headersSent) this.res.writeHead(this.res.statusCode)
     // A large chunk from our h1 client is pooled memory: it goes back once the bytes have left.
     if (!this.res.write(chunk, isPooled(chunk) ? () => releaseChunk(chunk) : undefined)) {
@@ -216,6 +219,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     this.record.status = status
     this.record.reason = reason
     if (this.inQueue) this.leaveQueue()
+    if (!this.res.headersSent) noteAnswer(this.record, detail)
     reply(this.res, status, reason, detail, headers)
     // done() marks the exchange finished and only then aborts the upstream request. Never abort
     // before that: undici reports the abort synchronously through onResponseError, which would
@@ -230,7 +234,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     // and goes back to the pool.
     if (this.controller && !this.upstreamDone && !this.controller.aborted) this.controller.abort(CLIENT_GONE)
     this.ctx.answered(this.record)
-    this.ctx.left()
+    this.ctx.left(this.record)
   }
 }
 

@@ -19,6 +19,7 @@ import { upstreamHeadersFor } from './upstream-headers.ts'
 import { rawReply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import { UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
+import { noteAnswer } from './request-record.ts'
 import type { RequestRecord } from './request-record.ts'
 
 /** What forwarding an upgrade needs beyond admission. */
@@ -90,13 +91,18 @@ export class Upgrade extends Admission {
       // bytes it read before its pipe would be lost.
       upstream.on('data', (chunk: Buffer) => {
         this.lastActivity = performance.now()
+        this.record.bytesOut += chunk.length
         if (!this.responded) {
           this.responded = true
+          this.record.firstByteAt = this.lastActivity
           this.rearm()
         }
         if (!this.counted) this.countPodStatus(chunk)
       })
-      socket.on('data', () => (this.lastActivity = performance.now()))
+      socket.on('data', (chunk: Buffer) => {
+        this.lastActivity = performance.now()
+        this.record.bytesIn += chunk.length
+      })
     })
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (!current()) return
@@ -138,6 +144,7 @@ export class Upgrade extends Admission {
       this.ctx.log.debug({ url: this.req.url, revision: this.backend.revision?.key, reason }, `upgraded connection closed: ${detail}`)
       this.socket.destroy()
     } else {
+      noteAnswer(this.record, detail)
       rawReply(this.socket, status, reason, detail, headers)
       this.count(status, reason)
     }
@@ -183,7 +190,7 @@ export class Upgrade extends Admission {
     if (!this.settle()) return
     this.upstream?.destroy()
     this.count(499, undefined)
-    this.ctx.left()
+    this.ctx.left(this.record)
   }
 }
 

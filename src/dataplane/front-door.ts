@@ -15,7 +15,7 @@ import { Readable } from 'node:stream'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { ClientRequest, ClientResponse } from './client.ts'
-import { limitBody, markIfTrusted } from './guard.ts'
+import { markIfTrusted, watchBody } from './guard.ts'
 import type { ClientLimits } from './guard.ts'
 import { identify, isAnswer } from './identify.ts'
 import type { ListenerKind } from './identify.ts'
@@ -24,7 +24,7 @@ import type { Policy, Verdict } from './policy.ts'
 import { rawReply, reply } from './reply.ts'
 import type { Answer } from './reply.ts'
 import type { Resolution } from './resolve.ts'
-import { newRecord } from './request-record.ts'
+import { newRecord, noteAnswer } from './request-record.ts'
 import type { RequestRecord } from './request-record.ts'
 import { screen } from './screen.ts'
 import type { Framing } from './screen.ts'
@@ -50,11 +50,15 @@ export class FrontDoor {
   /** Requests in flight: entered here, left through ctx.left(). */
   private readonly enter: () => void
 
-  constructor(ctx: ForwardContext & UpgradeContext, policies: readonly Policy[], enter: () => void) {
+  /** Access-log lines are written: request body bytes are counted. */
+  private readonly logging: boolean
+
+  constructor(ctx: ForwardContext & UpgradeContext, policies: readonly Policy[], enter: () => void, logging: boolean) {
     this.ctx = ctx
     this.log = ctx.log
     this.policies = policies
     this.enter = enter
+    this.logging = logging
   }
 
   /**
@@ -69,7 +73,8 @@ export class FrontDoor {
       if (refused) return this.answer(record, res, refused)
       markIfTrusted(req, at.limits.trustedProxies)
       const max = at.limits.maxBodyBytes
-      if (max > 0 && req instanceof Readable && hasBody(req, framing)) limitBody(req, max, () => bodyTooLarge(req, res, max))
+      // A body is watched only when it is limited or logged (its bytes counted as they stream).
+      if ((max > 0 || this.logging) && req instanceof Readable && hasBody(req, framing)) watchBody(req, max, () => bodyTooLarge(req, res, max), record)
       const route = identify(this.ctx.current(), req, at.listener, at.secure)
       if (isAnswer(route)) return this.answer(record, res, route)
       // No closure on the usual path: the policy stage is skipped when no policy is configured.
@@ -162,14 +167,15 @@ export class FrontDoor {
   private told(record: RequestRecord, a: Answer): void {
     record.status = a.status
     record.reason = a.reason
+    noteAnswer(record, a.detail)
     this.ctx.answered(record)
-    this.ctx.left()
+    this.ctx.left(record)
   }
 
   private clientLeft(record: RequestRecord): void {
     record.status = 499
     this.ctx.answered(record)
-    this.ctx.left()
+    this.ctx.left(record)
   }
 
   /**

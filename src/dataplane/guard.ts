@@ -126,23 +126,24 @@ export function onClientError(err: NodeJS.ErrnoException, socket: net.Socket | D
 
 /** A client in --trusted-proxies may speak for others: its X-Forwarded-* and Forwarded are kept. */
 export function markIfTrusted(req: ClientRequest, list: net.BlockList | undefined): void {
-  if (list !== undefined && isTrustedAddress(list, req.socket.remoteAddress)) markTrustedHop(req.rawHeaders)
+  if (list !== undefined && isTrustedAddress(list, req.socket?.remoteAddress)) markTrustedHop(req.rawHeaders)
 }
 
 /**
  * Counts body bytes as the parser hands them over, without buffering or switching the stream to
- * flowing mode (the proxy reads it when a pod is ready). Past the limit nothing more is passed on,
- * not even the end, so a pod never sees a cut body as a complete one; `onOver` answers 413 (and
- * aborts the upstream request, if there is one).
+ * flowing mode (the proxy reads it when a pod is ready), into `counted.bytesIn` (the access log's).
+ * With `max` > 0, past the limit nothing more is passed on, not even the end, so a pod never sees a
+ * cut body as a complete one; `onOver` answers 413 (and aborts the upstream request, if there is one).
  */
-export function limitBody(req: Readable, max: number, onOver: () => void): void {
+export function watchBody(req: Readable, max: number, onOver: () => void, counted: { bytesIn: number }): void {
   let seen = 0
   const push = req.push
   req.push = function (this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (seen > max) return false
+    if (max > 0 && seen > max) return false
     if (chunk !== null && chunk !== undefined) {
       seen += (chunk as Buffer).length
-      if (seen > max) {
+      counted.bytesIn = seen
+      if (max > 0 && seen > max) {
         onOver()
         return false
       }

@@ -73,7 +73,7 @@ function http1Server(plane: DataPlane, at: Entrance, opts: ListenerOptions): htt
 function answerClientErrors(server: http.Server | http2.Http2SecureServer, plane: DataPlane): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const refused = onClientError(err, socket)
-    if (refused) plane.requests.unparsed(refused)
+    if (refused) plane.requests.unparsed(refused, (socket as net.Socket).remoteAddress)
   })
 }
 
@@ -156,7 +156,7 @@ function edgeHttp1Server(plane: DataPlane, at: Entrance, opts: ListenerOptions, 
     handOff: nodeHttp1(h1),
     onHeadersTimeout: (socket) => {
       const refused = onClientError(HEADERS_TIMEOUT, socket)
-      if (refused) plane.requests.unparsed(refused)
+      if (refused) plane.requests.unparsed(refused, socket.remoteAddress)
     },
   })
 }

@@ -13,6 +13,8 @@ export interface RequestRecord {
   /** An HTTP/1.1 upgrade (WebSocket): its status is the handshake's answer. */
   readonly upgrade: boolean
   readonly req: ClientRequest
+  /** The client's address as its socket gave it at arrival (the socket may be gone by the end). */
+  readonly remote: string | undefined
   /** The route's host once identified: the metrics label (an unknown Host never becomes one). */
   host: string
   backend: BackendSpec | undefined
@@ -24,8 +26,20 @@ export interface RequestRecord {
   pod: string | undefined
   /** How long it was held for a pod (ms), when it was; -1 otherwise. */
   coldStartMs: number
+  /** When the response head went out (performance.now()); 0 before. */
+  firstByteAt: number
+  /** Request body bytes (Content-Length, or counted as it streamed); an upgrade's: client to pod. */
+  bytesIn: number
+  /** Response body bytes sent; an upgrade's: pod to client. */
+  bytesOut: number
+}
+
+/** The gateway answered itself with `detail` as the body: when, and how many bytes. */
+export function noteAnswer(r: RequestRecord, detail: string): void {
+  r.firstByteAt = performance.now()
+  r.bytesOut = Buffer.byteLength(detail) + 1
 }
 
 export function newRecord(req: ClientRequest, listener: ListenerKind, upgrade: boolean): RequestRecord {
-  return { startedAt: performance.now(), listener, upgrade, req, host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1 }
+  return { startedAt: performance.now(), listener, upgrade, req, remote: req.socket?.remoteAddress, host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0 }
 }

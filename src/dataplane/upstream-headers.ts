@@ -148,7 +148,7 @@ export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: bo
     sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
     host: r.upstreamHost,
     probeHash: r.entry.ingress.hash,
-    clientIp: req.socket.remoteAddress,
+    clientIp: req.socket?.remoteAddress,
     proto: secure ? 'https' : 'http',
     activator,
     upgrade,
