@@ -86,6 +86,19 @@ async function attempt(port: number, host: string, path: string, signal?: AbortS
   }
 }
 
+/** `hold;dur=12.3;desc="cold start", scale;dur=...` → { hold: { dur: 12.3, desc: 'cold start' }, ... } */
+function serverTiming(v: unknown): Record<string, { dur: number; desc: string | undefined } | undefined> {
+  const out: Record<string, { dur: number; desc: string | undefined }> = {}
+  for (const entry of String(v ?? '').split(',')) {
+    const [name, ...params] = entry.trim().split(';')
+    if (!name) continue
+    const dur = Number(/^dur=(.*)$/.exec(params.find((p) => p.startsWith('dur=')) ?? '')?.[1])
+    const desc = /^desc="(.*)"$/.exec(params.find((p) => p.startsWith('desc=')) ?? '')?.[1]
+    out[name] = { dur, desc }
+  }
+  return out
+}
+
 function urlsSeen(b: Backend): string[] {
   return b.seen.map((r) => r.url)
 }
@@ -119,6 +132,14 @@ t.test('scale from zero: 200 held requests all reach the first pod, exactly once
     return typeof v === 'string' && /^\d+$/.test(v)
   })
   t.equal(withHeader.length, N, 'every held response carries x-edge-cold-start-ms')
+  // Server-Timing says where the time went: the hold (a cold start), the revision's scale from zero
+  // (from the first held request to the pod), and the pod's own time to answer.
+  const timings = answers.map((a) => serverTiming(a.headers['server-timing']))
+  t.ok(timings.every((st) => st.hold !== undefined && st.hold.desc === 'cold start' && st.scale !== undefined && st.upstream !== undefined), 'every held response has hold, scale and upstream')
+  const first = timings.reduce((m, st) => Math.max(m, st.hold!.dur), 0)
+  t.ok(timings.every((st) => Math.abs(st.scale!.dur - timings[0]!.scale!.dur) < 0.2), 'scale is the revision\'s: the same for every request of one cold start')
+  t.ok(timings.every((st) => st.scale!.dur + 1 >= first), `the scale covers the longest hold (${first} ms)`)
+  t.ok(answers.every((a, i) => Math.abs(Number(a.headers['x-edge-cold-start-ms']) - timings[i]!.hold!.dur) <= 0.55), 'hold is x-edge-cold-start-ms (to the tenth of a ms)')
   t.ok(
     answers.every((a) => a.json().backend === 'pod-a'),
     'every body is the pod’s own answer',
@@ -128,6 +149,7 @@ t.test('scale from zero: 200 held requests all reach the first pod, exactly once
   const warm = await hello(s, '/warm')
   t.equal(warm.status, 200)
   t.equal(warm.headers['x-edge-cold-start-ms'], undefined, 'a request that never waited has no cold-start header')
+  t.equal(warm.headers['server-timing'], undefined, 'nor Server-Timing')
 })
 
 for (const cc of [1, 3]) {
@@ -178,6 +200,10 @@ t.test('FIFO under contention: held requests reach the pod in arrival order', as
     'the pod saw the requests in the order they were queued',
   )
   t.equal(b.maxInFlight, 1)
+  const st = serverTiming(answers[5]!.headers['server-timing'])
+  t.equal(st.hold?.desc, 'no capacity', 'a request held behind a busy pod says so')
+  t.equal(st.scale, undefined, 'and no scale from zero')
+  t.ok(st.upstream !== undefined, 'with the pod\'s time')
 })
 
 t.test('queue limits answer 503 queue-full with Retry-After', async (t) => {

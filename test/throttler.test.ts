@@ -177,6 +177,25 @@ t.test('containerConcurrency is never exceeded per pod (random acquire/release/e
   }
 })
 
+t.test('lastScaleMs: from the first request that found no pod to the first pod, per scale from zero', async (t) => {
+  const { th, clock } = throttler({ cc: 1 })
+  const w = waiters()
+  t.equal(th.lastScaleMs(), undefined, 'never scaled')
+  t.equal(th.enqueue(w.make(1)), 'queued')
+  clock.advance(100)
+  t.equal(th.enqueue(w.make(2)), 'queued', 'a second request joins the same cold start')
+  clock.advance(150)
+  th.updateEndpoints(eps(1))
+  t.equal(th.lastScaleMs(), 250, 'measured from the first held request')
+  th.release(w.granted[0]!.pod!)
+  th.updateEndpoints([])
+  clock.advance(1000)
+  t.equal(th.enqueue(w.make(3)), 'queued')
+  clock.advance(40)
+  th.updateEndpoints(eps(2))
+  t.equal(th.lastScaleMs(), 40, 'the next scale from zero is measured anew')
+})
+
 t.test('rejectAll tells every queued waiter why, once, and none that left the queue', async (t) => {
   const { th } = throttler({ cc: 1, pods: 1 })
   const w = waiters()

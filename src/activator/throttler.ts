@@ -58,6 +58,11 @@ export interface Throttler {
   setReplicaShare(index: number, count: number): void
   /** Empties the queue: each waiter is told why (dropped()). */
   rejectAll(why: DropReason): void
+  /**
+   * The last scale from zero, in ms: from the first request that found no pod to the first pod
+   * given to this throttler. undefined when unknown (never scaled here, or decided elsewhere).
+   */
+  lastScaleMs(): number | undefined
 }
 
 /** Pods with requests in flight: the ready ones and those already gone from the endpoints. */
@@ -113,6 +118,9 @@ export class RevisionThrottler implements Throttler {
   private ready: PodSlot[] = []
   /** This replica's share of `ready`. */
   private assigned: PodSlot[] = []
+  /** When a request first found no pod at all (clock ms); 0 while pods are assigned. */
+  private coldSince = 0
+  private scaledInMs: number | undefined
   private replicaIndex = -1
   private replicaCount = 1
   private cursor = 0
@@ -179,7 +187,15 @@ export class RevisionThrottler implements Throttler {
     this.byAddress = next
     this.ready = ready
     this.reassign()
+    if (this.coldSince > 0 && this.assigned.length > 0) {
+      this.scaledInMs = this.clock.now() - this.coldSince
+      this.coldSince = 0
+    }
     this.drain()
+  }
+
+  lastScaleMs(): number | undefined {
+    return this.scaledInMs
   }
 
   /**
@@ -266,8 +282,10 @@ export class RevisionThrottler implements Throttler {
     this.queue.push(w)
     this.queued++
     this.budget.used++
-    if (this.assigned.length === 0) this.onColdStart?.()
-    else this.drain()
+    if (this.assigned.length === 0) {
+      if (this.coldSince === 0) this.coldSince = this.clock.now()
+      this.onColdStart?.()
+    } else this.drain()
     return 'queued'
   }
 

@@ -178,6 +178,11 @@ export class RemoteThrottler implements Throttler {
   /** Capacity sharing between gateway replicas happens in the primary's broker. */
   setReplicaShare(): void {}
 
+  /** Scaling is seen by the primary's broker, not here. */
+  lastScaleMs(): number | undefined {
+    return undefined
+  }
+
   rejectAll(why: DropReason): void {
     this.slots.withdrawAll(this, (w) => {
       this.queued--

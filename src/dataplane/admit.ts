@@ -67,6 +67,10 @@ export abstract class Admission implements Waiter, TimedState {
   inQueue = false
   /** How long the wait for a pod took, once a real wait ended; -1 before. */
   coldStartMs = -1
+  /** The wait began with no pod at all (a scale from zero), not with every pod busy. */
+  waitedForScale = false
+  /** When a held request was sent on to its pod (performance.now); 0 if it was never held. */
+  dispatchedAt = 0
   reroutes = 0
   finished = false
   /** The pod has started answering. */
@@ -133,7 +137,10 @@ export abstract class Admission implements Waiter, TimedState {
       this.granted(pod)
       return
     }
-    if (this.queuedAt === 0) this.queuedAt = performance.now()
+    if (this.queuedAt === 0) {
+      this.queuedAt = performance.now()
+      this.waitedForScale = throttler.podCount === 0
+    }
     this.cancelled = false
     const r = throttler.enqueue(this)
     if (r !== 'queued') return this.refuse(r)
@@ -168,7 +175,10 @@ export abstract class Admission implements Waiter, TimedState {
     }
     this.pod = pod
     this.record.pod = pod.endpoint.address
-    if (this.queuedAt > 0) this.rearm()
+    if (this.queuedAt > 0) {
+      this.dispatchedAt = performance.now()
+      this.rearm()
+    }
     this.forward(pod.endpoint.host, pod.endpoint.port, pod.endpoint.origin)
   }
 

@@ -27,6 +27,7 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOS
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA'])
 
 const COLD_START_HEADER = 'x-edge-cold-start-ms'
+const SERVER_TIMING = 'server-timing'
 
 /** One preallocated reason for aborting an upstream request: an Error per abort costs a stack trace. */
 const CLIENT_GONE = new Error('the client closed the request')
@@ -127,7 +128,10 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
         const v = headers[name]
         if (v !== undefined) res.setHeader(name, v)
       }
-      if (this.coldStartMs >= 0) res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
+      if (this.coldStartMs >= 0) {
+        res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
+        res.setHeader(SERVER_TIMING, this.serverTiming())
+      }
       // HTTP/2: the head goes out with the first data, or with the end. A response with no body
       // then leaves as one HEADERS frame that ends the stream, as it arrived: gRPC's trailers-only
       // error responses depend on it.
@@ -153,12 +157,25 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
         if (typeof v === 'string') flat.push(name, v)
         else for (const one of v) flat.push(name, one)
       }
-      if (this.coldStartMs >= 0) flat.push(COLD_START_HEADER, String(Math.round(this.coldStartMs)))
+      if (this.coldStartMs >= 0) flat.push(COLD_START_HEADER, String(Math.round(this.coldStartMs)), SERVER_TIMING, this.serverTiming())
       if (this.ctx.draining) flat.push('connection', 'close')
       res.writeHead(statusCode, statusMessage || undefined, flat)
     }
     this.touch()
     if (this.backend.revision) this.rearm()
+  }
+
+  /**
+   * Where a held request's time went, for `curl -v` and a browser's devtools: `hold` (the wait for a
+   * pod: a cold start, or every pod at its containerConcurrency), `scale` (a cold start: the
+   * revision's scale from zero, from the first request that found no pod to the first pod ready) and
+   * `upstream` (from the pod taking the request to its response head).
+   */
+  private serverTiming(): string {
+    let v = `hold;dur=${ms(this.coldStartMs)};desc="${this.waitedForScale ? 'cold start' : 'no capacity'}"`
+    if (this.waitedForScale) v += `, scale;dur=${ms(this.throttler?.lastScaleMs() ?? this.coldStartMs)};desc="revision scale from zero"`
+    if (this.dispatchedAt > 0) v += `, upstream;dur=${ms(this.record.firstByteAt - this.dispatchedAt)};desc="pod to response head"`
+    return v
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
@@ -236,6 +253,11 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     this.ctx.answered(this.record)
     this.ctx.left(this.record)
   }
+}
+
+/** Milliseconds with one decimal, as Server-Timing durations are written. */
+function ms(v: number): string {
+  return (Math.round(v * 10) / 10).toString()
 }
 
 function uncork(socket: { uncork(): void }): void {
