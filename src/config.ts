@@ -72,6 +72,8 @@ export interface GatewayConfig {
   maxConnectionsPerIp: number
   /** CIDRs whose X-Forwarded-* / Forwarded headers are believed (appended to) rather than replaced. */
   trustedProxies: string[]
+  /** Every connection on the public and cluster-local listeners starts with a PROXY protocol header. */
+  proxyProtocol: boolean
 }
 
 type OptionKind = 'string' | 'int' | 'bool' | 'list'
@@ -137,6 +139,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'http1-server', env: 'EDGE_HTTP1_SERVER', kind: 'string', key: 'http1Server', def: () => 'edge', check: checkHttp1Server, help: "plain HTTP/1.1: 'edge' serves bodyless requests with the gateway's own server and hands the rest to node:http; 'node' gives node:http every request" },
   { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
+  { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
 ]
 

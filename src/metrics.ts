@@ -60,7 +60,7 @@ export class GatewayMetrics {
     this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
-    this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip)', labelNames: ['reason'], registers })
+    this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip; proxy-protocol-*: no valid PROXY header with --proxy-protocol)', labelNames: ['reason'], registers })
     this.accessLogDrops = new Counter({ name: 'edge_access_log_dropped_total', help: 'Access-log lines dropped because stdout could not take them as fast as requests came (requests are never slowed by the log)', registers })
     this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers, aggregator: 'max' })
@@ -108,7 +108,7 @@ export class GatewayMetrics {
     this.accessLogDrops.inc(lines)
   }
 
-  connectionRefused(reason: 'per-ip-limit'): void {
+  connectionRefused(reason: 'per-ip-limit' | `proxy-protocol-${string}`): void {
     this.connectionsRefused.inc({ reason })
   }
 

@@ -137,7 +137,7 @@ export interface Listeners {
  */
 export async function startListeners(config: GatewayConfig, log: Logger, plane: DataPlane, pipeline: ConfigPipeline): Promise<Listeners> {
   const { store, publisher } = pipeline
-  const opts = { host: config.listenAddress, http1Server: config.http1Server, ...clientLimits(config) }
+  const opts = { host: config.listenAddress, http1Server: config.http1Server, proxyProtocol: config.proxyProtocol, ...clientLimits(config) }
   const started: Listener[] = []
   const add = async (l: Promise<Listener>): Promise<number> => {
     const one = await l

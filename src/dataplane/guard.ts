@@ -78,16 +78,26 @@ export function isTrustedAddress(list: net.BlockList, address: string | undefine
  * same for HTTP/1.1, h2c and TLS, and it costs the client nothing to retry later.
  */
 export function limitConnectionsPerIp(server: net.Server, max: number, onRefused: () => void): void {
-  if (max <= 0) return
+  const admit = perIpAdmission(max, onRefused)
+  if (admit) server.prependListener('connection', admit)
+}
+
+/**
+ * The per-IP connection limit as a check of one connection: false (and the connection closed) when
+ * its client already holds `max`. Undefined when there is no limit. With --proxy-protocol it runs
+ * once the PROXY header has said who the client is.
+ */
+export function perIpAdmission(max: number, onRefused: () => void): ((socket: net.Socket) => boolean) | undefined {
+  if (max <= 0) return undefined
   const open = new Map<string, number>()
-  server.prependListener('connection', (socket: net.Socket) => {
+  return (socket) => {
     const ip = socket.remoteAddress
-    if (ip === undefined) return
+    if (ip === undefined) return true
     const n = (open.get(ip) ?? 0) + 1
     if (n > max) {
       socket.destroy()
       onRefused()
-      return
+      return false
     }
     open.set(ip, n)
     socket.once('close', () => {
@@ -95,7 +105,8 @@ export function limitConnectionsPerIp(server: net.Server, max: number, onRefused
       if (left > 0) open.set(ip, left)
       else open.delete(ip)
     })
-  })
+    return true
+  }
 }
 
 type PendingResponse = { headersSent?: boolean } | null | undefined

@@ -4,7 +4,7 @@
 // routing framework, and every layer it skips is throughput (docs/hot-path.md).
 import http from 'node:http'
 import http2 from 'node:http2'
-import type net from 'node:net'
+import net from 'node:net'
 import type tls from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -14,7 +14,9 @@ import { createSniffingServer, nodeHttp1 } from './sniff.ts'
 import { EdgeH1Server } from './h1/server/server.ts'
 // Hostile input (issue 7): limits, per-IP connections, the parser's refusals. Per-request checks are
 // the front door's (front-door.ts): every request, stream and upgrade goes straight there.
-import { limitConnectionsPerIp, onClientError, withDefaults } from './guard.ts'
+import { onClientError, perIpAdmission, withDefaults } from './guard.ts'
+import { copyClaimedAddress, readProxyHeader } from './proxy-front.ts'
+import type { ProxyFailure } from './proxy-front.ts'
 import type { ClientLimits } from './guard.ts'
 import type { Entrance } from './front-door.ts'
 
@@ -28,6 +30,8 @@ export interface ListenerOptions extends Partial<ClientLimits> {
   maxHeaderSize?: number
   /** Plain HTTP/1.1: the gateway's own server for bodyless requests (default), or node:http for all. */
   http1Server?: 'edge' | 'node'
+  /** Every connection starts with a PROXY protocol header (v1 or v2) from a load balancer. */
+  proxyProtocol?: boolean
 }
 
 export interface Listener {
@@ -101,6 +105,18 @@ async function listen(server: net.Server, host: string, port: number): Promise<n
   return (server.address() as AddressInfo).port
 }
 
+/**
+ * --proxy-protocol: each connection's PROXY header is read first (under the header timeout); the
+ * per-IP limit then counts the client it names.
+ */
+function proxyFirst(plane: DataPlane, limits: ClientLimits, perIp: ((socket: net.Socket) => boolean) | undefined): (socket: net.Socket, go: (rest: Buffer | undefined) => void) => void {
+  const onRejected = (reason: ProxyFailure): void => plane.metrics.connectionRefused(`proxy-protocol-${reason}`)
+  return (socket, go) =>
+    readProxyHeader(socket, { timeoutMs: limits.headersTimeoutMs, onRejected }, (s, rest) => {
+      if (!perIp || perIp(s)) go(rest)
+    })
+}
+
 /** Public or cluster-local listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port. */
 export async function startListener(plane: DataPlane, kind: ListenerKind, opts: ListenerOptions): Promise<Listener> {
   const limits = withDefaults(opts)
@@ -114,8 +130,10 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   // closeIdleConnections/closeAllConnections apply to any connection.
   h1.emit('listening')
   const edge = opts.http1Server === 'node' ? undefined : edgeHttp1Server(plane, at, opts, h1)
-  const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs })
-  limitConnectionsPerIp(front, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
+  const perIp = perIpAdmission(limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
+  const before = opts.proxyProtocol ? proxyFirst(plane, limits, perIp) : undefined
+  const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs }, before)
+  if (perIp && !before) front.prependListener('connection', perIp)
   const port = await listen(front, opts.host, opts.port)
   return {
     kind,
@@ -190,12 +208,28 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
   const http2Takes = server.listeners('secureConnection') as Array<(socket: tls.TLSSocket) => void>
   server.removeAllListeners('secureConnection')
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    // A client address from a PROXY header was claimed on the accepted socket under the TLS socket.
+    const under = (socket as tls.TLSSocket & { _parent?: object })._parent
+    if (under) copyClaimedAddress(under, socket)
     if (socket.alpnProtocol === 'h2') for (const l of http2Takes) l.call(server, socket)
     else if (edge) edge.accept(socket, undefined)
     else nodeHttp1(h1)(socket, undefined)
   })
   http2Handlers(server, plane, at)
-  limitConnectionsPerIp(server, limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
+  const perIp = perIpAdmission(limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
+  // --proxy-protocol: the PROXY header comes before the TLS handshake, so a plain server takes the
+  // connections, reads it, and gives the TLS server the connection as if it had accepted it. Bytes
+  // of the handshake read past the header go back onto the socket: node:tls reads those first.
+  const before = opts.proxyProtocol ? proxyFirst(plane, limits, perIp) : undefined
+  const accepting: net.Server = before
+    ? netServer((socket) =>
+        before(socket, (rest) => {
+          if (rest) socket.unshift(rest)
+          server.emit('connection', socket)
+        }),
+      )
+    : server
+  if (perIp && !before) server.prependListener('connection', perIp)
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store
   answerClientErrors(server, plane)
   const sessions = trackSessions(server)
@@ -205,14 +239,14 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     sockets.add(sock)
     sock.once('close', () => sockets.delete(sock))
   })
-  const port = await listen(server, opts.host, opts.port)
+  const port = await listen(accepting, opts.host, opts.port)
   return {
     kind,
     server: h1,
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve())
+        accepting.close(() => resolve())
         h1.close(() => {})
         edge?.close()
         for (const s of sessions) s.close()
@@ -224,6 +258,10 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
       for (const sock of sockets) sock.destroy()
     },
   }
+}
+
+function netServer(onConnection: (socket: net.Socket) => void): net.Server {
+  return net.createServer({ pauseOnConnect: true, noDelay: true }, onConnection)
 }
 
 function trackSessions(server: http2.Http2Server | http2.Http2SecureServer): Set<http2.Http2Session> {

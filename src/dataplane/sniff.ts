@@ -28,15 +28,24 @@ export function nodeHttp1(h1: http.Server): Http1Taker {
   }
 }
 
-export function createSniffingServer(h1: Http1Taker, h2: http2.Http2Server, opts: SniffOptions): net.Server {
-  return net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => sniff(socket, h1, h2, opts))
+/**
+ * `before` runs first on each connection (reading a PROXY header) and calls `go` with any bytes it
+ * read past what it took; without it, sniffing starts at once.
+ */
+export function createSniffingServer(h1: Http1Taker, h2: http2.Http2Server, opts: SniffOptions, before?: (socket: net.Socket, go: (rest: Buffer | undefined) => void) => void): net.Server {
+  return net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
+    if (before) before(socket, (rest) => sniff(socket, h1, h2, opts, rest))
+    else sniff(socket, h1, h2, opts, undefined)
+  })
 }
 
-function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: SniffOptions): void {
+function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: SniffOptions, first: Buffer | undefined): void {
   let seen: Buffer | undefined
   const timer = setTimeout(() => socket.destroy(), opts.firstByteTimeoutMs)
   timer.unref()
+  let decided = false
   const handOver = (isHttp2: boolean): void => {
+    decided = true
     clearTimeout(timer)
     socket.off('data', onData)
     socket.off('error', onError)
@@ -59,7 +68,9 @@ function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: 
   }
   socket.on('data', onData)
   socket.on('error', onError)
-  socket.resume()
+  // Bytes a PROXY header came with are the first the client sent: they may decide it already.
+  if (first) onData(first)
+  if (!decided) socket.resume()
 }
 
 /** A Duplex over a socket that first yields bytes already read from it. */

@@ -14,6 +14,7 @@
 // the connection simply stays on its stream reads.
 import net from 'node:net'
 import { Readable } from 'node:stream'
+import { copyClaimedAddress } from '../../proxy-front.ts'
 
 /** What a read delivers: bytes [0, n) of the shared buffer, valid only during the call. false stops reading. */
 export type SharedRead = (n: number, shared: Buffer) => boolean
@@ -53,6 +54,8 @@ export function adoptWithSharedBuffer(socket: net.Socket, shared: Buffer, onRead
   // Whoever waits for the connection to close (the per-IP connection count) now waits on the new
   // socket; the old one holds nothing and is left to the garbage collector, so a held connection
   // costs one socket object, not two.
+  // A client address a PROXY header gave the old socket is the new one's too.
+  copyClaimedAddress(socket, fresh)
   for (const listener of socket.rawListeners('close')) fresh.once('close', ((listener as { listener?: unknown }).listener ?? listener) as (hadError: boolean) => void)
   socket.removeAllListeners('close')
   return { socket: fresh, buffered }
