@@ -3,6 +3,7 @@
 import net from 'node:net'
 import os from 'node:os'
 import { parseAccessTemplate } from './observe/access-log.ts'
+import { parseRateLimit } from './policy/rate-limit-spec.ts'
 import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
 import { ENGINE_CHOICES } from './autoscaler/container-engine.ts'
 import type { EngineChoice } from './autoscaler/container-engine.ts'
@@ -74,6 +75,8 @@ export interface GatewayConfig {
   trustedProxies: string[]
   /** Every connection on the public and cluster-local listeners starts with a PROXY protocol header. */
   proxyProtocol: boolean
+  /** A rate limit per client address (`100/s`, `6000/m`); undefined: none. */
+  rateLimitPerClient: string | undefined
 }
 
 type OptionKind = 'string' | 'int' | 'bool' | 'list'
@@ -140,6 +143,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
   { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
+  { flag: 'rate-limit-per-client', env: 'EDGE_RATE_LIMIT_PER_CLIENT', kind: 'string', key: 'rateLimitPerClient', def: () => undefined, check: checkRateLimit, help: 'requests per client address, e.g. 100/s or 6000/m (burst: the count), over which the answer is 429 rate-limited before any hold; per gateway process (divided among --workers)' },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
 ]
 
@@ -163,6 +167,11 @@ function checkAccessTemplate(value: unknown, origin: string): void {
   } catch (err) {
     throw new UsageError(`${origin}: ${(err as Error).message}`)
   }
+}
+
+function checkRateLimit(value: unknown, origin: string): void {
+  const r = parseRateLimit(String(value), undefined)
+  if (typeof r === 'string') throw new UsageError(`${origin}: ${r}`)
 }
 
 function checkContainerEngine(value: unknown, origin: string): void {

@@ -61,6 +61,8 @@ export type ErrorCode =
   | 'EDGE_ERR_REVISION_NOT_OWNED'
   | 'EDGE_ERR_REVISION_TEMPLATE_CHANGED'
   | 'EDGE_ERR_DERIVED_CONFLICT'
+  // ---- Configuration problems: policy annotations (policy/) ----
+  | 'EDGE_ERR_RATE_LIMIT'
   // ---- Configuration problems found while compiling (compile/) ----
   | 'EDGE_ERR_INVALID_OBJECT'
   | 'EDGE_ERR_INVALID_FIELD'

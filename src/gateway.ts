@@ -80,6 +80,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       control?.runner?.coldStart(rev.namespace, rev.name)
     },
     policies: opts.policies,
+    processes: 1,
   })
   plane = served
   control = await startControl(config, log, pipeline, reporter, metrics, {

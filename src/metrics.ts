@@ -23,6 +23,7 @@ export class GatewayMetrics {
   private readonly connectionsRefused: Counter<'reason'>
   readonly sourceUp: Gauge<'source'>
   private readonly accessLogDrops: Counter
+  private readonly rateLimits: Counter<'host' | 'limit'>
 
   constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry]
@@ -61,6 +62,7 @@ export class GatewayMetrics {
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
     this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip; proxy-protocol-*: no valid PROXY header with --proxy-protocol)', labelNames: ['reason'], registers })
+    this.rateLimits = new Counter({ name: 'edge_rate_limited_total', help: 'Requests answered 429 rate-limited before admission, by host and by which limit (host: its edge.knative.dev/rate-limit; client: --rate-limit-per-client)', labelNames: ['host', 'limit'], registers })
     this.accessLogDrops = new Counter({ name: 'edge_access_log_dropped_total', help: 'Access-log lines dropped because stdout could not take them as fast as requests came (requests are never slowed by the log)', registers })
     this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers, aggregator: 'max' })
@@ -102,6 +104,10 @@ export class GatewayMetrics {
   coldStart(backend: BackendSpec, ms: number): void {
     const rev = backend.revision
     if (rev) this.coldStarts.observe({ namespace: rev.namespace, revision: rev.name }, ms / 1000)
+  }
+
+  rateLimited(host: string, limit: 'host' | 'client'): void {
+    this.rateLimits.inc({ host, limit })
   }
 
   accessLogDropped(lines: number): void {

@@ -115,6 +115,8 @@ async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: Worker
   reporter.start()
   const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => link.coldStart(rev),
+    // Each worker holds its share of a rate limit (README: rate limits with --workers).
+    processes: Math.max(1, config.workers),
     // Workers share per-pod limits through the primary's broker (see src/cluster/slot-broker.ts).
     remoteThrottler: (b) => (brokered(b) ? link.slots.throttler(b.key, b.revision!.containerConcurrency, b.endpoints) : undefined),
   })

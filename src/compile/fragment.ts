@@ -12,6 +12,8 @@ import type { BackendSpec, HeaderSet, HostEntry, IngressRef, IngressSummary, Pat
 import { backendTarget } from './backends.ts'
 import type { BackendIndex, BackendTarget } from './backends.ts'
 import { computeSpecHash, setIngressDefaults } from './hash.ts'
+import { ANN_RATE_LIMIT, ANN_RATE_LIMIT_BURST, parseRateLimit } from '../policy/rate-limit-spec.ts'
+import type { RateLimitSpec } from '../policy/rate-limit-spec.ts'
 
 export type Origin = IngressRef['origin']
 
@@ -65,6 +67,8 @@ export class Fragment {
   /** Every split's target, in order (also those before a compile error: they are live backends). */
   readonly splits: SplitTemplate[] = []
   error: ConfigProblem[] = []
+  /** Problems that do not stop it serving (a bad rate-limit annotation). */
+  warnings: readonly ConfigProblem[] = NO_PROBLEMS
   /** `spec.tls` as written (checked when used: a malformed one is this ingress's problem, not a crash). */
   readonly tls: readonly IngressTLS[]
   readonly tlsMalformed: boolean
@@ -91,7 +95,10 @@ export class Fragment {
     this.ts = m.creationTimestamp ?? ''
     this.tie = `${m.namespace}/${m.name}/${origin}`
     const ns = m.namespace ?? 'default'
-    this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '' }
+    const rateLimit = rateLimitOf(m.annotations)
+    this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '', ...(typeof rateLimit === 'object' ? { rateLimit } : {}) }
+    // A bad limit is said, and the ingress serves without one (it is not rejected for it).
+    if (typeof rateLimit === 'string') this.warnings = [{ source: 'kubernetes', object: this.label, field: `metadata.annotations["${ANN_RATE_LIMIT}"]`, reason: `${rateLimit}; the hosts are served without a rate limit until it is fixed`, code: 'EDGE_ERR_RATE_LIMIT' }]
     this.tlsMalformed = spec.tls != null && !Array.isArray(spec.tls)
     this.tls = Array.isArray(spec.tls) ? spec.tls : []
   }
@@ -247,4 +254,14 @@ export function defaultedSpec(ing: KIngress): { spec: IngressSpec; hash: string 
   // Not memoised: a fragment is built once per object version and keeps the hash in its ref.
   const spec = setIngressDefaults(ing.spec ?? {})
   return { spec, hash: computeSpecHash(ing.metadata.namespace ?? 'default', ing.metadata.name, spec) }
+}
+
+/**
+ * edge.knative.dev/rate-limit (and -burst) on the KIngress, or on the Route or DomainMapping it was
+ * made from (their annotations are copied to it): the limit, a problem's sentence, or none.
+ */
+function rateLimitOf(annotations: Record<string, string> | undefined): RateLimitSpec | string | undefined {
+  const text = annotations?.[ANN_RATE_LIMIT]
+  if (text === undefined) return annotations?.[ANN_RATE_LIMIT_BURST] === undefined ? undefined : `${ANN_RATE_LIMIT_BURST} is set without ${ANN_RATE_LIMIT}; add the rate (e.g. "100/s")`
+  return parseRateLimit(text, annotations?.[ANN_RATE_LIMIT_BURST])
 }

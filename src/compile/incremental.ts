@@ -474,7 +474,7 @@ export class IncrementalCompiler {
     // An ingress that conflicts on any host is rejected whole (as Kourier does with DomainConflict):
     // serving half of it would route some of its hosts and not others with no one the wiser.
     const accepted = conflicts.length === 0 && f.error.length === 0
-    let problems: ConfigProblem[] = f.error.length === 0 ? [] : [...f.error]
+    let problems: ConfigProblem[] = f.error.length === 0 ? [...f.warnings] : [...f.error, ...f.warnings]
     let certs = NO_CERTS
     if (accepted) certs = this.certificatesOf(f, problems)
     else {

@@ -24,6 +24,8 @@ import type { Listener } from '../dataplane/listeners.ts'
 import { clientLimits, trustedProxyList } from '../dataplane/guard.ts'
 import { AccessLog, parseAccessTemplate } from '../observe/access-log.ts'
 import { LineWriter } from '../observe/line-writer.ts'
+import { RateLimitPolicy } from '../policy/rate-limit.ts'
+import { parseRateLimit } from '../policy/rate-limit-spec.ts'
 import { CertificateStore } from '../dataplane/tls.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { LiveState } from '../metrics.ts'
@@ -78,7 +80,7 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
 
 // ---- data plane ---------------------------------------------------------------------------------
 
-export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies'>): DataPlane {
+export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies'> & { processes: number }): DataPlane {
   const now = reporter.now
   const demand = reporter.demand
   const plane = new DataPlane(publisher.snapshot, {
@@ -89,12 +91,15 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
     accessLog: config.accessLog ? accessLog(config, metrics) : undefined,
+    // Rate limits decide before admission; further policies (tests) follow them.
+    policies: [rateLimits(config, metrics, extra.processes), ...(extra.policies ?? [])],
     // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
       requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
       requestOut: (rev) => demand.requestOutKey(rev.key, now()),
     },
-    ...extra,
+    onColdStart: extra.onColdStart,
+    remoteThrottler: extra.remoteThrottler,
   })
   publisher.subscribe('data-plane', (p) => plane.setSnapshot(p.snapshot, p.changedBackends))
   return plane
@@ -110,6 +115,12 @@ function accessLog(config: GatewayConfig, metrics: GatewayMetrics): AccessLog {
   process.once('exit', () => writer.flushSync())
   const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
   return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
+}
+
+/** Per host (edge.knative.dev/rate-limit) and per client (--rate-limit-per-client), this process's share. */
+function rateLimits(config: GatewayConfig, metrics: GatewayMetrics, processes: number): RateLimitPolicy {
+  const per = config.rateLimitPerClient === undefined ? undefined : parseRateLimit(config.rateLimitPerClient, undefined, processes)
+  return new RateLimitPolicy({ perClient: typeof per === 'object' ? per : undefined, processes, onLimited: (host, limit) => metrics.rateLimited(host, limit) })
 }
 
 // ---- listeners ----------------------------------------------------------------------------------

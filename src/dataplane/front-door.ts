@@ -77,11 +77,16 @@ export class FrontDoor {
       if ((max > 0 || this.logging) && req instanceof Readable && hasBody(req, framing)) watchBody(req, max, () => bodyTooLarge(req, res, max), record)
       const route = identify(this.ctx.current(), req, at.listener, at.secure)
       if (isAnswer(route)) return this.answer(record, res, route)
-      // No closure on the usual path: the policy stage is skipped when no policy is configured.
-      if (this.policies.length === 0) return this.forward(req, res, route, at.secure, record, expectContinue)
-      const go = (): void => this.forward(req, res, route, at.secure, record, expectContinue)
-      const failed = (err: unknown): void => this.internalError(err, record, res, undefined, undefined)
-      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: false }), record, () => res.destroyed, (a) => this.answer(record, res, a), go, failed)
+      if (this.policies.length > 0) {
+        const v = this.decide(req, at, route, record, false)
+        if (v instanceof Promise) {
+          const go = (): void => this.forward(req, res, route, at.secure, record, expectContinue)
+          const failed = (err: unknown): void => this.internalError(err, record, res, undefined, undefined)
+          return this.later(v, record, () => res.destroyed, (a) => this.answer(record, res, a), go, failed)
+        }
+        if (v !== undefined) return this.answer(record, res, v)
+      }
+      this.forward(req, res, route, at.secure, record, expectContinue)
     } catch (err) {
       this.internalError(err, record, res, undefined, undefined)
     }
@@ -97,10 +102,16 @@ export class FrontDoor {
       markIfTrusted(req, at.limits.trustedProxies)
       const route = identify(this.ctx.current(), req, at.listener, at.secure)
       if (isAnswer(route)) return this.answerRaw(record, socket, route)
-      if (this.policies.length === 0) return this.splice(req, socket, head, route, at.secure, record)
-      const go = (): void => this.splice(req, socket, head, route, at.secure, record)
-      const failed = (err: unknown): void => this.internalError(err, record, undefined, socket, undefined)
-      this.afterPolicy(route, runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade: true }), record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go, failed)
+      if (this.policies.length > 0) {
+        const v = this.decide(req, at, route, record, true)
+        if (v instanceof Promise) {
+          const go = (): void => this.splice(req, socket, head, route, at.secure, record)
+          const failed = (err: unknown): void => this.internalError(err, record, undefined, socket, undefined)
+          return this.later(v, record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go, failed)
+        }
+        if (v !== undefined) return this.answerRaw(record, socket, v)
+      }
+      this.splice(req, socket, head, route, at.secure, record)
     } catch (err) {
       this.internalError(err, record, undefined, socket, undefined)
     }
@@ -129,13 +140,17 @@ export class FrontDoor {
   }
 
   /**
-   * Continues after the policy stage: its answer, or the next stage; a client gone meanwhile is a
-   * 499. Either is counted under the route's host and backend, which are known by now.
+   * The policy stage. Its answer (or a client gone while it decides, a 499) is counted under the
+   * route's host and backend, which are known by now. No closure unless a policy answers later.
    */
-  private afterPolicy(route: Resolution, v: Verdict | Promise<Verdict>, record: RequestRecord, gone: () => boolean, answer: (a: Answer) => void, next: () => void, failed: (err: unknown) => void): void {
+  private decide(req: ClientRequest, at: Entrance, route: Resolution, record: RequestRecord, upgrade: boolean): Verdict | Promise<Verdict> {
     record.host = route.entry.host
     record.backend = route.inner?.split.backend ?? route.split.backend
-    if (!(v instanceof Promise)) return v ? answer(v) : next()
+    return runPolicies(this.policies, { req, listener: at.listener, secure: at.secure, resolution: route, upgrade })
+  }
+
+  /** Continues once an asynchronous policy has decided: its answer, or the next stage. */
+  private later(v: Promise<Verdict>, record: RequestRecord, gone: () => boolean, answer: (a: Answer) => void, next: () => void, failed: (err: unknown) => void): void {
     v.then(
       (a) => {
         if (gone()) this.clientLeft(record)

@@ -26,6 +26,8 @@ export type Reason =
   | 'probe'
   | 'draining'
   | 'internal-error'
+  // The policy stage (policy/).
+  | 'rate-limited'
   // Hostile or oversized input (guard.ts, data-plane.ts handle()).
   | 'uri-too-long'
   | 'headers-too-large'

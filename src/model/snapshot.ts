@@ -2,6 +2,7 @@
 // and the data plane swaps a single reference, so a request never sees half a config.
 import type { ConfigProblem } from './problems.ts'
 import type { HTTPOption, Visibility } from './k8s.ts'
+import type { RateLimitSpec } from '../policy/rate-limit-spec.ts'
 
 /** A header to set on the upstream request: lower-case name for matching, original name for writing. */
 export interface HeaderSet {
@@ -95,6 +96,8 @@ export interface IngressRef {
   /** Where the rule came from: `Ingress`, or `Route`/`DomainMapping` translated by the gateway. */
   readonly origin: 'Ingress' | 'Route' | 'DomainMapping'
   readonly httpOption: HTTPOption
+  /** edge.knative.dev/rate-limit: the limit for each of its hosts (per gateway process), when set and valid. */
+  readonly rateLimit?: RateLimitSpec
 }
 
 export interface HostEntry {
