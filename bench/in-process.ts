@@ -15,7 +15,7 @@ import type { KIngress, Service, EndpointSlice } from '../src/model/k8s.ts'
 import { parseConfig } from '../src/config.ts'
 import { startGateway } from '../src/gateway.ts'
 import { ingress } from './lib/proxies.ts'
-import { median } from './lib/wrk.ts'
+import { median } from './lib/rounds.ts'
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b)

@@ -4,19 +4,23 @@
 // medians reported, with ratios computed from numbers of the same run. Results: bench/RESULTS.md.
 // --baseline REF adds a build of that commit (edge-gateway@<sha>) to the saturation and fixed-rate
 // rounds, started the same way, and prints this build's req/s and CPU per request over its.
+// --scenarios traffic (or any of chunked, tls, post, tls-new, h2, h2c, h2c-pods) runs the traffic
+// shapes of bench/traffic.ts: edge-gateway against HAProxy, req/s and CPU per request.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { execSync } from 'node:child_process'
 import net from 'node:net'
 import { cpuMs, pinned, rssMb, stop, interruptLive, waitPort, hasTaskset, which } from './lib/procs.ts'
-import { median, wrk } from './lib/wrk.ts'
-import type { WrkResult } from './lib/wrk.ts'
+import { wrk } from './lib/wrk.ts'
+import { fmt, interleaved as interleavedRounds, med, median } from './lib/rounds.ts'
+import type { LoadResult } from './lib/rounds.ts'
 import { gatewayManifests, startGatewayProc, startHaproxy, startNginx } from './lib/proxies.ts'
 import { NODE_FLAGS } from '../src/runtime-flags.ts'
 import type { Running } from './lib/proxies.ts'
 import { runInProcess } from './in-process.ts'
 import { buildBaseline, CURRENT_BUILD } from './lib/baseline.ts'
+import { runTraffic, TRAFFIC_SCENARIOS } from './traffic.ts'
 import type { BaselineBuild } from './lib/baseline.ts'
 
 const args = process.argv.slice(2)
@@ -26,7 +30,21 @@ const opt = (name: string, def: string): string => {
 }
 const ROUNDS = Number(opt('rounds', '3'))
 const SECONDS = Number(opt('seconds', '10'))
-const SCENARIOS = new Set(opt('scenarios', 'saturation,fixed,stream,split,table,held,workers,inprocess').split(','))
+// `traffic` stands for the seven traffic shapes (bench/traffic.ts); they are not in the default list,
+// which they would lengthen by about 9 minutes at the default 3 rounds of 10 s.
+const KNOWN_SCENARIOS = ['saturation', 'fixed', 'stream', 'split', 'table', 'held', 'workers', 'inprocess', ...TRAFFIC_SCENARIOS]
+const SCENARIOS = new Set(
+  opt('scenarios', 'saturation,fixed,stream,split,table,held,workers,inprocess')
+    .split(',')
+    .flatMap((s) => (s === 'traffic' ? [...TRAFFIC_SCENARIOS] : [s])),
+)
+for (const s of SCENARIOS) {
+  if (!KNOWN_SCENARIOS.includes(s)) {
+    process.stderr.write(`--scenarios: no scenario named "${s}"; known: ${KNOWN_SCENARIOS.join(', ')}, and traffic for ${TRAFFIC_SCENARIOS.join(', ')}\n`)
+    process.exit(2)
+  }
+}
+const TRAFFIC = TRAFFIC_SCENARIOS.filter((s) => SCENARIOS.has(s))
 const BASELINE = opt('baseline', '')
 if (args.includes('--baseline') && (!BASELINE || BASELINE.startsWith('--'))) {
   process.stderr.write('--baseline needs a git commit, branch or tag to compare with, e.g. --baseline HEAD~1\n')
@@ -34,6 +52,7 @@ if (args.includes('--baseline') && (!BASELINE || BASELINE.startsWith('--'))) {
 }
 // The scenarios that also run the baseline: the ones "no slower" is judged by.
 const AB_SCENARIOS = ['saturation', 'fixed']
+const PROXIED = ['saturation', 'fixed', 'stream', 'split']
 const CONNS = 50
 // Load generator and backend share core 0; each proxy gets core 1 to itself.
 const LOAD_CPU = 0
@@ -45,8 +64,9 @@ const log = (s: string): void => {
   report.push(s)
 }
 
-function fmt(n: number, digits = 0): string {
-  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a'
+/** The rounds of this run, `--rounds` of them unless a scenario asks for more. */
+function interleaved<T extends { name: string }>(targets: T[], run: (t: T) => Promise<LoadResult>, rounds = ROUNDS): Promise<Map<string, LoadResult[]>> {
+  return interleavedRounds(targets, run, rounds)
 }
 
 interface Target {
@@ -58,36 +78,27 @@ interface Target {
   pid?: number
 }
 
-async function interleaved(targets: Target[], run: (t: Target) => Promise<WrkResult>, rounds = ROUNDS): Promise<Map<string, WrkResult[]>> {
-  const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]))
-  for (let r = 0; r < rounds; r++) {
-    for (const t of targets) {
-      const res = await run(t)
-      results.get(t.name)!.push(res)
-      process.stdout.write(`  round ${r + 1} ${t.name}: ${fmt(res.rps)} req/s p50 ${fmt(res.p50, 2)} ms p99 ${fmt(res.p99, 2)} ms${res.errors ? ` errors ${res.errors}` : ''}\n`)
-    }
-  }
-  return results
-}
-
-function med(rs: WrkResult[], k: keyof WrkResult): number {
-  return median(rs.map((r) => r[k]))
-}
-
-/** wrk, HAProxy and nginx come from Debian; try to install what is missing, and say so if that fails. */
+/** wrk, HAProxy, nginx and h2load come from Debian; try to install what is missing, and say so if that fails. */
 function ensureTools(): void {
-  const missing = ['wrk', 'haproxy', 'nginx'].filter((c) => !which(c))
+  // h2load only for the HTTP/2 traffic scenarios.
+  const wanted = ['wrk', 'haproxy', 'nginx', ...(TRAFFIC.some((s) => s.startsWith('h2')) ? ['h2load'] : [])]
+  const missing = wanted.filter((c) => !which(c))
   if (missing.length === 0) return
-  const pkgs = missing.map((c) => (c === 'nginx' ? 'nginx-light' : c))
+  const pkgs = missing.map((c) => ({ nginx: 'nginx-light', h2load: 'nghttp2-client' })[c] ?? c)
   process.stdout.write(`installing ${pkgs.join(', ')} from Debian's packages...\n`)
   try {
     execSync(`apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkgs.join(' ')}`, { stdio: 'ignore' })
   } catch {
     process.stdout.write(`could not install ${pkgs.join(', ')}; the comparisons that need them are skipped\n`)
   }
-  if (!which('wrk')) {
-    process.stderr.write('wrk is required for the benchmark (apt-get install wrk)\n')
-    process.exit(1)
+  for (const [cmd, pkg, why] of [
+    ['wrk', 'wrk', 'the benchmark'],
+    ['h2load', 'nghttp2-client', `the ${TRAFFIC.filter((s) => s.startsWith('h2')).join(', ')} scenarios`],
+  ]) {
+    if (wanted.includes(cmd!) && !which(cmd!)) {
+      process.stderr.write(`${cmd} is required for ${why} (apt-get install ${pkg})\n`)
+      process.exit(1)
+    }
   }
 }
 
@@ -113,7 +124,7 @@ async function main(): Promise<void> {
   const backendProxied = 18002
   const nodeV = process.version
   const versions = [`node ${nodeV}`]
-  for (const [cmd, re] of [['haproxy -v', /version ([\d.]+)/], ['nginx -v 2>&1', /nginx\/([\d.]+)/], ['wrk -v 2>&1 || true', /wrk (?:debian\/)?([\d.]+)/]] as const) {
+  for (const [cmd, re] of [['haproxy -v', /version ([\d.]+)/], ['nginx -v 2>&1', /nginx\/([\d.]+)/], ['wrk -v 2>&1 || true', /wrk (?:debian\/)?([\d.]+)/], ...(TRAFFIC.length ? ([['h2load --version', /nghttp2\/([\d.]+)/]] as const) : [])] as const) {
     try {
       versions.push(`${cmd.split(' ')[0]} ${re.exec(execSync(cmd, { encoding: 'utf8' }))?.[1] ?? '?'}`)
     } catch {
@@ -132,145 +143,154 @@ async function main(): Promise<void> {
   const backends = [pinned(PROXY_CPU, process.execPath, [path.join(import.meta.dirname, 'backend.mjs'), String(backendDirect)]), pinned(LOAD_CPU, process.execPath, [path.join(import.meta.dirname, 'backend.mjs'), String(backendProxied)])]
   await waitPort(backendDirect)
   await waitPort(backendProxied)
-  const running: Running[] = []
-  const skipped: string[] = []
-  let baselineProc: Running | undefined
-  try {
-    const manifests = gatewayManifests(backendProxied)
-    const gw = await startGatewayProc(18100, 18190, manifests, PROXY_CPU)
-    running.push(gw)
-    if (baseline) baselineProc = await startGatewayProc(18150, 18195, manifests, PROXY_CPU, 1, [], baseline)
-    const ha = await startHaproxy(18200, backendProxied, PROXY_CPU)
-    if (typeof ha === 'string') skipped.push(ha)
-    else running.push(ha)
-    const ng = await startNginx(18300, backendProxied, PROXY_CPU)
-    if (typeof ng === 'string') skipped.push(ng)
-    else running.push(ng)
-    for (const s of skipped) log(`Skipped: ${s}`)
+  // The saturation, fixed, stream and split scenarios share one set of running proxies.
+  if (PROXIED.some((s) => SCENARIOS.has(s))) {
+    const running: Running[] = []
+    const skipped: string[] = []
+    let baselineProc: Running | undefined
+    try {
+      const manifests = gatewayManifests(backendProxied)
+      const gw = await startGatewayProc(18100, 18190, manifests, PROXY_CPU)
+      running.push(gw)
+      if (baseline) baselineProc = await startGatewayProc(18150, 18195, manifests, PROXY_CPU, 1, [], baseline)
+      const ha = await startHaproxy(18200, backendProxied, PROXY_CPU)
+      if (typeof ha === 'string') skipped.push(ha)
+      else running.push(ha)
+      const ng = await startNginx(18300, backendProxied, PROXY_CPU)
+      if (typeof ng === 'string') skipped.push(ng)
+      else running.push(ng)
+      for (const s of skipped) log(`Skipped: ${s}`)
 
-    const target = (r: Running): Target => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined, pid: r.child.pid })
-    const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map(target)]
-    // With --baseline, the saturation and fixed rounds run it right after this build.
-    const abTargets = baselineProc ? targets.flatMap((t) => (t.name === gw.name ? [t, target(baselineProc!)] : [t])) : targets
-    // Warm-up: JIT, pools.
-    for (const t of abTargets) await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+      const target = (r: Running): Target => ({ name: r.name, port: r.port, host: r.name.startsWith('edge') ? 'bench.example.com' : undefined, pid: r.child.pid })
+      const targets: Target[] = [{ name: 'direct', port: backendDirect }, ...running.map(target)]
+      // With --baseline, the saturation and fixed rounds run it right after this build.
+      const abTargets = baselineProc ? targets.flatMap((t) => (t.name === gw.name ? [t, target(baselineProc!)] : [t])) : targets
+      // Warm-up: JIT, pools.
+      for (const t of abTargets) await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
 
-    if (SCENARIOS.has('saturation')) {
-      log('## Small responses at saturation')
-      log('')
-      const res = await interleaved(abTargets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }))
-      const ha = res.get('haproxy')
-      log('| path | req/s | p50 ms | p99 ms | vs direct | vs HAProxy |')
-      log('|---|---|---|---|---|---|')
-      const direct = med(res.get('direct')!, 'rps')
-      for (const [name, rs] of res) {
-        const rps = med(rs, 'rps')
-        log(`| ${name} | ${fmt(rps)} | ${fmt(med(rs, 'p50'), 2)} | ${fmt(med(rs, 'p99'), 2)} | ${fmt(rps / direct, 2)} | ${ha ? fmt(rps / med(ha, 'rps'), 2) : 'n/a'} |`)
+      if (SCENARIOS.has('saturation')) {
+        log('## Small responses at saturation')
+        log('')
+        const res = await interleaved(abTargets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }))
+        const ha = res.get('haproxy')
+        log('| path | req/s | p50 ms | p99 ms | vs direct | vs HAProxy |')
+        log('|---|---|---|---|---|---|')
+        const direct = med(res.get('direct')!, 'rps')
+        for (const [name, rs] of res) {
+          const rps = med(rs, 'rps')
+          log(`| ${name} | ${fmt(rps)} | ${fmt(med(rs, 'p50'), 2)} | ${fmt(med(rs, 'p99'), 2)} | ${fmt(rps / direct, 2)} | ${ha ? fmt(rps / med(ha, 'rps'), 2) : 'n/a'} |`)
+        }
+        if (baseline) log(`\n${abLine('req/s at saturation', 'above 1: this build is faster', res.get(CURRENT_BUILD.name)!.map((r) => r.rps), res.get(baseline.name)!.map((r) => r.rps), 0)}`)
+        log('')
       }
-      if (baseline) log(`\n${abLine('req/s at saturation', 'above 1: this build is faster', res.get(CURRENT_BUILD.name)!.map((r) => r.rps), res.get(baseline.name)!.map((r) => r.rps), 0)}`)
-      log('')
-    }
 
-    if (SCENARIOS.has('fixed')) {
-      // Each connection waits 10 ms on average between a response and its next request: ~5,000
-      // req/s, well within every proxy's reach. The wait is random (0–20 ms): with a constant one,
-      // the 50 connections stay in step and 50 requests arrive at once every 10 ms; then the p99
-      // measures how long a proxy takes to work through a burst, and direct's own p99 moved by
-      // 1.5 ms between rounds (0.69–2.15 ms on 2026-12-06), more than HAProxy's whole added p99.
-      const delayMs = 10
-      // Three floors beside the proxies (bench/floor-proxy.mjs): a bare node:http proxy with undici,
-      // the same with no real upstream client at all, and a bare `net` server (no node:http) with
-      // that client. They show how much of the gateway's latency is Node's own, and how much of it
-      // is node:http's server side.
-      const floors = [
-        { name: 'floor: node:http + undici Pool', port: 18810, kind: 'undici' },
-        { name: 'floor: node:http + bare socket', port: 18820, kind: 'socket' },
-        { name: 'floor: net server + bare socket', port: 18830, kind: 'net' },
-      ]
-      const floorProcs = floors.map((f) => pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'floor-proxy.mjs'), String(f.port), String(backendProxied), f.kind]))
-      for (const f of floors) await waitPort(f.port)
-      const fixedTargets: Target[] = [...abTargets, ...floors.map((f, i) => ({ name: f.name, port: f.port, pid: floorProcs[i]!.pid }))]
-      for (const f of floors) await wrk({ url: `http://127.0.0.1:${f.port}/`, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
-      log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, connections paced by a random wait of 0–${2 * delayMs} ms, ${Math.max(ROUNDS, 5)} rounds)`)
-      log('')
-      // Tail latency is the noisiest number here: at least five rounds for its medians.
-      let res: Map<string, WrkResult[]>
-      // Each proxy's CPU time per request at this rate (µs, from /proc): at a fixed rate a request
-      // waits behind the ones the proxy is still working on, so its tail follows this number.
-      const cpuPerRequest = new Map<string, number[]>()
-      try {
-        res = await interleaved(
-          fixedTargets,
-          async (t) => {
-            const before = cpuMs(t.pid)
-            const r = await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs })
-            const after = cpuMs(t.pid)
-            if (before !== undefined && after !== undefined && r.rps > 0) (cpuPerRequest.get(t.name) ?? cpuPerRequest.set(t.name, []).get(t.name)!).push(((after - before) * 1000) / (r.rps * SECONDS))
-            return r
-          },
-          Math.max(ROUNDS, 5),
+      if (SCENARIOS.has('fixed')) {
+        // Each connection waits 10 ms on average between a response and its next request: ~5,000
+        // req/s, well within every proxy's reach. The wait is random (0–20 ms): with a constant one,
+        // the 50 connections stay in step and 50 requests arrive at once every 10 ms; then the p99
+        // measures how long a proxy takes to work through a burst, and direct's own p99 moved by
+        // 1.5 ms between rounds (0.69–2.15 ms on 2026-12-06), more than HAProxy's whole added p99.
+        const delayMs = 10
+        // Three floors beside the proxies (bench/floor-proxy.mjs): a bare node:http proxy with undici,
+        // the same with no real upstream client at all, and a bare `net` server (no node:http) with
+        // that client. They show how much of the gateway's latency is Node's own, and how much of it
+        // is node:http's server side.
+        const floors = [
+          { name: 'floor: node:http + undici Pool', port: 18810, kind: 'undici' },
+          { name: 'floor: node:http + bare socket', port: 18820, kind: 'socket' },
+          { name: 'floor: net server + bare socket', port: 18830, kind: 'net' },
+        ]
+        const floorProcs = floors.map((f) => pinned(PROXY_CPU, process.execPath, [...NODE_FLAGS, path.join(import.meta.dirname, 'floor-proxy.mjs'), String(f.port), String(backendProxied), f.kind]))
+        for (const f of floors) await waitPort(f.port)
+        const fixedTargets: Target[] = [...abTargets, ...floors.map((f, i) => ({ name: f.name, port: f.port, pid: floorProcs[i]!.pid }))]
+        for (const f of floors) await wrk({ url: `http://127.0.0.1:${f.port}/`, connections: CONNS, seconds: 2, cpu: LOAD_CPU })
+        log(`## Latency added at a fixed rate (~${Math.round((CONNS * 1000) / delayMs)} req/s, connections paced by a random wait of 0–${2 * delayMs} ms, ${Math.max(ROUNDS, 5)} rounds)`)
+        log('')
+        // Tail latency is the noisiest number here: at least five rounds for its medians.
+        let res: Map<string, LoadResult[]>
+        // Each proxy's CPU time per request at this rate (µs, from /proc): at a fixed rate a request
+        // waits behind the ones the proxy is still working on, so its tail follows this number.
+        const cpuPerRequest = new Map<string, number[]>()
+        try {
+          res = await interleaved(
+            fixedTargets,
+            async (t) => {
+              const before = cpuMs(t.pid)
+              const r = await wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU, delayMs })
+              const after = cpuMs(t.pid)
+              if (before !== undefined && after !== undefined && r.rps > 0) (cpuPerRequest.get(t.name) ?? cpuPerRequest.set(t.name, []).get(t.name)!).push(((after - before) * 1000) / (r.rps * SECONDS))
+              return r
+            },
+            Math.max(ROUNDS, 5),
+          )
+        } finally {
+          for (const p of floorProcs) await stop(p)
+        }
+        const d = res.get('direct')!
+        log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added | proxy CPU µs/request |')
+        log('|---|---|---|---|---|---|---|---|---|')
+        const added: Record<string, number> = {}
+        for (const [name, rs] of res) {
+          added[name] = med(rs, 'p99') - med(d, 'p99')
+          const cpu = cpuPerRequest.get(name)
+          log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p50'), 3)} | ${fmt(med(rs, 'p99'), 3)} | ${fmt(med(rs, 'p999'), 3)} | ${fmt(med(rs, 'p50') - med(d, 'p50'), 3)} | ${fmt(added[name]!, 3)} | ${fmt(med(rs, 'p999') - med(d, 'p999'), 3)} | ${cpu ? fmt(median(cpu), 1) : 'n/a'} |`)
+        }
+        const ha = res.get('haproxy')
+        const gw = res.get('edge-gateway')!
+        if (ha && added.haproxy !== undefined) {
+          // Per round as well: direct's own p99 moves by a few tenths of a millisecond between runs
+          // on a VM, which is the size of HAProxy's whole added p99.
+          const perRound = gw.map((g, i) => `${fmt(g.p99 - d[i]!.p99, 2)} / ${fmt(ha[i]!.p99 - d[i]!.p99, 2)}`)
+          log(`\nAdded p99 per round, edge-gateway / HAProxy (ms): ${perRound.join(', ')}; direct's p99 ranged ${fmt(Math.min(...d.map((x) => x.p99)), 2)}–${fmt(Math.max(...d.map((x) => x.p99)), 2)} ms.`)
+          if (added.haproxy < 0.1) {
+            log(`HAProxy's added p99 (${fmt(added.haproxy, 3)} ms) is within the run-to-run noise of direct's p99 in this run, so the ratio means nothing here; the p99 column compares the proxies directly (edge-gateway ${fmt(med(gw, 'p99'), 2)} ms, HAProxy ${fmt(med(ha, 'p99'), 2)} ms). Target: edge-gateway's added p99 ≤ 1.5× HAProxy's.`)
+          } else log(`edge-gateway's added p99 is ${fmt(added['edge-gateway']! / added.haproxy, 2)}× HAProxy's (target ≤ 1.5×).`)
+        }
+        const gwCpu = cpuPerRequest.get('edge-gateway')
+        const haCpu = cpuPerRequest.get('haproxy')
+        if (gwCpu && haCpu) log(`CPU per request at this rate: edge-gateway ${fmt(median(gwCpu), 1)} µs, HAProxy ${fmt(median(haCpu), 1)} µs (${fmt(median(gwCpu) / median(haCpu), 2)}×); per round, edge-gateway: ${gwCpu.map((c) => fmt(c, 1)).join(', ')}.`)
+        const baseCpu = baseline && cpuPerRequest.get(baseline.name)
+        if (baseCpu && gwCpu) log(abLine('CPU µs per request at this rate', 'below 1: this build uses less', gwCpu, baseCpu, 1))
+        log('')
+      }
+
+      if (SCENARIOS.has('stream')) {
+        log('## 1 MiB streamed responses (throughput, 10 connections)')
+        log('')
+        const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/1m`, host: t.host, connections: 10, seconds: SECONDS, cpu: LOAD_CPU }))
+        log('| path | responses/s | MB/s | p99 ms |')
+        log('|---|---|---|---|')
+        for (const [name, rs] of res) log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'mbps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
+        log('')
+      }
+
+      if (SCENARIOS.has('split')) {
+        log('## A 90/10 Route split with a tag, against a single-target host (edge-gateway)')
+        log('')
+        const gwT = targets.find((t) => t.name === 'edge-gateway')!
+        const res = await interleaved(
+          [
+            { ...gwT, name: 'single target' },
+            { ...gwT, name: '90/10 split', host: 'split.example.com' },
+            { ...gwT, name: 'tag by header', host: 'split.example.com', path: '/' },
+          ],
+          (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, headers: t.name === 'tag by header' ? { 'Knative-Serving-Tag': 'candidate' } : undefined, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }),
         )
-      } finally {
-        for (const p of floorProcs) await stop(p)
+        log('| route | req/s | p99 ms |')
+        log('|---|---|---|')
+        for (const [name, rs] of res) log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
+        log('')
       }
-      const d = res.get('direct')!
-      log('| path | req/s | p50 ms | p99 ms | p99.9 ms | p50 added | p99 added | p99.9 added | proxy CPU µs/request |')
-      log('|---|---|---|---|---|---|---|---|---|')
-      const added: Record<string, number> = {}
-      for (const [name, rs] of res) {
-        added[name] = med(rs, 'p99') - med(d, 'p99')
-        const cpu = cpuPerRequest.get(name)
-        log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p50'), 3)} | ${fmt(med(rs, 'p99'), 3)} | ${fmt(med(rs, 'p999'), 3)} | ${fmt(med(rs, 'p50') - med(d, 'p50'), 3)} | ${fmt(added[name]!, 3)} | ${fmt(med(rs, 'p999') - med(d, 'p999'), 3)} | ${cpu ? fmt(median(cpu), 1) : 'n/a'} |`)
-      }
-      const ha = res.get('haproxy')
-      const gw = res.get('edge-gateway')!
-      if (ha && added.haproxy !== undefined) {
-        // Per round as well: direct's own p99 moves by a few tenths of a millisecond between runs
-        // on a VM, which is the size of HAProxy's whole added p99.
-        const perRound = gw.map((g, i) => `${fmt(g.p99 - d[i]!.p99, 2)} / ${fmt(ha[i]!.p99 - d[i]!.p99, 2)}`)
-        log(`\nAdded p99 per round, edge-gateway / HAProxy (ms): ${perRound.join(', ')}; direct's p99 ranged ${fmt(Math.min(...d.map((x) => x.p99)), 2)}–${fmt(Math.max(...d.map((x) => x.p99)), 2)} ms.`)
-        if (added.haproxy < 0.1) {
-          log(`HAProxy's added p99 (${fmt(added.haproxy, 3)} ms) is within the run-to-run noise of direct's p99 in this run, so the ratio means nothing here; the p99 column compares the proxies directly (edge-gateway ${fmt(med(gw, 'p99'), 2)} ms, HAProxy ${fmt(med(ha, 'p99'), 2)} ms). Target: edge-gateway's added p99 ≤ 1.5× HAProxy's.`)
-        } else log(`edge-gateway's added p99 is ${fmt(added['edge-gateway']! / added.haproxy, 2)}× HAProxy's (target ≤ 1.5×).`)
-      }
-      const gwCpu = cpuPerRequest.get('edge-gateway')
-      const haCpu = cpuPerRequest.get('haproxy')
-      if (gwCpu && haCpu) log(`CPU per request at this rate: edge-gateway ${fmt(median(gwCpu), 1)} µs, HAProxy ${fmt(median(haCpu), 1)} µs (${fmt(median(gwCpu) / median(haCpu), 2)}×); per round, edge-gateway: ${gwCpu.map((c) => fmt(c, 1)).join(', ')}.`)
-      const baseCpu = baseline && cpuPerRequest.get(baseline.name)
-      if (baseCpu && gwCpu) log(abLine('CPU µs per request at this rate', 'below 1: this build uses less', gwCpu, baseCpu, 1))
-      log('')
+    } finally {
+      for (const r of running) await r.stop()
+      await baselineProc?.stop()
     }
+  }
 
-    if (SCENARIOS.has('stream')) {
-      log('## 1 MiB streamed responses (throughput, 10 connections)')
-      log('')
-      const res = await interleaved(targets, (t) => wrk({ url: `http://127.0.0.1:${t.port}/1m`, host: t.host, connections: 10, seconds: SECONDS, cpu: LOAD_CPU }))
-      log('| path | responses/s | MB/s | p99 ms |')
-      log('|---|---|---|---|')
-      for (const [name, rs] of res) log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'mbps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
-      log('')
-    }
-
-    if (SCENARIOS.has('split')) {
-      log('## A 90/10 Route split with a tag, against a single-target host (edge-gateway)')
-      log('')
-      const gwT = targets.find((t) => t.name === 'edge-gateway')!
-      const res = await interleaved(
-        [
-          { ...gwT, name: 'single target' },
-          { ...gwT, name: '90/10 split', host: 'split.example.com' },
-          { ...gwT, name: 'tag by header', host: 'split.example.com', path: '/' },
-        ],
-        (t) => wrk({ url: `http://127.0.0.1:${t.port}/`, host: t.host, headers: t.name === 'tag by header' ? { 'Knative-Serving-Tag': 'candidate' } : undefined, connections: CONNS, seconds: SECONDS, cpu: LOAD_CPU }),
-      )
-      log('| route | req/s | p99 ms |')
-      log('|---|---|---|')
-      for (const [name, rs] of res) log(`| ${name} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
-      log('')
-    }
-  } finally {
-    for (const r of running) await r.stop()
-    await baselineProc?.stop()
+  let trafficFailed: string[] = []
+  if (TRAFFIC.length > 0) {
+    const r = await runTraffic({ scenarios: TRAFFIC, rounds: ROUNDS, seconds: SECONDS, connections: CONNS, loadCpu: LOAD_CPU, proxyCpu: PROXY_CPU, backendDirect, backendProxied, log })
+    trafficFailed = r.failed
   }
 
   if (SCENARIOS.has('table')) {
@@ -357,7 +377,7 @@ async function main(): Promise<void> {
       const g = await startGatewayProc(18400 + n * 10, 18490 + n, gatewayManifests(backendProxied), undefined, n)
       try {
         await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: 2 })
-        const rs: WrkResult[] = []
+        const rs: LoadResult[] = []
         for (let r = 0; r < ROUNDS; r++) rs.push(await wrk({ url: `http://127.0.0.1:${g.port}/`, host: 'bench.example.com', connections: CONNS, seconds: SECONDS }))
         rows.push(`| ${n} | ${fmt(med(rs, 'rps'))} | ${fmt(med(rs, 'p99'), 2)} |`)
       } finally {
@@ -376,6 +396,10 @@ async function main(): Promise<void> {
   const out = path.join(import.meta.dirname, 'RESULTS.md')
   fs.writeFileSync(out, report.join('\n') + '\n')
   process.stdout.write(`\nwritten to ${out}\n`)
+  if (trafficFailed.length > 0) {
+    process.stderr.write(`\nFAILED: ${trafficFailed.join(', ')} (a target answered with errors; see above)\n`)
+    process.exitCode = 1
+  }
 }
 
 /** Opens 10,000 connections, each sending one request that will be held; RSS before and once all are held. */

@@ -100,3 +100,27 @@ export function cpuMs(pid: number | undefined): number | undefined {
   }
   return (ticks * 1000) / CLOCK_TICKS
 }
+
+/**
+ * Runs a load generator to its end, pinned like pinned() does, and gives back what it printed. One
+ * that has not ended after `timeoutMs` is killed and the run fails (h2load 1.52 can hang forever).
+ */
+export function pinnedOutput(cpu: number | undefined, cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  const [file, argv] = cpu !== undefined && hasTaskset ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args]
+  return new Promise<string>((resolve, reject) => {
+    const p = spawn(file, argv)
+    live.add(p)
+    let s = ''
+    let timedOut = false
+    const timer = setTimeout(() => ((timedOut = true), p.kill('SIGKILL')), timeoutMs)
+    p.stdout.on('data', (c) => (s += c))
+    p.stderr.on('data', (c) => (s += c))
+    p.on('error', reject)
+    p.on('exit', (code) => {
+      clearTimeout(timer)
+      live.delete(p)
+      if (code === 0) resolve(s)
+      else reject(new Error(`${cmd} ${args.join(' ')} ${timedOut ? `had not ended after ${timeoutMs / 1000} s and was killed` : `failed (exit ${code})`}: ${s.slice(-2000)}`))
+    })
+  })
+}

@@ -22,7 +22,11 @@ function tmp(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 }
 
-export async function startHaproxy(port: number, backendPort: number, cpu: number | undefined): Promise<Running | string> {
+/**
+ * HAProxy with one thread: a frontend on `port` to the backend, plus `more.sections` (further
+ * frontends and backends, listening on `more.ports`) in the same process.
+ */
+export async function startHaproxy(port: number, backendPort: number, cpu: number | undefined, more: { sections?: string; ports?: number[]; env?: NodeJS.ProcessEnv } = {}): Promise<Running | string> {
   const bin = which('haproxy')
   if (!bin) return 'haproxy not installed (apt-get install haproxy)'
   const dir = tmp('haproxy-')
@@ -44,10 +48,10 @@ frontend fe
   default_backend be
 backend be
   server s1 127.0.0.1:${backendPort}
-`,
+${more.sections ?? ''}`,
   )
-  const child = pinned(cpu, bin, ['-f', cfg, '-db'])
-  await waitPort(port)
+  const child = pinned(cpu, bin, ['-f', cfg, '-db'], { env: more.env })
+  for (const p of [port, ...(more.ports ?? [])]) await waitPort(p)
   return { name: 'haproxy', port, child, stop: () => stop(child) }
 }
 
@@ -89,8 +93,11 @@ http {
   return { name: 'nginx', port, child, stop: () => stop(child) }
 }
 
-/** A manifest directory routing `bench.example.com` (and 90/10 `split.example.com` with a tag) to the backend. */
-export function gatewayManifests(backendPort: number, extraIngresses = 0): string {
+/**
+ * A manifest directory routing `bench.example.com` (and 90/10 `split.example.com` with a tag) to the
+ * backend, with `extraIngresses` more KIngress and any `extraDocs` (Secrets, Services...).
+ */
+export function gatewayManifests(backendPort: number, extraIngresses = 0, extraDocs: unknown[] = []): string {
   const dir = tmp('edge-bench-')
   const docs: unknown[] = [
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'app', namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80 }] } },
@@ -122,23 +129,24 @@ export function gatewayManifests(backendPort: number, extraIngresses = 0): strin
     ingress('bench', ['bench.example.com']),
   ]
   for (let i = 0; i < extraIngresses; i++) docs.push(ingress(`filler-${i}`, [`filler-${i}.example.com`, `www.filler-${i}.example.com`]))
+  docs.push(...extraDocs)
   fs.writeFileSync(path.join(dir, 'bench.yaml'), docs.map((d) => stringify(d)).join('---\n'))
   return dir
 }
 
-export function ingress(name: string, hosts: string[]): unknown {
+export function ingress(name: string, hosts: string[], serviceName = 'app'): unknown {
   return {
     apiVersion: 'networking.internal.knative.dev/v1alpha1',
     kind: 'Ingress',
     metadata: { name, namespace: 'default', annotations: { 'networking.knative.dev/ingress.class': 'edge.ingress.networking.knative.dev' }, creationTimestamp: '2026-01-01T00:00:00Z' },
-    spec: { rules: [{ hosts, visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'app', servicePort: 80, percent: 100 }] }] } }] },
+    spec: { rules: [{ hosts, visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName, servicePort: 80, percent: 100 }] }] } }] },
   }
 }
 
 /** Starts `build` (this checkout's dist/ unless told otherwise: `--baseline` starts another commit's the same way). */
-export async function startGatewayProc(port: number, adminPort: number, manifests: string, cpu: number | undefined, workers = 1, extraArgs: string[] = [], build: GatewayBuild = CURRENT_BUILD): Promise<Running> {
+export async function startGatewayProc(port: number, adminPort: number, manifests: string, cpu: number | undefined, workers = 1, extraArgs: string[] = [], build: GatewayBuild = CURRENT_BUILD, env: NodeJS.ProcessEnv = {}): Promise<Running> {
   if (!fs.existsSync(build.mainJs)) throw new Error(`${build.mainJs} missing: run npm run build first`)
-  const child = pinned(cpu, process.execPath, [...NODE_FLAGS, build.mainJs, '--manifests', manifests, '--http-port', String(port), '--local-port', String(port + 1), '--https-port', String(port + 2), '--admin-port', String(adminPort), '--listen-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'warn', ...extraArgs])
+  const child = pinned(cpu, process.execPath, [...NODE_FLAGS, build.mainJs, '--manifests', manifests, '--http-port', String(port), '--local-port', String(port + 1), '--https-port', String(port + 2), '--admin-port', String(adminPort), '--listen-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'warn', ...extraArgs], { env })
   await waitPort(port, 30_000)
   await waitPort(adminPort, 30_000)
   return { name: `${build.name}${workers > 1 ? ` x${workers}` : ''}`, port, child, stop: () => stop(child) }
