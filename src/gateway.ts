@@ -87,7 +87,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     kubernetes: opts.kubernetes,
     statusWriter: opts.statusWriter,
     stopGraceMs: 0,
-    onUnrunnable: (namespace, name, detail) => served.backends.setNoRuntime(`${namespace}/${name}`, detail),
+    onUnrunnable: (namespace, name, detail, reason) => served.backends.setFault(`${namespace}/${name}`, reason, detail),
     // busy(), not pods(): a pod already out of the endpoints may still be finishing requests.
     inFlightAt: (address) => {
       for (const { throttler } of served.backends.entries()) for (const p of throttler.busy()) if (p.endpoint.address === address) return p.inFlight

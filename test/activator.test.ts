@@ -136,9 +136,9 @@ t.test('scale from zero: 200 held requests all reach the first pod, exactly once
   // (from the first held request to the pod), and the pod's own time to answer.
   const timings = answers.map((a) => serverTiming(a.headers['server-timing']))
   t.ok(timings.every((st) => st.hold !== undefined && st.hold.desc === 'cold start' && st.scale !== undefined && st.upstream !== undefined), 'every held response has hold, scale and upstream')
-  const first = timings.reduce((m, st) => Math.max(m, st.hold!.dur), 0)
+  // (A request's hold can be longer than the scale: a first connect to a pod that is not listening
+  // yet is retried, and that time is its own.)
   t.ok(timings.every((st) => Math.abs(st.scale!.dur - timings[0]!.scale!.dur) < 0.2), 'scale is the revision\'s: the same for every request of one cold start')
-  t.ok(timings.every((st) => st.scale!.dur + 1 >= first), `the scale covers the longest hold (${first} ms)`)
   t.ok(answers.every((a, i) => Math.abs(Number(a.headers['x-edge-cold-start-ms']) - timings[i]!.hold!.dur) <= 0.55), 'hold is x-edge-cold-start-ms (to the tenth of a ms)')
   t.ok(
     answers.every((a) => a.json().backend === 'pod-a'),

@@ -20,7 +20,7 @@ export interface PodSlot {
  * Why a throttler lets go of its waiters without a pod: the backend left the configuration, the
  * gateway is draining, or the local runner found it has no way to run the revision.
  */
-export type DropReason = 'backend-removed' | 'draining' | 'no-runtime'
+export type DropReason = 'backend-removed' | 'draining' | 'no-runtime' | 'revision-failed'
 
 export interface Waiter {
   /** Called once with the pod the request may use; `waited` false: it never had to queue (broker fast path). */

@@ -43,14 +43,14 @@ export class ContainerLauncher implements InstanceLauncher {
     const child = spawn(this.engine.command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const log = spec.log.child({ container: name, port: hostPort })
     log.info({ engine: this.engine.command, image: servingContainer(spec.revision)?.image }, 'revision container starting')
-    logOutput(child, log)
+    const output = logOutput(child, log)
     this.live.add(name)
     const inst = new ContainerInstance(this.engine, child, name, hostPort, readinessProbe(servingContainer(spec.revision)))
-    whenEnded(child, (code, signal) => {
+    whenEnded(child, output, (code, signal, lastOutput) => {
       // `run --rm` removed it, unless `run` itself was killed: stop() and killNow() see to that.
       if (code !== null) this.live.delete(name)
       inst.exited = true
-      onExit(code, signal)
+      onExit(code, signal, lastOutput)
     })
     child.once('error', (err) => log.error({ err: err.message }, `'${this.engine.command} run' failed to start`))
     return inst

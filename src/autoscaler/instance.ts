@@ -33,7 +33,8 @@ export interface RunningInstance {
   stop(): Promise<void>
 }
 
-export type ExitListener = (code: number | null, signal: NodeJS.Signals | null) => void
+/** `lastOutput`: the instance's last few lines of output, which say why it exited before it was ready. */
+export type ExitListener = (code: number | null, signal: NodeJS.Signals | null, lastOutput: readonly string[]) => void
 
 export interface InstanceLauncher {
   /** What to check when instances keep dying before they are ready (for the log). */
@@ -64,25 +65,39 @@ export function freePort(): Promise<number> {
  * Calls `fn` once when the child has ended: on 'exit', or on 'error' when it never started (a
  * missing binary), after which Node may send no 'exit' at all.
  */
-export function whenEnded(child: ChildProcess, fn: ExitListener): void {
+export function whenEnded(child: ChildProcess, output: () => readonly string[], fn: ExitListener): void {
   let done = false
-  const end: ExitListener = (code, signal) => {
+  const end = (code: number | null, signal: NodeJS.Signals | null): void => {
     if (done) return
     done = true
-    fn(code, signal)
+    fn(code, signal, output())
   }
-  child.once('exit', end)
+  // 'close', not 'exit': its output has been read to the end by then (the lines that say why).
+  child.once('close', end)
   child.once('error', () => {
     if (child.pid === undefined) end(null, null)
   })
 }
 
-/** Each line an instance writes goes to the gateway's log, tagged with the instance. */
-export function logOutput(child: ChildProcess, log: Logger): void {
+/** Lines of output kept per instance, to say why one that exited early did. */
+const TAIL_LINES = 5
+
+/**
+ * Each line an instance writes goes to the gateway's log, tagged with the instance; the last few
+ * are kept, for when it exits before it is ready.
+ */
+export function logOutput(child: ChildProcess, log: Logger): () => string[] {
+  const tail: string[] = []
   for (const stream of [child.stdout, child.stderr]) {
     stream?.setEncoding('utf8')
     stream?.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) if (line.trim()) log.info({ app: line.trimEnd() }, 'app output')
+      for (const line of chunk.split('\n')) {
+        if (!line.trim()) continue
+        log.info({ app: line.trimEnd() }, 'app output')
+        tail.push(line.trimEnd().slice(0, 300))
+        if (tail.length > TAIL_LINES) tail.shift()
+      }
     })
   }
+  return () => tail
 }

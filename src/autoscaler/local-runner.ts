@@ -54,11 +54,14 @@ export interface LocalRunnerOptions {
    */
   scope?: string
   /**
-   * The runner cannot run this revision (`detail` says why and how to fix it), or can again
-   * (`detail` undefined). Never called from inside coldStart().
+   * The runner cannot run this revision (`no-runtime`), or its instances keep exiting before they
+   * are ready (`revision-failed`); `detail` says why and how to fix it, undefined when that is over.
+   * Never called from inside coldStart().
    */
-  onUnrunnable?(namespace: string, name: string, detail: string | undefined): void
+  onUnrunnable?(namespace: string, name: string, detail: string | undefined, reason: RevisionFaultReason): void
 }
+
+export type RevisionFaultReason = 'no-runtime' | 'revision-failed'
 
 /** A scope from a manifests directory: the same directory gives the same scope. */
 export function scopeOf(dir: string): string {
@@ -93,6 +96,10 @@ interface RevisionState {
   /** Consecutive exits before becoming ready, and no new instance before this time (crash backoff). */
   crashes: number
   holdUntil: number
+  /** Told to the data plane as `revision-failed` (its requests answered 503 at once) until an instance is ready. */
+  failing: string | undefined
+  /** The Revision object last reconciled: a new one (edited) starts afresh. */
+  seen: Revision | undefined
 }
 
 type EngineState = { state: 'unknown' | 'detecting' } | { state: 'ready'; launcher: ContainerLauncher } | { state: 'none'; why: string }
@@ -179,8 +186,12 @@ export class LocalRunner implements StatSink {
   }
 
   /** Revisions that cannot run here, with why: for a process that joins later (a --workers worker). */
-  unrunnableRevisions(): ReadonlyMap<string, string> {
-    return this.unrunnable
+  /** Every revision that cannot serve now (for a worker that joins), with why. */
+  faults(): Map<string, { reason: RevisionFaultReason; detail: string }> {
+    const out = new Map<string, { reason: RevisionFaultReason; detail: string }>()
+    for (const [key, detail] of this.unrunnable) out.set(key, { reason: 'no-runtime', detail })
+    for (const st of this.revisions.values()) if (st.failing !== undefined && !out.has(st.key)) out.set(st.key, { reason: 'revision-failed', detail: st.failing })
+    return out
   }
 
   async close(): Promise<void> {
@@ -254,7 +265,7 @@ export class LocalRunner implements StatSink {
   private state(key: string, namespace: string, name: string): RevisionState {
     let st = this.revisions.get(key)
     if (!st) {
-      st = { key, namespace, name, instances: [], demand: 0, lastDemandAt: 0, crashes: 0, holdUntil: 0 }
+      st = { key, namespace, name, instances: [], demand: 0, lastDemandAt: 0, crashes: 0, holdUntil: 0, failing: undefined, seen: undefined }
       this.revisions.set(key, st)
     }
     return st
@@ -293,8 +304,8 @@ export class LocalRunner implements StatSink {
     this.unrunnable = unrunnable
     const tell = this.opts.onUnrunnable
     if (!tell) return
-    for (const [key, detail] of unrunnable) if (before.get(key) !== detail) tell(...split(key), detail)
-    for (const key of before.keys()) if (!unrunnable.has(key)) tell(...split(key), undefined)
+    for (const [key, detail] of unrunnable) if (before.get(key) !== detail) tell(...split(key), detail, 'no-runtime')
+    for (const key of before.keys()) if (!unrunnable.has(key)) tell(...split(key), undefined, 'no-runtime')
   }
 
   private reconcile(st: RevisionState): void {
@@ -304,7 +315,17 @@ export class LocalRunner implements StatSink {
     if (!rev) {
       // The Revision is gone from the manifests (or no longer ours to run): stop everything it ran.
       for (const i of live) this.retire(st, i)
+      this.setFailing(st, undefined)
       return
+    }
+    if (st.seen !== rev) {
+      // A changed Revision (a fixed command, a new image) gets a fresh start: no backoff, not failing.
+      if (st.seen !== undefined) {
+        st.crashes = 0
+        st.holdUntil = 0
+        this.setFailing(st, undefined)
+      }
+      st.seen = rev
     }
     const ann = rev.metadata.annotations ?? {}
     const minScale = intAnnotation(ann['autoscaling.knative.dev/min-scale'] ?? ann['autoscaling.knative.dev/minScale'], 0)
@@ -339,7 +360,7 @@ export class LocalRunner implements StatSink {
     const source = rev.metadata.annotations?.[ANN_SOURCE_FILE] ?? this.opts.store.ownerOf('Revision', st.key)
     const cwd = source && path.isAbsolute(source) ? path.dirname(source) : process.cwd()
     const spec = { revision: rev, namespace: st.namespace, name: st.name, id, cwd, log }
-    inst.started = launcher.start(spec, (code, signal) => this.exited(st, inst, code, signal, log)).then(
+    inst.started = launcher.start(spec, (code, signal, lastOutput) => this.exited(st, inst, code, signal, log, lastOutput)).then(
       (run) => {
         inst.run = run
         if (this.closed || inst.stopping) return void this.stop(inst)
@@ -352,6 +373,7 @@ export class LocalRunner implements StatSink {
           inst.ready = true
           log.info({ port: run.port, pid: run.pid, container: run.container }, 'revision instance ready')
           this.publish(st)
+          this.setFailing(st, undefined)
         })
       },
       (err: unknown) => {
@@ -361,7 +383,14 @@ export class LocalRunner implements StatSink {
     )
   }
 
-  private exited(st: RevisionState, inst: Instance, code: number | null, signal: NodeJS.Signals | null, log: Logger): void {
+  /** Tells the data plane (once per change) that the revision is failing, with why, or no longer is. */
+  private setFailing(st: RevisionState, detail: string | undefined): void {
+    if (st.failing === detail) return
+    st.failing = detail
+    this.opts.onUnrunnable?.(st.namespace, st.name, detail, 'revision-failed')
+  }
+
+  private exited(st: RevisionState, inst: Instance, code: number | null, signal: NodeJS.Signals | null, log: Logger, lastOutput: readonly string[] = []): void {
     inst.exited = true
     log.info({ code, signal, port: inst.run?.port }, inst.stopping ? 'revision instance stopped' : 'revision instance exited')
     this.forget(st, inst)
@@ -372,7 +401,13 @@ export class LocalRunner implements StatSink {
     st.crashes = inst.ready ? 0 : st.crashes + 1
     const delay = st.crashes === 0 ? 0 : Math.min(100 * 2 ** (st.crashes - 1), 10_000)
     st.holdUntil = Date.now() + delay
-    if (st.crashes > 0) log.warn({ restartInMs: delay, crashes: st.crashes }, `instance exited before it was ready; ${inst.launcher.hint}`)
+    if (st.crashes > 0) {
+      log.warn({ restartInMs: delay, crashes: st.crashes }, `instance exited before it was ready; ${inst.launcher.hint}`)
+      // Held requests would only wait for their cold-start timeout: they are answered now, with why.
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code ?? 'unknown'}${code === 127 ? ' (command not found)' : ''}`
+      const said = lastOutput.length > 0 ? `; its last output: ${lastOutput.join(' | ')}` : ''
+      this.setFailing(st, `revision ${st.key} ${how} before it was ready${said}; ${inst.launcher.hint} (it is retried while requests come)`)
+    }
     setTimeout(() => this.reconcile(st), delay).unref()
   }
 

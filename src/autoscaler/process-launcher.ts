@@ -29,13 +29,13 @@ export class ProcessLauncher implements InstanceLauncher {
     })
     const log = spec.log.child({ pid: child.pid, port })
     log.info({ command }, 'local revision process starting')
-    logOutput(child, log)
+    const output = logOutput(child, log)
     this.live.add(child)
     const inst = new ProcessInstance(child, port, readinessProbe(servingContainer(spec.revision)))
-    whenEnded(child, (code, signal) => {
+    whenEnded(child, output, (code, signal, lastOutput) => {
       this.live.delete(child)
       inst.exited = true
-      onExit(code, signal)
+      onExit(code, signal, lastOutput)
     })
     child.once('error', (err) => log.error({ err: err.message }, 'local revision process failed to start'))
     return inst

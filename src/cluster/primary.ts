@@ -92,12 +92,12 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   const reporter = new StatReporter({ podName: config.podName, log })
   // The local runner never stops a process with a request in flight; in the primary the workers know.
   // What the local runner cannot run is answered 503 by the workers, which hold the requests.
-  const noRuntime = (w: Worker, revision: string, detail: string | undefined): void => send(w, detail === undefined ? { t: 'no-runtime', revision } : { t: 'no-runtime', revision, detail })
+  const noRuntime = (w: Worker, revision: string, reason: 'no-runtime' | 'revision-failed', detail: string | undefined): void => send(w, detail === undefined ? { t: 'no-runtime', revision, reason } : { t: 'no-runtime', revision, reason, detail })
   const ctl = await startControl(config, log, cfg, reporter, metrics, {
     inFlightAt,
     stopGraceMs: 2500,
-    onUnrunnable: (namespace, name, detail) => {
-      for (const w of Object.values(cluster.workers ?? {})) if (w) noRuntime(w, `${namespace}/${name}`, detail)
+    onUnrunnable: (namespace, name, detail, reason) => {
+      for (const w of Object.values(cluster.workers ?? {})) if (w) noRuntime(w, `${namespace}/${name}`, reason, detail)
     },
   })
   control = ctl
@@ -128,7 +128,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     const started = Date.now()
     const w = cluster.fork({ EDGE_WORKER: '1' })
     replicator.add(w)
-    for (const [revision, detail] of ctl.runner?.unrunnableRevisions() ?? []) noRuntime(w, revision, detail)
+    for (const [revision, f] of ctl.runner?.faults() ?? []) noRuntime(w, revision, f.reason, f.detail)
     w.on('message', (m: unknown) => onMessage(w, m))
     w.on('exit', (code, signal) => {
       broker.workerGone(w)

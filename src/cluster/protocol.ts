@@ -19,7 +19,7 @@ export type ToWorker =
   /** Send your metrics (for the primary's /metrics). */
   | { t: 'metrics'; id: number }
   /** The local runner cannot run revision `ns/name` (why), or can again (no detail): see BackendTable.setNoRuntime. */
-  | { t: 'no-runtime'; revision: string; detail?: string }
+  | { t: 'no-runtime'; revision: string; reason: 'no-runtime' | 'revision-failed'; detail?: string }
 
 export type ToPrimary =
   | { t: 'listening' }

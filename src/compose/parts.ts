@@ -32,6 +32,7 @@ import type { LiveState } from '../metrics.ts'
 import { StatReporter } from '../autoscaler/reporter.ts'
 import { KnativeStatSink } from '../autoscaler/knative-sink.ts'
 import { LocalRunner, scopeOf } from '../autoscaler/local-runner.ts'
+import type { RevisionFaultReason } from '../autoscaler/local-runner.ts'
 import { startAdmin } from '../admin/server.ts'
 import type { AdminServer, RoutesView } from '../admin/server.ts'
 import { gatewayReplicas } from '../status/replicas.ts'
@@ -192,10 +193,11 @@ export interface ControlHooks {
   /** A stopped process must have no request in flight; where counts arrive late (--workers), wait this long. */
   stopGraceMs: number
   /**
-   * The local runner cannot run a revision (`detail` says why), or can again (undefined): the data
-   * plane answers its requests 503 `no-runtime` instead of holding them.
+   * The local runner cannot run a revision, or its instances keep failing before they are ready
+   * (`detail` says why), or that is over (undefined): the data plane answers its requests 503
+   * `no-runtime` or `revision-failed` instead of holding them.
    */
-  onUnrunnable?: (namespace: string, name: string, detail: string | undefined) => void
+  onUnrunnable?: (namespace: string, name: string, detail: string | undefined, reason: RevisionFaultReason) => void
 }
 
 export interface Control {

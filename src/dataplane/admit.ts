@@ -6,6 +6,7 @@
 // anything, and keeps one timer for the earliest of the revision's deadlines (deadlines.ts). What
 // is left to a subclass is the forward itself: what to send, and how to answer.
 import type { DropReason, EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
+import type { RevisionFault } from './backend-table.ts'
 import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import type { ClientRequest } from './client.ts'
 import { idleLimitMs, nextDeadline, timeoutDetail } from './deadlines.ts'
@@ -35,7 +36,7 @@ export interface AdmitContext {
   readonly backends: {
     throttlerFor(b: BackendSpec): Throttler
     /** Why the revision (`ns/name`) cannot run here (files mode, no container engine), or undefined. */
-    noRuntime(revisionKey: string): string | undefined
+    fault(revisionKey: string): RevisionFault | undefined
   }
   readonly limits: AdmitLimits
   readonly demand: DemandSink | undefined
@@ -189,9 +190,9 @@ export abstract class Admission implements Waiter, TimedState {
    */
   dropped(why: DropReason): void {
     if (why === 'draining') return this.fail(503, 'draining', 'the gateway is shutting down; retry (another replica will take it)', { 'retry-after': '1' })
-    if (why === 'no-runtime') {
+    if (why === 'no-runtime' || why === 'revision-failed') {
       this.inQueue = false
-      if (!this.cannotRun()) this.fail(503, 'no-runtime', 'the local runner cannot run this revision')
+      if (!this.cannotRun()) this.fail(503, why, why === 'no-runtime' ? 'the local runner cannot run this revision' : 'the revision failed to start')
       return
     }
     const detail = 'the backend was removed from the configuration while this request waited'
@@ -220,12 +221,15 @@ export abstract class Admission implements Waiter, TimedState {
     this.acquire()
   }
 
-  /** Answers 503 `no-runtime` when the local runner cannot run the revision: held, it would only time out. */
+  /**
+   * Answers 503 when the revision cannot serve now (no runtime for it, or its instances keep failing
+   * before they are ready): held, the request would only time out, and say nothing.
+   */
   private cannotRun(): boolean {
     const rev = this.backend.revision
-    const why = rev ? this.ctx.backends.noRuntime(rev.key) : undefined
-    if (why === undefined) return false
-    this.fail(503, 'no-runtime', why)
+    const f = rev ? this.ctx.backends.fault(rev.key) : undefined
+    if (f === undefined) return false
+    this.fail(503, f.reason, f.detail, f.reason === 'revision-failed' ? { 'retry-after': '2' } : undefined)
     return true
   }
 

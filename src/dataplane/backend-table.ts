@@ -8,6 +8,12 @@ import type { DropReason, Throttler } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { PoolRegistry } from './pools.ts'
 
+/** Why a revision cannot serve now: the 503's reason and its body. */
+export interface RevisionFault {
+  readonly reason: 'no-runtime' | 'revision-failed'
+  readonly detail: string
+}
+
 export interface BackendTableOptions {
   maxQueuedPerRevision: number
   maxQueuedTotal: number
@@ -31,7 +37,8 @@ export class BackendTable {
   /** How many backends name each upstream origin: a pool is closed only when no backend does. */
   private readonly originRefs = new Map<string, number>()
   /** Revisions the local runner cannot run (`ns/name` → why): their requests get 503 `no-runtime` at once. */
-  private readonly unrunnable = new Map<string, string>()
+  /** Revisions that cannot serve now, and why (a 503 at once instead of a hold that would time out). */
+  private readonly faults = new Map<string, RevisionFault>()
   private replicaIndex = -1
   private replicaCount = 1
   private snapshot: Snapshot
@@ -167,21 +174,28 @@ export class BackendTable {
   }
 
   /**
-   * The local runner cannot run a revision (`detail` says why and how to fix it), or can again
-   * (undefined). Requests held for it are let go with 503 `no-runtime`, and new ones get it at once.
+   * A revision cannot serve (`detail` says why and how to fix it), or can again (undefined): the local
+   * runner has no way to run it (`no-runtime`), or its instances keep exiting before they are ready
+   * (`revision-failed`). Requests held for it are let go with that 503, and new ones get it at once
+   * (still counted as demand, so the runner keeps trying). Clearing only clears a fault of that reason.
    */
-  setNoRuntime(revisionKey: string, detail: string | undefined): void {
+  setFault(revisionKey: string, reason: RevisionFault['reason'], detail: string | undefined): void {
     if (detail === undefined) {
-      this.unrunnable.delete(revisionKey)
+      if (this.faults.get(revisionKey)?.reason === reason) this.faults.delete(revisionKey)
       return
     }
-    this.unrunnable.set(revisionKey, detail)
-    for (const [key, t] of this.throttlers) if (this.snapshot.backends.get(key)?.revision?.key === revisionKey) t.rejectAll('no-runtime')
+    this.faults.set(revisionKey, { reason, detail })
+    for (const [key, t] of this.throttlers) if (this.snapshot.backends.get(key)?.revision?.key === revisionKey) t.rejectAll(reason)
   }
 
-  /** Why the revision cannot run here, or undefined (checked for every revision request: one size test when none). */
-  noRuntime(revisionKey: string): string | undefined {
-    return this.unrunnable.size === 0 ? undefined : this.unrunnable.get(revisionKey)
+  /** Why the revision cannot serve now, or undefined (checked for every revision request: one size test when none). */
+  fault(revisionKey: string): RevisionFault | undefined {
+    return this.faults.size === 0 ? undefined : this.faults.get(revisionKey)
+  }
+
+  /** Every fault now, for /debug/routes. */
+  allFaults(): ReadonlyMap<string, RevisionFault> {
+    return this.faults
   }
 
   /** Every held request is told why it is let go (at the end of a drain: 503 draining). */

@@ -13,6 +13,7 @@ export type Reason =
   | 'bad-request'
   | 'no-backend'
   | 'no-runtime'
+  | 'revision-failed'
   | 'upstream-connect-failed'
   | 'upstream-reset'
   | 'upstream-bad-response'
