@@ -294,11 +294,12 @@ t.test('admin: health, readiness and metrics on the admin port only', async (t) 
   t.match(m, /edge_request_duration_seconds_bucket/, 'latency histogram')
   // The histogram agrees with the counter: every answered 2xx is observed once, buckets are cumulative.
   const sum = (re: RegExp): number => [...m.matchAll(re)].reduce((a, x) => a + Number(x[1]), 0)
-  const ok = sum(/^edge_requests_total\{[^}]*code="2\d\d"\} (\d+)$/gm)
+  // Every 2xx, the pods' and the gateway's own (a network probe's 200 has reason="probe").
+  const ok = sum(/^edge_requests_total\{[^}]*code="2\d\d"(?:,reason="[^"]+")?\} (\d+)$/gm)
   t.ok(ok > 0)
   t.equal(sum(/^edge_request_duration_seconds_count\{[^}]*code_class="2xx"\} (\d+)$/gm), ok, '2xx count = 2xx requests counted')
   // One revision's series: cumulative, and its +Inf bucket is that revision's 2xx count.
-  const hello = sum(/^edge_requests_total\{[^}]*revision="hello-00001",code="2\d\d"\} (\d+)$/gm)
+  const hello = sum(/^edge_requests_total\{[^}]*revision="hello-00001",code="2\d\d"(?:,reason="[^"]+")?\} (\d+)$/gm)
   const buckets = [...m.matchAll(/^edge_request_duration_seconds_bucket\{namespace="default",revision="hello-00001",code_class="2xx",le="([^"]+)"\} (\d+)$/gm)].map((x) => Number(x[2]))
   t.ok(buckets.length > 2 && buckets.every((v, i) => i === 0 || v >= buckets[i - 1]!), 'buckets are cumulative')
   t.ok(hello > 0)
