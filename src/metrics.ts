@@ -1,9 +1,15 @@
 // Prometheus metrics. Counters and histograms are updated per request with bounded labels (hosts
-// the configuration knows, revision names); gauges read live state at scrape time, so the hot path
-// pays nothing for them.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+// the configuration knows, revision names, status codes, the gateway's own reasons); gauges read
+// live state at scrape time, so the hot path pays nothing for them. The dashboard that reads them is
+// charts/edge-gateway/dashboards/edge-gateway.json (test/prometheus.test.ts runs its queries).
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BackendSpec } from './model/snapshot.ts'
+import type { Reason } from './dataplane/reply.ts'
 import { RequestAccounting } from './request-accounting.ts'
+import { collectProcessMetrics } from './process-metrics.ts'
+
+/** Why a request was held: its revision had no pod (a scale from zero), or every pod was at containerConcurrency. */
+export type HoldCause = 'cold-start' | 'no-capacity'
 
 export interface LiveState {
   inFlight(): number
@@ -15,9 +21,9 @@ export interface LiveState {
 
 export class GatewayMetrics {
   readonly registry = new Registry()
-  private readonly requests: Counter<'host' | 'namespace' | 'revision' | 'code'>
+  private readonly requests: Counter<'host' | 'namespace' | 'revision' | 'code' | 'reason'>
   private readonly accounting = new RequestAccounting()
-  private readonly coldStarts: Histogram<'namespace' | 'revision'>
+  private readonly holds: Histogram<'namespace' | 'revision' | 'cause'>
   private readonly retries: Counter<'namespace' | 'revision'>
   readonly reloads: Counter<'result'>
   private readonly connectionsRefused: Counter<'reason'>
@@ -27,12 +33,12 @@ export class GatewayMetrics {
 
   constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry]
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'edge_process_' })
+    if (opts.defaultMetrics !== false) collectProcessMetrics(this.registry)
     const accounting = this.accounting
     this.requests = new Counter({
       name: 'edge_requests_total',
-      help: 'Requests answered, by host, revision and status code',
-      labelNames: ['host', 'namespace', 'revision', 'code'],
+      help: 'Requests answered, by host (empty before routing: an unknown Host is never a label), revision, status code and, where the gateway answered itself, its reason (x-edge-reason)',
+      labelNames: ['host', 'namespace', 'revision', 'code', 'reason'],
       registers,
       // Counted per request in RequestAccounting; brought up to date here, at scrape time.
       collect() {
@@ -45,16 +51,18 @@ export class GatewayMetrics {
     })
     // Written by hand in prom-client's metric shape (the registry and the workers' aggregation only
     // call get()): prom-client's Histogram offers no way to add counts other than one observe() each.
-    const duration = { name: 'edge_request_duration_seconds', help: 'Time from request arrival to the end of the response', type: 'histogram', aggregator: 'sum' } as const
+    const duration = { name: 'edge_request_duration_seconds', help: 'Time from request arrival to the client having its answer, by namespace, revision and status class', type: 'histogram', aggregator: 'sum' } as const
     this.registry.registerMetric({
       ...duration,
       get: async () => ({ ...duration, values: accounting.durationValues(duration.name) }),
       reset: () => {},
     } as unknown as Parameters<Registry['registerMetric']>[0])
-    this.coldStarts = new Histogram({
+    // One histogram for every hold, as x-edge-cold-start-ms reports every hold; `cause` tells a
+    // scale from zero from a wait behind busy pods (Server-Timing's 'cold start' / 'no capacity').
+    this.holds = new Histogram({
       name: 'edge_cold_start_wait_seconds',
-      help: 'Time a request was held waiting for capacity (scale from zero or all pods busy)',
-      labelNames: ['namespace', 'revision'],
+      help: 'Time a request was held for a pod, by cause: cold-start (the revision had no ready pod) or no-capacity (every pod at containerConcurrency)',
+      labelNames: ['namespace', 'revision', 'cause'],
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
       registers,
     })
@@ -97,13 +105,16 @@ export class GatewayMetrics {
     perRevision('edge_revision_ready_pods', 'Ready pods the gateway balances across', (r) => r.pods, 'max')
   }
 
-  request(host: string, backend: BackendSpec | undefined, code: number, seconds: number): void {
-    this.accounting.record(host, backend, code, seconds)
+  /** `reason` only where the gateway answered itself (the pod's answers have none). */
+  request(host: string, backend: BackendSpec | undefined, code: number, seconds: number, reason?: Reason): void {
+    this.accounting.record(host, backend, code, seconds, reason)
   }
 
-  coldStart(backend: BackendSpec, ms: number): void {
+  /** A request held `ms` for a pod; `scaleFromZero` when its wait began with no ready pod. */
+  coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void {
     const rev = backend.revision
-    if (rev) this.coldStarts.observe({ namespace: rev.namespace, revision: rev.name }, ms / 1000)
+    const cause: HoldCause = scaleFromZero ? 'cold-start' : 'no-capacity'
+    if (rev) this.holds.observe({ namespace: rev.namespace, revision: rev.name, cause }, ms / 1000)
   }
 
   rateLimited(host: string, limit: 'host' | 'client'): void {

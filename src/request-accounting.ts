@@ -1,33 +1,57 @@
 // Per-request accounting for edge_requests_total and edge_request_duration_seconds without work per
 // request beyond a few Map lookups and increments. prom-client's inc()/observe() build a label key
 // string on every call (about 5% of the gateway's CPU at saturation in a profile, bench/); here the
-// key is built once per new (host, revision, code) combination, and the counter is brought up to
-// date when it is scraped.
+// key is built once per new (host, revision, code, reason) combination, each row points at its
+// latency series once, and the counter is brought up to date when it is scraped.
 import type { BackendSpec } from './model/snapshot.ts'
+import type { Reason } from './dataplane/reply.ts'
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
+/** The labels of one edge_requests_total series. `reason` only where the gateway answered itself. */
+export interface RequestLabels {
+  host: string
+  namespace: string
+  revision: string
+  code: number
+  reason?: Reason
+}
+
+/** One edge_request_duration_seconds series: a revision's requests of one status class. */
+interface LatencySeries {
+  readonly labels: { namespace: string; revision: string; code_class: string }
+  /** Counts per bucket (not cumulative; the last is +Inf). */
+  readonly counts: Float64Array
+  sum: number
+}
+
 export interface RequestRow {
-  readonly labels: { host: string; namespace: string; revision: string; code: number }
+  readonly labels: RequestLabels
   count: number
   /** How much of `count` the Prometheus counter already has. */
   flushed: number
+  readonly latency: LatencySeries
+  /** The same host, backend and code answered by the gateway itself, per reason. */
+  reasons: Map<Reason, RequestRow> | undefined
 }
+
+type Values = Array<{ labels: Record<string, string | number>; value: number; metricName: string }>
 
 /** Requests the gateway answered itself before routing (no backend). */
 const NO_BACKEND = {}
 
 export class RequestAccounting {
-  /** Every label combination seen, by its key; bounded as the labels are (known hosts, revisions, codes). */
+  /**
+   * Every label combination seen, by its key; bounded as the labels are: hosts the configuration
+   * knows (an unknown Host is counted as ""), revisions, status codes and the closed Reason union.
+   */
   readonly rows = new Map<string, RequestRow>()
   /** backend → host → code → row. Weak: a recompiled snapshot's backends replace the old ones. */
   private readonly fast = new WeakMap<object, Map<string, Map<number, RequestRow>>>()
-  /** Per code class: counts per bucket (not cumulative; the last is +Inf), then the sum of seconds. */
-  private readonly buckets = CODE_CLASSES.map(() => new Float64Array(DURATION_BUCKETS.length + 1))
-  private readonly sums = new Float64Array(CODE_CLASSES.length)
+  private readonly latency = new Map<string, LatencySeries>()
 
-  record(host: string, backend: BackendSpec | undefined, code: number, seconds: number): void {
+  record(host: string, backend: BackendSpec | undefined, code: number, seconds: number, reason?: Reason): void {
     const b = backend ?? NO_BACKEND
     let byHost = this.fast.get(b)
     if (!byHost) this.fast.set(b, (byHost = new Map()))
@@ -35,41 +59,58 @@ export class RequestAccounting {
     if (!byCode) byHost.set(host, (byCode = new Map()))
     let row = byCode.get(code)
     if (!row) byCode.set(code, (row = this.row(host, backend, code)))
+    if (reason !== undefined) row = row.reasons?.get(reason) ?? this.reasonRow(row, reason)
     row.count++
-    const cls = code >= 500 ? 4 : code >= 400 ? 3 : code >= 300 ? 2 : code >= 200 ? 1 : 0
-    const counts = this.buckets[cls]!
+    const series = row.latency
     let i = 0
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++
-    counts[i]!++
-    this.sums[cls]! += seconds
+    series.counts[i]!++
+    series.sum += seconds
+  }
+
+  private reasonRow(base: RequestRow, reason: Reason): RequestRow {
+    const { host, namespace, revision, code } = base.labels
+    const row = this.rowFor({ host, namespace, revision, code, reason })
+    ;(base.reasons ??= new Map()).set(reason, row)
+    return row
   }
 
   private row(host: string, backend: BackendSpec | undefined, code: number): RequestRow {
     const rev = backend?.revision
-    const labels = { host, namespace: rev?.namespace ?? backend?.namespace ?? '', revision: rev?.name ?? '', code }
-    const key = `${labels.host}\u0000${labels.namespace}\u0000${labels.revision}\u0000${code}`
+    return this.rowFor({ host, namespace: rev?.namespace ?? backend?.namespace ?? '', revision: rev?.name ?? '', code })
+  }
+
+  private rowFor(labels: RequestLabels): RequestRow {
+    const key = `${labels.host}\u0000${labels.namespace}\u0000${labels.revision}\u0000${labels.code}\u0000${labels.reason ?? ''}`
     let row = this.rows.get(key)
-    if (!row) this.rows.set(key, (row = { labels, count: 0, flushed: 0 }))
+    if (!row) this.rows.set(key, (row = { labels, count: 0, flushed: 0, latency: this.series(labels.namespace, labels.revision, labels.code), reasons: undefined }))
     return row
   }
 
+  private series(namespace: string, revision: string, code: number): LatencySeries {
+    const cls = CODE_CLASSES[code >= 500 ? 4 : code >= 400 ? 3 : code >= 300 ? 2 : code >= 200 ? 1 : 0]
+    const key = `${namespace}\u0000${revision}\u0000${cls}`
+    let s = this.latency.get(key)
+    if (!s) this.latency.set(key, (s = { labels: { namespace, revision, code_class: cls }, counts: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0 }))
+    return s
+  }
+
   /** The duration histogram in prom-client's metric shape (cumulative buckets, _sum, _count). */
-  durationValues(name: string): Array<{ labels: Record<string, string | number>; value: number; metricName: string }> {
-    const out: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = []
-    CODE_CLASSES.forEach((cls, c) => {
-      const counts = this.buckets[c]!
+  durationValues(name: string): Values {
+    const out: Values = []
+    for (const { labels, counts, sum } of this.latency.values()) {
       let total = 0
       for (const n of counts) total += n
-      if (total === 0) return
+      if (total === 0) continue
       let cumulative = 0
       DURATION_BUCKETS.forEach((le, i) => {
         cumulative += counts[i]!
-        out.push({ labels: { le, code_class: cls }, value: cumulative, metricName: `${name}_bucket` })
+        out.push({ labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` })
       })
-      out.push({ labels: { le: '+Inf', code_class: cls }, value: total, metricName: `${name}_bucket` })
-      out.push({ labels: { code_class: cls }, value: this.sums[c]!, metricName: `${name}_sum` })
-      out.push({ labels: { code_class: cls }, value: total, metricName: `${name}_count` })
-    })
+      out.push({ labels: { ...labels, le: '+Inf' }, value: total, metricName: `${name}_bucket` })
+      out.push({ labels, value: sum, metricName: `${name}_sum` })
+      out.push({ labels, value: total, metricName: `${name}_count` })
+    }
     return out
   }
 }

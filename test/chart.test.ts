@@ -2,7 +2,7 @@
 //
 // There is no helm binary here, so this file carries a small renderer for the subset of Go templates
 // (plus the few Sprig functions) the chart uses: text/trim markers, comments, define/include/template,
-// if/else if/else, pipelines with parentheses, .Values/.Release/.Chart fields. Anything else
+// if/else if/else, pipelines with parentheses, .Values/.Release/.Chart fields, .Files.Get. Anything else
 // (range, with, variables, an unknown function) throws, so a template that outgrows the subset fails
 // here loudly rather than slipping through. It is strict where Helm is lenient: printing a missing
 // value throws instead of rendering an empty string.
@@ -12,6 +12,7 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml, parseAllDocuments, stringify as toYamlText } from 'yaml'
+import { asPromQL, dataPanels, loadDashboard } from './helpers/dashboard.ts'
 
 const repo = fileURLToPath(new URL('../', import.meta.url))
 const chartDir = join(repo, 'charts', 'edge-gateway')
@@ -371,6 +372,13 @@ function render(set: TemplateSet, nodes: TplNode[], dot: unknown): string {
         const args = rest.map((op) => evalOperand(op, where))
         if (prev) args.push(prev.value)
         prev = { value: call(head.name, args, where) }
+      } else if (head.kind === 'field' && (rest.length > 0 || prev)) {
+        // A method call, as Go templates allow on a field that is a method: .Files.Get "path".
+        const method = evalOperand(head, where)
+        if (typeof method !== 'function') throw new Error(`can't give arguments to a non-function (${where})`)
+        const args = rest.map((op) => evalOperand(op, where))
+        if (prev) args.push(prev.value)
+        prev = { value: (method as (...a: unknown[]) => unknown)(...args) }
       } else {
         if (rest.length > 0 || prev) throw new Error(`can't give arguments to a non-function (${where})`)
         prev = { value: evalOperand(head, where) }
@@ -449,6 +457,8 @@ function helmTemplate(overrides: Obj = {}, release = { name: 'edge-gateway', nam
       AppVersion: chartYaml.appVersion,
       Description: chartYaml.description,
     },
+    // Strict where Helm is lenient: Helm gives "" for a file that is not there.
+    Files: { Get: (name: unknown) => readFileSync(join(chartDir, str(name, 'Files.Get')), 'utf8') },
   }
   const objects: K8sObject[] = []
   const byFile = new Map<string, string>()
@@ -526,6 +536,11 @@ t.test('the renderer handles the subset the chart uses', async (t) => {
   t.throws(() => render(missing, missing.files.get('m.yaml')!, { Values: {} }), /does not exist/, 'printing a missing value fails')
   t.throws(() => render(missing, missing.files.get('m.yaml')!, {}), /nil pointer/, 'a field of a missing map fails')
   t.throws(() => parseTemplates(new Map([['r.yaml', '{{ range .Values.x }}{{ end }}']])), /outside the subset/)
+  const method = parseTemplates(new Map([['f.yaml', 'f:\n  {{- .Files.Get "a.json" | nindent 2 }}\ng: {{ .Values.who "x" }}']]))
+  const chartFiles = { Get: (name: unknown) => `{"file": "${String(name)}"}\n` }
+  t.throws(() => render(method, method.files.get('f.yaml')!, { Files: chartFiles, Values: { who: 'not a method' } }), /non-function/, 'only a method takes arguments')
+  const fOnly = parseTemplates(new Map([['f.yaml', 'f:\n  {{- .Files.Get "a.json" | nindent 2 }}']]))
+  t.equal(render(fOnly, fOnly.files.get('f.yaml')!, { Files: chartFiles }), 'f:\n  {"file": "a.json"}\n  ', 'a method call (.Files.Get) piped on')
 })
 
 // ---------------------------------------------------------------- static checks
@@ -855,6 +870,88 @@ t.test('options: ClusterIP public Service, renamed Services, no RBAC or ServiceA
     )
   }
   t.match(r.notes, 'port-forward -n knative-serving service/gw 8080:80')
+})
+
+// ---------------------------------------------------------------- metrics: dashboard and ServiceMonitor
+
+t.test('default render: the Grafana dashboard ConfigMap, no ServiceMonitor', async (t) => {
+  const r = helmTemplate()
+  const cm = only(r, 'ConfigMap') as K8sObject & { data: Record<string, string>; metadata: { annotations?: Record<string, string> } }
+  t.equal(cm.metadata.name, 'edge-gateway-dashboard')
+  t.equal(cm.metadata.namespace, 'knative-serving')
+  t.equal(cm.metadata.labels?.grafana_dashboard, '1', "labelled for Grafana's dashboard sidecar")
+  t.notOk(cm.metadata.annotations, 'no annotations by default')
+  t.same(Object.keys(cm.data), ['edge-gateway.json'])
+  t.same(JSON.parse(cm.data['edge-gateway.json']!), loadDashboard(), 'the dashboard file, whole')
+  t.notOk(r.objects.some((o) => o.kind === 'ServiceMonitor'), 'no ServiceMonitor by default')
+})
+
+t.test('the dashboard: panels for what an operator watches, each with a query on the chosen data source', async (t) => {
+  const d = loadDashboard()
+  t.equal(d.uid, 'edge-gateway')
+  const variables = d.templating.list.map((v) => v.name)
+  t.same(variables, ['datasource', 'job', 'namespace', 'revision'])
+  const panels = dataPanels(d)
+  t.equal(new Set(d.panels.map((p) => p.id)).size, d.panels.length, 'panel ids are unique')
+  const exprs = panels.flatMap((p) => (p.targets ?? []).map((x) => x.expr))
+  for (const p of panels) {
+    t.ok((p.targets ?? []).length > 0, `${p.title}: has a query`)
+    t.same(p.datasource, { type: 'prometheus', uid: '${datasource}' }, `${p.title}: on the chosen data source`)
+    for (const x of p.targets ?? []) t.doesNotThrow(() => asPromQL(x.expr, d, '1m'), `${p.title}: uses only the dashboard's variables`)
+    t.ok(p.gridPos.x >= 0 && p.gridPos.x + p.gridPos.w <= 24, `${p.title}: fits the 24-column grid`)
+  }
+  const cells = new Set<string>()
+  let overlaps = 0
+  for (const p of d.panels) {
+    for (let x = p.gridPos.x; x < p.gridPos.x + p.gridPos.w; x++) {
+      for (let y = p.gridPos.y; y < p.gridPos.y + p.gridPos.h; y++) {
+        if (cells.has(`${x},${y}`)) overlaps++
+        cells.add(`${x},${y}`)
+      }
+    }
+  }
+  t.equal(overlaps, 0, 'no two panels overlap')
+  const shows = (re: RegExp, what: string): void => {
+    t.ok(exprs.some((e) => re.test(e)), `a panel shows ${what}`)
+  }
+  shows(/rate\(edge_requests_total\{/, 'the request rate')
+  shows(/sum by \(code, reason\) \(rate\(edge_requests_total\{[^}]*reason!=""/, "the gateway's answers by reason")
+  shows(/histogram_quantile\(0\.99, sum by \(le, namespace, revision\) \(rate\(edge_request_duration_seconds_bucket/, 'latency percentiles per revision')
+  shows(/edge_cold_start_wait_seconds_count/, 'cold starts (requests held, by cause)')
+  shows(/histogram_quantile\(0\.99, sum by \([^)]*\) \(rate\(edge_cold_start_wait_seconds_bucket/, 'the time held')
+  shows(/edge_revision_requests_queued/, 'queued requests')
+  shows(/edge_revision_requests_in_flight/, 'requests in flight')
+  shows(/edge_revision_ready_pods/, 'pods per revision')
+  shows(/edge_autoscaler_connected/, 'the autoscaler link')
+  shows(/edge_config_problems/, 'configuration problems')
+  shows(/process_cpu_seconds_total/, 'CPU, under its conventional name')
+})
+
+t.test('options: dashboard off, ServiceMonitor on with its metrics Service', async (t) => {
+  const r = helmTemplate({ metrics: { dashboard: { enabled: false }, serviceMonitor: { enabled: true, interval: '15s', scrapeTimeout: '10s', labels: { release: 'kube-prometheus-stack' } } } }, { name: 'eg', namespace: 'edge' })
+  t.notOk(r.objects.some((o) => o.kind === 'ConfigMap'), 'no dashboard ConfigMap')
+  const sm = only(r, 'ServiceMonitor')
+  t.equal(sm.apiVersion, 'monitoring.coreos.com/v1')
+  t.equal(sm.metadata.namespace, 'edge')
+  t.equal(sm.metadata.labels?.release, 'kube-prometheus-stack', 'extra labels for the Prometheus selector')
+  const services = r.objects.filter((o) => o.kind === 'Service')
+  const selects = (svc: K8sObject): boolean => Object.entries(sm.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => svc.metadata.labels?.[k] === v)
+  const selected = services.filter(selects)
+  t.same(selected.map((x) => x.metadata.name), ['eg-edge-gateway-metrics'], 'the ServiceMonitor selects the metrics Service only')
+  const metricsSvc = selected[0]!
+  t.equal(metricsSvc.spec.clusterIP, 'None', 'headless: Prometheus scrapes each pod')
+  t.same(metricsSvc.spec.selector, only(r, 'Deployment').spec.selector.matchLabels, 'it selects the gateway pods')
+  t.same(sm.spec.namespaceSelector, { matchNames: ['edge'] })
+  const [endpoint] = sm.spec.endpoints as Array<{ port: string; path: string; interval: string; scrapeTimeout?: string }>
+  const port = (metricsSvc.spec.ports as Array<{ name: string; targetPort: string | number }>).find((p) => p.name === endpoint!.port)
+  t.ok(port, `the endpoint's port ${endpoint!.port} is a port of the metrics Service`)
+  t.equal(containerPort(r, port!.targetPort), 9090, 'which is the admin port')
+  t.same(endpoint, { port: 'admin', path: '/metrics', interval: '15s', scrapeTimeout: '10s' })
+
+  const withDefaults = helmTemplate({ metrics: { serviceMonitor: { enabled: true }, dashboard: { annotations: { grafana_folder: 'Knative' } } } })
+  const [plain] = only(withDefaults, 'ServiceMonitor').spec.endpoints as Array<Record<string, string>>
+  t.same(plain, { port: 'admin', path: '/metrics', interval: '30s' }, 'no scrapeTimeout unless set')
+  t.same((only(withDefaults, 'ConfigMap').metadata as { annotations?: Record<string, string> }).annotations, { grafana_folder: 'Knative' }, 'dashboard annotations')
 })
 
 // ---------------------------------------------------------------- Dockerfile

@@ -172,9 +172,10 @@ t.test('--max-connections-per-ip: connections beyond the limit are closed at onc
   t.match(metrics, /edge_connections_refused_total\{reason="per-ip-limit"\} 2\n/, 'both refused connections are counted')
 })
 
-t.test('answers the gateway gives before routing are counted in edge_requests_total (no host label)', async (t) => {
+t.test('answers the gateway gives before routing are counted in edge_requests_total (no host label, with their reason)', async (t) => {
+  const REASONS: Record<number, string> = { 400: 'bad-request', 413: 'body-too-large', 414: 'uri-too-long', 431: 'headers-too-large', 505: 'bad-request' }
   const count = async (code: number): Promise<number> => {
-    const m = new RegExp(`edge_requests_total\\{host="",namespace="",revision="",code="${code}"\\} (\\d+)`).exec((await get(gw.ports.admin, 'localhost', '/metrics')).body)
+    const m = new RegExp(`edge_requests_total\\{host="",namespace="",revision="",code="${code}",reason="${REASONS[code]}"\\} (\\d+)`).exec((await get(gw.ports.admin, 'localhost', '/metrics')).body)
     return Number(m?.[1] ?? 0)
   }
   const before = { 400: await count(400), 413: await count(413), 414: await count(414), 431: await count(431), 505: await count(505) }

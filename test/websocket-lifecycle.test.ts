@@ -173,10 +173,12 @@ t.test('a pod whose 101 arrives in pieces: the client gets it whole, and it is c
 
 t.test('upgrades are counted in edge_requests_total by their handshake answer, the pod\'s or the gateway\'s', async (t) => {
   const m = (await get(gw.ports.admin, 'localhost', '/metrics')).body
-  const count = (host: string, rev: string, code: number): number => Number(new RegExp(`edge_requests_total\\{host="${host}",namespace="default",revision="${rev}",code="${code}"\\} (\\d+)`).exec(m)?.[1] ?? 0)
+  // The gateway's own answers carry its reason; the pod's carry none.
+  const count = (host: string, rev: string, code: number, reason?: string): number =>
+    Number(new RegExp(`edge_requests_total\\{host="${host}",namespace="default",revision="${rev}",code="${code}"${reason ? `,reason="${reason}"` : ''}\\} (\\d+)`).exec(m)?.[1] ?? 0)
   t.equal(count(host('idle'), 'idle-00001', 101), 1, 'the WebSocket that opened: 101 from the pod')
-  t.equal(count(host('slow'), 'slow-00001', 504), 1, "the handshake the pod never answered: the gateway's 504")
-  t.equal(count(host('hangup'), 'hangup-00001', 502), 1)
+  t.equal(count(host('slow'), 'slow-00001', 504, 'request-timeout'), 1, "the handshake the pod never answered: the gateway's 504")
+  t.equal(count(host('hangup'), 'hangup-00001', 502, 'upstream-reset'), 1)
 })
 
 t.test('an upgrade still held when the gateway stops waiting (end of a drain) gets 503 draining', async (t) => {

@@ -40,7 +40,7 @@ export interface AdmitContext {
   }
   readonly limits: AdmitLimits
   readonly demand: DemandSink | undefined
-  readonly metrics: { coldStart(backend: BackendSpec, ms: number): void; retried(backend: BackendSpec): void }
+  readonly metrics: { coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void; retried(backend: BackendSpec): void }
   /** The snapshot now: a held request whose backend left is resolved again against it. */
   current(): Snapshot
   /** The client has its answer (a request's response, an upgrade's handshake): count it. */
@@ -164,7 +164,7 @@ export abstract class Admission implements Waiter, TimedState {
     if (this.coldStartMs < 0 && this.queuedAt > 0) {
       this.coldStartMs = performance.now() - this.queuedAt
       this.record.coldStartMs = this.coldStartMs
-      this.ctx.metrics.coldStart(this.backend, this.coldStartMs)
+      this.ctx.metrics.coldStart(this.backend, this.coldStartMs, this.waitedForScale)
     }
     this.granted(pod)
   }

@@ -21,7 +21,7 @@ export class RequestLog {
   }
 
   answered(r: RequestRecord): void {
-    this.metrics.request(r.host, r.backend, r.status, (performance.now() - r.startedAt) / 1000)
+    this.metrics.request(r.host, r.backend, r.status, (performance.now() - r.startedAt) / 1000, r.reason)
   }
 
   ended(r: RequestRecord): void {
@@ -30,7 +30,7 @@ export class RequestLog {
 
   /** The parser refused a connection's bytes before there was a request (no record). */
   unparsed(r: Refusal, remoteAddress: string | undefined): void {
-    this.metrics.request('', undefined, r.status, 0)
+    this.metrics.request('', undefined, r.status, 0, r.reason)
     this.access?.writeRefusal(r.status, r.reason, remoteAddress)
   }
 }

@@ -18,12 +18,14 @@ export interface GatewayProcess {
 }
 
 /**
- * Starts `command args` with the listener ports added (free ones), and waits until it is ready.
+ * Starts `command args` with the listener ports added (free ones; the admin port may be given, for
+ * something that must know it first), and waits until it is ready.
  * Stopped at the end of the test whatever happened: SIGINT, so that a gateway left running by a
  * failed test still stops its local revision processes.
  */
-export async function startGatewayProcess(t: Test, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<GatewayProcess> {
-  const [http, local, admin, https] = (await freePorts(4)) as [number, number, number, number]
+export async function startGatewayProcess(t: Test, command: string, args: string[], env: NodeJS.ProcessEnv, opts: { adminPort?: number } = {}): Promise<GatewayProcess> {
+  const [http, local, free, https] = (await freePorts(4)) as [number, number, number, number]
+  const admin = opts.adminPort ?? free
   const ports = ['--http-port', String(http), '--local-port', String(local), '--admin-port', String(admin), '--https-port', String(https)]
   const child: ChildProcess = spawn(command, [...args, ...ports], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
