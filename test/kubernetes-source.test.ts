@@ -305,6 +305,33 @@ t.test('API server down: the last snapshot keeps serving, health shows it, and c
   t.equal((await kubeDebug(gw)).healthy, true)
 })
 
+t.test('after an API server outage, an EndpointSlice change is served as soon as the server is back, not when the grown backoff ends', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  // A backoff as long as one grown over a long outage: 10-20 s before the first retry.
+  const gw = await startKubeGateway(t, env, [], { backoff: { initialMs: 20_000, maxMs: 60_000 }, probeMs: 100 })
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+
+  await env.api.setDown(true)
+  await waitFor('every informer waiting out its backoff', async () => Object.values((await kubeDebug(gw)).informers).every((i) => i.errors >= 1 && i.retryInMs !== undefined))
+  await waitFor('a probe found the server still away', async () => (await kubeDebug(gw)).serverReturn.probes >= 1)
+  const waiting = Object.values((await kubeDebug(gw)).informers)
+  // The earliest moment any informer would have retried on its own.
+  const ownRetry = Date.now() + Math.min(...waiting.map((i) => i.retryInMs!))
+  t.ok(ownRetry - Date.now() > 5000, 'the informers would wait seconds on their own')
+  apply(env.api, endpointSlice('svc-a', [{ name: 'http', port: b!.port }], [{ ip: '127.0.0.1' }], 'default', 'svc-a-slice'))
+  await env.api.setDown(false)
+
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  await waitFor('every informer healthy again', async () => (await kubeDebug(gw)).healthy)
+  t.ok(Date.now() < ownRetry, "served and reconnected before any informer's own backoff ended")
+  const dbg = await kubeDebug(gw)
+  t.ok(dbg.serverReturn.answered >= 1 && dbg.serverReturn.wakes >= 1, 'a probe saw the server back and woke the informers')
+  t.ok(dbg.serverReturn.probes > dbg.serverReturn.answered, 'the probes while it was down went unanswered')
+})
+
 t.test('--namespace scopes the informers to namespaced paths', async (t) => {
   const env = await startKubeEnv(t)
   const [a, b] = await backends(t, 'a', 'b')

@@ -49,6 +49,10 @@ export interface ResilientInformerOptions {
   watchdogMs?: number
   /** Called when synced/healthy change. */
   onStateChange?: () => void
+  /** Called after each failure, once the retry is scheduled; `unreachable`: no HTTP answer at all. */
+  onRetrying?: (unreachable: boolean) => void
+  /** Called when a list/watch works again after failing. */
+  onRecovered?: () => void
 }
 
 export interface InformerDescription {
@@ -94,6 +98,11 @@ function errorMessage(err: unknown): string {
   return String(err)
 }
 
+/** No HTTP answer at all (refused, reset, timed out): the API server itself is away, not this collection. */
+export function isUnreachable(err: unknown): boolean {
+  return (err as { statusCode?: number } | undefined)?.statusCode === undefined
+}
+
 function isUnsupportedSelector(err: unknown): boolean {
   const e = err as { statusCode?: number; message?: string } | undefined
   return e?.statusCode === 400 && /field ?(label|selector)/i.test(e.message ?? '')
@@ -113,6 +122,9 @@ export class ResilientInformer {
   private started = false
   private restartTimer: NodeJS.Timeout | undefined
   private restartAt: number | undefined
+  private restartMode: 'resume' | 'replace' = 'resume'
+  /** The last failure had no HTTP answer (see isUnreachable). */
+  private lastUnreachable = false
   private watchdogTimer: NodeJS.Timeout | undefined
   private attempts = 0
   private okSince = 0
@@ -184,6 +196,24 @@ export class ResilientInformer {
       lastError: this.lastError ? { message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : undefined,
       retryInMs: this.restartAt === undefined ? undefined : Math.max(0, this.restartAt - Date.now()),
     }
+  }
+
+  /** Waiting out a backoff because the API server could not be reached. */
+  get waitingForServer(): boolean {
+    return this.restartTimer !== undefined && this.lastUnreachable
+  }
+
+  /**
+   * The API server is back (another informer reached it, or a probe did): retry now instead of at
+   * the end of a backoff that grew while it was away, and start the next backoff from the beginning.
+   */
+  retryNow(): void {
+    if (this.stopped || !this.restartTimer || !this.lastUnreachable) return
+    clearTimeout(this.restartTimer)
+    this.restartTimer = undefined
+    this.restartAt = undefined
+    this.attempts = 0
+    this.restart(this.restartMode)
   }
 
   // ---------------------------------------------------------------- instances
@@ -295,6 +325,7 @@ export class ResilientInformer {
     if (this.healthy && now - this.okSince >= BACKOFF_RESET_MS) this.attempts = 0
     const wasHealthy = this.healthy
     this.healthy = false
+    this.lastUnreachable = isUnreachable(err)
     if (this.fieldSelector !== undefined && isUnsupportedSelector(err)) {
       this.opts.log.info({ informer: this.name, fieldSelector: this.fieldSelector }, 'the API server does not support this field selector; filtering client-side')
       this.fieldSelector = undefined
@@ -308,6 +339,7 @@ export class ResilientInformer {
       this.schedule(delay, 'resume')
     }
     if (wasHealthy) this.opts.onStateChange?.()
+    this.opts.onRetrying?.(this.lastUnreachable)
   }
 
   private nextDelay(): number {
@@ -320,16 +352,21 @@ export class ResilientInformer {
   private schedule(delayMs: number, mode: 'resume' | 'replace'): void {
     if (this.stopped || this.restartTimer) return
     this.restartAt = Date.now() + delayMs
+    this.restartMode = mode
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined
       this.restartAt = undefined
-      if (this.stopped) return
-      this.restarts++
-      // Resume: the same ListWatch continues from its last resourceVersion (or relists after a 410).
-      if (mode === 'resume' && this.current) this.run(this.current)
-      else this.replace()
+      this.restart(mode)
     }, delayMs)
     this.restartTimer.unref()
+  }
+
+  private restart(mode: 'resume' | 'replace'): void {
+    if (this.stopped) return
+    this.restarts++
+    // Resume: the same ListWatch continues from its last resourceVersion (or relists after a 410).
+    if (mode === 'resume' && this.current) this.run(this.current)
+    else this.replace()
   }
 
   private checkWatchdog(): void {
@@ -353,6 +390,7 @@ export class ResilientInformer {
     this.okSince = Date.now()
     if (this.errorCount > 0) this.opts.log.info({ informer: this.name }, 'list/watch recovered')
     this.opts.onStateChange?.()
+    if (this.errorCount > 0) this.opts.onRecovered?.()
   }
 
   private listed(): void {
