@@ -332,6 +332,31 @@ t.test('after an API server outage, an EndpointSlice change is served as soon as
   t.ok(dbg.serverReturn.probes > dbg.serverReturn.answered, 'the probes while it was down went unanswered')
 })
 
+t.test('a quiet watch asks for bookmarks and resumes from the last bookmark: no relist after history moved on', async (t) => {
+  // Watches end after 300 ms (the server's timeout), bookmarks every 50 ms, and only 5 events of history.
+  const env = await startKubeEnv(t, { bookmarkIntervalMs: 50, watchTimeoutMs: 300, historySize: 5 })
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  // Changes the KIngress watch does not carry: its own last event falls out of the server's history.
+  for (let i = 0; i < 8; i++) apply(env.api, service(`other-${i}`, [{ name: 'http', port: 80 }]))
+  const moved = Number(env.api.resourceVersion)
+  await waitFor('a KIngress watch resumed from a bookmark after the history moved on', () =>
+    env.api.requests.some((r) => r.watch && r.path === INGRESS_PATH && Number(r.query['resourceVersion']) >= moved && r.status === 200))
+  t.equal(listsOf(env.api, INGRESS_PATH), listsBefore, 'no relist: the resourceVersion came from a bookmark, not from the last KIngress')
+  const watches = env.api.requests.filter((r) => r.watch && r.path === INGRESS_PATH)
+  t.ok(watches.every((r) => r.query['allowWatchBookmarks'] === 'true'), 'every watch asks for bookmarks')
+  t.ok(watches.every((r) => Number(r.query['timeoutSeconds']) >= 1800 && Number(r.query['timeoutSeconds']) < 3600), 'and to stay open 30-60 minutes, as the server would choose')
+  t.ok(((await kubeDebug(gw)).informers['ingresses']?.bookmarks ?? 0) >= 1, 'bookmarks are counted in /debug/routes')
+
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  t.equal(listsOf(env.api, INGRESS_PATH), listsBefore, 'the change came over the resumed watch')
+})
+
 t.test('--namespace scopes the informers to namespaced paths', async (t) => {
   const env = await startKubeEnv(t)
   const [a, b] = await backends(t, 'a', 'b')

@@ -15,10 +15,11 @@
 // - never removes anything because the API server is unreachable: only a successful list or a DELETED
 //   event removes an object.
 import type { Logger } from 'pino'
-import { ListWatch, Watch } from '@kubernetes/client-node'
+import { ListWatch } from '@kubernetes/client-node'
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
 import type { KubeObject } from '../model/k8s.ts'
 import { listCollection } from './kube-list.ts'
+import { BookmarkWatch } from './bookmark-watch.ts'
 import { coded } from '../errors.ts'
 
 export interface InformerHandlers {
@@ -66,6 +67,7 @@ export interface InformerDescription {
   lastListAt: string | undefined
   restarts: number
   watchdogRestarts: number
+  bookmarks: number
   errors: number
   lastError: { message: string; at: string } | undefined
   retryInMs: number | undefined
@@ -139,6 +141,7 @@ export class ResilientInformer {
   private lastError: { message: string; at: number } | undefined
   private restarts = 0
   private watchdogRestarts = 0
+  private bookmarks = 0
   synced = false
   healthy = false
 
@@ -192,6 +195,7 @@ export class ResilientInformer {
       lastListAt: iso(this.lastListAt),
       restarts: this.restarts,
       watchdogRestarts: this.watchdogRestarts,
+      bookmarks: this.bookmarks,
       errors: this.errorCount,
       lastError: this.lastError ? { message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : undefined,
       retryInMs: this.restartAt === undefined ? undefined : Math.max(0, this.restartAt - Date.now()),
@@ -247,7 +251,14 @@ export class ResilientInformer {
       }))
       return list
     }
-    const inst: Instance = new ListWatch<KubernetesObject>(path, new Watch(kubeConfig), listFn, false, labelSelector, fieldSelector)
+    // A bookmark is a sign of life for the watchdog; ListWatch itself keeps its resourceVersion.
+    const watch = new BookmarkWatch(kubeConfig, () => {
+      if (live()) {
+        this.bookmarks++
+        this.touch()
+      }
+    })
+    const inst: Instance = new ListWatch<KubernetesObject>(path, watch, listFn, false, labelSelector, fieldSelector)
     const upsert = (obj: KubernetesObject): void => {
       if (!live()) return this.kill(inst)
       this.known.add(keyOfObj(obj))
