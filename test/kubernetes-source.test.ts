@@ -4,6 +4,8 @@
 import t from 'tap'
 import { CLASS, endpointSlice, get, kingress, revision, revisionPods, service, servedSplits, serviceFor, simpleIngress, startBackend, waitFor } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
+import { pino } from 'pino'
+import { ResilientInformer } from '../src/sources/informer.ts'
 import { apply, del, kubeDebug, readyz, startKubeEnv, startKubeGateway, waitReady, waitServed, who } from './helpers/kube.ts'
 
 const INGRESS_PATH = '/apis/networking.internal.knative.dev/v1alpha1/ingresses'
@@ -355,6 +357,51 @@ t.test('a quiet watch asks for bookmarks and resumes from the last bookmark: no 
   apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
   await waitServed(gw.ports.http, 'hello.example.com', 'b')
   t.equal(listsOf(env.api, INGRESS_PATH), listsBefore, 'the change came over the resumed watch')
+})
+
+/** An informer on the KIngresses of `env`, logging into `lines` (one parsed object per line). */
+function loggedInformer(t: { teardown(fn: () => unknown): void }, env: { api: { kubeConfig(): import('@kubernetes/client-node').KubeConfig } }, forbiddenGraceMs: number) {
+  const lines: Array<{ level: number; msg: string; hint?: string }> = []
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const inf = new ResilientInformer({
+    name: 'ingresses', kubeConfig: env.api.kubeConfig(), path: INGRESS_PATH, log, forbiddenGraceMs,
+    backoff: { initialMs: 10, maxMs: 40 }, handlers: { upsert: () => {}, remove: () => {} },
+  })
+  t.teardown(() => inf.stop())
+  // What an operator sees at the default level: warn and above.
+  return { inf, lines, said: (code: string) => lines.filter((l) => l.level >= 40 && l.msg.startsWith(code)) }
+}
+
+const refuseIngressLists = (method: string, path: string, q: URLSearchParams) => method === 'GET' && path === INGRESS_PATH && q.get('watch') !== 'true'
+
+t.test('403s while an API server starts are logged as possibly transient, not as an RBAC misconfiguration', async (t) => {
+  const env = await startKubeEnv(t)
+  env.api.failNext(5, { code: 403, reason: 'Forbidden', message: 'ingresses is forbidden: RBAC: not yet synced', match: refuseIngressLists })
+  const { inf, lines, said } = loggedInformer(t, env, 60_000)
+  await inf.start()
+  t.equal(inf.describe().errors, 5, 'five refusals, then the list worked')
+  const refused = said('EDGE_ERR_KUBE_WATCH')
+  t.equal(refused.length, 1, 'one warning for the run of refusals')
+  t.equal(lines.filter((l) => l.level === 20 && l.msg.startsWith('EDGE_ERR_KUBE_WATCH')).length, 4, 'the other four at debug')
+  t.match(refused[0]?.hint, /may be transient/, 'which says it may be transient')
+  t.equal(refused[0]?.level, 40, 'at warn level')
+  t.same(said('EDGE_ERR_KUBE_RBAC'), [], 'not reported as RBAC')
+})
+
+t.test('403s that persist past the grace period are reported once as an RBAC misconfiguration', async (t) => {
+  const env = await startKubeEnv(t)
+  env.api.failNext(1_000_000, { code: 403, reason: 'Forbidden', message: 'ingresses is forbidden', match: refuseIngressLists })
+  const { inf, said } = loggedInformer(t, env, 300)
+  void inf.start()
+  await waitFor('reported as RBAC', () => said('EDGE_ERR_KUBE_RBAC').length === 1)
+  const errorsThen = inf.describe().errors
+  await waitFor('several more refusals', () => inf.describe().errors >= errorsThen + 5)
+  t.equal(said('EDGE_ERR_KUBE_RBAC').length, 1, 'reported once, not on every retry')
+  t.match(said('EDGE_ERR_KUBE_RBAC')[0], { level: 50, hint: /list and watch on \/apis\/networking.internal.knative.dev\/v1alpha1\/ingresses/ })
+  t.equal(said('EDGE_ERR_KUBE_WATCH').length, 1, 'the first refusal was the possibly-transient warning')
+  env.api.clearFaults()
+  await inf.whenSynced()
+  t.ok(inf.healthy, 'recovers once allowed')
 })
 
 t.test('--namespace scopes the informers to namespaced paths', async (t) => {

@@ -48,6 +48,8 @@ export interface ResilientInformerOptions {
   backoff?: BackoffOptions
   /** Replace the watch when nothing (event or connect) was seen for this long. */
   watchdogMs?: number
+  /** 401/403 for this long in a row is an RBAC misconfiguration; shorter, it may be a server starting up. */
+  forbiddenGraceMs?: number
   /** Called when synced/healthy change. */
   onStateChange?: () => void
   /** Called after each failure, once the retry is scheduled; `unreachable`: no HTTP answer at all. */
@@ -75,6 +77,11 @@ export interface InformerDescription {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 30_000 }
 export const DEFAULT_WATCHDOG_MS = 5 * 60_000
+/**
+ * A kube-apiserver that has just started answers 403 until its RBAC informers have synced (seconds);
+ * only refusals that outlast this are reported as the gateway's RBAC being wrong.
+ */
+export const DEFAULT_FORBIDDEN_GRACE_MS = 30_000
 /** A healthy stretch this long resets the backoff; shorter ones keep growing it (a flapping watch). */
 const BACKOFF_RESET_MS = 10_000
 /** Longer than client-node's watch request timeout (30 s), after which a dead instance has no request left. */
@@ -127,6 +134,9 @@ export class ResilientInformer {
   private restartMode: 'resume' | 'replace' = 'resume'
   /** The last failure had no HTTP answer (see isUnreachable). */
   private lastUnreachable = false
+  /** When the current run of 401/403 answers began, and whether it was reported as RBAC. */
+  private forbiddenSince: number | undefined
+  private forbiddenReported = false
   private watchdogTimer: NodeJS.Timeout | undefined
   private attempts = 0
   private okSince = 0
@@ -343,14 +353,46 @@ export class ResilientInformer {
       this.schedule(0, 'replace')
     } else {
       const delay = this.nextDelay()
-      const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
       const status = (err as { statusCode?: number } | undefined)?.statusCode
-      const hint = status === 401 || status === 403 ? `the gateway's credentials need list and watch on ${this.opts.path} (RBAC)` : undefined
-      log({ informer: this.name, err: this.lastError.message, hint, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', 'list/watch failed; retrying (the last known objects stay in service)'))
+      if (status === 401 || status === 403) this.logForbidden(now, delay, wasHealthy)
+      else {
+        this.forbiddenSince = undefined
+        const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
+        log({ informer: this.name, err: this.lastError.message, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', 'list/watch failed; retrying (the last known objects stay in service)'))
+      }
       this.schedule(delay, 'resume')
     }
     if (wasHealthy) this.opts.onStateChange?.()
     this.opts.onRetrying?.(this.lastUnreachable)
+  }
+
+  /**
+   * A refusal is first reported as possibly transient (a server starting up refuses until its RBAC
+   * caches are filled); once refusals have lasted the grace period, once, as RBAC misconfiguration.
+   */
+  private logForbidden(now: number, retryInMs: number, wasHealthy: boolean): void {
+    const graceMs = this.opts.forbiddenGraceMs ?? DEFAULT_FORBIDDEN_GRACE_MS
+    const first = this.forbiddenSince === undefined
+    if (first) {
+      this.forbiddenSince = now
+      this.forbiddenReported = false
+    }
+    const lastedMs = now - this.forbiddenSince!
+    const fields = { informer: this.name, err: this.lastError?.message, retryInMs }
+    if (lastedMs >= graceMs) {
+      if (this.forbiddenReported) return this.opts.log.debug(fields, 'list/watch still refused')
+      this.forbiddenReported = true
+      this.opts.log.error(
+        { ...fields, refusedForMs: lastedMs, hint: `the gateway's credentials need list and watch on ${this.opts.path}: check the chart's ClusterRole/Role and their bindings (RBAC)` },
+        coded('EDGE_ERR_KUBE_RBAC', 'list/watch refused for too long: RBAC misconfiguration; retrying'),
+      )
+      return
+    }
+    const log = first || wasHealthy ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
+    log(
+      { ...fields, hint: `may be transient: an API server that has just started refuses requests until its RBAC caches are loaded; reported as RBAC misconfiguration if it lasts ${Math.round(graceMs / 1000)} s` },
+      coded('EDGE_ERR_KUBE_WATCH', 'list/watch refused (HTTP 401/403); retrying'),
+    )
   }
 
   private nextDelay(): number {
@@ -396,6 +438,7 @@ export class ResilientInformer {
   }
 
   private markHealthy(): void {
+    this.forbiddenSince = undefined
     if (this.healthy) return
     this.healthy = true
     this.okSince = Date.now()

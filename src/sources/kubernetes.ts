@@ -32,10 +32,12 @@ export interface KubernetesSourceOptions {
   watchdogMs?: number
   /** While the API server is unreachable, how often to check whether it is back (default 1 s). */
   probeMs?: number
+  /** See ResilientInformerOptions.forbiddenGraceMs (default 30 s). */
+  forbiddenGraceMs?: number
 }
 
 /** Tuning knobs a caller (tests, mostly) may override. */
-export type KubernetesSourceTuning = Pick<KubernetesSourceOptions, 'backoff' | 'watchdogMs' | 'probeMs'>
+export type KubernetesSourceTuning = Pick<KubernetesSourceOptions, 'backoff' | 'watchdogMs' | 'probeMs' | 'forbiddenGraceMs'>
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 
@@ -76,6 +78,7 @@ export class KubernetesSource {
             log: opts.log,
             backoff: opts.backoff,
             watchdogMs: opts.watchdogMs,
+            forbiddenGraceMs: opts.forbiddenGraceMs,
             onStateChange: () => this.stateChanged(),
             onRetrying: (unreachable) => this.serverReturn.informerRetrying(unreachable),
             onRecovered: () => this.serverReturn.informerRecovered(),
