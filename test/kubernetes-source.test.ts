@@ -404,6 +404,33 @@ t.test('403s that persist past the grace period are reported once as an RBAC mis
   t.ok(inf.healthy, 'recovers once allowed')
 })
 
+t.test('/debug/routes explains a backend with no endpoints: an error for a Service, a state for a revision at zero', async (t) => {
+  const env = await startKubeEnv(t)
+  apply(env.api, service('empty', [{ name: 'http', port: 80 }]), simpleIngress('bare', ['bare.example.com'], [['empty', 100]]))
+  apply(env.api, revision('idle-00001'), {
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Route',
+    metadata: { name: 'idle', namespace: 'default' },
+    spec: { traffic: [{ revisionName: 'idle-00001', percent: 100 }] },
+    status: { url: 'http://idle.default.example.com', traffic: [{ revisionName: 'idle-00001', percent: 100 }] },
+  })
+  const gw = await startKubeGateway(t, env, ['--watch-serving'])
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'bare.example.com'), '503 no-backend')
+  const splitsOf = async (host: string) => {
+    const r = (await get(gw.ports.admin, 'localhost', '/debug/routes')).json<{ hosts: Array<{ host: string; paths: Array<{ splits: Array<{ problem?: string; endpoints: unknown[] }> }> }> }>()
+    return r.hosts.find((h) => h.host === host)?.paths.flatMap((p) => p.splits) ?? []
+  }
+  t.match(await splitsOf('bare.example.com'), [{ problem: 'Service default/empty has no ready endpoints', endpoints: [] }], 'the 503 no-backend is explained')
+  t.match(await splitsOf('idle.default.example.com'), [{ problem: 'revision default/idle-00001 has no ready pods (scaled to zero: the first request starts it)' }], 'a revision at zero is described as a state')
+
+  // Once the Service has an endpoint, no problem is shown.
+  const [a] = await backends(t, 'a')
+  apply(env.api, endpointSlice('empty', [{ name: 'http', port: a!.port }], [{ ip: '127.0.0.1' }], 'default', 'empty-slice'))
+  await waitServed(gw.ports.http, 'bare.example.com', 'a')
+  t.equal((await splitsOf('bare.example.com'))[0]?.problem, undefined, 'no problem with a ready endpoint')
+})
+
 t.test('--namespace scopes the informers to namespaced paths', async (t) => {
   const env = await startKubeEnv(t)
   const [a, b] = await backends(t, 'a', 'b')
