@@ -75,6 +75,7 @@ export type ErrorCode =
   | 'EDGE_ERR_KUBECONFIG'
   | 'EDGE_ERR_KUBE_WATCH'
   | 'EDGE_ERR_KUBE_WATCH_STALLED'
+  | 'EDGE_ERR_KUBE_RBAC'
   | 'EDGE_ERR_KUBE_UNHEALTHY'
   // ---- The local runner (files mode): revisions it cannot run, or not as written ----
   | 'EDGE_ERR_NO_RUNTIME'

@@ -4,6 +4,8 @@
 import t from 'tap'
 import { CLASS, endpointSlice, get, kingress, revision, revisionPods, service, servedSplits, serviceFor, simpleIngress, startBackend, waitFor } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
+import { pino } from 'pino'
+import { ResilientInformer } from '../src/sources/informer.ts'
 import { apply, del, kubeDebug, readyz, startKubeEnv, startKubeGateway, waitReady, waitServed, who } from './helpers/kube.ts'
 
 const INGRESS_PATH = '/apis/networking.internal.knative.dev/v1alpha1/ingresses'
@@ -303,6 +305,130 @@ t.test('API server down: the last snapshot keeps serving, health shows it, and c
   await waitFor('source back up', async () => (await sourceUp()) === '1')
   t.equal(gw.kube, kube, 'same source, no restart')
   t.equal((await kubeDebug(gw)).healthy, true)
+})
+
+t.test('after an API server outage, an EndpointSlice change is served as soon as the server is back, not when the grown backoff ends', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  // A backoff as long as one grown over a long outage: 10-20 s before the first retry.
+  const gw = await startKubeGateway(t, env, [], { backoff: { initialMs: 20_000, maxMs: 60_000 }, probeMs: 100 })
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+
+  await env.api.setDown(true)
+  await waitFor('every informer waiting out its backoff', async () => Object.values((await kubeDebug(gw)).informers).every((i) => i.errors >= 1 && i.retryInMs !== undefined))
+  await waitFor('a probe found the server still away', async () => (await kubeDebug(gw)).serverReturn.probes >= 1)
+  const waiting = Object.values((await kubeDebug(gw)).informers)
+  // The earliest moment any informer would have retried on its own.
+  const ownRetry = Date.now() + Math.min(...waiting.map((i) => i.retryInMs!))
+  t.ok(ownRetry - Date.now() > 5000, 'the informers would wait seconds on their own')
+  apply(env.api, endpointSlice('svc-a', [{ name: 'http', port: b!.port }], [{ ip: '127.0.0.1' }], 'default', 'svc-a-slice'))
+  await env.api.setDown(false)
+
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  await waitFor('every informer healthy again', async () => (await kubeDebug(gw)).healthy)
+  t.ok(Date.now() < ownRetry, "served and reconnected before any informer's own backoff ended")
+  const dbg = await kubeDebug(gw)
+  t.ok(dbg.serverReturn.answered >= 1 && dbg.serverReturn.wakes >= 1, 'a probe saw the server back and woke the informers')
+  t.ok(dbg.serverReturn.probes > dbg.serverReturn.answered, 'the probes while it was down went unanswered')
+})
+
+t.test('a quiet watch asks for bookmarks and resumes from the last bookmark: no relist after history moved on', async (t) => {
+  // Watches end after 300 ms (the server's timeout), bookmarks every 50 ms, and only 5 events of history.
+  const env = await startKubeEnv(t, { bookmarkIntervalMs: 50, watchTimeoutMs: 300, historySize: 5 })
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  // Changes the KIngress watch does not carry: its own last event falls out of the server's history.
+  for (let i = 0; i < 8; i++) apply(env.api, service(`other-${i}`, [{ name: 'http', port: 80 }]))
+  const moved = Number(env.api.resourceVersion)
+  await waitFor('a KIngress watch resumed from a bookmark after the history moved on', () =>
+    env.api.requests.some((r) => r.watch && r.path === INGRESS_PATH && Number(r.query['resourceVersion']) >= moved && r.status === 200))
+  t.equal(listsOf(env.api, INGRESS_PATH), listsBefore, 'no relist: the resourceVersion came from a bookmark, not from the last KIngress')
+  const watches = env.api.requests.filter((r) => r.watch && r.path === INGRESS_PATH)
+  t.ok(watches.every((r) => r.query['allowWatchBookmarks'] === 'true'), 'every watch asks for bookmarks')
+  t.ok(watches.every((r) => Number(r.query['timeoutSeconds']) >= 1800 && Number(r.query['timeoutSeconds']) < 3600), 'and to stay open 30-60 minutes, as the server would choose')
+  t.ok(((await kubeDebug(gw)).informers['ingresses']?.bookmarks ?? 0) >= 1, 'bookmarks are counted in /debug/routes')
+
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  t.equal(listsOf(env.api, INGRESS_PATH), listsBefore, 'the change came over the resumed watch')
+})
+
+/** An informer on the KIngresses of `env`, logging into `lines` (one parsed object per line). */
+function loggedInformer(t: { teardown(fn: () => unknown): void }, env: { api: { kubeConfig(): import('@kubernetes/client-node').KubeConfig } }, forbiddenGraceMs: number) {
+  const lines: Array<{ level: number; msg: string; hint?: string }> = []
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const inf = new ResilientInformer({
+    name: 'ingresses', kubeConfig: env.api.kubeConfig(), path: INGRESS_PATH, log, forbiddenGraceMs,
+    backoff: { initialMs: 10, maxMs: 40 }, handlers: { upsert: () => {}, remove: () => {} },
+  })
+  t.teardown(() => inf.stop())
+  // What an operator sees at the default level: warn and above.
+  return { inf, lines, said: (code: string) => lines.filter((l) => l.level >= 40 && l.msg.startsWith(code)) }
+}
+
+const refuseIngressLists = (method: string, path: string, q: URLSearchParams) => method === 'GET' && path === INGRESS_PATH && q.get('watch') !== 'true'
+
+t.test('403s while an API server starts are logged as possibly transient, not as an RBAC misconfiguration', async (t) => {
+  const env = await startKubeEnv(t)
+  env.api.failNext(5, { code: 403, reason: 'Forbidden', message: 'ingresses is forbidden: RBAC: not yet synced', match: refuseIngressLists })
+  const { inf, lines, said } = loggedInformer(t, env, 60_000)
+  await inf.start()
+  t.equal(inf.describe().errors, 5, 'five refusals, then the list worked')
+  const refused = said('EDGE_ERR_KUBE_WATCH')
+  t.equal(refused.length, 1, 'one warning for the run of refusals')
+  t.equal(lines.filter((l) => l.level === 20 && l.msg.startsWith('EDGE_ERR_KUBE_WATCH')).length, 4, 'the other four at debug')
+  t.match(refused[0]?.hint, /may be transient/, 'which says it may be transient')
+  t.equal(refused[0]?.level, 40, 'at warn level')
+  t.same(said('EDGE_ERR_KUBE_RBAC'), [], 'not reported as RBAC')
+})
+
+t.test('403s that persist past the grace period are reported once as an RBAC misconfiguration', async (t) => {
+  const env = await startKubeEnv(t)
+  env.api.failNext(1_000_000, { code: 403, reason: 'Forbidden', message: 'ingresses is forbidden', match: refuseIngressLists })
+  const { inf, said } = loggedInformer(t, env, 300)
+  void inf.start()
+  await waitFor('reported as RBAC', () => said('EDGE_ERR_KUBE_RBAC').length === 1)
+  const errorsThen = inf.describe().errors
+  await waitFor('several more refusals', () => inf.describe().errors >= errorsThen + 5)
+  t.equal(said('EDGE_ERR_KUBE_RBAC').length, 1, 'reported once, not on every retry')
+  t.match(said('EDGE_ERR_KUBE_RBAC')[0], { level: 50, hint: /list and watch on \/apis\/networking.internal.knative.dev\/v1alpha1\/ingresses/ })
+  t.equal(said('EDGE_ERR_KUBE_WATCH').length, 1, 'the first refusal was the possibly-transient warning')
+  env.api.clearFaults()
+  await inf.whenSynced()
+  t.ok(inf.healthy, 'recovers once allowed')
+})
+
+t.test('/debug/routes explains a backend with no endpoints: an error for a Service, a state for a revision at zero', async (t) => {
+  const env = await startKubeEnv(t)
+  apply(env.api, service('empty', [{ name: 'http', port: 80 }]), simpleIngress('bare', ['bare.example.com'], [['empty', 100]]))
+  apply(env.api, revision('idle-00001'), {
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Route',
+    metadata: { name: 'idle', namespace: 'default' },
+    spec: { traffic: [{ revisionName: 'idle-00001', percent: 100 }] },
+    status: { url: 'http://idle.default.example.com', traffic: [{ revisionName: 'idle-00001', percent: 100 }] },
+  })
+  const gw = await startKubeGateway(t, env, ['--watch-serving'])
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'bare.example.com'), '503 no-backend')
+  const splitsOf = async (host: string) => {
+    const r = (await get(gw.ports.admin, 'localhost', '/debug/routes')).json<{ hosts: Array<{ host: string; paths: Array<{ splits: Array<{ problem?: string; endpoints: unknown[] }> }> }> }>()
+    return r.hosts.find((h) => h.host === host)?.paths.flatMap((p) => p.splits) ?? []
+  }
+  t.match(await splitsOf('bare.example.com'), [{ problem: 'Service default/empty has no ready endpoints', endpoints: [] }], 'the 503 no-backend is explained')
+  t.match(await splitsOf('idle.default.example.com'), [{ problem: 'revision default/idle-00001 has no ready pods (scaled to zero: the first request starts it)' }], 'a revision at zero is described as a state')
+
+  // Once the Service has an endpoint, no problem is shown.
+  const [a] = await backends(t, 'a')
+  apply(env.api, endpointSlice('empty', [{ name: 'http', port: a!.port }], [{ ip: '127.0.0.1' }], 'default', 'empty-slice'))
+  await waitServed(gw.ports.http, 'bare.example.com', 'a')
+  t.equal((await splitsOf('bare.example.com'))[0]?.problem, undefined, 'no problem with a ready endpoint')
 })
 
 t.test('--namespace scopes the informers to namespaced paths', async (t) => {

@@ -230,6 +230,9 @@ t.test('status writer against the fake apiserver with two real gateway replicas'
     t.ok(writes.length >= 1)
     t.ok(writes.every((w) => w.contentType === 'application/merge-patch+json'), 'merge patches on /status')
     t.equal(server.writes('/ingresses/hello').length, writes.length, 'nothing but /status is written')
+    const all = server.writes()
+    t.ok(all.some((w) => w.path.endsWith('/leases') && w.method === 'POST'), 'the Lease was created')
+    t.same(all.filter((w) => w.query['fieldManager'] !== 'edge-gateway').map((w) => `${w.method} ${w.path}`), [], "every write (status patch, Lease) names the field manager 'edge-gateway'")
     const probes = writer.describe().probes as { ingresses: Array<{ key: string; hash: string; targets: Array<{ replica: string; ok: boolean }> }> }
     const entry = probes.ingresses.find((i) => i.key === 'default/hello')
     t.equal(entry?.hash, ingressHash('default', 'hello', v1.spec as never), 'probed for the hash of the stored spec')
@@ -451,6 +454,9 @@ t.test('leader election: exactly one writer writes; fail-over on stop and on par
     t.notOk(follower.writer.isLeader)
     t.ok(c.writer.isLeader)
     t.equal(lease()?.holderIdentity, 'pod-c')
+    const leaseWrites = server.writes('/leases')
+    t.ok(leaseWrites.filter((w) => w.method === 'PUT').length >= 3, 'renewals, a release and take-overs were written')
+    t.same(server.writes().filter((w) => w.query['fieldManager'] !== 'edge-gateway').map((w) => `${w.method} ${w.path}`), [], "every write (Lease and status) names the field manager 'edge-gateway'")
   })
 })
 

@@ -6,7 +6,7 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { GatewayMetrics } from '../metrics.ts'
-import type { Snapshot } from '../model/snapshot.ts'
+import type { BackendSpec, Snapshot } from '../model/snapshot.ts'
 import type { Throttler } from '../activator/throttler.ts'
 import type { ColdStartView } from './cold-starts.ts'
 
@@ -63,6 +63,16 @@ export async function startAdmin(
   return { app, port: (app.server.address() as AddressInfo).port, close: () => app.close() }
 }
 
+/**
+ * Why a backend with nothing to send to answers as it does. For a plain Service it explains a 503
+ * `no-backend`; for a revision it is its normal state at zero (the request is held, not refused).
+ */
+function noEndpointsState(b: BackendSpec): string | undefined {
+  if (b.kind !== 'pods' || b.endpoints.length > 0) return undefined
+  if (b.revision) return `revision ${b.revision.key} has no ready pods (scaled to zero: the first request starts it)`
+  return `Service ${b.namespace}/${b.serviceName} has no ready endpoints`
+}
+
 /** The routing table as JSON: host → rule → splits → endpoints, plus problems. Never Secret data. */
 export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Record<string, unknown>, podInFlight?: (address: string) => number): unknown {
   const hosts = [...snap.localHosts.values()]
@@ -92,7 +102,7 @@ export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Recor
             revision: b.revision?.key,
             containerConcurrency: b.revision?.containerConcurrency,
             external: b.externalHost ? `${b.externalHost}:${b.externalPort}` : undefined,
-            problem: b.problem,
+            problem: b.problem ?? noEndpointsState(b),
             setHeaders: s.setHeaders.length ? Object.fromEntries(s.setHeaders.map((x) => [x.name, x.value])) : undefined,
             queued: t?.queued,
             lastColdStart: b.revision ? plane.lastColdStart?.(b.revision.key) : undefined,

@@ -15,10 +15,11 @@
 // - never removes anything because the API server is unreachable: only a successful list or a DELETED
 //   event removes an object.
 import type { Logger } from 'pino'
-import { ListWatch, Watch } from '@kubernetes/client-node'
+import { ListWatch } from '@kubernetes/client-node'
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
 import type { KubeObject } from '../model/k8s.ts'
 import { listCollection } from './kube-list.ts'
+import { BookmarkWatch } from './bookmark-watch.ts'
 import { coded } from '../errors.ts'
 
 export interface InformerHandlers {
@@ -47,8 +48,14 @@ export interface ResilientInformerOptions {
   backoff?: BackoffOptions
   /** Replace the watch when nothing (event or connect) was seen for this long. */
   watchdogMs?: number
+  /** 401/403 for this long in a row is an RBAC misconfiguration; shorter, it may be a server starting up. */
+  forbiddenGraceMs?: number
   /** Called when synced/healthy change. */
   onStateChange?: () => void
+  /** Called after each failure, once the retry is scheduled; `unreachable`: no HTTP answer at all. */
+  onRetrying?: (unreachable: boolean) => void
+  /** Called when a list/watch works again after failing. */
+  onRecovered?: () => void
 }
 
 export interface InformerDescription {
@@ -62,6 +69,7 @@ export interface InformerDescription {
   lastListAt: string | undefined
   restarts: number
   watchdogRestarts: number
+  bookmarks: number
   errors: number
   lastError: { message: string; at: string } | undefined
   retryInMs: number | undefined
@@ -69,6 +77,11 @@ export interface InformerDescription {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 30_000 }
 export const DEFAULT_WATCHDOG_MS = 5 * 60_000
+/**
+ * A kube-apiserver that has just started answers 403 until its RBAC informers have synced (seconds);
+ * only refusals that outlast this are reported as the gateway's RBAC being wrong.
+ */
+export const DEFAULT_FORBIDDEN_GRACE_MS = 30_000
 /** A healthy stretch this long resets the backoff; shorter ones keep growing it (a flapping watch). */
 const BACKOFF_RESET_MS = 10_000
 /** Longer than client-node's watch request timeout (30 s), after which a dead instance has no request left. */
@@ -94,6 +107,11 @@ function errorMessage(err: unknown): string {
   return String(err)
 }
 
+/** No HTTP answer at all (refused, reset, timed out): the API server itself is away, not this collection. */
+export function isUnreachable(err: unknown): boolean {
+  return (err as { statusCode?: number } | undefined)?.statusCode === undefined
+}
+
 function isUnsupportedSelector(err: unknown): boolean {
   const e = err as { statusCode?: number; message?: string } | undefined
   return e?.statusCode === 400 && /field ?(label|selector)/i.test(e.message ?? '')
@@ -113,6 +131,12 @@ export class ResilientInformer {
   private started = false
   private restartTimer: NodeJS.Timeout | undefined
   private restartAt: number | undefined
+  private restartMode: 'resume' | 'replace' = 'resume'
+  /** The last failure had no HTTP answer (see isUnreachable). */
+  private lastUnreachable = false
+  /** When the current run of 401/403 answers began, and whether it was reported as RBAC. */
+  private forbiddenSince: number | undefined
+  private forbiddenReported = false
   private watchdogTimer: NodeJS.Timeout | undefined
   private attempts = 0
   private okSince = 0
@@ -127,6 +151,7 @@ export class ResilientInformer {
   private lastError: { message: string; at: number } | undefined
   private restarts = 0
   private watchdogRestarts = 0
+  private bookmarks = 0
   synced = false
   healthy = false
 
@@ -180,10 +205,29 @@ export class ResilientInformer {
       lastListAt: iso(this.lastListAt),
       restarts: this.restarts,
       watchdogRestarts: this.watchdogRestarts,
+      bookmarks: this.bookmarks,
       errors: this.errorCount,
       lastError: this.lastError ? { message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : undefined,
       retryInMs: this.restartAt === undefined ? undefined : Math.max(0, this.restartAt - Date.now()),
     }
+  }
+
+  /** Waiting out a backoff because the API server could not be reached. */
+  get waitingForServer(): boolean {
+    return this.restartTimer !== undefined && this.lastUnreachable
+  }
+
+  /**
+   * The API server is back (another informer reached it, or a probe did): retry now instead of at
+   * the end of a backoff that grew while it was away, and start the next backoff from the beginning.
+   */
+  retryNow(): void {
+    if (this.stopped || !this.restartTimer || !this.lastUnreachable) return
+    clearTimeout(this.restartTimer)
+    this.restartTimer = undefined
+    this.restartAt = undefined
+    this.attempts = 0
+    this.restart(this.restartMode)
   }
 
   // ---------------------------------------------------------------- instances
@@ -217,7 +261,14 @@ export class ResilientInformer {
       }))
       return list
     }
-    const inst: Instance = new ListWatch<KubernetesObject>(path, new Watch(kubeConfig), listFn, false, labelSelector, fieldSelector)
+    // A bookmark is a sign of life for the watchdog; ListWatch itself keeps its resourceVersion.
+    const watch = new BookmarkWatch(kubeConfig, () => {
+      if (live()) {
+        this.bookmarks++
+        this.touch()
+      }
+    })
+    const inst: Instance = new ListWatch<KubernetesObject>(path, watch, listFn, false, labelSelector, fieldSelector)
     const upsert = (obj: KubernetesObject): void => {
       if (!live()) return this.kill(inst)
       this.known.add(keyOfObj(obj))
@@ -295,19 +346,53 @@ export class ResilientInformer {
     if (this.healthy && now - this.okSince >= BACKOFF_RESET_MS) this.attempts = 0
     const wasHealthy = this.healthy
     this.healthy = false
+    this.lastUnreachable = isUnreachable(err)
     if (this.fieldSelector !== undefined && isUnsupportedSelector(err)) {
       this.opts.log.info({ informer: this.name, fieldSelector: this.fieldSelector }, 'the API server does not support this field selector; filtering client-side')
       this.fieldSelector = undefined
       this.schedule(0, 'replace')
     } else {
       const delay = this.nextDelay()
-      const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
       const status = (err as { statusCode?: number } | undefined)?.statusCode
-      const hint = status === 401 || status === 403 ? `the gateway's credentials need list and watch on ${this.opts.path} (RBAC)` : undefined
-      log({ informer: this.name, err: this.lastError.message, hint, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', 'list/watch failed; retrying (the last known objects stay in service)'))
+      if (status === 401 || status === 403) this.logForbidden(now, delay, wasHealthy)
+      else {
+        this.forbiddenSince = undefined
+        const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
+        log({ informer: this.name, err: this.lastError.message, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', 'list/watch failed; retrying (the last known objects stay in service)'))
+      }
       this.schedule(delay, 'resume')
     }
     if (wasHealthy) this.opts.onStateChange?.()
+    this.opts.onRetrying?.(this.lastUnreachable)
+  }
+
+  /**
+   * A refusal is first reported as possibly transient (a server starting up refuses until its RBAC
+   * caches are filled); once refusals have lasted the grace period, once, as RBAC misconfiguration.
+   */
+  private logForbidden(now: number, retryInMs: number, wasHealthy: boolean): void {
+    const graceMs = this.opts.forbiddenGraceMs ?? DEFAULT_FORBIDDEN_GRACE_MS
+    const first = this.forbiddenSince === undefined
+    if (first) {
+      this.forbiddenSince = now
+      this.forbiddenReported = false
+    }
+    const lastedMs = now - this.forbiddenSince!
+    const fields = { informer: this.name, err: this.lastError?.message, retryInMs }
+    if (lastedMs >= graceMs) {
+      if (this.forbiddenReported) return this.opts.log.debug(fields, 'list/watch still refused')
+      this.forbiddenReported = true
+      this.opts.log.error(
+        { ...fields, refusedForMs: lastedMs, hint: `the gateway's credentials need list and watch on ${this.opts.path}: check the chart's ClusterRole/Role and their bindings (RBAC)` },
+        coded('EDGE_ERR_KUBE_RBAC', 'list/watch refused for too long: RBAC misconfiguration; retrying'),
+      )
+      return
+    }
+    const log = first || wasHealthy ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
+    log(
+      { ...fields, hint: `may be transient: an API server that has just started refuses requests until its RBAC caches are loaded; reported as RBAC misconfiguration if it lasts ${Math.round(graceMs / 1000)} s` },
+      coded('EDGE_ERR_KUBE_WATCH', 'list/watch refused (HTTP 401/403); retrying'),
+    )
   }
 
   private nextDelay(): number {
@@ -320,16 +405,21 @@ export class ResilientInformer {
   private schedule(delayMs: number, mode: 'resume' | 'replace'): void {
     if (this.stopped || this.restartTimer) return
     this.restartAt = Date.now() + delayMs
+    this.restartMode = mode
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined
       this.restartAt = undefined
-      if (this.stopped) return
-      this.restarts++
-      // Resume: the same ListWatch continues from its last resourceVersion (or relists after a 410).
-      if (mode === 'resume' && this.current) this.run(this.current)
-      else this.replace()
+      this.restart(mode)
     }, delayMs)
     this.restartTimer.unref()
+  }
+
+  private restart(mode: 'resume' | 'replace'): void {
+    if (this.stopped) return
+    this.restarts++
+    // Resume: the same ListWatch continues from its last resourceVersion (or relists after a 410).
+    if (mode === 'resume' && this.current) this.run(this.current)
+    else this.replace()
   }
 
   private checkWatchdog(): void {
@@ -348,11 +438,13 @@ export class ResilientInformer {
   }
 
   private markHealthy(): void {
+    this.forbiddenSince = undefined
     if (this.healthy) return
     this.healthy = true
     this.okSince = Date.now()
     if (this.errorCount > 0) this.opts.log.info({ informer: this.name }, 'list/watch recovered')
     this.opts.onStateChange?.()
+    if (this.errorCount > 0) this.opts.onRecovered?.()
   }
 
   private listed(): void {

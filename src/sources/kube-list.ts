@@ -29,7 +29,8 @@ export interface ListQuery {
 /** A list that takes longer than this is treated as failed (and retried with backoff). */
 const LIST_TIMEOUT_MS = 60_000
 
-export async function listCollection(kc: KubeConfig, path: string, query: ListQuery = {}): Promise<KubernetesListObject<KubernetesObject>> {
+/** One GET with the KubeConfig's credentials: the status and the body text. */
+export async function kubeGet(kc: KubeConfig, path: string, query: ListQuery, timeoutMs: number): Promise<{ status: number; text: string }> {
   const cluster = kc.getCurrentCluster()
   if (!cluster) throw new EdgeError('EDGE_ERR_KUBECONFIG', 'the kubeconfig has no current cluster')
   const url = new URL(cluster.server.replace(/\/+$/, '') + path)
@@ -41,20 +42,24 @@ export async function listCollection(kc: KubeConfig, path: string, query: ListQu
     method: 'GET',
     headers: { ...ctx.getHeaders(), accept: 'application/json' },
     dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
-    signal: AbortSignal.timeout(LIST_TIMEOUT_MS),
+    signal: AbortSignal.timeout(timeoutMs),
   })
-  const text = await res.text()
-  if (res.status !== 200) {
+  return { status: res.status, text: await res.text() }
+}
+
+export async function listCollection(kc: KubeConfig, path: string, query: ListQuery = {}): Promise<KubernetesListObject<KubernetesObject>> {
+  const { status, text } = await kubeGet(kc, path, query, LIST_TIMEOUT_MS)
+  if (status !== 200) {
     let message = text.slice(0, 500)
     let reason: string | undefined
     try {
-      const status = JSON.parse(text) as { message?: string; reason?: string }
-      message = status.message ?? message
-      reason = status.reason
+      const parsed = JSON.parse(text) as { message?: string; reason?: string }
+      message = parsed.message ?? message
+      reason = parsed.reason
     } catch {
       // Not a Status object: keep the raw text.
     }
-    throw new KubeRequestError(res.status, `list ${path}: ${res.status} ${message}`, reason)
+    throw new KubeRequestError(status, `list ${path}: ${status} ${message}`, reason)
   }
   const list = JSON.parse(text) as KubernetesListObject<KubernetesObject>
   list.items ??= []

@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import { KubeConfig } from '@kubernetes/client-node'
 import type { ObjectStore } from './store.ts'
 import { ResilientInformer } from './informer.ts'
+import { ServerReturnWatcher } from './server-return.ts'
 import type { BackoffOptions, InformerDescription } from './informer.ts'
 import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, watchedResources } from './kube-resources.ts'
 import type { WatchedResource } from './kube-resources.ts'
@@ -29,10 +30,14 @@ export interface KubernetesSourceOptions {
   /** See ResilientInformerOptions; defaults 200 ms → 30 s and 5 min. */
   backoff?: BackoffOptions
   watchdogMs?: number
+  /** While the API server is unreachable, how often to check whether it is back (default 1 s). */
+  probeMs?: number
+  /** See ResilientInformerOptions.forbiddenGraceMs (default 30 s). */
+  forbiddenGraceMs?: number
 }
 
 /** Tuning knobs a caller (tests, mostly) may override. */
-export type KubernetesSourceTuning = Pick<KubernetesSourceOptions, 'backoff' | 'watchdogMs'>
+export type KubernetesSourceTuning = Pick<KubernetesSourceOptions, 'backoff' | 'watchdogMs' | 'probeMs' | 'forbiddenGraceMs'>
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 
@@ -53,6 +58,7 @@ export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv 
 export class KubernetesSource {
   private readonly opts: KubernetesSourceOptions
   private readonly informers: ResilientInformer[] = []
+  private readonly serverReturn: ServerReturnWatcher
   private stopped = false
   private startPromise: Promise<void> | undefined
   private lastHealthy: boolean | undefined
@@ -72,11 +78,15 @@ export class KubernetesSource {
             log: opts.log,
             backoff: opts.backoff,
             watchdogMs: opts.watchdogMs,
+            forbiddenGraceMs: opts.forbiddenGraceMs,
             onStateChange: () => this.stateChanged(),
+            onRetrying: (unreachable) => this.serverReturn.informerRetrying(unreachable),
+            onRecovered: () => this.serverReturn.informerRecovered(),
           }),
         )
       }
     }
+    this.serverReturn = new ServerReturnWatcher(opts.kubeConfig, this.informers, opts.probeMs)
   }
 
   /** Starts every informer; resolves once each has listed once (or when stopped before that). Idempotent. */
@@ -97,6 +107,7 @@ export class KubernetesSource {
   stop(): void {
     if (this.stopped) return
     this.stopped = true
+    this.serverReturn.stop()
     for (const i of this.informers) i.stop()
   }
 
@@ -125,6 +136,7 @@ export class KubernetesSource {
     synced: boolean
     healthy: boolean
     objects: number
+    serverReturn: ServerReturnWatcher['counts']
     informers: Record<string, InformerDescription>
   } {
     return {
@@ -134,6 +146,7 @@ export class KubernetesSource {
       synced: this.synced,
       healthy: this.healthy,
       objects: this.opts.store.ownedBy(KUBERNETES_SOURCE).length,
+      serverReturn: { ...this.serverReturn.counts },
       informers: Object.fromEntries(this.informers.map((i) => [i.name, i.describe()])),
     }
   }

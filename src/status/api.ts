@@ -1,8 +1,11 @@
 // Small helpers around @kubernetes/client-node calls: a per-request timeout (the generated clients
 // have none, so a hung apiserver connection would stall leader election), merge-patch content type,
 // and reading the HTTP status out of an error.
-import { ApiException, Observable, PatchStrategy } from '@kubernetes/client-node'
+import { ApiException, HttpMethod, Observable, PatchStrategy } from '@kubernetes/client-node'
 import type { ConfigurationOptions, RequestContext, ResponseContext } from '@kubernetes/client-node'
+
+/** The name every write is recorded under in managedFields (client-node's default names itself). */
+export const FIELD_MANAGER = 'edge-gateway'
 
 /**
  * Options for one call: abort it after `timeoutMs` (or when `signal` aborts), and optionally send a
@@ -18,6 +21,9 @@ export function callOptions(timeoutMs: number, mergePatch = false, signal?: Abor
           const timeout = AbortSignal.timeout(timeoutMs)
           ctx.setSignal(signal ? AbortSignal.any([timeout, signal]) : timeout)
           if (mergePatch) ctx.setHeaderParam('Content-Type', PatchStrategy.MergePatch)
+          // Set here rather than per call, so no write can forget it. DELETE takes no fieldManager.
+          const method = ctx.getHttpMethod()
+          if (method === HttpMethod.POST || method === HttpMethod.PUT || method === HttpMethod.PATCH) ctx.setQueryParam('fieldManager', FIELD_MANAGER)
           return new Observable(Promise.resolve(ctx))
         },
         post: (res: ResponseContext) => new Observable(Promise.resolve(res)),

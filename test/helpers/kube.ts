@@ -98,7 +98,8 @@ export interface KubeDebug {
   healthy: boolean
   objects: number
   namespaces: string[] | 'all'
-  informers: Record<string, { path: string; synced: boolean; healthy: boolean; restarts: number; watchdogRestarts: number; errors: number; fieldSelector?: string; lastError?: { message: string } }>
+  serverReturn: { probes: number; answered: number; wakes: number }
+  informers: Record<string, { path: string; synced: boolean; healthy: boolean; restarts: number; watchdogRestarts: number; errors: number; fieldSelector?: string; lastError?: { message: string }; retryInMs?: number; bookmarks: number }>
 }
 
 /** Which backend answered (the default app names itself), or the gateway's reason, or the status. */
