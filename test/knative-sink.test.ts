@@ -164,6 +164,30 @@ t.test('no server at all: send returns false, nothing throws, close resolves', a
   t.equal(sink.stats.errors, errorsAfterClose, 'no reconnect attempts after close')
 })
 
+t.test('an unreachable autoscaler is logged once, then summarised at doubling intervals, then its return', async (t) => {
+  const probe = new FakeAutoscaler()
+  const port = await probe.listen(0)
+  await probe.stop()
+  const lines: Array<{ level: string; msg: string; o: Record<string, unknown> }> = []
+  const log = { info: (o: object, msg?: string) => lines.push({ level: 'info', msg: msg ?? '', o: o as Record<string, unknown> }), warn: (o: object, msg?: string) => lines.push({ level: 'warn', msg: msg ?? '', o: o as Record<string, unknown> }) }
+  const sink = new KnativeStatSink({ url: `ws://127.0.0.1:${port}`, log, backoff: { initialMs: 5, factor: 1, maxMs: 5 }, summaryAfterMs: 100 })
+  sink.start()
+  t.teardown(() => sink.close())
+  await waitFor('many failed attempts and two summaries', () => sink.stats.errors >= 30 && lines.filter((l) => l.msg === 'autoscaler stats: still unreachable').length >= 2)
+  const warns = lines.filter((l) => l.level === 'warn')
+  t.match(warns[0]!.msg, /cannot reach the autoscaler/, 'the first failure is said')
+  t.ok(warns.length < sink.stats.errors / 3, `far fewer lines (${warns.length}) than attempts (${sink.stats.errors})`)
+  const [s1, s2] = warns.filter((l) => l.msg === 'autoscaler stats: still unreachable')
+  t.ok((s2!.o.downForMs as number) - (s1!.o.downForMs as number) >= 190, 'the second summary waited twice as long as the first')
+  t.ok((s1!.o.failedAttempts as number) > 1, 'a summary counts the attempts')
+  const back = new FakeAutoscaler()
+  await back.listen(port)
+  t.teardown(() => back.stop())
+  await waitFor('connected again', () => sink.connected)
+  const again = lines.find((l) => l.msg === 'autoscaler stats: connected again')
+  t.ok(again && (again.o.failedAttempts as number) >= 30, 'its return says how many attempts failed')
+})
+
 t.test('a throwing sink does not break the poke path or other sinks', async (t) => {
   const got: StatEntry[][] = []
   const warnings: object[] = []

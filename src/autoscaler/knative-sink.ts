@@ -30,7 +30,15 @@ export interface KnativeStatSinkOptions {
   pongTimeoutMs?: number
   /** Drop batches while this much is already queued on the socket (a stalled autoscaler). */
   maxBufferedBytes?: number
+  /**
+   * While the autoscaler stays unreachable, one summary line after this long, then at doubling
+   * intervals up to 10 minutes, instead of a line per attempt. Default 60 s.
+   */
+  summaryAfterMs?: number
 }
+
+/** The longest gap between two summaries of an outage. */
+const MAX_SUMMARY_MS = 600_000
 
 export interface SinkStats {
   sent: number
@@ -47,6 +55,9 @@ export class KnativeStatSink {
   private readonly handshakeTimeoutMs: number
   private readonly backoff: Backoff
   private readonly pongTimeoutMs: number
+  private readonly summaryAfterMs: number
+  /** The current outage: when its first failure was, failures since the last line, the next summary. */
+  private outage: { since: number; attempts: number; unlogged: number; lastError: string; nextAt: number; gapMs: number } | undefined
   private readonly maxBufferedBytes: number
   private readonly counters: SinkStats = { sent: 0, dropped: 0, connects: 0, errors: 0 }
 
@@ -65,6 +76,7 @@ export class KnativeStatSink {
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 3000
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF
     this.pongTimeoutMs = opts.pongTimeoutMs ?? 10_000
+    this.summaryAfterMs = opts.summaryAfterMs ?? 60_000
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 1 << 20
   }
 
@@ -140,7 +152,10 @@ export class KnativeStatSink {
       this.failedAttempts = 0
       this.counters.connects++
       this.startPinging(ws)
-      this.log.info({ url: this.url, connects: this.counters.connects }, 'autoscaler stats: connected')
+      const o = this.outage
+      this.outage = undefined
+      if (o) this.log.info({ url: this.url, connects: this.counters.connects, downForMs: Date.now() - o.since, failedAttempts: o.attempts }, 'autoscaler stats: connected again')
+      else this.log.info({ url: this.url, connects: this.counters.connects }, 'autoscaler stats: connected')
     })
     ws.on('pong', () => {
       this.lastPongAt = Date.now()
@@ -148,7 +163,7 @@ export class KnativeStatSink {
     ws.on('error', (err) => {
       if (this.closing) return // our own close() aborting a handshake is not a failure
       this.counters.errors++
-      this.log.warn({ url: this.url, err: errorMessage(err) }, 'autoscaler stats: websocket error')
+      this.failed(errorMessage(err))
     })
     // ws always emits 'close' after a failed handshake or a lost connection, so this is the one
     // place that schedules the next attempt.
@@ -172,6 +187,29 @@ export class KnativeStatSink {
       }, delayMs)
       this.reconnectTimer.unref()
     })
+  }
+
+  /**
+   * One line for the first failure of an outage, then a summary now and then (after summaryAfterMs,
+   * doubling up to 10 minutes), not a line per reconnect attempt: an autoscaler that is down for
+   * an hour must not fill the log.
+   */
+  private failed(err: string): void {
+    const now = Date.now()
+    const o = this.outage
+    if (o === undefined) {
+      this.outage = { since: now, attempts: 1, unlogged: 0, lastError: err, nextAt: now + this.summaryAfterMs, gapMs: this.summaryAfterMs }
+      this.log.warn({ url: this.url, err }, 'autoscaler stats: cannot reach the autoscaler; retrying with backoff (summaries follow while it lasts)')
+      return
+    }
+    o.attempts++
+    o.unlogged++
+    o.lastError = err
+    if (now < o.nextAt) return
+    this.log.warn({ url: this.url, err, downForMs: now - o.since, failedAttempts: o.attempts, sinceLastLine: o.unlogged }, 'autoscaler stats: still unreachable')
+    o.unlogged = 0
+    o.gapMs = Math.min(o.gapMs * 2, MAX_SUMMARY_MS)
+    o.nextAt = now + o.gapMs
   }
 
   /** Exponential backoff capped at maxMs, with jitter in [50%, 100%] so replicas do not reconnect in step. */
