@@ -56,6 +56,8 @@ export interface GatewayConfig {
   /** Held requests allowed per revision and in the whole process. */
   maxQueuedPerRevision: number
   maxQueuedTotal: number
+  /** Held requests per namespace (within maxQueuedTotal); 0: no namespace bound. */
+  maxQueuedPerNamespace: number
   // ---- hostile input (issue 7): limits on what a client may send ----
   /** Seconds a client has to send its request headers (408 after). */
   headerTimeoutSeconds: number
@@ -132,6 +134,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'stream-idle-timeout', env: 'EDGE_STREAM_IDLE_TIMEOUT', kind: 'int', key: 'streamIdleTimeoutSeconds', def: () => 300, min: 0, help: 'seconds a gRPC, event or WebSocket stream may stay silent when its revision sets no idleTimeoutSeconds (0: no limit); streams are not cut by request timeouts' },
   { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, help: 'seconds a request may wait for a first ready pod' },
   { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, help: 'held requests per revision before 503' },
+  { flag: 'max-queued-per-namespace', env: 'EDGE_MAX_QUEUED_PER_NAMESPACE', kind: 'int', key: 'maxQueuedPerNamespace', def: () => 25000, min: 0, help: "held requests per namespace, within --max-queued, so one namespace's burst cannot take the whole process's budget (then 503 queue-full); 0 = no namespace bound" },
   { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, help: 'held requests in the process before 503' },
   // Hostile input. Defaults are safe for a public edge and never touch a long-running stream: the
   // header timeout covers only the request headers, the body limit is off unless set.

@@ -229,6 +229,29 @@ t.test('queue limits answer 503 queue-full with Retry-After', async (t) => {
     )
     t.notOk(urlsSeen(b).includes('/q/3'), 'the rejected request never reached the pod')
   })
+  t.test('--max-queued-per-namespace: one namespace flooding a revision at zero leaves room for another', async (t) => {
+    const dir = tempDir('edge-activator-')
+    writeManifest(dir, 'ingress.yaml', [revisionIngress('flood', 'flood.example.com', 'flood-00001', 'flood'), revisionIngress('calm', 'calm.example.com', 'calm-00001', 'calm')])
+    writeManifest(dir, 'revision.yaml', [revision('flood-00001', {}, {}, 'flood'), revision('calm-00001', {}, {}, 'calm')])
+    const gw = await startTestGateway(dir, ['--max-queued-per-namespace', '3', '--max-queued', '5'])
+    const ctl = new AbortController()
+    t.teardown(async () => {
+      ctl.abort()
+      await gw.close()
+    })
+    const flood = [1, 2, 3].map((i) => attempt(gw.ports.http, 'flood.example.com', `/f/${i}`, ctl.signal).catch(() => undefined))
+    await waitForQueued(gw, 'flood-00001', 3, 10_000, 'flood')
+    const over = await get(gw.ports.http, 'flood.example.com', '/f/4')
+    t.same([over.status, over.headers['x-edge-reason']], [503, 'queue-full'])
+    t.match(over.body, /too many requests waiting for namespace flood; retry in \d+s/)
+    const calm = [1, 2].map((i) => attempt(gw.ports.http, 'calm.example.com', `/c/${i}`))
+    await waitForQueued(gw, 'calm-00001', 2, 10_000, 'calm')
+    t.pass("the other namespace's requests are held")
+    const b = await backend(t, startBackend('pod-calm'))
+    writeManifest(dir, 'pods.yaml', podsSlice('calm-00001', [b.port], 'calm'))
+    t.same((await Promise.all(calm)).map((r) => r.status), [200, 200], 'and served when its pod comes')
+    void flood
+  })
   t.test('--max-queued (global) across revisions', async (t) => {
     const dir = tempDir('edge-activator-')
     const OTHER = 'other-00001'

@@ -1,7 +1,7 @@
 // RevisionThrottler as pure logic: a fake clock, fake waiters, no sockets. Every assertion is about
 // counts and order, never about time passing for real.
 import t from 'tap'
-import { QueueBudget, RevisionThrottler } from '../src/activator/throttler.ts'
+import { QueueBudget, QueueBudgets, RevisionThrottler } from '../src/activator/throttler.ts'
 import type { Clock, DropReason, PodSlot, Waiter } from '../src/activator/throttler.ts'
 import type { Endpoint } from '../src/model/snapshot.ts'
 
@@ -194,6 +194,23 @@ t.test('lastScaleMs: from the first request that found no pod to the first pod, 
   clock.advance(40)
   th.updateEndpoints(eps(2))
   t.equal(th.lastScaleMs(), 40, 'the next scale from zero is measured anew')
+})
+
+t.test('a namespace budget bounds its revisions within the process budget', async (t) => {
+  const budgets = new QueueBudgets(5, 3)
+  const a = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('flood') }).th
+  const b = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('calm') }).th
+  const w = waiters()
+  for (let i = 0; i < 3; i++) t.equal(a.enqueue(w.make(i)), 'queued')
+  t.equal(a.enqueue(w.make(3)), 'namespace-queue-full', "one namespace's burst stops at its bound")
+  t.equal(b.enqueue(w.make(4)), 'queued', 'another namespace still gets in')
+  t.equal(b.enqueue(w.make(5)), 'queued')
+  t.equal(b.enqueue(w.make(6)), 'global-queue-full', 'within the process budget')
+  t.equal(budgets.process.used, 5)
+  a.rejectAll('draining')
+  t.same([budgets.process.used, budgets.of('flood').used, budgets.of('calm').used], [2, 0, 2], 'places are given back to both budgets')
+  const none = new QueueBudgets(5, 0)
+  t.equal(none.of('any'), none.process, 'no namespace bound: the process budget itself')
 })
 
 t.test('rejectAll tells every queued waiter why, once, and none that left the queue', async (t) => {

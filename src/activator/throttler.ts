@@ -86,11 +86,54 @@ export const realClock: Clock = {
 }
 
 /** Held requests across all revisions: one process-wide bound so a burst cannot exhaust memory. */
+/**
+ * Held requests allowed in a scope: the process (--max-queued), or a namespace (--max-queued-per-
+ * namespace, whose budget draws on the process's too, so one namespace's burst cannot take it all).
+ */
 export class QueueBudget {
   readonly max: number
+  readonly parent: QueueBudget | undefined
   used = 0
-  constructor(max: number) {
+  constructor(max: number, parent?: QueueBudget) {
     this.max = max
+    this.parent = parent
+  }
+
+  /** Which budget is full, if one is: this one, or the one it draws on. */
+  full(): 'namespace-queue-full' | 'global-queue-full' | undefined {
+    if (this.parent === undefined) return this.used >= this.max ? 'global-queue-full' : undefined
+    if (this.used >= this.max) return 'namespace-queue-full'
+    return this.parent.used >= this.parent.max ? 'global-queue-full' : undefined
+  }
+
+  take(): void {
+    this.used++
+    if (this.parent) this.parent.used++
+  }
+
+  give(): void {
+    this.used--
+    if (this.parent) this.parent.used--
+  }
+}
+
+/** The process's budget, and one per namespace drawing on it (when a per-namespace bound is set). */
+export class QueueBudgets {
+  readonly process: QueueBudget
+  private readonly perNamespace: number
+  private readonly namespaces = new Map<string, QueueBudget>()
+
+  /** `perNamespace` 0: no namespace bound (every revision draws on the process's budget alone). */
+  constructor(total: number, perNamespace: number) {
+    this.process = new QueueBudget(total)
+    this.perNamespace = perNamespace
+  }
+
+  of(namespace: string): QueueBudget {
+    if (this.perNamespace <= 0) return this.process
+    let b = this.namespaces.get(namespace)
+    if (!b) this.namespaces.set(namespace, (b = new QueueBudget(this.perNamespace, this.process)))
+    return b
   }
 }
 
@@ -103,7 +146,7 @@ export interface ThrottlerOptions {
   onColdStart?: () => void
 }
 
-export type EnqueueResult = 'queued' | 'revision-queue-full' | 'global-queue-full'
+export type EnqueueResult = 'queued' | 'revision-queue-full' | 'namespace-queue-full' | 'global-queue-full'
 
 export class RevisionThrottler implements Throttler {
   private cc: number
@@ -278,10 +321,11 @@ export class RevisionThrottler implements Throttler {
 
   enqueue(w: Waiter): EnqueueResult {
     if (this.queued >= this.maxQueued) return 'revision-queue-full'
-    if (this.budget.used >= this.budget.max) return 'global-queue-full'
+    const full = this.budget.full()
+    if (full) return full
     this.queue.push(w)
     this.queued++
-    this.budget.used++
+    this.budget.take()
     if (this.assigned.length === 0) {
       if (this.coldSince === 0) this.coldSince = this.clock.now()
       this.onColdStart?.()
@@ -294,7 +338,7 @@ export class RevisionThrottler implements Throttler {
     if (w.cancelled) return
     w.cancelled = true
     this.queued--
-    this.budget.used--
+    this.budget.give()
   }
 
   release(pod: PodSlot): void {
@@ -322,7 +366,7 @@ export class RevisionThrottler implements Throttler {
       }
       this.shift()
       this.queued--
-      this.budget.used--
+      this.budget.give()
       w.grant(this.take(pod))
     }
     this.compact()

@@ -42,6 +42,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   const broker = new SlotBroker({
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
+    maxQueuedPerNamespace: config.maxQueuedPerNamespace,
     onColdStart: (rev) => coldStart(rev.namespace, rev.name),
   })
   const metricWaits = new Map<number, { want: number; got: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>()

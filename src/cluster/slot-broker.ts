@@ -4,7 +4,7 @@
 // It runs the same RevisionThrottler a single process uses; workers borrow and return slots over IPC.
 // Revisions without a limit (CC = 0) need no coordination and stay in the workers.
 import type { Worker } from 'node:cluster'
-import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
+import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
 import type { EnqueueResult, PodSlot, Waiter } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
@@ -45,12 +45,13 @@ class RemoteWaiter implements Waiter {
 export interface SlotBrokerOptions {
   maxQueuedPerRevision: number
   maxQueuedTotal: number
+  maxQueuedPerNamespace?: number
   onColdStart?: (rev: RevisionRef) => void
 }
 
 export class SlotBroker {
   private readonly opts: SlotBrokerOptions
-  private readonly budget: QueueBudget
+  private readonly budgets: QueueBudgets
   private readonly throttlers = new Map<string, RevisionThrottler>()
   /** Queued requests by `workerId:id`. */
   private readonly waiting = new Map<string, RemoteWaiter>()
@@ -63,7 +64,7 @@ export class SlotBroker {
 
   constructor(opts: SlotBrokerOptions) {
     this.opts = opts
-    this.budget = new QueueBudget(opts.maxQueuedTotal)
+    this.budgets = new QueueBudgets(opts.maxQueuedTotal, opts.maxQueuedPerNamespace ?? 0)
   }
 
   setSnapshot(snap: Snapshot): void {
@@ -76,7 +77,7 @@ export class SlotBroker {
         t = new RevisionThrottler({
           containerConcurrency: rev.containerConcurrency,
           maxQueued: this.opts.maxQueuedPerRevision,
-          budget: this.budget,
+          budget: this.budgets.of(b.namespace),
           onColdStart: this.opts.onColdStart ? () => this.opts.onColdStart!(rev) : undefined,
         })
         t.setReplicaShare(this.replica.index, this.replica.count)

@@ -91,6 +91,7 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     streamIdleTimeoutMs: config.streamIdleTimeoutSeconds * 1000,
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
+    maxQueuedPerNamespace: config.maxQueuedPerNamespace,
     accessLog: config.accessLog ? accessLog(config, metrics) : undefined,
     // Rate limits decide before admission; further policies (tests) follow them.
     policies: [rateLimits(config, metrics, extra.processes), ...(extra.policies ?? [])],

@@ -152,8 +152,11 @@ export abstract class Admission implements Waiter, TimedState {
   /** Waiter: no room in the queue (now, or later from the workers' broker). */
   refuse(reason: Exclude<EnqueueResult, 'queued'>): void {
     this.inQueue = false
-    const which = reason === 'revision-queue-full' ? 'this revision' : 'the gateway'
-    this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry shortly`, { 'retry-after': '1' })
+    const which = reason === 'revision-queue-full' ? 'this revision' : reason === 'namespace-queue-full' ? `namespace ${this.backend.namespace}` : 'the gateway'
+    // Retry about when a pod could be there: the revision's last scale from zero, at least a second.
+    const scaleMs = this.throttler?.lastScaleMs()
+    const retry = String(Math.max(1, Math.ceil((scaleMs ?? 1000) / 1000)))
+    this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry in ${retry}s`, { 'retry-after': retry })
   }
 
   /** Waiter: the throttler hands us a pod. */

@@ -3,7 +3,7 @@
 // keyed by the endpoint origin computed in compile (Endpoint.origin, BackendSpec.externalOrigin), so
 // opening, counting and closing a pool always name it the same way.
 import type { BackendSpec, Endpoint, RevisionRef, Snapshot } from '../model/snapshot.ts'
-import { QueueBudget, RevisionThrottler } from '../activator/throttler.ts'
+import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
 import type { DropReason, Throttler } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { PoolRegistry } from './pools.ts'
@@ -17,6 +17,8 @@ export interface RevisionFault {
 export interface BackendTableOptions {
   maxQueuedPerRevision: number
   maxQueuedTotal: number
+  /** Held requests allowed per namespace (within maxQueuedTotal); 0 or undefined: no namespace bound. */
+  maxQueuedPerNamespace?: number
   /** A request is waiting for a revision that has no pod at all. */
   onColdStart?: (rev: RevisionRef) => void
   /**
@@ -33,7 +35,7 @@ export class BackendTable {
   private readonly probed = new ProbedEndpoints({ onChange: (key) => this.probePassed(key) })
   /** Backends whose pods the primary's broker grants (--workers): it probes them, not this process. */
   private readonly brokered = new Set<string>()
-  private readonly budget: QueueBudget
+  private readonly budgets: QueueBudgets
   /** How many backends name each upstream origin: a pool is closed only when no backend does. */
   private readonly originRefs = new Map<string, number>()
   /** Revisions the local runner cannot run (`ns/name` → why): their requests get 503 `no-runtime` at once. */
@@ -46,7 +48,7 @@ export class BackendTable {
   constructor(initial: Snapshot, pools: PoolRegistry, opts: BackendTableOptions) {
     this.opts = opts
     this.pools = pools
-    this.budget = new QueueBudget(opts.maxQueuedTotal)
+    this.budgets = new QueueBudgets(opts.maxQueuedTotal, opts.maxQueuedPerNamespace ?? 0)
     this.snapshot = initial
     this.syncAll(initial)
   }
@@ -153,7 +155,7 @@ export class BackendTable {
       t = remote ?? new RevisionThrottler({
         containerConcurrency: rev?.containerConcurrency ?? 0,
         maxQueued: this.opts.maxQueuedPerRevision,
-        budget: this.budget,
+        budget: this.budgets.of(b.namespace),
         onColdStart: rev && onColdStart ? () => onColdStart(rev) : undefined,
       })
       t.setReplicaShare(this.replicaIndex, this.replicaCount)

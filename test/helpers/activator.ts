@@ -153,10 +153,10 @@ export async function queuedMetric(gw: Gateway, rev: string, ns = NS): Promise<n
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0
 }
 
-export async function waitForQueued(gw: Gateway, rev: string, n: number, timeoutMs = 10_000): Promise<void> {
+export async function waitForQueued(gw: Gateway, rev: string, n: number, timeoutMs = 10_000, ns = NS): Promise<void> {
   let last = -1
   try {
-    await waitFor(`${n} request(s) queued for ${rev}`, async () => (last = await queuedCount(gw, rev)) === n, timeoutMs)
+    await waitFor(`${n} request(s) queued for ${rev}`, async () => (last = await queuedCount(gw, rev, ns)) === n, timeoutMs)
   } catch {
     throw new Error(`timed out waiting for ${n} request(s) queued for ${rev}; last seen ${last}`)
   }
