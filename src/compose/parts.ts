@@ -8,6 +8,7 @@
 //   control           the sources (files or Kubernetes), the local runner, the KIngress status
 //                     writer and the link to the Knative autoscaler (roles that own configuration)
 //   admin             health, readiness, metrics and /debug/routes
+//   tracing           OTLP spans per request, only with --tracing-endpoint (serving roles)
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
@@ -40,6 +41,8 @@ import { DomainNames } from '../serving/domain.ts'
 // cluster mode (workers and the files source start without them).
 import type { KubernetesSource, KubernetesSourceTuning } from '../sources/kubernetes.ts'
 import type { KIngressStatusWriter, StatusWriterOptions } from '../status/status-writer.ts'
+// The OpenTelemetry SDK is loaded only when tracing is on.
+import type { Tracing, TracingTuning } from '../observe/tracing.ts'
 
 /** Defaults that depend on the mode: in a cluster the Knative autoscaler is at its well-known address. */
 export function withModeDefaults(raw: GatewayConfig): GatewayConfig {
@@ -78,7 +81,7 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
 
 // ---- data plane ---------------------------------------------------------------------------------
 
-export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies'>): DataPlane {
+export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies' | 'tracing'>): DataPlane {
   const now = reporter.now
   const demand = reporter.demand
   const plane = new DataPlane(publisher.snapshot, {
@@ -110,6 +113,27 @@ function accessLog(config: GatewayConfig, metrics: GatewayMetrics): AccessLog {
   process.once('exit', () => writer.flushSync())
   const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
   return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
+}
+
+// ---- tracing -----------------------------------------------------------------------------------
+
+/**
+ * Tracing, when --tracing-endpoint names a collector (else undefined, and the data plane makes no
+ * span, context or id). Spans it drops are counted in edge_tracing_spans_dropped_total, a counter
+ * registered on this process's registry (with --workers, summed into the primary's /metrics).
+ */
+export async function startTracing(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, tuning?: TracingTuning): Promise<Tracing | undefined> {
+  if (config.tracingEndpoint === undefined) return undefined
+  const { Tracing, spanDropCounter } = await import('../observe/tracing.ts')
+  return new Tracing({
+    endpoint: config.tracingEndpoint,
+    samplingRate: config.tracingSamplingRate,
+    serviceName: config.tracingServiceName,
+    instance: config.podName,
+    log: log.child({ component: 'tracing' }),
+    onDrop: spanDropCounter(metrics.registry),
+    tuning,
+  })
 }
 
 // ---- listeners ----------------------------------------------------------------------------------
