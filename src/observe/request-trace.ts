@@ -1,5 +1,6 @@
 // One request's trace, made at arrival only when tracing is on (record.trace; undefined otherwise,
-// so the stages pay one check). Three spans, all ended by end() when nothing of the request is left:
+// so the stages pay one check). A request the sampler picked gets a SampledTrace: three spans, all
+// ended by end() when nothing of the request is left:
 //
 //   server    the whole request (SERVER): arrival to the end of the response, or of the WebSocket
 //   ├ hold      only when the request waited for a pod: why (cold start / no capacity), and its
@@ -7,8 +8,7 @@
 //   └ upstream  one per attempt at a pod (CLIENT): the pod's address, the attempt number; the pod
 //               sees this span as its parent in the traceparent the gateway sends it
 //
-// A request the sampler did not pick keeps a non-recording server span: it only carries the trace id
-// and the decision to the pod (flags 00), so the pod's own tracing follows the same decision.
+// The others get an UnsampledTrace (unsampled-trace.ts), which makes no span at all.
 import type { Attributes, Context, HrTime, Span, Tracer } from '@opentelemetry/api'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
 import type { TextMapPropagator } from '@opentelemetry/api'
@@ -35,6 +35,26 @@ export interface TraceHeaders {
   tracestate?: string
 }
 
+/** What the stages tell a request's trace, sampled or not. */
+export interface RequestTrace {
+  /** The trace the pod is told about (the caller's, or one the gateway started). */
+  readonly traceId: string
+  /** Admission chose (or, after a reroute, chose again) the route. */
+  route(r: Resolution): void
+  /** The request queued for a pod: `coldStart` when the revision had none, else every pod was full. */
+  held(coldStart: boolean, queuePosition: number): void
+  /** A pod was granted: the hold is over. */
+  granted(): void
+  /** An attempt at `host:port` begins; the headers carry the trace to the pod. */
+  dispatch(host: string, port: number): TraceHeaders
+  /** A moment of the current attempt: `connected` (an upgrade's TCP connection), `request sent`. */
+  event(name: string): void
+  /** The current attempt failed (`code`: the connection's error); a retry starts another. */
+  failed(code: string): void
+  /** Nothing of the request is left: the spans still open end, with what the client got. */
+  end(r: RequestRecord): void
+}
+
 /** The gateway's own attributes (no semantic convention names these). */
 export const EDGE_ATTR = {
   ingress: 'edge.ingress',
@@ -53,13 +73,12 @@ const TEXT_SETTER = {
   },
 }
 
-export class RequestTrace {
+/** A sampled request: its spans are recorded and exported. */
+export class SampledTrace implements RequestTrace {
   readonly server: Span
-  /** Sampled: these spans are exported. */
-  readonly recording: boolean
   private readonly tracer: Tracer
   private readonly propagator: TextMapPropagator
-  /** The server span as a parent, for the children and for a pod of an unsampled request. */
+  /** The server span as the children's parent. */
   private readonly serverContext: Context
   private hold: Span | undefined
   private upstream: Span | undefined
@@ -72,18 +91,15 @@ export class RequestTrace {
    */
   private readonly anchorMs: number
 
-  constructor(tracer: Tracer, propagator: TextMapPropagator, req: ClientRequest, startedAt: number, secure: boolean) {
+  /** `parent`: the caller's sampled span context, or the root context for a trace the gateway starts. */
+  constructor(tracer: Tracer, propagator: TextMapPropagator, parent: Context, req: ClientRequest, startedAt: number, secure: boolean) {
     this.tracer = tracer
     this.propagator = propagator
     this.anchorMs = Date.now() - performance.now()
-    const parent = propagator.extract(ROOT_CONTEXT, req.headers, HEADER_GETTER)
     const method = req.method ?? 'GET'
-    // No attributes yet: the sampler does not read them, and an unsampled span would only drop them.
     const server = tracer.startSpan(method, { kind: SpanKind.SERVER, startTime: this.at(startedAt) }, parent)
     this.server = server
-    this.recording = server.isRecording()
     this.serverContext = trace.setSpan(parent, server)
-    if (!this.recording) return
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const attrs: Attributes = {
@@ -101,37 +117,25 @@ export class RequestTrace {
     return this.server.spanContext().traceId
   }
 
-  /** Admission chose (or, after a reroute, chose again) the route. */
   route(r: Resolution): void {
-    if (!this.recording) return
     this.server.setAttribute(EDGE_ATTR.ingress, r.entry.ingress.key)
   }
 
-  /** The request queued for a pod: `coldStart` when the revision had none, else every pod was full. */
   held(coldStart: boolean, queuePosition: number): void {
-    if (!this.recording) return
     const now = this.now()
     this.hold?.end(now)
     const attributes = { [EDGE_ATTR.holdReason]: coldStart ? 'cold start' : 'no capacity', [EDGE_ATTR.holdQueuePosition]: queuePosition }
     this.hold = this.tracer.startSpan('hold', { kind: SpanKind.INTERNAL, attributes, startTime: now }, this.serverContext)
   }
 
-  /** A pod was granted: the hold is over. */
   granted(): void {
     this.hold?.end(this.now())
     this.hold = undefined
   }
 
-  /**
-   * An attempt at `host:port` begins: its span starts, and the headers it returns carry it to the pod
-   * as the parent (an unsampled request: the server span's context, not sampled).
-   */
+  /** Its span starts, and is the pod's parent. */
   dispatch(host: string, port: number): TraceHeaders {
     const headers: TraceHeaders = {}
-    if (!this.recording) {
-      this.propagator.inject(this.serverContext, headers, TEXT_SETTER)
-      return headers
-    }
     const now = this.now()
     this.upstream?.end(now)
     const attrs: Attributes = { [ATTR_SERVER_ADDRESS]: host, [ATTR_SERVER_PORT]: port, [EDGE_ATTR.pod]: `${host}:${port}` }
@@ -143,12 +147,10 @@ export class RequestTrace {
     return headers
   }
 
-  /** A moment of the current attempt: `connected` (an upgrade's TCP connection), `request sent`. */
   event(name: string): void {
     this.upstream?.addEvent(name, this.now())
   }
 
-  /** The current attempt failed (`code`: the connection's error); a retry starts another. */
   failed(code: string): void {
     const span = this.upstream
     if (!span) return
@@ -158,9 +160,7 @@ export class RequestTrace {
     this.upstream = undefined
   }
 
-  /** Nothing of the request is left: the spans still open end, with what the client got. */
   end(r: RequestRecord): void {
-    if (!this.recording) return
     const now = this.now()
     const status = r.status
     const reason = r.reason
@@ -211,14 +211,4 @@ export class RequestTrace {
 function failedWith(span: Span, why: string): void {
   span.setAttribute(ATTR_ERROR_TYPE, why)
   span.setStatus({ code: SpanStatusCode.ERROR, message: why })
-}
-
-/** Node's header objects: lower-case names; a repeated traceparent arrives as an array. */
-const HEADER_GETTER = {
-  get(carrier: ClientRequest['headers'], key: string): string | string[] | undefined {
-    return carrier[key]
-  },
-  keys(carrier: ClientRequest['headers']): string[] {
-    return Object.keys(carrier)
-  },
 }

@@ -6,20 +6,26 @@
 // request's time.
 //
 // Sampling: a caller's traceparent decides (sampled: always; not sampled: never); a request
-// without one starts a trace with probability --tracing-sampling-rate. The provider is this
-// gateway's own, not the process-wide global one, and no context manager is installed: spans are
-// parented explicitly, so nothing runs per async hop.
+// without one starts a trace with probability --tracing-sampling-rate. The decision is made here,
+// before the SDK: a request that is not sampled gets an UnsampledTrace, which costs two random ids
+// and a string (an SDK span, even a non-recording one, cost about four times as much, and at a low
+// rate that is nearly every request); only sampled requests reach the SDK's tracer. The provider is
+// this gateway's own, not the process-wide global one, and no context manager is installed: spans
+// are parented explicitly, so nothing runs per async hop.
 import type { Logger } from 'pino'
 import { Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
-import type { Tracer } from '@opentelemetry/api'
-import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import type { TextMapGetter, Tracer } from '@opentelemetry/api'
+import { ROOT_CONTEXT, TraceFlags } from '@opentelemetry/api'
+import { parseTraceParent, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace'
+import { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions'
 import type { ClientRequest } from '../dataplane/client.ts'
-import { RequestTrace } from './request-trace.ts'
+import { SampledTrace } from './request-trace.ts'
+import type { RequestTrace } from './request-trace.ts'
+import { newTraceId, UnsampledTrace } from './unsampled-trace.ts'
 import { BoundedSpanProcessor, budgetedExporter } from './span-export.ts'
 import type { SpanBudget } from './span-export.ts'
 
@@ -55,8 +61,10 @@ export class Tracing {
   private readonly tracer: Tracer
   private readonly propagator = new W3CTraceContextPropagator()
   private readonly exportTimeoutMs: number
+  private readonly samplingRate: number
 
   constructor(opts: TracingOptions) {
+    this.samplingRate = opts.samplingRate
     const tuning = opts.tuning ?? {}
     const maxQueueSize = tuning.maxQueueSize ?? 2048
     this.exportTimeoutMs = tuning.exportTimeoutMs ?? 10_000
@@ -83,7 +91,8 @@ export class Tracing {
     })
     this.provider = new TracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName, [ATTR_SERVICE_INSTANCE_ID]: opts.instance }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.samplingRate) }),
+      // begin() has decided already: only sampled requests start spans here.
+      sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
       spanProcessors: [new BoundedSpanProcessor(batcher, budget)],
     })
     this.tracer = this.provider.getTracer('edge-gateway')
@@ -91,7 +100,18 @@ export class Tracing {
 
   /** A request arrived (at `startedAt`, performance.now()): its trace, sampled or not. */
   begin(req: ClientRequest, startedAt: number, secure: boolean): RequestTrace {
-    return new RequestTrace(this.tracer, this.propagator, req, startedAt, secure)
+    const headers = req.headers
+    const tp = headers.traceparent
+    // Sent twice (an array from HTTP/2; node:http joins them into one invalid string): not valid.
+    const caller = typeof tp === 'string' ? parseTraceParent(tp) : null
+    if (caller !== null) {
+      if ((caller.traceFlags & TraceFlags.SAMPLED) !== 0) return new SampledTrace(this.tracer, this.propagator, this.propagator.extract(ROOT_CONTEXT, headers, HEADER_GETTER), req, startedAt, secure)
+      const ts = headers.tracestate
+      return new UnsampledTrace(caller.traceId, Array.isArray(ts) ? ts.join(',') : ts)
+    }
+    // No caller's trace (or not a valid one, whose tracestate then goes too): the gateway starts one.
+    if (Math.random() < this.samplingRate) return new SampledTrace(this.tracer, this.propagator, ROOT_CONTEXT, req, startedAt, secure)
+    return new UnsampledTrace(newTraceId(), undefined)
   }
 
   /** Exports what is buffered, for at most one export's timeout; what is left then is lost. */
@@ -104,6 +124,12 @@ export class Tracing {
     await Promise.race([this.provider.shutdown().catch(() => undefined), limit])
     clearTimeout(timer)
   }
+}
+
+/** Node's header objects: lower-case names; a repeated tracestate arrives as an array. */
+const HEADER_GETTER: TextMapGetter<ClientRequest['headers']> = {
+  get: (carrier, key) => carrier[key],
+  keys: (carrier) => Object.keys(carrier),
 }
 
 /** edge_tracing_spans_dropped_total on the gateway's registry: how the composition counts drops. */
