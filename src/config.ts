@@ -79,9 +79,16 @@ export interface GatewayConfig {
   proxyProtocol: boolean
   /** A rate limit per client address (`100/s`, `6000/m`); undefined: none. */
   rateLimitPerClient: string | undefined
+  // ---- tracing (issue 20): W3C trace context in, OTLP spans out ----
+  /** The OTLP collector's base URL (spans go to `/v1/traces` under it); undefined: no tracing at all. */
+  tracingEndpoint: string | undefined
+  /** Share of traces the gateway starts itself (no traceparent came), 0..1; a caller's sampled flag wins. */
+  tracingSamplingRate: number
+  /** `service.name` of the gateway's spans. */
+  tracingServiceName: string
 }
 
-type OptionKind = 'string' | 'int' | 'bool' | 'list'
+type OptionKind = 'string' | 'int' | 'number' | 'bool' | 'list'
 
 /** One option of a command: its flag, environment variable, kind, default and checks. */
 export interface OptionSpec<K extends string = keyof GatewayConfig> {
@@ -148,6 +155,11 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
   { flag: 'rate-limit-per-client', env: 'EDGE_RATE_LIMIT_PER_CLIENT', kind: 'string', key: 'rateLimitPerClient', def: () => undefined, check: checkRateLimit, help: 'requests per client address, e.g. 100/s or 6000/m (burst: the count), over which the answer is 429 rate-limited before any hold; per gateway process (divided among --workers)' },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
+  // Tracing is off unless a collector is named: then no span, context or id is made per request.
+  { flag: 'tracing-endpoint', env: 'EDGE_TRACING_ENDPOINT', kind: 'string', key: 'tracingEndpoint', def: () => undefined, check: checkTracingEndpoint, help: "OTLP/HTTP collector's base URL (e.g. http://otel-collector:4318): spans go to /v1/traces under it; tracing is off unless set" },
+  // Knative's config-tracing samples 10% by default; so does the gateway.
+  { flag: 'tracing-sampling-rate', env: 'EDGE_TRACING_SAMPLING_RATE', kind: 'number', key: 'tracingSamplingRate', def: () => 0.1, min: 0, max: 1, help: "share of requests without a traceparent that start a trace (0..1); a caller's sampled flag is always honoured" },
+  { flag: 'tracing-service-name', env: 'EDGE_TRACING_SERVICE_NAME', kind: 'string', key: 'tracingServiceName', def: () => 'edge-gateway', help: "service.name of the gateway's spans" },
 ]
 
 function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => void {
@@ -175,6 +187,20 @@ function checkAccessTemplate(value: unknown, origin: string): void {
 function checkRateLimit(value: unknown, origin: string): void {
   const r = parseRateLimit(String(value), undefined)
   if (typeof r === 'string') throw new UsageError(`${origin}: ${r}`)
+}
+
+/** An http(s) base URL; `/v1/traces` is added to it, so a URL that already ends so is refused. */
+function checkTracingEndpoint(value: unknown, origin: string): void {
+  const text = String(value)
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new UsageError(`${origin}: '${text}' is not a URL; give the OTLP/HTTP collector's base URL, e.g. http://otel-collector:4318`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${origin}: '${text}' must be an http:// or https:// URL (OTLP over HTTP; gRPC is not supported)`)
+  if (url.search || url.hash) throw new UsageError(`${origin}: '${text}' must not have a query or fragment`)
+  if (/\/v1\/traces\/?$/.test(url.pathname)) throw new UsageError(`${origin}: give the collector's base URL without /v1/traces (spans are sent to /v1/traces under it), e.g. ${url.origin}`)
 }
 
 function checkContainerEngine(value: unknown, origin: string): void {
@@ -220,7 +246,7 @@ export function usage(): string {
 export function formatUsage<K extends string>(synopsis: readonly string[], table: readonly OptionSpec<K>[]): string {
   const lines = [...synopsis, '', 'options (each also settable by its environment variable):']
   for (const o of table) {
-    const arg = o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'
+    const arg = o.kind === 'bool' ? '' : o.kind === 'int' || o.kind === 'number' ? ' N' : ' VALUE'
     lines.push(`  --${o.flag}${arg}`.padEnd(34) + `${o.env.padEnd(30)} ${o.help}`)
   }
   lines.push('  --help'.padEnd(34) + ''.padEnd(30) + ' print this and exit')
@@ -240,14 +266,21 @@ function parseValue<K extends string>(o: OptionSpec<K>, raw: string, origin: str
     }
     case 'int': {
       if (!/^\d+$/.test(raw)) throw new UsageError(`${origin}: '${raw}' is not a whole number`)
-      const n = Number(raw)
-      if (o.min !== undefined && n < o.min) throw new UsageError(`${origin}: ${n} is below the minimum ${o.min}`)
-      if (o.max !== undefined && n > o.max) throw new UsageError(`${origin}: ${n} is above the maximum ${o.max}`)
-      return n
+      return inRange(o, Number(raw), origin)
+    }
+    case 'number': {
+      if (!/^(\d+(\.\d*)?|\.\d+)$/.test(raw)) throw new UsageError(`${origin}: '${raw}' is not a number (e.g. 0.05)`)
+      return inRange(o, Number(raw), origin)
     }
     case 'list':
       return raw.split(',').map((s) => s.trim()).filter(Boolean)
   }
+}
+
+function inRange<K extends string>(o: OptionSpec<K>, n: number, origin: string): number {
+  if (o.min !== undefined && n < o.min) throw new UsageError(`${origin}: ${n} is below the minimum ${o.min}`)
+  if (o.max !== undefined && n > o.max) throw new UsageError(`${origin}: ${n} is above the maximum ${o.max}`)
+  return n
 }
 
 /** Parses argv (without node and script) and the environment; throws UsageError naming the bad option. */

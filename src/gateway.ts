@@ -17,8 +17,9 @@ import type { AdminServer } from './admin/server.ts'
 import { ColdStarts } from './admin/cold-starts.ts'
 import type { KubernetesSource, KubernetesSourceTuning } from './sources/kubernetes.ts'
 import type { StatusWriterOptions } from './status/status-writer.ts'
-import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, withModeDefaults } from './compose/parts.ts'
+import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, startTracing, withModeDefaults } from './compose/parts.ts'
 import type { Control, ListenerPorts, Listeners } from './compose/parts.ts'
+import type { TracingTuning } from './observe/tracing.ts'
 
 export interface Gateway {
   readonly config: GatewayConfig
@@ -53,6 +54,8 @@ export interface StartOptions {
   statusWriter?: false | StatusWriterOptions
   /** The front door's policy stage, in order (none by default). */
   policies?: readonly Policy[]
+  /** With --tracing-endpoint: the span buffer and batching (tests make them small and quick). */
+  tracing?: TracingTuning
 }
 
 export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions): Promise<Gateway> {
@@ -74,6 +77,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   const coldStarts = new ColdStarts(() => pipeline.publisher.snapshot)
   pipeline.publisher.subscribe('cold-starts', (p) => coldStarts.published(p.snapshot, p.changedBackends))
   const reporter = new StatReporter({ podName: config.podName, log })
+  const tracing = await startTracing(config, log, metrics, opts.tracing)
   const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => {
       coldStarts.began(rev.key)
@@ -81,6 +85,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     },
     policies: opts.policies,
     processes: 1,
+    tracing,
   })
   plane = served
   control = await startControl(config, log, pipeline, reporter, metrics, {
@@ -108,6 +113,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     await listeners?.close()
     await ctl.stopSources()
     await ctl.close()
+    await tracing?.close()
     throw err
   }
   const ports = { ...listeners.ports, admin: admin.port }
@@ -138,6 +144,8 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       await adminServer.close()
       await ctl.close()
       await served.close()
+      // Last: the spans of the requests the drain finished go out (bounded by one export's timeout).
+      await tracing?.close()
     },
   }
 }

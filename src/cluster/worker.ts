@@ -10,7 +10,7 @@ import type { StatSink } from '../autoscaler/reporter.ts'
 import type { RevisionRef } from '../model/snapshot.ts'
 import type { DataPlane } from '../dataplane/data-plane.ts'
 import type { ObjectStore } from '../sources/store.ts'
-import { configPipeline, dataPlane, revisionRows, startListeners, withModeDefaults } from '../compose/parts.ts'
+import { configPipeline, dataPlane, revisionRows, startListeners, startTracing, withModeDefaults } from '../compose/parts.ts'
 import { brokered } from './slot-broker.ts'
 import { RemoteSlots } from './remote-throttler.ts'
 import { applyReplica } from './replication.ts'
@@ -113,12 +113,14 @@ async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: Worker
   const reporter = new StatReporter({ podName: config.podName, log })
   reporter.addSink(link.stats)
   reporter.start()
+  const tracing = await startTracing(config, log, metrics)
   const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => link.coldStart(rev),
     // Each worker holds its share of a rate limit (README: rate limits with --workers).
     processes: Math.max(1, config.workers),
     // Workers share per-pod limits through the primary's broker (see src/cluster/slot-broker.ts).
     remoteThrottler: (b) => (brokered(b) ? link.slots.throttler(b.key, b.revision!.containerConcurrency, b.endpoints) : undefined),
+    tracing,
   })
   plane = served
   const listeners = await startListeners(config, log, served, pipeline)
@@ -134,6 +136,7 @@ async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: Worker
       reporter.stop()
       await drainListeners(listeners, served, finishMs)
       await served.close()
+      await tracing?.close()
     },
   }
 }

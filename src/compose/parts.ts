@@ -8,6 +8,7 @@
 //   control           the sources (files or Kubernetes), the local runner, the KIngress status
 //                     writer and the link to the Knative autoscaler (roles that own configuration)
 //   admin             health, readiness, metrics and /debug/routes
+//   tracing           OTLP spans per request, only with --tracing-endpoint (serving roles)
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
@@ -43,6 +44,8 @@ import { DomainNames } from '../serving/domain.ts'
 // cluster mode (workers and the files source start without them).
 import type { KubernetesSource, KubernetesSourceTuning } from '../sources/kubernetes.ts'
 import type { KIngressStatusWriter, StatusWriterOptions } from '../status/status-writer.ts'
+// The OpenTelemetry SDK is loaded only when tracing is on.
+import type { Tracing, TracingTuning } from '../observe/tracing.ts'
 
 /** Defaults that depend on the mode: in a cluster the Knative autoscaler is at its well-known address. */
 export function withModeDefaults(raw: GatewayConfig): GatewayConfig {
@@ -81,7 +84,7 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
 
 // ---- data plane ---------------------------------------------------------------------------------
 
-export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies'> & { processes: number }): DataPlane {
+export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies' | 'tracing'> & { processes: number }): DataPlane {
   const now = reporter.now
   const demand = reporter.demand
   const plane = new DataPlane(publisher.snapshot, {
@@ -102,6 +105,7 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     },
     onColdStart: extra.onColdStart,
     remoteThrottler: extra.remoteThrottler,
+    tracing: extra.tracing,
   })
   publisher.subscribe('data-plane', (p) => plane.setSnapshot(p.snapshot, p.changedBackends))
   return plane
@@ -123,6 +127,27 @@ function accessLog(config: GatewayConfig, metrics: GatewayMetrics): AccessLog {
 function rateLimits(config: GatewayConfig, metrics: GatewayMetrics, processes: number): RateLimitPolicy {
   const per = config.rateLimitPerClient === undefined ? undefined : parseRateLimit(config.rateLimitPerClient, undefined, processes)
   return new RateLimitPolicy({ perClient: typeof per === 'object' ? per : undefined, processes, onLimited: (host, limit) => metrics.rateLimited(host, limit) })
+}
+
+// ---- tracing -----------------------------------------------------------------------------------
+
+/**
+ * Tracing, when --tracing-endpoint names a collector (else undefined, and the data plane makes no
+ * span, context or id). Spans it drops are counted in edge_tracing_spans_dropped_total, a counter
+ * registered on this process's registry (with --workers, summed into the primary's /metrics).
+ */
+export async function startTracing(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, tuning?: TracingTuning): Promise<Tracing | undefined> {
+  if (config.tracingEndpoint === undefined) return undefined
+  const { Tracing, spanDropCounter } = await import('../observe/tracing.ts')
+  return new Tracing({
+    endpoint: config.tracingEndpoint,
+    samplingRate: config.tracingSamplingRate,
+    serviceName: config.tracingServiceName,
+    instance: config.podName,
+    log: log.child({ component: 'tracing' }),
+    onDrop: spanDropCounter(metrics.registry),
+    tuning,
+  })
 }
 
 // ---- listeners ----------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ export abstract class Admission implements Waiter, TimedState {
     const backend = this.backend
     this.record.host = this.resolution.entry.host
     this.record.backend = backend
+    this.record.trace?.route(this.resolution)
     if (backend.revision) {
       this.demandFor(backend.revision)
       this.rearm()
@@ -146,6 +147,8 @@ export abstract class Admission implements Waiter, TimedState {
     const r = throttler.enqueue(this)
     if (r !== 'queued') return this.refuse(r)
     this.inQueue = true
+    // Its place as it entered: the queue's length, itself included.
+    this.record.trace?.held(this.waitedForScale, throttler.queued)
     this.rearm()
   }
 
@@ -181,6 +184,7 @@ export abstract class Admission implements Waiter, TimedState {
     this.record.pod = pod.endpoint.address
     if (this.queuedAt > 0) {
       this.dispatchedAt = performance.now()
+      this.record.trace?.granted()
       this.rearm()
     }
     this.forward(pod.endpoint.host, pod.endpoint.port, pod.endpoint.origin)
@@ -215,6 +219,7 @@ export abstract class Admission implements Waiter, TimedState {
     this.backend = again.backend
     this.record.host = again.resolution.entry.host
     this.record.backend = again.backend
+    this.record.trace?.route(again.resolution)
     this.demandFor(again.backend.revision)
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined

@@ -13,6 +13,7 @@ import type { BackendTableOptions } from './backend-table.ts'
 import type { ForwardContext } from './forward-http.ts'
 import type { UpgradeContext } from './forward-upgrade.ts'
 import { FrontDoor } from './front-door.ts'
+import type { RequestTracer } from './front-door.ts'
 import { InFlight } from './in-flight.ts'
 import type { Policy } from './policy.ts'
 import { PoolRegistry, UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
@@ -35,6 +36,8 @@ export interface DataPlaneOptions extends BackendTableOptions {
   demand?: DemandSink
   /** The front door's policy stage, in order (none by default). */
   policies?: readonly Policy[]
+  /** Starts each request's trace (--tracing-endpoint); undefined: tracing is off. */
+  tracing?: RequestTracer
 }
 
 export class DataPlane {
@@ -74,7 +77,7 @@ export class DataPlane {
         requests.ended(r)
       },
     }
-    this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter(), requests.logging)
+    this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter(), requests.logging, opts.tracing)
   }
 
   /**

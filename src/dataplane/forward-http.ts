@@ -66,11 +66,12 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     this.admit()
   }
 
-  protected forward(_host: string, _port: number, origin: string): void {
+  protected forward(host: string, port: number, origin: string): void {
     this.upstreamDone = false
     this.controller = null
     const req = this.req
-    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, false)
+    const t = this.record.trace
+    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, false, t === undefined ? undefined : t.dispatch(host, port))
     const method = req.method ?? 'GET'
     // HTTP/2 carries a body whenever the HEADERS frame did not end the stream (gRPC sends no length).
     const hasBody = this.h2
@@ -103,6 +104,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
 
   onRequestSent(): void {
     this.sent = true
+    this.record.trace?.event('request sent')
   }
 
   onBodySent(): void {
@@ -210,6 +212,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
       return
     }
     const code = (err as NodeJS.ErrnoException).code ?? ''
+    this.record.trace?.failed(code || err.message)
     // Nothing reached the pod: try again on a pod that is ready.
     if (!this.responded && !this.sent && CONNECT_ERRORS.has(code) && !this.req.readableDidRead && this.retryElsewhere()) return
     if (this.responded) {

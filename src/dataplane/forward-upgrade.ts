@@ -65,7 +65,8 @@ export class Upgrade extends Admission {
 
   protected forward(host: string, port: number): void {
     const req = this.req
-    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, true)
+    const t = this.record.trace
+    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, true, t === undefined ? undefined : t.dispatch(host, port))
     let lines = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`
     for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
     lines += '\r\n'
@@ -81,6 +82,7 @@ export class Upgrade extends Admission {
     })
     upstream.once('connect', () => {
       connected = true
+      t?.event('connected')
       upstream.setTimeout(0)
       upstream.write(lines)
       if (this.head.length > 0) upstream.write(this.head)
@@ -107,6 +109,7 @@ export class Upgrade extends Admission {
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (!current()) return
       const why = err.code ?? err.message
+      t?.failed(why)
       if (!connected) {
         // Nothing reached the pod: try again on a pod that is ready (a new connection replaces this one).
         this.upstream = undefined

@@ -10,7 +10,8 @@
 // Requests and upgrades differ only in the forward stage and in how an answer is written (a
 // response object, or raw HTTP/1.1 on the upgrade's socket). Every answer the gateway makes itself
 // before the forward stage is written here, in one place, and every request's end is told once
-// through its record (request-record.ts).
+// through its record (request-record.ts). With tracing on, a request's trace (its server span)
+// starts here at arrival, before the first stage, and ends with its record (request-log.ts).
 import { Readable } from 'node:stream'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
@@ -25,6 +26,7 @@ import { rawReply, reply } from './reply.ts'
 import type { Answer } from './reply.ts'
 import type { Resolution } from './resolve.ts'
 import { newRecord, noteAnswer } from './request-record.ts'
+import type { RequestTrace } from '../observe/request-trace.ts'
 import type { RequestRecord } from './request-record.ts'
 import { screen } from './screen.ts'
 import type { Framing } from './screen.ts'
@@ -40,6 +42,11 @@ export interface Entrance {
   readonly limits: ClientLimits
 }
 
+/** Starts a request's trace at arrival (observe/tracing.ts); absent when tracing is off. */
+export interface RequestTracer {
+  begin(req: ClientRequest, startedAt: number, secure: boolean): RequestTrace
+}
+
 /** What a client is told when a bug in the gateway cost its request (plain or upgrade). */
 const INTERNAL_ERROR: Answer = { status: 500, reason: 'internal-error', detail: 'the gateway failed while handling this request (the error is in its log)' }
 
@@ -52,13 +59,16 @@ export class FrontDoor {
 
   /** Access-log lines are written: request body bytes are counted. */
   private readonly logging: boolean
+  /** Tracing is on: each request's trace starts at arrival, before the first stage. */
+  private readonly tracer: RequestTracer | undefined
 
-  constructor(ctx: ForwardContext & UpgradeContext, policies: readonly Policy[], enter: () => void, logging: boolean) {
+  constructor(ctx: ForwardContext & UpgradeContext, policies: readonly Policy[], enter: () => void, logging: boolean, tracer: RequestTracer | undefined) {
     this.ctx = ctx
     this.log = ctx.log
     this.policies = policies
     this.enter = enter
     this.logging = logging
+    this.tracer = tracer
   }
 
   /**
@@ -69,6 +79,7 @@ export class FrontDoor {
     this.enter()
     const record = newRecord(req, at.listener, false)
     try {
+      if (this.tracer !== undefined) record.trace = this.tracer.begin(req, record.startedAt, at.secure)
       const refused = screen(req, at.limits, framing)
       if (refused) return this.answer(record, res, refused)
       markIfTrusted(req, at.limits.trustedProxies)
@@ -97,6 +108,7 @@ export class FrontDoor {
     this.enter()
     const record = newRecord(req, at.listener, true)
     try {
+      if (this.tracer !== undefined) record.trace = this.tracer.begin(req, record.startedAt, at.secure)
       const refused = screen(req, at.limits, 'h1')
       if (refused) return this.answerRaw(record, socket, refused)
       markIfTrusted(req, at.limits.trustedProxies)

@@ -1,6 +1,7 @@
 // Where a request's end is told: the request count and duration by host and revision when the client
-// has its answer (for an upgrade, the handshake's), and the access-log line when nothing of it is
-// left (for a WebSocket, when it closes). Reads only the request's record.
+// has its answer (for an upgrade, the handshake's), and the access-log line and the end of its spans
+// (when traced) when nothing of it is left (for a WebSocket, when it closes). Reads only the
+// request's record.
 import type { GatewayMetrics } from '../metrics.ts'
 import type { AccessLog } from '../observe/access-log.ts'
 import type { Refusal } from './guard.ts'
@@ -25,6 +26,7 @@ export class RequestLog {
   }
 
   ended(r: RequestRecord): void {
+    r.trace?.end(r)
     this.access?.write(r)
   }
 

@@ -2,6 +2,7 @@
 // by the request count and duration (metrics), the access log and the in-flight count. A plain
 // object with a fixed shape, made once per request.
 import type { BackendSpec } from '../model/snapshot.ts'
+import type { RequestTrace } from '../observe/request-trace.ts'
 import type { ClientRequest } from './client.ts'
 import type { ListenerKind } from './identify.ts'
 import type { Reason } from './reply.ts'
@@ -32,6 +33,8 @@ export interface RequestRecord {
   bytesIn: number
   /** Response body bytes sent; an upgrade's: pod to client. */
   bytesOut: number
+  /** Its spans, when tracing is on (--tracing-endpoint); undefined otherwise, and then nothing is traced. */
+  trace: RequestTrace | undefined
 }
 
 /** The gateway answered itself with `detail` as the body: when, and how many bytes. */
@@ -41,5 +44,5 @@ export function noteAnswer(r: RequestRecord, detail: string): void {
 }
 
 export function newRecord(req: ClientRequest, listener: ListenerKind, upgrade: boolean): RequestRecord {
-  return { startedAt: performance.now(), listener, upgrade, req, remote: req.socket?.remoteAddress, host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0 }
+  return { startedAt: performance.now(), listener, upgrade, req, remote: req.socket?.remoteAddress, host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0, trace: undefined }
 }

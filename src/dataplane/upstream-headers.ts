@@ -8,6 +8,7 @@
 import type { ClientRequest } from './client.ts'
 import type { HeaderSet } from '../model/snapshot.ts'
 import type { Resolution } from './resolve.ts'
+import type { TraceHeaders } from '../observe/request-trace.ts'
 
 export interface UpstreamHeaderPlan {
   /** Header lists to set, in order; a later list overrides an earlier one for the same name. */
@@ -22,6 +23,11 @@ export interface UpstreamHeaderPlan {
   readonly activator: boolean
   /** Keep Upgrade/Connection: upgrade (WebSocket handshake). */
   readonly upgrade: boolean
+  /**
+   * Tracing is on: the gateway's trace context replaces the client's (the pod's parent is the
+   * gateway's span). Off: the client's traceparent and tracestate pass as they came.
+   */
+  readonly trace: TraceHeaders | undefined
 }
 
 // Headers a client may not pass through: hop-by-hop ones, and those the gateway owns.
@@ -41,6 +47,9 @@ const DROP = new Set([
   // Set by a DomainMapping's route (appendHeaders); a client must not fake having come through one.
   'k-original-host',
 ])
+
+// With tracing on, the client's trace context is replaced by the gateway's own (see the plan's trace).
+const DROP_TRACED = new Set([...DROP, 'traceparent', 'tracestate'])
 
 // Forwarding headers: about the client, so only a trusted hop may state them.
 const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'forwarded', 'x-real-ip'])
@@ -88,6 +97,8 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
   const out: string[] = []
   const hop = connectionTokens(rawHeaders)
   const trusted = trustedHops.has(rawHeaders)
+  const trace = plan.trace
+  const drop = trace === undefined ? DROP : DROP_TRACED
   let clientHost: string | undefined
   let xff: string | undefined
   let haveProto = false
@@ -102,7 +113,7 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
       continue // HTTP/2 pseudo-headers
     }
     const lower = name.toLowerCase()
-    if (DROP.has(lower)) {
+    if (drop.has(lower)) {
       if (lower === 'host') clientHost ??= value
       else if (lower === 'upgrade') upgradeValue = value
       else if (lower === 'te' && value.toLowerCase().includes('trailers')) teTrailers = true
@@ -135,6 +146,10 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
   if (plan.activator) out.push('k-proxy-request', 'activator')
   if (teTrailers) out.push('te', 'trailers')
   if (plan.upgrade && upgradeValue !== undefined) out.push('connection', 'upgrade', 'upgrade', upgradeValue)
+  if (trace !== undefined) {
+    if (trace.traceparent !== undefined) out.push('traceparent', trace.traceparent)
+    if (trace.tracestate !== undefined) out.push('tracestate', trace.tracestate)
+  }
   return out
 }
 
@@ -142,7 +157,7 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
 export const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
 /** The upstream headers for a resolved request: the route's header sets, in hop order, and the rest. */
-export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean): string[] {
+export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean, trace: TraceHeaders | undefined): string[] {
   const inner = r.inner
   return buildUpstreamHeaders(req.rawHeaders, {
     sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
@@ -152,5 +167,6 @@ export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: bo
     proto: secure ? 'https' : 'http',
     activator,
     upgrade,
+    trace,
   })
 }

@@ -106,7 +106,8 @@ function entry(r: RequestRecord, trusted: net.BlockList | undefined): Entry {
     revision: rev?.name,
     coldStartMs: r.coldStartMs >= 0 ? round(r.coldStartMs) : undefined,
     reason: r.reason,
-    traceId: typeof traceparent === 'string' && traceparent.length >= 35 ? traceparent.slice(3, 35) : undefined,
+    // Tracing on: the trace the gateway sent the pod (the caller's, or one it started); else the caller's.
+    traceId: r.trace !== undefined ? r.trace.traceId : typeof traceparent === 'string' && traceparent.length >= 35 ? traceparent.slice(3, 35) : undefined,
     userAgent: h['user-agent'],
     requestId: typeof requestId === 'string' ? requestId : `${PREFIX}${(++seq).toString(36)}`,
     upgrade: r.upgrade || undefined,
