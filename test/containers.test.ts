@@ -157,6 +157,36 @@ t.test('a 50/50 split between two revisions of one image with different env', as
   t.equal((await containersOf(dir)).length, 2, 'one container per revision')
 })
 
+t.test('a Knative Service rolls out from one container template to another with no failed request', async (t) => {
+  const dir = tempDir('edge-containers-')
+  const svc = (message: string): unknown => ({
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Service',
+    metadata: { name: 'roll', namespace: 'default' },
+    spec: { template: { spec: { containers: [{ image, env: [{ name: 'MESSAGE', value: message }] }] } } },
+  })
+  writeManifest(dir, 'svc.yaml', [svc('one')])
+  const gw = await gateway(t, dir)
+  t.equal(app(await get(gw.ports.http, host('roll'), '/')).message, 'one', 'roll-00001 in a container')
+  const answers: Array<{ status: number; message?: string }> = []
+  let looping = true
+  const loop = (async () => {
+    while (looping) {
+      const r = await get(gw.ports.http, host('roll'), '/')
+      answers.push({ status: r.status, message: r.status === 200 ? app(r).message : undefined })
+    }
+  })()
+  await waitFor('answers before the edit', () => answers.length >= 5)
+  writeManifest(dir, 'svc.yaml', [svc('two')])
+  await waitFor('traffic on the new container', () => answers.some((a) => a.message === 'two'), 60_000)
+  await waitFor('more answers from it', () => answers.length >= answers.findIndex((a) => a.message === 'two') + 5)
+  looping = false
+  await loop
+  t.same(answers.filter((a) => a.status !== 200), [], `no failed request among ${answers.length}`)
+  const first = answers.findIndex((a) => a.message === 'two')
+  t.ok(answers.slice(0, first).every((a) => a.message === 'one') && answers.slice(first).every((a) => a.message === 'two'), 'one revision, then the other')
+})
+
 t.test('containerConcurrency holds per container, and scale-out stops at max-scale', async (t) => {
   const dir = tempDir('edge-containers-')
   const rev = revision('busy-00001', { containerConcurrency: 1, annotations: { 'autoscaling.knative.dev/max-scale': '2' } })
