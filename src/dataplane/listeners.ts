@@ -134,14 +134,22 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   const before = opts.proxyProtocol ? proxyFirst(plane, limits, perIp) : undefined
   const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs }, before)
   if (perIp && !before) front.prependListener('connection', perIp)
-  const port = await listen(front, opts.host, opts.port)
+  return listening(kind, front, await listen(front, opts.host, opts.port), h1, edge, sessions, undefined)
+}
+
+/**
+ * A started listener: `accepting` takes the connections; h1 (node:http, never listening itself),
+ * our HTTP/1.1 server side and the HTTP/2 sessions serve them; `sockets` are other connections to
+ * end on closeAll (HTTP/1.1 over TLS).
+ */
+function listening(kind: ListenerKind, accepting: net.Server, port: number, h1: http.Server, edge: EdgeH1Server | undefined, sessions: Set<http2.Http2Session>, sockets: Set<net.Socket> | undefined): Listener {
   return {
     kind,
     server: h1,
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        front.close(() => resolve())
+        accepting.close(() => resolve())
         // Not listening, so close() reports ERR_SERVER_NOT_RUNNING; what matters is that it stops
         // the connection sweep and closes idle keep-alive connections.
         h1.close(() => {})
@@ -152,6 +160,7 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
       h1.closeAllConnections()
       edge?.closeAll()
       for (const s of sessions) s.destroy()
+      if (sockets) for (const sock of sockets) sock.destroy()
     },
   }
 }
@@ -239,25 +248,7 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     sockets.add(sock)
     sock.once('close', () => sockets.delete(sock))
   })
-  const port = await listen(accepting, opts.host, opts.port)
-  return {
-    kind,
-    server: h1,
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        accepting.close(() => resolve())
-        h1.close(() => {})
-        edge?.close()
-        for (const s of sessions) s.close()
-      }),
-    closeAll: () => {
-      h1.closeAllConnections()
-      edge?.closeAll()
-      for (const s of sessions) s.destroy()
-      for (const sock of sockets) sock.destroy()
-    },
-  }
+  return listening(kind, accepting, await listen(accepting, opts.host, opts.port), h1, edge, sessions, sockets)
 }
 
 function netServer(onConnection: (socket: net.Socket) => void): net.Server {
