@@ -165,9 +165,12 @@ t.test('logs of a gateway run with TLS Secrets and broken Secret manifests carry
   child.stdout.on('data', (c) => (out += c))
   child.stderr.on('data', (c) => (out += c))
   await waitFor('the gateway to report the bad manifests', () => /bad\.json/.test(out) && /bad\.yaml/.test(out) && /listening/.test(out), 20_000)
-  await new Promise((r) => setTimeout(r, 500))
+  // 'close' (not 'exit') comes after stdout and stderr have ended, so `out` holds every line
+  // the gateway wrote from start to its last shutdown line.
+  const closed = new Promise((r) => child.once('close', r))
   child.kill('SIGINT')
-  await new Promise((r) => child.once('exit', r))
+  await closed
+  t.match(out, /"msg":"stopped"/, 'the logs run through to the end of shutdown')
   t.match(out, /EDGE_ERR_PARSE/, 'the rejections were logged')
   t.notMatch(out, LEAK, 'no PEM text or key material in the logs')
   t.notMatch(out, QUOTED, 'no quote of a broken file')
