@@ -333,7 +333,8 @@ t.test('pool: bytes a pod sends after its response, or while idle, never answer 
   const p = pool(t, pod.port)
   t.equal((await request(p)).body.toString(), 'first')
   t.equal((await request(p)).body.toString(), 'second')
-  await new Promise((r) => setTimeout(r, 100))
+  // The pool must drop the connection that spoke while idle (the pod sees it close) before reuse.
+  await waitFor('the pool to drop the connection that spoke while idle', () => pod.closes() === 2)
   const third = await request(p)
   t.equal(third.body.toString(), 'real 3')
   t.same(
@@ -393,8 +394,7 @@ t.test('pool: abort in the middle of a body closes that connection only', async 
   const reason = new Error('client gone')
   const out = await request(p, {}, (c) => c.abort(reason))
   t.equal(out.error, reason, 'the handler hears its own abort reason')
-  await new Promise((r) => setTimeout(r, 50))
-  t.equal(pod.closes(), 1, 'the pod saw its connection closed')
+  await waitFor('the pod to see its connection closed', () => pod.closes() === 1)
   t.equal((await request(p)).body.toString(), 'next')
 })
 
@@ -426,7 +426,7 @@ t.test('pool: close() lets a busy request finish, then ends its connection', asy
   const pod = await scriptedPod(t, (_n, _h, s) => setTimeout(() => s.write(OK('late')), 50))
   const p = pool(t, pod.port)
   const pending = request(p)
-  await new Promise((r) => setTimeout(r, 10))
+  await waitFor('the request to reach the pod', () => pod.seen.length === 1)
   const closed = p.close()
   t.equal((await pending).body.toString(), 'late')
   await closed

@@ -160,7 +160,12 @@ t.test('no server at all: send returns false, nothing throws, close resolves', a
   t.equal(sink.send([{ ...HELLO, podName: 'gw-0', averageConcurrentRequests: 1, requestCount: 1 }]), false)
   await sink.close()
   const errorsAfterClose = sink.stats.errors
-  await new Promise((r) => setTimeout(r, 100))
+  // A control sink on the same port, started after the close: six of its failures span more than
+  // the longest backoff (maxMs), so a closed sink still retrying would have failed again meanwhile.
+  const control = new KnativeStatSink({ url: `ws://127.0.0.1:${port}`, log: quietLog, backoff: FAST_BACKOFF })
+  control.start()
+  await waitFor('six failed attempts of the control sink', () => control.stats.errors >= 6)
+  await control.close()
   t.equal(sink.stats.errors, errorsAfterClose, 'no reconnect attempts after close')
 })
 
