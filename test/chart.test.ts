@@ -792,7 +792,7 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
     {
       publicService: { type: 'NodePort', externalTrafficPolicy: 'Local', nodePorts: { http: 31080, https: 31443 } },
       autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7 },
-      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', ingressClass: 'my.class', autoscalerUrl: '' },
+      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', tracing: { endpoint: 'http://otel-collector.observability:4318', samplingRate: 0.25, serviceName: 'edge-eu' }, ingressClass: 'my.class', autoscalerUrl: '' },
       podDisruptionBudget: { maxUnavailable: '50%' },
       extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }],
       nodeSelector: { 'kubernetes.io/os': 'linux' },
@@ -823,6 +823,9 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
   t.equal(env.get('EDGE_WORKERS')?.value, '4')
   t.notOk(env.has('EDGE_ACCESS_LOG'), 'accessLog: false turns the access log off')
   t.equal(env.get('EDGE_ACCESS_LOG_TEMPLATE')?.value, '{method} {path} {status}')
+  t.equal(env.get('EDGE_TRACING_ENDPOINT')?.value, 'http://otel-collector.observability:4318')
+  t.equal(env.get('EDGE_TRACING_SAMPLING_RATE')?.value, '0.25')
+  t.equal(env.get('EDGE_TRACING_SERVICE_NAME')?.value, 'edge-eu')
   t.equal(env.get('EDGE_INGRESS_CLASS')?.value, 'my.class')
   t.equal(env.get('NODE_OPTIONS')?.value, '--max-old-space-size=512')
   t.notOk(env.has('EDGE_AUTOSCALER_URL'), 'empty autoscalerUrl leaves the built-in default')
