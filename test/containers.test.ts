@@ -193,18 +193,13 @@ t.test('containerConcurrency holds per container, and scale-out stops at max-sca
   writeManifest(dir, 'busy.yaml', [rev, route('busy', [['busy-00001', 100]])])
   const gw = await gateway(t, dir)
   const requests = Array.from({ length: 4 }, () => get(gw.ports.http, host('busy'), '/?ms=1500'))
-  let done = false
-  let most = 0
-  const all = Promise.all(requests).finally(() => (done = true))
-  while (!done) {
-    most = Math.max(most, (await instances(gw.ports.admin, 'busy-00001')).length)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  const answers = await all
+  const answers = await Promise.all(requests)
   t.strictSame(answers.map((r) => r.status), [200, 200, 200, 200])
   t.strictSame(answers.map((r) => app(r).inflight), [1, 1, 1, 1], 'no container ever had more than one request at once')
   t.equal(new Set(answers.map((r) => app(r).host)).size, 2, 'four waiting requests scaled the revision out to two containers')
-  t.equal(most, 2, 'never more than max-scale')
+  // Nothing scales down within the default 30 s idle window, so the engine still lists every
+  // container started for these requests: a third one would be here.
+  t.equal((await containersOf(dir)).length, 2, 'never more than max-scale: two containers were started in all')
 })
 
 t.test('scale to zero removes the container; the next request starts a new one', async (t) => {

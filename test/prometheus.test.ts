@@ -113,7 +113,7 @@ t.test("every dashboard query has data in a real Prometheus; promtool accepts /m
         trafficError = err
         return
       }
-      await new Promise((r) => setTimeout(r, 100))
+      await new Promise((r) => setTimeout(r, 100)) // pacing a trickle of traffic; nothing waits on this
     }
   })()
   try {
