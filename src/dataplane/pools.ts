@@ -3,11 +3,13 @@
 // already on it finish first.
 //
 // HTTP/1.1 requests without a body go through our own H1Pool (the hot path, see h1/client/pool.ts);
-// requests with a body go through undici's Pool, which streams them; h2c through undici's H2CClient.
-import { H2CClient, Pool } from 'undici'
+// requests with a body go through undici's Pool, which streams them; h2c through our H2Client, one
+// node:http2 session per pod (h2/client.ts).
+import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { UpstreamProtocol } from '../model/snapshot.ts'
 import { H1Pool } from './h1/client/pool.ts'
+import { H2Client } from './h2/client.ts'
 
 /** What the Exchange needs of a client: undici's dispatch. */
 export interface UpstreamDispatcher {
@@ -31,7 +33,7 @@ export interface PoolOptions {
 export class PoolRegistry {
   private readonly pools = new Map<string, Pool>()
   /** h2c origins: one multiplexed session each (gRPC streams stay on the session they start on). */
-  private readonly h2c = new Map<string, H2CClient>()
+  private readonly h2c = new Map<string, H2Client>()
   /** HTTP/1.1 requests without a body. */
   private readonly h1 = new Map<string, H1Pool>()
   private readonly opts: PoolOptions
@@ -54,16 +56,10 @@ export class PoolRegistry {
     return p
   }
 
-  private getH2c(origin: string): H2CClient {
+  private getH2c(origin: string): H2Client {
     let c = this.h2c.get(origin)
     if (!c) {
-      c = new H2CClient(origin, {
-        maxConcurrentStreams: 1000,
-        pipelining: 1000,
-        connect: { timeout: this.opts.connectTimeoutMs },
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      })
+      c = new H2Client(origin, { connectTimeoutMs: this.opts.connectTimeoutMs })
       this.h2c.set(origin, c)
     }
     return c
