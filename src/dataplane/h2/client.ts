@@ -13,6 +13,7 @@ import net from 'node:net'
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader, OutgoingHttpHeaders } from 'node:http2'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
+import { DispatchControl, UpstreamError } from '../dispatch-control.ts'
 
 type Handler = Dispatcher.DispatchHandler
 
@@ -32,13 +33,6 @@ export interface H2Request {
   body?: unknown
 }
 
-class UpstreamError extends Error {
-  readonly code: string
-  constructor(message: string, code: string) {
-    super(message)
-    this.code = code
-  }
-}
 
 /** How often a session closing after a GOAWAY is checked for being done with its socket. */
 const REAP_MS = 250
@@ -46,31 +40,17 @@ const REAP_MS = 250
 const NO_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>
 
 /** One request on a session: the Exchange's controller, and the stream's listeners' target. */
-class H2Call implements Dispatcher.DispatchController {
+class H2Call extends DispatchControl {
   readonly handler: Handler
   stream: ClientHttp2Stream | undefined
-  private _aborted = false
-  private _paused = false
-  private _reason: Error | null = null
   /** The handler was told the end (response end or error): nothing more is reported. */
   settled = false
   responded = false
   trailers: Record<string, string | string[]> | undefined
 
   constructor(handler: Handler) {
+    super()
     this.handler = handler
-  }
-
-  get aborted(): boolean {
-    return this._aborted
-  }
-
-  get paused(): boolean {
-    return this._paused
-  }
-
-  get reason(): Error | null {
-    return this._reason
   }
 
   abort(reason: Error): void {

@@ -12,6 +12,7 @@
 // that connection, so they can never be read as the answer to someone else's request.
 import net from 'node:net'
 import type { Dispatcher } from 'undici'
+import { DispatchControl, UpstreamError } from '../../dispatch-control.ts'
 import { ResponseParser } from './response-parser.ts'
 import type { ResponseHeaders, ResponseSink } from './response-parser.ts'
 import { copyChunk } from './chunk-pool.ts'
@@ -70,13 +71,6 @@ function watchIdle(pool: H1Pool): void {
  */
 const UNSAFE = /[\r\n\0\u0100-\uffff]/
 
-class UpstreamError extends Error {
-  readonly code: string
-  constructor(message: string, code: string) {
-    super(message)
-    this.code = code
-  }
-}
 
 export class H1Pool {
   readonly host: string
@@ -208,28 +202,14 @@ type PoolSocket = net.Socket & { conn: UpstreamConnection }
  * listener firing after its response ended) must not pause, resume or abort the next request on
  * the same connection.
  */
-class RequestControl implements Dispatcher.DispatchController {
+class RequestControl extends DispatchControl {
   readonly conn: UpstreamConnection
   readonly handler: Handler
-  private _aborted = false
-  private _paused = false
-  private _reason: Error | null = null
 
   constructor(conn: UpstreamConnection, handler: Handler) {
+    super()
     this.conn = conn
     this.handler = handler
-  }
-
-  get aborted(): boolean {
-    return this._aborted
-  }
-
-  get paused(): boolean {
-    return this._paused
-  }
-
-  get reason(): Error | null {
-    return this._reason
   }
 
   abort(reason: Error): void {
