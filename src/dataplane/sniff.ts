@@ -4,7 +4,6 @@
 // HTTP/1.1 (our own server side, h1/server/server.ts, or node:http). Only the first bytes of a connection
 // are inspected; keep-alive requests that follow cost nothing.
 import net from 'node:net'
-import { Duplex } from 'node:stream'
 import type http from 'node:http'
 import type http2 from 'node:http2'
 
@@ -51,9 +50,12 @@ function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: 
     socket.off('error', onError)
     socket.pause()
     if (!isHttp2) return h1(socket, seen)
-    // node:http2 reads the native handle directly and would never see bytes we already took off
-    // it, so it gets a stream that replays them first.
-    h2.emit('connection', new ReplayingSocket(socket, seen))
+    // node:http2 reads what is buffered on the socket first and then consumes its native handle
+    // itself, so the bytes read here go back onto the socket. (It used to get a Duplex replaying
+    // them, which put every later read and write of the connection through JS streams: h2c cost
+    // more CPU per request than HTTP/2 over TLS. docs/hot-path.md, issue 19.)
+    if (seen) socket.unshift(seen)
+    h2.emit('connection', socket)
   }
   const onData = (chunk: Buffer): void => {
     seen = seen ? Buffer.concat([seen, chunk]) : chunk
@@ -71,64 +73,4 @@ function sniff(socket: net.Socket, h1: Http1Taker, h2: http2.Http2Server, opts: 
   // Bytes a PROXY header came with are the first the client sent: they may decide it already.
   if (first) onData(first)
   if (!decided) socket.resume()
-}
-
-/** A Duplex over a socket that first yields bytes already read from it. */
-class ReplayingSocket extends Duplex {
-  private readonly socket: net.Socket
-  readonly remoteAddress: string | undefined
-  readonly remotePort: number | undefined
-  readonly remoteFamily: string | undefined
-  readonly localAddress: string | undefined
-  readonly localPort: number | undefined
-
-  constructor(socket: net.Socket, replay: Buffer | undefined) {
-    super({ allowHalfOpen: false })
-    this.socket = socket
-    this.remoteAddress = socket.remoteAddress
-    this.remotePort = socket.remotePort
-    this.remoteFamily = socket.remoteFamily
-    this.localAddress = socket.localAddress
-    this.localPort = socket.localPort
-    if (replay) this.push(replay)
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) socket.pause()
-    })
-    socket.on('end', () => this.push(null))
-    socket.on('error', (err) => this.destroy(err))
-    socket.on('close', () => this.destroy())
-    socket.resume()
-  }
-
-  override _read(): void {
-    this.socket.resume()
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.socket.write(chunk, cb)
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.socket.end(cb)
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.socket.destroy()
-    cb(err)
-  }
-
-  setNoDelay(noDelay?: boolean): this {
-    this.socket.setNoDelay(noDelay)
-    return this
-  }
-
-  setKeepAlive(enable?: boolean, delay?: number): this {
-    this.socket.setKeepAlive(enable, delay)
-    return this
-  }
-
-  setTimeout(ms: number, cb?: () => void): this {
-    this.socket.setTimeout(ms, cb)
-    return this
-  }
 }
