@@ -1,7 +1,9 @@
 // The gateway's own HTTP/1.1 upstream client (src/dataplane/h1): the response parser fed at every
 // split point, and the keep-alive pool against real TCP servers that script a pod's bytes.
 import t from 'tap'
+import http from 'node:http'
 import net from 'node:net'
+import { PassThrough } from 'node:stream'
 import crypto from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { ResponseParser, ResponseParseError } from '../src/dataplane/h1/client/response-parser.ts'
@@ -231,13 +233,13 @@ interface Outcome {
 type Controller = { abort(e: Error): void; pause(): void; resume(): void }
 
 /** Dispatches one request and collects what a handler sees. `onData` may pause, resume or abort. */
-function request(pool: H1Pool, opts: { method?: string; path?: string; headers?: string[] } = {}, onData?: (c: Controller, chunk: Buffer, total: number) => void): Promise<Outcome> {
+function request(pool: H1Pool, opts: { method?: string; path?: string; headers?: string[]; body?: PassThrough } = {}, onData?: (c: Controller, chunk: Buffer, total: number) => void): Promise<Outcome> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let total = 0
     const out: Outcome = { body: Buffer.alloc(0), sent: false }
     pool.dispatch(
-      { method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers ?? ['host', 'app.example.com'] },
+      { method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers ?? ['host', 'app.example.com'], body: opts.body ?? null },
       {
         onRequestSent: () => (out.sent = true),
         onResponseStart: (_c, status, headers, text) => Object.assign(out, { status, headers, statusText: text }),
@@ -420,6 +422,90 @@ t.test('pool: pause and resume carry a 4 MiB body intact to a slow reader', asyn
   t.equal(out.body.length, body.length)
   t.ok(out.body.equals(body), 'same bytes in the same order')
   t.same(out.trailers, { 'x-sum': 'done' })
+})
+
+// ---- request bodies (Content-Length) ----
+
+/** A node:http pod that answers each request with its body's length and digest, after reading it all. */
+async function digestPod(t: Teardown, early?: (req: http.IncomingMessage) => boolean): Promise<{ port: number; connections: () => number; bodies: number[] }> {
+  let conns = 0
+  const bodies: number[] = []
+  const server = http.createServer((req, res) => {
+    if (early?.(req)) {
+      // Answers on the head alone, as a pod refusing a too-large upload does.
+      res.writeHead(413, { 'content-length': '8' }).end('too big\n')
+      return
+    }
+    const h = crypto.createHash('sha256')
+    let n = 0
+    req.on('data', (d: Buffer) => {
+      n += d.length
+      h.update(d)
+    })
+    req.on('end', () => {
+      bodies.push(n)
+      res.end(`${n} ${h.digest('hex')}`)
+    })
+  })
+  server.on('connection', () => conns++)
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())))
+  t.teardown(() => server.closeAllConnections())
+  return { port: (server.address() as AddressInfo).port, connections: () => conns, bodies }
+}
+
+/** A client's body as a stream, written in pieces as a client would send it. */
+function streamed(data: Buffer, piece = 16 * 1024): PassThrough {
+  const body = new PassThrough()
+  let off = 0
+  const more = (): void => {
+    while (off < data.length) {
+      const ok = body.write(data.subarray(off, off + piece))
+      off += piece
+      if (!ok) return void body.once('drain', more)
+    }
+    body.end()
+  }
+  more()
+  return body
+}
+
+const digest = (b: Buffer): string => `${b.length} ${crypto.createHash('sha256').update(b).digest('hex')}`
+
+t.test('pool: a Content-Length body streams to the pod intact, and the connection is kept for the next request', async (t) => {
+  const pod = await digestPod(t)
+  const p = pool(t, pod.port)
+  for (const size of [5, 4096, 3 * 1024 * 1024]) {
+    const data = crypto.randomBytes(size)
+    const out = await request(p, { method: 'POST', headers: ['host', 'app.example.com', 'content-length', String(size)], body: streamed(data) })
+    t.equal(out.body.toString(), digest(data), `${size} bytes arrived as sent`)
+  }
+  const after = await request(p)
+  t.equal(after.body.toString().split(' ')[0], '0', 'a bodyless request after them is read as bodyless')
+  t.equal(pod.connections(), 1, 'all on one connection')
+})
+
+t.test('pool: a response that ends before its body is written closes that connection, and the rest of the body is read off the client', async (t) => {
+  const pod = await digestPod(t, (req) => req.url === '/early')
+  const p = pool(t, pod.port)
+  const body = new PassThrough()
+  body.write(Buffer.alloc(1024, 1)) // the rest comes only after the answer
+  const out = await request(p, { method: 'POST', path: '/early', headers: ['host', 'app.example.com', 'content-length', String(1024 * 1024)], body })
+  t.equal(out.status, 413)
+  body.end(Buffer.alloc(1024 * 1024 - 1024, 2))
+  await waitFor('the client body to be read to its end', () => body.readableEnded)
+  const next = await request(p, { method: 'POST', headers: ['host', 'app.example.com', 'content-length', '3'], body: streamed(Buffer.from('abc')) })
+  t.equal(next.body.toString(), digest(Buffer.from('abc')), 'the next request is read as itself')
+  t.equal(pod.connections(), 2, 'it went on a new connection')
+})
+
+t.test('pool: a refused connection has read none of the body, so the request may go elsewhere', async (t) => {
+  const body = new PassThrough()
+  body.write('payload')
+  const out = await request(pool(t, await closedPort()), { method: 'POST', headers: ['host', 'a', 'content-length', '7'], body })
+  t.equal(out.error?.code, 'ECONNREFUSED')
+  t.equal(out.sent, false)
+  t.equal(body.readableDidRead, false, 'nothing of the body was read')
 })
 
 t.test('pool: close() lets a busy request finish, then ends its connection', async (t) => {

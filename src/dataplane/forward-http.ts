@@ -14,7 +14,7 @@ import type { Resolution } from './resolve.ts'
 import { RESPONSE_DROP, upstreamHeadersFor } from './upstream-headers.ts'
 import { reply } from './reply.ts'
 import type { Reason } from './reply.ts'
-import type { PoolRegistry } from './pools.ts'
+import type { PoolRegistry, RequestBody } from './pools.ts'
 import { noteAnswer } from './request-record.ts'
 import type { RequestRecord } from './request-record.ts'
 
@@ -73,13 +73,9 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     const t = this.record.trace
     const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, false, t === undefined ? undefined : t.dispatch(host, port))
     const method = req.method ?? 'GET'
-    // HTTP/2 carries a body whenever the HEADERS frame did not end the stream (gRPC sends no length).
-    const hasBody = this.h2
-      ? !(req as ClientRequest & HasH2Stream).stream.endAfterHeaders
-      : req.headers['content-length'] !== undefined
-        ? req.headers['content-length'] !== '0'
-        : req.headers['transfer-encoding'] !== undefined
-    this.ctx.pools.get(origin, this.backend.protocol, hasBody).dispatch(
+    const body = requestBody(req, this.h2)
+    const hasBody = body !== 'none'
+    this.ctx.pools.get(origin, this.backend.protocol, body).dispatch(
       {
         path: req.url ?? '/',
         method,
@@ -256,6 +252,21 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     this.ctx.answered(this.record)
     this.ctx.left(this.record)
   }
+}
+
+/**
+ * What body a request has: none, one of a stated length, or a stream of unknown length. HTTP/2
+ * carries a body whenever the HEADERS frame did not end the stream (gRPC sends no length); a
+ * Content-Length stated over HTTP/2 was checked against the data by node:http2.
+ */
+function requestBody(req: ClientRequest, h2: boolean): RequestBody {
+  const length = req.headers['content-length']
+  if (h2) {
+    if ((req as ClientRequest & HasH2Stream).stream.endAfterHeaders) return 'none'
+    return length === undefined ? 'stream' : 'length'
+  }
+  if (length !== undefined) return length === '0' ? 'none' : 'length'
+  return req.headers['transfer-encoding'] !== undefined ? 'stream' : 'none'
 }
 
 /** Milliseconds with one decimal, as Server-Timing durations are written. */

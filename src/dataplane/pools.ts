@@ -2,14 +2,16 @@
 // across requests. A pool whose origin left the configuration is closed gracefully: requests
 // already on it finish first.
 //
-// HTTP/1.1 requests without a body go through our own H1Pool (the hot path, see h1/client/pool.ts);
-// requests with a body go through undici's Pool, which streams them; h2c through our H2Client, one
+// HTTP/1.1 requests without a body or with a Content-Length one go through our own H1Pool (the hot
+// path, see h1/client/pool.ts); chunked bodies go through undici's Pool, which streams them; h2c through our H2Client, one
 // node:http2 session per pod (h2/client.ts).
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { UpstreamProtocol } from '../model/snapshot.ts'
 import { H1Pool } from './h1/client/pool.ts'
 import { H2Client } from './h2/client.ts'
+
+export type RequestBody = 'none' | 'length' | 'stream'
 
 /** What the Exchange needs of a client: undici's dispatch. */
 export interface UpstreamDispatcher {
@@ -34,7 +36,7 @@ export class PoolRegistry {
   private readonly pools = new Map<string, Pool>()
   /** h2c origins: one multiplexed session each (gRPC streams stay on the session they start on). */
   private readonly h2c = new Map<string, H2Client>()
-  /** HTTP/1.1 requests without a body. */
+  /** HTTP/1.1 requests without a body, or with a Content-Length one. */
   private readonly h1 = new Map<string, H1Pool>()
   private readonly opts: PoolOptions
 
@@ -42,9 +44,10 @@ export class PoolRegistry {
     this.opts = opts
   }
 
-  get(origin: string, protocol: UpstreamProtocol = 'http1', hasBody = true): UpstreamDispatcher {
+  /** `body`: none, one whose length the headers state, or a stream of unknown length (chunked). */
+  get(origin: string, protocol: UpstreamProtocol = 'http1', body: RequestBody = 'stream'): UpstreamDispatcher {
     if (protocol === 'h2c') return this.getH2c(origin)
-    return hasBody ? this.getHttp1(origin) : this.getH1(origin)
+    return body === 'stream' ? this.getHttp1(origin) : this.getH1(origin)
   }
 
   private getH1(origin: string): H1Pool {

@@ -1,7 +1,13 @@
 // Keep-alive HTTP/1.1 connections to one upstream origin, for requests without a body (the common
-// GET/HEAD/DELETE case). undici carries everything else. Measured reason (docs/hot-path.md): at a
-// fixed rate undici 8 writes each request on a reused connection one event-loop phase late
-// (setImmediate) and spends more CPU per request than the proxy can afford next to HAProxy.
+// GET/HEAD/DELETE case) and with a Content-Length body (a POST from an API client). undici carries
+// chunked bodies. Measured reason (docs/hot-path.md): at a fixed rate undici 8 writes each request on
+// a reused connection one event-loop phase late (setImmediate) and spends more CPU per request than
+// the proxy can afford next to HAProxy; with a 4 KiB body, undici's Pool was most of the gateway's
+// 2.7× HAProxy's CPU per request (issue 19).
+//
+// A body is written as it arrives from the client, with backpressure both ways. It starts only once
+// the connection is up, so a refused connection has read nothing of it and the request can still go
+// to another pod. A connection whose response ended before its request body did is not reused.
 //
 // One request per connection at a time (no pipelining, as queue-proxy counts concurrency per
 // connection). It speaks undici's DispatchHandler/DispatchController interface, so the Exchange
@@ -11,6 +17,7 @@
 // else arrived: bytes a pod sends while its connection is idle, or after a response's end, close
 // that connection, so they can never be read as the answer to someone else's request.
 import net from 'node:net'
+import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { DispatchControl, UpstreamError } from '../../dispatch-control.ts'
 import { ResponseParser } from './response-parser.ts'
@@ -32,6 +39,8 @@ export interface H1Request {
   method: string
   path: string
   headers?: unknown
+  /** A body whose length the headers state (Content-Length), streamed; null or absent: none. */
+  body?: unknown
 }
 
 const NO_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>
@@ -106,6 +115,7 @@ export class H1Pool {
       handler.onResponseError?.(DETACHED, new UpstreamError('the request path or a header holds CR, LF, NUL or a character above U+00FF', 'UND_ERR_INVALID_ARG'))
       return false
     }
+    const body = (opts.body ?? null) as Readable | null
     let conn = this.idle.pop()
     if (conn !== undefined) {
       const now = performance.now()
@@ -120,7 +130,7 @@ export class H1Pool {
       conn = new UpstreamConnection(this)
       this.all.add(conn)
     }
-    conn.begin(opts.method === 'HEAD', head, handler)
+    conn.begin(opts.method === 'HEAD', head, handler, body)
     return true
   }
 
@@ -232,12 +242,64 @@ class RequestControl extends DispatchControl {
   }
 }
 
+/** Writes one request's body to its connection as the client sends it, with backpressure. */
+class BodyPump {
+  private readonly conn: UpstreamConnection
+  private readonly body: Readable
+  private started = false
+  private done = false
+  private readonly onData = (chunk: Buffer): void => {
+    if (!this.conn.socket.write(chunk)) {
+      this.body.pause()
+      this.conn.socket.once('drain', this.onDrain)
+    }
+  }
+  private readonly onDrain = (): void => {
+    if (!this.done) this.body.resume()
+  }
+  private readonly onEnd = (): void => {
+    this.done = true
+    this.detach()
+  }
+
+  constructor(conn: UpstreamConnection, body: Readable) {
+    this.conn = conn
+    this.body = body
+  }
+
+  /** The connection is up: the body flows. */
+  start(): void {
+    if (this.started || this.done) return
+    this.started = true
+    this.body.on('data', this.onData)
+    this.body.once('end', this.onEnd)
+    this.body.resume()
+  }
+
+  /** Stops writing; returns whether the whole body had been written. The client's unsent rest is read and dropped, so its connection can go on. */
+  stop(): boolean {
+    if (this.done) return true
+    this.done = true
+    this.detach()
+    if (this.started) this.body.resume()
+    return false
+  }
+
+  private detach(): void {
+    this.body.off('data', this.onData)
+    this.body.off('end', this.onEnd)
+    this.conn.socket.off('drain', this.onDrain)
+  }
+}
+
 class UpstreamConnection implements ResponseSink {
   readonly pool: H1Pool
   readonly socket: PoolSocket
   readonly parser = new ResponseParser()
   /** The request in flight, if any. */
   current: RequestControl | null = null
+  /** Its body, while it is being written. */
+  body: BodyPump | null = null
   connected = false
   private complete = false
   private trailers: ResponseHeaders | null = null
@@ -263,7 +325,7 @@ class UpstreamConnection implements ResponseSink {
     this.socket = s
   }
 
-  begin(headRequest: boolean, head: Buffer, handler: Handler): void {
+  begin(headRequest: boolean, head: Buffer, handler: Handler, body: Readable | null): void {
     const c = new RequestControl(this, handler)
     this.current = c
     this.complete = false
@@ -271,8 +333,17 @@ class UpstreamConnection implements ResponseSink {
     this.parser.reset(headRequest)
     handler.onRequestStart?.(c, null)
     if (this.current !== c) return // aborted from onRequestStart
+    if (body !== null) this.body = new BodyPump(this, body)
+    // The client's body is usually buffered already (it came in the head's packet) and flows on
+    // the next tick, after start(): corked until the tick after that, head and body leave in one write.
+    const cork = this.connected && body !== null
+    if (cork) this.socket.cork()
     this.socket.write(head)
-    if (this.connected) handler.onRequestSent?.()
+    if (this.connected) {
+      this.body?.start()
+      if (cork) process.nextTick(uncorkSocket, this.socket)
+      handler.onRequestSent?.()
+    }
   }
 
   abortCurrent(reason: Error): void {
@@ -280,6 +351,14 @@ class UpstreamConnection implements ResponseSink {
     this.current = null
     this.destroy()
     c.handler.onResponseError?.(c, reason)
+  }
+
+  /** The request is over: stop writing its body; a body not fully sent is drained from the client. */
+  private stopBody(): boolean {
+    const b = this.body
+    if (b === null) return true
+    this.body = null
+    return b.stop()
   }
 
   // ---- ResponseSink ----
@@ -308,6 +387,7 @@ class UpstreamConnection implements ResponseSink {
   connectedNow(): void {
     this.connected = true
     this.socket.setTimeout(0)
+    this.body?.start()
     this.current?.handler.onRequestSent?.()
   }
 
@@ -361,6 +441,9 @@ class UpstreamConnection implements ResponseSink {
     const c = this.current!
     const trailers = this.trailers
     this.current = null
+    // A response that ended before its request's body was all written (a pod answering early, e.g.
+    // 413): the rest of the body would reach the next request on this connection.
+    if (!this.stopBody()) reusable = false
     if (reusable && !this.pool.closed) {
       if (c.paused) this.socket.resume()
       this.pool.release(this)
@@ -376,6 +459,7 @@ class UpstreamConnection implements ResponseSink {
   }
 
   destroy(): void {
+    this.stopBody()
     this.socket.destroy()
     this.pool.forget(this)
   }
@@ -389,6 +473,10 @@ class UpstreamConnection implements ResponseSink {
     const ms = Math.max(1000, s * 1000 - 1000)
     if (ms < this.idleTimeoutMs) this.idleTimeoutMs = ms
   }
+}
+
+function uncorkSocket(socket: net.Socket): void {
+  socket.uncork()
 }
 
 function onConnect(this: PoolSocket): void {
