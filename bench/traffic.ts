@@ -50,6 +50,9 @@ const PORTS = {
   haproxyTls: 18911,
   haproxyH2c: 18912,
   haproxyH2cPods: 18913,
+  floorAnswer: 18920,
+  floorAnswerTls: 18921,
+  floorProxy: 18922,
 }
 
 interface Target {
@@ -79,11 +82,14 @@ export async function runTraffic(ctx: TrafficContext): Promise<{ failed: string[
   // The proxies issue no session tickets (see tls-cert.ts): each new TLS connection is a full handshake.
   const tlsEnv = { OPENSSL_CONF: cert.noTicketsConf }
   const h2cBackends = [pinned(ctx.proxyCpu, process.execPath, [path.join(import.meta.dirname, 'backend-h2c.mjs'), String(PORTS.h2cDirect)]), pinned(ctx.loadCpu, process.execPath, [path.join(import.meta.dirname, 'backend-h2c.mjs'), String(PORTS.h2cProxied)])]
+  // The HTTP/2 rows' floors (floor-h2.mjs), on the proxies' core.
+  const floor = (kind: string, port: number): ChildProcess => pinned(ctx.proxyCpu, process.execPath, [path.join(import.meta.dirname, 'floor-h2.mjs'), String(port), kind, String(PORTS.h2cProxied), cert.pemFile])
+  const floors = { answer: floor('answer', PORTS.floorAnswer), answerTls: floor('answer-tls', PORTS.floorAnswerTls), proxy: floor('proxy', PORTS.floorProxy) }
   const running: Running[] = []
   const failed: string[] = []
   const summary: string[] = []
   try {
-    for (const p of [PORTS.h2cDirect, PORTS.h2cProxied]) await waitPort(p)
+    for (const p of [PORTS.h2cDirect, PORTS.h2cProxied, PORTS.floorAnswer, PORTS.floorAnswerTls, PORTS.floorProxy]) await waitPort(p)
     const manifests = gatewayManifests(ctx.backendProxied, 0, [cert.secret, ...h2cService(PORTS.h2cProxied)])
     const gw = await startGatewayProc(PORTS.gateway, PORTS.gatewayAdmin, manifests, ctx.proxyCpu, 1, ['--default-tls-secret', cert.secretRef], undefined, tlsEnv)
     running.push(gw)
@@ -97,7 +103,7 @@ export async function runTraffic(ctx: TrafficContext): Promise<{ failed: string[
     log('')
     log(`Both proxies serve one self-signed ECDSA P-256 certificate and issue no TLS session tickets (OPENSSL_CONF with NumTickets = 0), so every new TLS connection is a full handshake. HAProxy: nbthread 1, \`alpn h2,http/1.1\` on its TLS bind, \`proto h2\` on its h2c binds and to the h2c backend. CPU µs/request is each process's utime+stime from /proc over a round, divided by the requests its load generator completed; core busy is that CPU time over the round's wall time (100% = the proxy's whole core). h2load reports no latency percentiles: its rows give the mean.`)
     log('')
-    const scenarios = defineScenarios(ctx, gw.child, ha.child)
+    const scenarios = defineScenarios(ctx, gw.child, ha.child, floors)
     for (const name of ctx.scenarios) {
       const s = scenarios[name]
       log(`### ${name}: ${s.title}`)
@@ -126,10 +132,14 @@ export async function runTraffic(ctx: TrafficContext): Promise<{ failed: string[
   } finally {
     for (const r of running) await r.stop()
     for (const b of h2cBackends) await stop(b)
+    for (const f of Object.values(floors)) await stop(f)
   }
 }
 
-function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess): Record<TrafficScenario, Scenario> {
+/** Targets named so are floors (floor-h2.mjs): reported beside the proxies, never compared as one. */
+const FLOOR = 'floor: '
+
+function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess, floors: Record<'answer' | 'answerTls' | 'proxy', ChildProcess>): Record<TrafficScenario, Scenario> {
   const c = ctx.connections
   const t = (name: string, port: number, pid: number | undefined, authority = HOST): Target => ({ name, port, authority, pid })
   const direct = t('direct', ctx.backendDirect, undefined)
@@ -173,7 +183,7 @@ function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess
       how: h2How('over https (ALPN h2)'),
       probe: { protocol: 'h2' },
       h2loadProtocol: 'h2',
-      targets: tls,
+      targets: [...tls, t(`${FLOOR}node:http2 answers itself (TLS)`, PORTS.floorAnswerTls, floors.answerTls.pid)],
       load: (x, s) => h2At(x, s, true),
     },
     h2c: {
@@ -181,7 +191,7 @@ function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess
       how: h2How('over http (h2c with prior knowledge; HAProxy: a `proto h2` bind)'),
       probe: { protocol: 'h2c' },
       h2loadProtocol: 'h2c',
-      targets: [t('edge-gateway', PORTS.gateway, gw.pid), t('haproxy', PORTS.haproxyH2c, ha.pid)],
+      targets: [t('edge-gateway', PORTS.gateway, gw.pid), t('haproxy', PORTS.haproxyH2c, ha.pid), t(`${FLOOR}node:http2 answers itself`, PORTS.floorAnswer, floors.answer.pid)],
       load: (x, s) => h2At(x, s, false),
     },
     'h2c-pods': {
@@ -189,7 +199,7 @@ function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess
       how: h2How(`over http (h2c) to \`${H2C_HOST}\`, whose Service port is named h2c with appProtocol kubernetes.io/h2c; HAProxy: a \`proto h2\` bind and \`proto h2\` on its server. The backend speaks only h2c`),
       probe: { protocol: 'h2c' },
       h2loadProtocol: 'h2c',
-      targets: [t('direct', PORTS.h2cDirect, undefined, H2C_HOST), t('edge-gateway', PORTS.gateway, gw.pid, H2C_HOST), t('haproxy', PORTS.haproxyH2cPods, ha.pid, H2C_HOST)],
+      targets: [t('direct', PORTS.h2cDirect, undefined, H2C_HOST), t('edge-gateway', PORTS.gateway, gw.pid, H2C_HOST), t('haproxy', PORTS.haproxyH2cPods, ha.pid, H2C_HOST), t(`${FLOOR}node:http2 h2c-to-h2c proxy`, PORTS.floorProxy, floors.proxy.pid, H2C_HOST)],
       load: (x, s) => h2At(x, s, false),
     },
   }
@@ -240,6 +250,11 @@ async function runScenario(ctx: TrafficContext, name: TrafficScenario, s: Scenar
   log('')
   log(`${name} ratio gateway/HAProxy: median ${fmt(median(rpsRounds), 3)} (rounds ${rpsRounds.map((x) => fmt(x, 3)).join(', ')})`)
   log(`CPU µs/request gateway ${fmt(gwCpu, 1)} vs HAProxy ${fmt(haCpu, 1)} (${fmt(gwCpu / haCpu, 2)}×; rounds ${cpuRounds.map((x) => fmt(x, 2)).join(', ')})`)
+  for (const [who, rs] of res) {
+    if (!who.startsWith(FLOOR)) continue
+    const f = med(rs, 'cpuUs')
+    log(`${who}: CPU µs/request ${fmt(f, 1)}, ${fmt(f / haCpu, 2)}× HAProxy's whole proxying; req/s ${fmt(median(rs.map((r, i) => r.rps / ha[i]!.rps)), 3)}× HAProxy's`)
+  }
   // A proxy whose core is not busy was not the limit: the load generator (or the machine's other
   // work) was, and its req/s says little; CPU per request still compares the two.
   const busy: [string, number][] = [
