@@ -110,6 +110,8 @@ let grpcBlue: GrpcBackend
 let grpcGreen: GrpcBackend
 let wsBlue: Backend
 let wsGreen: Backend
+/** Answers with the request body it read. */
+let echo: Backend
 let ca: { cert: string; key: string }
 
 function wsServer(b: Backend, name: string): void {
@@ -125,6 +127,13 @@ t.before(async () => {
   grpcGreen = await startGrpcBackend('green')
   wsBlue = await startBackend('ws-blue')
   wsGreen = await startBackend('ws-green')
+  echo = await startBackend('body-echo', (req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (d: string) => (body += d))
+    req.on('end', () => res.end(`echo: ${body}`))
+  })
+  closers.push(() => echo.close())
   closers.push(() => wsBlue.close(), () => wsGreen.close())
   wsServer(wsBlue, 'blue')
   wsServer(wsGreen, 'green')
@@ -142,6 +151,7 @@ t.before(async () => {
   dir = tempDir()
   writeManifest(dir, 'svc.yaml', [
     ...svc('h1', h1.port, 'http'),
+    ...svc('body-echo', echo.port, 'http'),
     ...svc('h2c', h2c.port, 'http2'),
     ...svc('h2c-app', h2c.port, 'web', 'kubernetes.io/h2c'),
     ...svc('grpc-blue', grpcBlue.port, 'http2', 'kubernetes.io/h2c'),
@@ -155,6 +165,7 @@ t.before(async () => {
     kingress('protocols', {
       rules: [
         rule('h1.example.com', [['h1', 100]]),
+        rule('body-echo.example.com', [['body-echo', 100]]),
         rule('h2c.example.com', [['h2c', 100]]),
         rule('h2c-app.example.com', [['h2c-app', 100]]),
         rule('grpc.example.com', [['grpc-blue', 100]]),
@@ -196,6 +207,37 @@ t.test('HTTP/2 prior knowledge (h2c) on the public port, to HTTP/1.1 and h2c bac
   t.equal(b.body.httpVersion, '2.0', 'a port named http2 is spoken to in h2c')
   const c = await call('h2c-app.example.com')
   t.equal(c.body.httpVersion, '2.0', 'appProtocol kubernetes.io/h2c is spoken to in h2c')
+})
+
+t.test('HTTP/2 Expect: 100-continue: 100 once the request may go on, then the body reaches the pod; a refused request gets its answer and no 100', async (t) => {
+  const session = http2.connect(`http://127.0.0.1:${gw.ports.http}`)
+  t.teardown(() => session.close())
+  const call = (authority: string): Promise<{ events: string[]; status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const s = session.request({ ':method': 'POST', ':path': '/up', ':authority': authority, expect: '100-continue', 'content-length': '5' })
+      const events: string[] = []
+      let status = 0
+      let body = ''
+      s.setEncoding('utf8')
+      // The body is sent only when the gateway says go on, as a client waiting for 100 does.
+      s.on('continue', () => {
+        events.push('100')
+        s.end('hello')
+      })
+      s.on('response', (h) => {
+        status = Number(h[':status'])
+        events.push(String(status))
+      })
+      s.on('data', (c: string) => (body += c))
+      s.on('end', () => resolve({ events, status, body }))
+      s.on('error', reject)
+    })
+  const ok = await call('body-echo.example.com')
+  t.same(ok.events, ['100', '200'], '100 Continue, then the answer')
+  t.equal(ok.body, 'echo: hello', 'the body sent after the 100 reached the pod')
+  const refused = await call('nowhere.example.com')
+  t.same(refused.events, ['404'], 'no 100 for a request that goes nowhere')
+  t.match(refused.body, /nowhere\.example\.com/)
 })
 
 t.test('an HTTP/1.1 client reaches an h2c backend over HTTP/2 (Knative basics/http2)', async (t) => {

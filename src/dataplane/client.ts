@@ -1,10 +1,11 @@
 // The part of a client's request and response the front door uses, named once. Three servers hand
 // requests in: node:http (IncomingMessage/ServerResponse: bodies, upgrades, HTTP/1.1 over TLS),
-// node:http2's compatibility layer (Http2ServerRequest/Http2ServerResponse) and the gateway's own
-// HTTP/1.1 server side (h1/server/: EdgeRequest/EdgeResponse). Each is assignable to these types
+// node:http2's core stream API (h2/server.ts: H2StreamRequest/H2StreamResponse) and the gateway's
+// own HTTP/1.1 server side (h1/server/: EdgeRequest/EdgeResponse). Each is assignable to these types
 // as it is, so the listeners pass them on without casts, and the data plane cannot come to depend
 // on a member one of them lacks.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { Readable } from 'node:stream'
 
 /** What the client's socket tells about the client. */
 export interface ClientSocket {
@@ -27,9 +28,16 @@ export interface ClientRequest {
   readonly readableDidRead: boolean
 }
 
-/** Only an HTTP/2 stream has one: whether its HEADERS frame ended it (no body follows). */
+/** Only an HTTP/2 request has one: its stream, which carries the body (none when its HEADERS frame ended it). */
 export interface HasH2Stream {
-  readonly stream: { readonly endAfterHeaders: boolean }
+  readonly stream: Readable & { readonly endAfterHeaders: boolean }
+}
+
+/** The stream a request's body arrives on: node:http's request is one; an HTTP/2 request's stream is. Our own server's requests have none. */
+export function bodyStream(req: ClientRequest): Readable | undefined {
+  if (req instanceof Readable) return req
+  const stream = (req as Partial<HasH2Stream>).stream
+  return stream instanceof Readable ? stream : undefined
 }
 
 /** The socket under an HTTP/1.1 response, corked while a response's parts are written together. */

@@ -4,10 +4,10 @@
 // state and is itself the dispatch handler (undici's interface, which our own HTTP/1.1 client in
 // h1/client/ speaks too), so the hot path allocates little: no per-request closures besides the
 // client-close listener.
-import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { Admission } from './admit.ts'
 import type { AdmitContext } from './admit.ts'
+import { bodyStream } from './client.ts'
 import type { ClientRequest, ClientResponse, HasH2Stream } from './client.ts'
 import { isPooled, releaseChunk } from './h1/client/chunk-pool.ts'
 import type { Resolution } from './resolve.ts'
@@ -43,7 +43,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
   readonly res: ClientResponse
   declare readonly ctx: ForwardContext
   readonly secure: boolean
-  /** The client speaks HTTP/2 (h2c or h2): the response is an Http2ServerResponse. */
+  /** The client speaks HTTP/2 (h2c or h2): the response is an H2StreamResponse. */
   readonly h2: boolean
   /** A long-lived stream (gRPC request, or an event-stream response): idle timeout, no total timeout. */
   streaming: boolean
@@ -81,7 +81,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
         method,
         headers,
         // A request with a body is always a stream (node:http's or node:http2's, never our own server's).
-        body: hasBody && req instanceof Readable ? req : null,
+        body: hasBody ? (bodyStream(req) ?? null) : null,
         // Never let undici retry or reorder: a request that reached a pod is never sent twice.
         idempotent: false,
         headersTimeout: 0,

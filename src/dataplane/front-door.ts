@@ -12,9 +12,9 @@
 // before the forward stage is written here, in one place, and every request's end is told once
 // through its record (request-record.ts). With tracing on, a request's trace (its server span)
 // starts here at arrival, before the first stage, and ends with its record (request-log.ts).
-import { Readable } from 'node:stream'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
+import { bodyStream } from './client.ts'
 import type { ClientRequest, ClientResponse } from './client.ts'
 import { markIfTrusted, watchBody } from './guard.ts'
 import type { ClientLimits } from './guard.ts'
@@ -85,7 +85,10 @@ export class FrontDoor {
       markIfTrusted(req, at.limits.trustedProxies)
       const max = at.limits.maxBodyBytes
       // A body is watched only when it is limited or logged (its bytes counted as they stream).
-      if ((max > 0 || this.logging) && req instanceof Readable && hasBody(req, framing)) watchBody(req, max, () => bodyTooLarge(req, res, max), record)
+      if ((max > 0 || this.logging) && hasBody(req, framing)) {
+        const body = bodyStream(req)
+        if (body !== undefined) watchBody(body, max, () => bodyTooLarge(req, res, max), record)
+      }
       const route = identify(this.ctx.current(), req, at.listener, at.secure)
       if (isAnswer(route)) return this.answer(record, res, route)
       if (this.policies.length > 0) {

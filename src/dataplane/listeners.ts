@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
 import type { CertificateStore } from './tls.ts'
 import { createSniffingServer, nodeHttp1 } from './sniff.ts'
+import { H2StreamRequest, H2StreamResponse } from './h2/server.ts'
 import { EdgeH1Server } from './h1/server/server.ts'
 // Hostile input (issue 7): limits, per-IP connections, the parser's refusals. Per-request checks are
 // the front door's (front-door.ts): every request, stream and upgrade goes straight there.
@@ -83,9 +84,10 @@ function answerClientErrors(server: http.Server | http2.Http2SecureServer, plane
 
 function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plane: DataPlane, at: Entrance): void {
   const door = plane.door
-  server.on('request', (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
-    // HTTP/1.1 requests on a TLS connection (ALPN http/1.1) arrive here too, as node:http objects.
-    door.request(req, res, at, req instanceof http2.Http2ServerRequest ? 'h2' : 'h1')
+  // Streams, not node:http2's 'request' (its compatibility layer): h2/server.ts says why. No
+  // HTTP/1.1 request reaches this server: the TLS listener gives ALPN http/1.1 to our own server side.
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    door.request(new H2StreamRequest(stream, headers, rawHeaders), new H2StreamResponse(stream), at, 'h2', headers.expect === '100-continue')
   })
   // A misbehaving HTTP/2 client ends its own session, never the listener.
   server.on('sessionError', () => {})
