@@ -8,6 +8,7 @@ import { pino } from 'pino'
 import { ResilientInformer } from '../src/sources/informer.ts'
 import { apply, del, kubeDebug, readyz, startKubeEnv, startKubeGateway, waitReady, waitServed, who } from './helpers/kube.ts'
 import { makeCA, makeCert, servedCertificate, tlsSecret as realTlsSecret } from './helpers/certs.ts'
+import { tooLargeResourceVersion } from './fake-apiserver/server.ts'
 
 const INGRESS_PATH = '/apis/networking.internal.knative.dev/v1alpha1/ingresses'
 const NOT_FOUND = '404 host-not-found'
@@ -536,3 +537,52 @@ t.test('an API server restart (new resourceVersions, no history) is followed by 
   t.pass('relisted after each restart')
 })
 
+t.test('an API server restored from an older backup: the silent watch is abandoned and the gateway relists', async (t) => {
+  // Bookmarks every 100 ms keep healthy watches talking; a watch silent for 1 s is abandoned.
+  const env = await startKubeEnv(t, { bookmarkIntervalMs: 100 })
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!))
+  const backup = env.api.backup()
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  // The gateway will have seen resourceVersions well past the backup's.
+  for (let i = 0; i < 5; i++) apply(env.api, service(`pad-${i}`, [{ name: 'http', port: 80 }]))
+  const gw = await startKubeGateway(t, env, [], { watchInactivityMs: 1000, backoff: { initialMs: 50, maxMs: 500 } })
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  await env.api.restoreBackup(backup)
+  // Written at a resourceVersion at or below what the gateway's watches resume from: a watch from
+  // there is accepted by the server and stays silent, so only a relist can bring this.
+  apply(env.api, simpleIngress('after', ['after.example.com'], [['svc-b', 100]]))
+  const resumedFrom = (r: { watch: boolean; path: string; query: Record<string, string> }) => r.watch && r.path === INGRESS_PATH && Number(r.query['resourceVersion']) > Number(env.api.resourceVersion)
+  await waitFor('a KIngress watch resumed from a resourceVersion the restored server has not reached', () => env.api.requests.some(resumedFrom))
+  await waitServed(gw.ports.http, 'after.example.com', 'b')
+  await waitServed(gw.ports.http, 'hello.example.com', NOT_FOUND)
+  t.pass('the relist brought what was written after the restore, and the deletion the restore made')
+  const ing = (await kubeDebug(gw)).informers['ingresses']!
+  t.ok(ing.silentRelists >= 1, `relisted after the silent watch (${ing.silentRelists})`)
+  t.ok(listsOf(env.api, INGRESS_PATH) > listsBefore, 'by listing again')
+})
+
+t.test('a watch ERROR "Too large resource version" makes the informer relist, after the retry the server asked for', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env, [], { backoff: { initialMs: 50, maxMs: 500 } })
+  await waitReady(gw)
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  const sentAt = Date.now()
+  const current = Number(env.api.resourceVersion)
+  // As a server that cannot serve the resourceVersion asked for answers (retryAfterSeconds: 1).
+  env.api.failWatches(tooLargeResourceVersion(current + 100, current), (path) => path === INGRESS_PATH)
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  const relists = env.api.requests.filter((r) => !r.watch && r.method === 'GET' && r.path === INGRESS_PATH).slice(listsBefore)
+  t.equal(relists.length, 1, 'one relist')
+  t.ok(relists[0]!.time - sentAt >= 1000, `not before the server's retryAfterSeconds (${relists[0]!.time - sentAt} ms)`)
+  const ing = (await kubeDebug(gw)).informers['ingresses']!
+  t.match(ing.lastError?.message, /504 Timeout: Too large resource version/, 'the Status is the error /debug/routes shows')
+  await waitFor('healthy again', async () => (await kubeDebug(gw)).healthy)
+})
