@@ -255,12 +255,12 @@ function grants(rules: Rule[]): Set<string> {
   return out
 }
 
-const READ = ['get', 'list', 'watch']
+// Informers list and watch; nothing gets single objects (test/rbac.test.ts checks the gateway's own requests).
+const READ = ['list', 'watch']
 const clusterGrants = (extra: string[] = []): string[] =>
   [
     ...READ.map((v) => `networking.internal.knative.dev/ingresses:${v}`),
     'networking.internal.knative.dev/ingresses/status:patch',
-    'networking.internal.knative.dev/ingresses/status:update',
     ...READ.map((v) => `serving.knative.dev/revisions:${v}`),
     ...READ.map((v) => `/services:${v}`),
     ...READ.map((v) => `/secrets:${v}`),
