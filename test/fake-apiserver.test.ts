@@ -651,3 +651,181 @@ t.test('Lease via CoordinationV1Api: MicroTime, replace, conflicts', async (t) =
   t.match(dec, { code: 400, status: { reason: 'BadRequest' } })
   t.match(dec.status.message, /cannot be handled as a Lease: parsing time/)
 })
+
+// ---------------------------------------------------------------- as the real server: selectors, resourceVersions, RBAC
+
+/** A raw watch whose events are collected as they arrive. */
+async function streamWatch(server: FakeApiServer, pathAndQuery: string): Promise<{ status: number; lines: any[]; close(): void }> {
+  const ctl = new AbortController()
+  const res = await fetch(`${server.url}${pathAndQuery}`, { headers: { Authorization: 'Bearer fake-token' }, signal: ctl.signal })
+  const lines: any[] = []
+  let buf = ''
+  const decoder = new TextDecoder()
+  void (async () => {
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true })
+        let nl: number
+        while ((nl = buf.indexOf('\n')) !== -1) {
+          const line = buf.slice(0, nl)
+          buf = buf.slice(nl + 1)
+          if (line !== '') lines.push(JSON.parse(line))
+        }
+      }
+    } catch {
+      // Aborted by close().
+    }
+  })()
+  return { status: res.status, lines, close: () => ctl.abort() }
+}
+
+/** A raw GET: the status and the newline-delimited JSON lines (one object for a non-watch answer). */
+async function rawGet(server: FakeApiServer, pathAndQuery: string): Promise<{ status: number; lines: any[] }> {
+  const res = await fetch(`${server.url}${pathAndQuery}`, { headers: { Authorization: 'Bearer fake-token' } })
+  const text = await res.text()
+  return { status: res.status, lines: text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) }
+}
+
+t.test('field selectors: Secrets by type (list and watch); unsupported fields are refused as the real server words it', async (t) => {
+  const s = await setup(t)
+  const secret = (name: string, type: string) => ({ metadata: { name, namespace: 'default' }, type, data: {} })
+  s.server.put('', 'v1', 'secrets', secret('cert', 'kubernetes.io/tls'))
+  s.server.put('', 'v1', 'secrets', secret('opaque', 'Opaque'))
+  const names = (l: k8s.V1SecretList) => l.items.map((i) => i.metadata?.name)
+  t.same(names(await s.core.listSecretForAllNamespaces({ fieldSelector: 'type=kubernetes.io/tls' })), ['cert'])
+  t.same(names(await s.core.listNamespacedSecret({ namespace: 'default', fieldSelector: 'type!=kubernetes.io/tls,metadata.namespace=default' })), ['opaque'])
+
+  const rv = s.server.resourceVersion
+  s.server.put('', 'v1', 'secrets', secret('cert2', 'kubernetes.io/tls'))
+  s.server.put('', 'v1', 'secrets', secret('opaque2', 'Opaque'))
+  // A Secret that becomes a TLS one is ADDED to the filtered watch.
+  s.server.put('', 'v1', 'secrets', secret('opaque', 'kubernetes.io/tls'))
+  const w = await rawGet(s.server, `/api/v1/secrets?watch=true&resourceVersion=${rv}&timeoutSeconds=1&fieldSelector=type%3Dkubernetes.io%2Ftls`)
+  t.same(w.lines.map((e) => `${e.type} ${e.object.metadata.name}`), ['ADDED cert2', 'ADDED opaque'])
+
+  const builtin = await apiErr(s.core.listSecretForAllNamespaces({ fieldSelector: 'xyz=1' }))
+  t.match(builtin, { code: 400, status: { reason: 'BadRequest', message: 'field label not supported: xyz' } })
+  const watchBad = await rawGet(s.server, '/api/v1/secrets?watch=true&fieldSelector=spec.type%3Dx')
+  t.equal(watchBad.status, 400, 'a watch is refused before it starts')
+  t.equal(watchBad.lines[0].message, 'field label not supported: spec.type')
+  const custom = await apiErr(s.co.listClusterCustomObject({ ...KN, fieldSelector: 'type=x' }))
+  t.match(custom, { code: 400, status: { message: 'field label not supported: type' } })
+})
+
+t.test('a resourceVersion the server has not reached: a plain watch is silent, a list and a sendInitialEvents watch get 504', async (t) => {
+  const s = await setup(t, { bookmarkIntervalMs: 50, freshnessWaitMs: 200 })
+  const base = '/apis/networking.internal.knative.dev/v1alpha1/namespaces/default/ingresses'
+  s.server.put(KN.group, KN.version, KN.plural, ingress('a'))
+  const current = Number(s.server.resourceVersion)
+  const ahead = current + 3
+
+  // A plain watch from `ahead`: accepted; nothing at or below it, no bookmark below it; then events.
+  // A control watch from the current resourceVersion shows bookmarks going out meanwhile.
+  const future = await streamWatch(s.server, `${base}?watch=true&resourceVersion=${ahead}&allowWatchBookmarks=true&timeoutSeconds=3`)
+  t.equal(future.status, 200, 'accepted at once')
+  const control = await streamWatch(s.server, `${base}?watch=true&resourceVersion=${current}&allowWatchBookmarks=true&timeoutSeconds=3`)
+  await waitFor('two bookmarks on the control watch', () => control.lines.filter((e) => e.type === 'BOOKMARK').length >= 2)
+  t.same(future.lines, [], 'nothing on the watch from ahead meanwhile')
+  for (const n of ['b', 'c', 'd', 'e']) s.server.put(KN.group, KN.version, KN.plural, ingress(n))
+  await waitFor('a bookmark on the watch from ahead, once the server passed it', () => future.lines.some((e) => e.type === 'BOOKMARK'))
+  const events = future.lines.filter((e) => e.type !== 'BOOKMARK').map((e) => `${e.type} ${e.object.metadata.name} ${e.object.metadata.resourceVersion}`)
+  t.same(events, [`ADDED e ${current + 4}`], 'only the event past the resourceVersion asked for')
+  t.same(control.lines.filter((e) => e.type !== 'BOOKMARK').map((e) => e.object.metadata.name), ['b', 'c', 'd', 'e'], 'the control watch got all four')
+  future.close()
+  control.close()
+
+  const tooLarge = (requested: number, at: number) => ({
+    kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', code: 504, reason: 'Timeout',
+    message: `Timeout: Too large resource version: ${requested}, current: ${at}`,
+    details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+  })
+  const now = Number(s.server.resourceVersion)
+  const list = await rawGet(s.server, `${base}?resourceVersion=${now + 10}`)
+  t.equal(list.status, 504)
+  t.same(list.lines[0], tooLarge(now + 10, now), 'a list: the Status as the answer')
+  const initial = await rawGet(s.server, `${base}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion=${now + 10}`)
+  t.equal(initial.status, 200, 'a watch: past authorization, errors are events')
+  t.same(initial.lines, [{ type: 'ERROR', object: tooLarge(now + 10, now) }])
+
+  // Reached within the wait: the initial state, then the bookmark that ends it.
+  const waiting = rawGet(s.server, `${base}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion=${now + 1}&timeoutSeconds=1`)
+  await waitFor('the sendInitialEvents watch is waiting', () => s.server.requests.some((r) => r.watch && r.query['resourceVersion'] === String(now + 1)))
+  s.server.put(KN.group, KN.version, KN.plural, ingress('f'))
+  const served = await waiting
+  t.same(served.lines.filter((e) => e.type === 'ADDED').map((e) => e.object.metadata.name), ['a', 'b', 'c', 'd', 'e', 'f'])
+  t.match(served.lines.find((e) => e.type === 'BOOKMARK'), { object: { metadata: { resourceVersion: String(now + 1), annotations: { 'k8s.io/initial-events-end': 'true' } } } })
+})
+
+t.test('restoreBackup(): objects and resourceVersion go back; a client watching from later is not told', async (t) => {
+  const s = await setup(t)
+  s.server.put(KN.group, KN.version, KN.plural, ingress('a'))
+  const backup = s.server.backup()
+  s.server.put(KN.group, KN.version, KN.plural, ingress('b'))
+  const seen = s.server.resourceVersion
+  await s.server.restoreBackup(backup)
+  t.equal(s.server.resourceVersion, String(backup.rv))
+  t.same(s.server.list(KN.group, KN.version, KN.plural).map((o) => o.metadata.name), ['a'])
+  const w = await rawGet(s.server, `/apis/networking.internal.knative.dev/v1alpha1/ingresses?watch=true&resourceVersion=${seen}&timeoutSeconds=1`)
+  t.equal(w.status, 200)
+  t.same(w.lines, [], 'no 410, no event: the client cannot tell')
+})
+
+t.test('RBAC: requests are recorded as RBAC sees them and refused unless a bound rule allows them', async (t) => {
+  const user = 'system:serviceaccount:gw-ns:gw'
+  const objects = [
+    { kind: 'ClusterRole', metadata: { name: 'read' }, rules: [
+      { apiGroups: ['networking.internal.knative.dev'], resources: ['ingresses'], verbs: ['list', 'watch'] },
+      { apiGroups: ['networking.internal.knative.dev'], resources: ['ingresses/status'], verbs: ['patch'] },
+    ] },
+    { kind: 'ClusterRoleBinding', metadata: { name: 'read' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'read' }, subjects: [{ kind: 'ServiceAccount', name: 'gw', namespace: 'gw-ns' }] },
+    { kind: 'Role', metadata: { name: 'lease', namespace: 'gw-ns' }, rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get'], resourceNames: ['mine'] }] },
+    { kind: 'RoleBinding', metadata: { name: 'lease', namespace: 'gw-ns' }, roleRef: { kind: 'Role', name: 'lease' }, subjects: [{ kind: 'ServiceAccount', name: 'gw', namespace: 'gw-ns' }] },
+    // Bound to someone else: grants the gateway nothing.
+    { kind: 'ClusterRoleBinding', metadata: { name: 'other' }, roleRef: { kind: 'ClusterRole', name: 'read' }, subjects: [{ kind: 'ServiceAccount', name: 'gw', namespace: 'elsewhere' }] },
+    { kind: 'Deployment', metadata: { name: 'ignored' } },
+  ]
+  const s = await setup(t, { rbac: { user, objects } })
+  s.server.put(KN.group, KN.version, KN.plural, ingress('a'))
+  s.server.put('coordination.k8s.io', 'v1', 'leases', { metadata: { name: 'mine', namespace: 'gw-ns' }, spec: {} })
+  s.server.put('coordination.k8s.io', 'v1', 'leases', { metadata: { name: 'theirs', namespace: 'gw-ns' }, spec: {} })
+
+  t.equal((await s.co.listClusterCustomObject({ ...KN }) as { items: unknown[] }).items.length, 1, 'list allowed cluster-wide')
+  await s.co.patchNamespacedCustomObjectStatus({ ...KN, namespace: 'default', name: 'a', body: { status: { observedGeneration: 1 } } }, merge())
+  t.equal((await s.coord.readNamespacedLease({ namespace: 'gw-ns', name: 'mine' })).metadata?.name, 'mine', 'get of the named Lease')
+  const version = await rawGet(s.server, '/version')
+  t.equal(version.status, 200, '/version is public in every cluster')
+
+  const refusals: Array<[() => Promise<ApiErr>, string]> = [
+    [() => apiErr(s.co.getNamespacedCustomObject({ ...KN, namespace: 'default', name: 'a' })),
+      'ingresses.networking.internal.knative.dev "a" is forbidden: User "system:serviceaccount:gw-ns:gw" cannot get resource "ingresses" in API group "networking.internal.knative.dev" in the namespace "default"'],
+    [() => apiErr(s.coord.readNamespacedLease({ namespace: 'gw-ns', name: 'theirs' })),
+      'leases.coordination.k8s.io "theirs" is forbidden: User "system:serviceaccount:gw-ns:gw" cannot get resource "leases" in API group "coordination.k8s.io" in the namespace "gw-ns"'],
+    [() => apiErr(s.core.listSecretForAllNamespaces()),
+      'secrets is forbidden: User "system:serviceaccount:gw-ns:gw" cannot list resource "secrets" in API group "" at the cluster scope'],
+    [() => apiErr(s.co.replaceNamespacedCustomObjectStatus({ ...KN, namespace: 'default', name: 'a', body: ingress('a') })),
+      'ingresses.networking.internal.knative.dev "a" is forbidden: User "system:serviceaccount:gw-ns:gw" cannot update resource "ingresses/status" in API group "networking.internal.knative.dev" in the namespace "default"'],
+  ]
+  for (const [call, message] of refusals) t.match(await call(), { code: 403, status: { kind: 'Status', reason: 'Forbidden', code: 403, message } })
+
+  const seen = s.server.requests.map((r) => {
+    const a = r.attributes
+    return `${r.status} ${a.verb} ${a.apiGroup}/${a.resource}${a.subresource ? `/${a.subresource}` : ''} ns=${a.namespace} name=${a.name}`
+  })
+  t.same(seen, [
+    '200 list networking.internal.knative.dev/ingresses ns= name=',
+    '200 patch networking.internal.knative.dev/ingresses/status ns=default name=a',
+    '200 get coordination.k8s.io/leases ns=gw-ns name=mine',
+    '200 get / ns= name=',
+    '403 get networking.internal.knative.dev/ingresses ns=default name=a',
+    '403 get coordination.k8s.io/leases ns=gw-ns name=theirs',
+    '403 list /secrets ns= name=',
+    '403 update networking.internal.knative.dev/ingresses/status ns=default name=a',
+  ])
+  t.same(s.server.requests[3]!.attributes, { resourceRequest: false, verb: 'get', apiGroup: '', apiVersion: '', resource: '', subresource: '', namespace: '', name: '', path: '/version' })
+  t.match(s.server.requests[0]!.attributes, { resourceRequest: true, apiVersion: 'v1alpha1' })
+
+  // Without `rbac`, everything is allowed (and still recorded).
+  const open = await setup(t)
+  t.same((await open.core.listSecretForAllNamespaces()).items, [])
+  t.match(open.server.requests[0], { status: 200, attributes: { verb: 'list', resource: 'secrets' } })
+})

@@ -7,6 +7,8 @@ import type { Backend } from './helpers/gateway.ts'
 import { pino } from 'pino'
 import { ResilientInformer } from '../src/sources/informer.ts'
 import { apply, del, kubeDebug, readyz, startKubeEnv, startKubeGateway, waitReady, waitServed, who } from './helpers/kube.ts'
+import { makeCA, makeCert, servedCertificate, tlsSecret as realTlsSecret } from './helpers/certs.ts'
+import { tooLargeResourceVersion } from './fake-apiserver/server.ts'
 
 const INGRESS_PATH = '/apis/networking.internal.knative.dev/v1alpha1/ingresses'
 const NOT_FOUND = '404 host-not-found'
@@ -103,8 +105,12 @@ t.test('KIngress, Services and EndpointSlices from the cluster become traffic, a
   t.same(env.api.writes(), [], 'the source never writes to the API server')
 })
 
-t.test('TLS Secrets are stored (only TLS ones) and follow the cluster', async (t) => {
+const SECRETS_PATH = '/api/v1/secrets'
+const TLS_SELECTOR = 'type=kubernetes.io/tls'
+
+t.test('TLS Secrets are stored (only TLS ones) and follow the cluster; the API server filters them by type', async (t) => {
   const env = await startKubeEnv(t)
+  const ca = await makeCA()
   const [a] = await backends(t, 'a')
   apply(env.api, serviceFor('svc-a', a!))
   const ing = kingress('secure', {
@@ -120,8 +126,9 @@ t.test('TLS Secrets are stored (only TLS ones) and follow the cluster', async (t
     return { tls: body.hosts.find((h) => h.host === 'secure.example.com')?.tls, problems: body.problems.map((p) => p.code) }
   }
   t.same(await tlsOf(), { tls: undefined, problems: ['EDGE_ERR_TLS_SECRET'] }, 'secret missing: reported')
-  apply(env.api, tlsSecret('cert'))
+  apply(env.api, realTlsSecret('cert', await makeCert(ca, 'secure.example.com')))
   await waitFor('certificate from the TLS secret', async () => (await tlsOf()).tls === 'default/cert')
+  t.same(await servedCertificate(gw.ports.https, 'secure.example.com', ca.cert), { cn: 'secure.example.com' }, 'the handshake presents the certificate from the Secret')
   t.equal(gw.store.get('Secret', 'default/opaque'), undefined, 'a non-TLS secret is never stored')
   apply(env.api, { ...(tlsSecret('opaque', 'Opaque') as object), metadata: { name: 'opaque', namespace: 'default', labels: { x: 'y' } } })
   apply(env.api, tlsSecret('other'))
@@ -131,8 +138,26 @@ t.test('TLS Secrets are stored (only TLS ones) and follow the cluster', async (t
   await waitFor('certificate gone with its secret', async () => (await tlsOf()).tls === undefined)
   const secrets = (await kubeDebug(gw)).informers['secrets']
   t.ok(secrets, 'a secrets informer')
-  t.equal(secrets?.fieldSelector, undefined, 'the fake rejects the type field selector: filtered client-side')
-  t.ok(env.api.requests.some((r) => r.path === '/api/v1/secrets' && r.query['fieldSelector'] === 'type=kubernetes.io/tls'), 'the server-side selector was tried first')
+  t.equal(secrets?.fieldSelector, TLS_SELECTOR, 'the API server accepts the type field selector: it stays')
+  t.equal(secrets?.objects, 1, 'the informer was sent the one TLS secret left, never the Opaque one')
+  const secretRequests = env.api.requests.filter((r) => r.path === SECRETS_PATH)
+  t.ok(secretRequests.some((r) => r.watch) && secretRequests.some((r) => !r.watch), 'listed and watched')
+  t.ok(secretRequests.every((r) => r.query['fieldSelector'] === TLS_SELECTOR && r.status !== 400), 'every list and watch asked for TLS secrets only, and was accepted')
+})
+
+t.test('an API server that refuses the type field selector: the gateway filters TLS Secrets itself', async (t) => {
+  const env = await startKubeEnv(t)
+  // As an API server whose Secrets have no `type` field label would answer.
+  env.api.failNext(1, { code: 400, reason: 'BadRequest', message: 'field label not supported: type', match: (m, p, q) => p === SECRETS_PATH && q.get('fieldSelector') === TLS_SELECTOR })
+  apply(env.api, tlsSecret('cert'), tlsSecret('opaque', 'Opaque'))
+  const gw = await startKubeGateway(t, env)
+  await waitReady(gw)
+  t.ok(gw.store.get('Secret', 'default/cert'), 'the TLS secret is stored')
+  t.equal(gw.store.get('Secret', 'default/opaque'), undefined, 'the Opaque one is not')
+  const secrets = (await kubeDebug(gw)).informers['secrets']
+  t.equal(secrets?.fieldSelector, undefined, 'the selector was dropped')
+  t.equal(secrets?.objects, 2, 'both secrets were listed: the filtering is the gateway\'s')
+  t.same(env.api.requests.filter((r) => r.path === SECRETS_PATH && !r.watch).map((r) => [r.query['fieldSelector'], r.status]), [[TLS_SELECTOR, 400], [undefined, 200]], 'tried with the selector, then listed without it')
 })
 
 t.test('a KIngress of another class is never stored, served or written', async (t) => {
@@ -510,4 +535,54 @@ t.test('an API server restart (new resourceVersions, no history) is followed by 
   await waitServed(gw.ports.http, 'hello.example.com', NOT_FOUND)
   await waitFor('store emptied by the relist', () => gw.store.ownedBy('kubernetes').length === 0)
   t.pass('relisted after each restart')
+})
+
+t.test('an API server restored from an older backup: the silent watch is abandoned and the gateway relists', async (t) => {
+  // Bookmarks every 100 ms keep healthy watches talking; a watch silent for 1 s is abandoned.
+  const env = await startKubeEnv(t, { bookmarkIntervalMs: 100 })
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!))
+  const backup = env.api.backup()
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  // The gateway will have seen resourceVersions well past the backup's.
+  for (let i = 0; i < 5; i++) apply(env.api, service(`pad-${i}`, [{ name: 'http', port: 80 }]))
+  const gw = await startKubeGateway(t, env, [], { watchInactivityMs: 1000, backoff: { initialMs: 50, maxMs: 500 } })
+  await waitReady(gw)
+  t.equal(await who(gw.ports.http, 'hello.example.com'), 'a')
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  await env.api.restoreBackup(backup)
+  // Written at a resourceVersion at or below what the gateway's watches resume from: a watch from
+  // there is accepted by the server and stays silent, so only a relist can bring this.
+  apply(env.api, simpleIngress('after', ['after.example.com'], [['svc-b', 100]]))
+  const resumedFrom = (r: { watch: boolean; path: string; query: Record<string, string> }) => r.watch && r.path === INGRESS_PATH && Number(r.query['resourceVersion']) > Number(env.api.resourceVersion)
+  await waitFor('a KIngress watch resumed from a resourceVersion the restored server has not reached', () => env.api.requests.some(resumedFrom))
+  await waitServed(gw.ports.http, 'after.example.com', 'b')
+  await waitServed(gw.ports.http, 'hello.example.com', NOT_FOUND)
+  t.pass('the relist brought what was written after the restore, and the deletion the restore made')
+  const ing = (await kubeDebug(gw)).informers['ingresses']!
+  t.ok(ing.silentRelists >= 1, `relisted after the silent watch (${ing.silentRelists})`)
+  t.ok(listsOf(env.api, INGRESS_PATH) > listsBefore, 'by listing again')
+})
+
+t.test('a watch ERROR "Too large resource version" makes the informer relist, after the retry the server asked for', async (t) => {
+  const env = await startKubeEnv(t)
+  const [a, b] = await backends(t, 'a', 'b')
+  apply(env.api, serviceFor('svc-a', a!), serviceFor('svc-b', b!), simpleIngress('hello', ['hello.example.com'], [['svc-a', 100]]))
+  const gw = await startKubeGateway(t, env, [], { backoff: { initialMs: 50, maxMs: 500 } })
+  await waitReady(gw)
+  const listsBefore = listsOf(env.api, INGRESS_PATH)
+
+  const sentAt = Date.now()
+  const current = Number(env.api.resourceVersion)
+  // As a server that cannot serve the resourceVersion asked for answers (retryAfterSeconds: 1).
+  env.api.failWatches(tooLargeResourceVersion(current + 100, current), (path) => path === INGRESS_PATH)
+  apply(env.api, simpleIngress('hello', ['hello.example.com'], [['svc-b', 100]]))
+  await waitServed(gw.ports.http, 'hello.example.com', 'b')
+  const relists = env.api.requests.filter((r) => !r.watch && r.method === 'GET' && r.path === INGRESS_PATH).slice(listsBefore)
+  t.equal(relists.length, 1, 'one relist')
+  t.ok(relists[0]!.time - sentAt >= 1000, `not before the server's retryAfterSeconds (${relists[0]!.time - sentAt} ms)`)
+  const ing = (await kubeDebug(gw)).informers['ingresses']!
+  t.match(ing.lastError?.message, /504 Timeout: Too large resource version/, 'the Status is the error /debug/routes shows')
+  await waitFor('healthy again', async () => (await kubeDebug(gw)).healthy)
 })

@@ -9,7 +9,7 @@ import type { KObject } from './fake-apiserver/server.ts'
 import { CLASS, endpointSlice, kingress, silentLog, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Gateway } from '../src/gateway.ts'
 import { startGateway } from '../src/gateway.ts'
-import { kubeView, tagProxy } from './helpers/status.ts'
+import { FAST_STATUS_WRITER, kubeView, tagProxy } from './helpers/status.ts'
 import type { KubeView, TagProxy } from './helpers/status.ts'
 import { parseConfig } from '../src/config.ts'
 import type { Condition, EndpointSlice, IngressStatus } from '../src/model/k8s.ts'
@@ -142,12 +142,7 @@ t.test('gatewayReplicas: ready addresses of the local Service slices, in the pod
 // ---------------------------------------------------------------- integration fixtures
 
 const HOST = 'hello.example.com'
-const FAST: StatusWriterOptions = {
-  leaderElection: { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 },
-  probe: { initialBackoffMs: 20, maxBackoffMs: 150, timeoutMs: 1000 },
-  retryInitialMs: 20,
-  retryMaxMs: 200,
-}
+const FAST: StatusWriterOptions = FAST_STATUS_WRITER
 
 function spec(hosts: string[], header: string): Record<string, unknown> {
   return {

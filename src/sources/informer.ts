@@ -13,13 +13,18 @@
 // - reconciles every list against the keys it has reported, so a fresh instance (which relists) still
 //   reports the deletions that happened while it was not watching;
 // - never removes anything because the API server is unreachable: only a successful list or a DELETED
-//   event removes an object.
+//   event removes an object;
+// - relists when the server cannot serve the resourceVersion it watches from: a watch ERROR
+//   "Too large resource version", or a watch silent (no bookmark either) for the inactivity timeout,
+//   which is how a server restored from an older backup answers a watch from a resourceVersion it has
+//   not reached (bookmark-watch.ts).
 import type { Logger } from 'pino'
 import { ListWatch } from '@kubernetes/client-node'
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
 import type { KubeObject } from '../model/k8s.ts'
 import { listCollection } from './kube-list.ts'
 import { BookmarkWatch } from './bookmark-watch.ts'
+import { isTooLargeResourceVersion, retryAfterMs } from './watch-status.ts'
 import { coded } from '../errors.ts'
 
 export interface InformerHandlers {
@@ -48,6 +53,8 @@ export interface ResilientInformerOptions {
   backoff?: BackoffOptions
   /** Replace the watch when nothing (event or connect) was seen for this long. */
   watchdogMs?: number
+  /** A watch that carries nothing, not even a bookmark, for this long is abandoned and the collection relisted (default 150 s). */
+  watchInactivityMs?: number
   /** 401/403 for this long in a row is an RBAC misconfiguration; shorter, it may be a server starting up. */
   forbiddenGraceMs?: number
   /** Called when synced/healthy change. */
@@ -69,6 +76,8 @@ export interface InformerDescription {
   lastListAt: string | undefined
   restarts: number
   watchdogRestarts: number
+  /** Relists after a watch stayed silent, without even a bookmark, for the inactivity timeout. */
+  silentRelists: number
   bookmarks: number
   errors: number
   lastError: { message: string; at: string } | undefined
@@ -151,6 +160,7 @@ export class ResilientInformer {
   private lastError: { message: string; at: number } | undefined
   private restarts = 0
   private watchdogRestarts = 0
+  private silentRelists = 0
   private bookmarks = 0
   synced = false
   healthy = false
@@ -205,6 +215,7 @@ export class ResilientInformer {
       lastListAt: iso(this.lastListAt),
       restarts: this.restarts,
       watchdogRestarts: this.watchdogRestarts,
+      silentRelists: this.silentRelists,
       bookmarks: this.bookmarks,
       errors: this.errorCount,
       lastError: this.lastError ? { message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : undefined,
@@ -262,12 +273,17 @@ export class ResilientInformer {
       return list
     }
     // A bookmark is a sign of life for the watchdog; ListWatch itself keeps its resourceVersion.
-    const watch = new BookmarkWatch(kubeConfig, () => {
-      if (live()) {
-        this.bookmarks++
-        this.touch()
-      }
-    })
+    const watch = new BookmarkWatch(kubeConfig, {
+      bookmark: () => {
+        if (live()) {
+          this.bookmarks++
+          this.touch()
+        }
+      },
+      silent: () => {
+        if (live()) this.relistSilent()
+      },
+    }, this.opts.watchInactivityMs)
     const inst: Instance = new ListWatch<KubernetesObject>(path, watch, listFn, false, labelSelector, fieldSelector)
     const upsert = (obj: KubernetesObject): void => {
       if (!live()) return this.kill(inst)
@@ -296,6 +312,23 @@ export class ResilientInformer {
       this.failed(err)
     })
     return inst
+  }
+
+  /**
+   * The watch carried nothing, not even a bookmark, for the inactivity timeout. A server that sends
+   * bookmarks does that only to a watch from a resourceVersion it has not reached (it was restored from
+   * an older backup) and then sends nothing until it passes it: resuming would stay blind, a relist
+   * starts again from the server's own resourceVersion.
+   */
+  private relistSilent(): void {
+    this.silentRelists++
+    this.restarts++
+    const log = this.silentRelists === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
+    log(
+      { informer: this.name, relists: this.silentRelists, hint: 'the API server may have been restored from an older backup, or it sends no watch bookmarks' },
+      coded('EDGE_ERR_KUBE_WATCH_STALLED', 'the watch carried nothing, not even a bookmark, for too long; relisting'),
+    )
+    this.replace()
   }
 
   /** A dead instance showed signs of life (a late watch response): abort it. stop() is idempotent. */
@@ -352,15 +385,21 @@ export class ResilientInformer {
       this.fieldSelector = undefined
       this.schedule(0, 'replace')
     } else {
-      const delay = this.nextDelay()
+      // Never sooner than the server asked (a Status's retryAfterSeconds).
+      const delay = Math.max(this.nextDelay(), retryAfterMs(err) ?? 0)
+      const tooLarge = isTooLargeResourceVersion(err)
       const status = (err as { statusCode?: number } | undefined)?.statusCode
       if (status === 401 || status === 403) this.logForbidden(now, delay, wasHealthy)
       else {
         this.forbiddenSince = undefined
         const log = wasHealthy || this.errorCount === 1 ? this.opts.log.warn.bind(this.opts.log) : this.opts.log.debug.bind(this.opts.log)
-        log({ informer: this.name, err: this.lastError.message, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', 'list/watch failed; retrying (the last known objects stay in service)'))
+        const what = tooLarge
+          ? 'the API server has not reached the resourceVersion watched from; relisting (the last known objects stay in service)'
+          : 'list/watch failed; retrying (the last known objects stay in service)'
+        log({ informer: this.name, err: this.lastError.message, retryInMs: delay }, coded('EDGE_ERR_KUBE_WATCH', what))
       }
-      this.schedule(delay, 'resume')
+      // Resuming from a resourceVersion the server has not reached would fail again: relist.
+      this.schedule(delay, tooLarge ? 'replace' : 'resume')
     }
     if (wasHealthy) this.opts.onStateChange?.()
     this.opts.onRetrying?.(this.lastUnreachable)

@@ -30,6 +30,8 @@ export interface KubernetesSourceOptions {
   /** See ResilientInformerOptions; defaults 200 ms → 30 s and 5 min. */
   backoff?: BackoffOptions
   watchdogMs?: number
+  /** See ResilientInformerOptions.watchInactivityMs (default 150 s). */
+  watchInactivityMs?: number
   /** While the API server is unreachable, how often to check whether it is back (default 1 s). */
   probeMs?: number
   /** See ResilientInformerOptions.forbiddenGraceMs (default 30 s). */
@@ -37,7 +39,7 @@ export interface KubernetesSourceOptions {
 }
 
 /** Tuning knobs a caller (tests, mostly) may override. */
-export type KubernetesSourceTuning = Pick<KubernetesSourceOptions, 'backoff' | 'watchdogMs' | 'probeMs' | 'forbiddenGraceMs'>
+export type KubernetesSourceTuning = Pick<KubernetesSourceOptions, 'backoff' | 'watchdogMs' | 'watchInactivityMs' | 'probeMs' | 'forbiddenGraceMs'>
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 
@@ -78,6 +80,7 @@ export class KubernetesSource {
             log: opts.log,
             backoff: opts.backoff,
             watchdogMs: opts.watchdogMs,
+            watchInactivityMs: opts.watchInactivityMs,
             forbiddenGraceMs: opts.forbiddenGraceMs,
             onStateChange: () => this.stateChanged(),
             onRetrying: (unreachable) => this.serverReturn.informerRetrying(unreachable),

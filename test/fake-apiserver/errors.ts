@@ -5,6 +5,7 @@ export interface StatusDetails {
   group?: string
   kind?: string
   causes?: Array<{ reason?: string; message?: string; field?: string }>
+  retryAfterSeconds?: number
 }
 
 export interface K8sStatus {

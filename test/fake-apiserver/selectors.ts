@@ -1,6 +1,6 @@
 // Label and field selectors, parsed the way the apiserver accepts them in query strings.
 import { ApiError } from './errors.ts'
-import type { KObject } from './types.ts'
+import type { KObject, ResourceDef } from './types.ts'
 
 type LabelReq =
   | { op: 'eq'; key: string; value: string }
@@ -100,13 +100,26 @@ export function parseLabelSelector(sel: string | null | undefined): LabelSelecto
   }
 }
 
-const FIELDS: Record<string, (o: KObject) => string> = {
+const METADATA_FIELDS: Record<string, (o: KObject) => string> = {
   'metadata.name': (o) => o.metadata.name ?? '',
   'metadata.namespace': (o) => o.metadata.namespace ?? '',
 }
 
-/** Only metadata.name and metadata.namespace are supported (as for custom resources). */
-export function parseFieldSelector(sel: string | null | undefined): FieldSelector {
+/** A top-level string field such as a Secret's `type` ('' when absent, as the real field set has it). */
+function topLevel(field: string): (o: KObject) => string {
+  return (o) => {
+    const v = o[field]
+    return typeof v === 'string' ? v : ''
+  }
+}
+
+/**
+ * Field selectors as the real server checks them: every resource supports metadata.name and
+ * metadata.namespace (custom resources: only if namespaced), and a built-in type also the fields its
+ * field label conversion lists (`fieldLabels` in types.ts, e.g. `type` for Secrets). Any other field
+ * is a 400 "field label not supported: <field>", as the conversion functions word it.
+ */
+export function parseFieldSelector(sel: string | null | undefined, def?: ResourceDef): FieldSelector {
   if (sel === null || sel === undefined || sel.trim() === '') return () => true
   const reqs: Array<{ get: (o: KObject) => string; neg: boolean; value: string }> = []
   for (const rawPart of sel.split(',')) {
@@ -114,10 +127,11 @@ export function parseFieldSelector(sel: string | null | undefined): FieldSelecto
     const m = part.match(/^([^=!]+?)\s*(==|=|!=)\s*(.*)$/)
     if (!m) throw new ApiError(400, `invalid field selector: "${part}"`, 'BadRequest')
     const field = m[1] ?? ''
-    const get = FIELDS[field]
-    if (get === undefined) {
-      throw new ApiError(400, `field label not supported: ${field}`, 'BadRequest')
-    }
+    // A cluster-scoped custom resource has no metadata.namespace field label.
+    const clusterScopedCustom = def !== undefined && !def.builtin && !def.namespaced
+    const get = (clusterScopedCustom && field === 'metadata.namespace' ? undefined : METADATA_FIELDS[field]) ??
+      (def?.fieldLabels?.includes(field) ? topLevel(field) : undefined)
+    if (get === undefined) throw new ApiError(400, `field label not supported: ${field}`, 'BadRequest')
     reqs.push({ get, neg: m[2] === '!=', value: m[3] ?? '' })
   }
   return (o) => reqs.every((r) => (r.get(o) === r.value) !== r.neg)

@@ -5,6 +5,20 @@
 // semantics (409 on stale writes, 410 on expired watch history), bookmarks, finalizers, and fault injection.
 // Not supported: strategic merge patch and server-side apply (415), deletecollection, pagination (limit/continue
 // are ignored), admission, defaulting, schema validation.
+//
+// Where the gateway depends on it, it answers as a real kube-apiserver does:
+// - field selectors: metadata.name and metadata.namespace everywhere, plus each built-in type's own fields
+//   (`type` for Secrets); any other field is a 400 worded as the real server words it (selectors.ts);
+// - a resourceVersion the server has not reached yet (a client that saw a server since restored from an
+//   older etcd backup, see restoreBackup()): a plain watch from it is accepted and stays silent (no event
+//   at or below it, no bookmark below it), as the watch cache does; a list from it, or a watch with
+//   sendInitialEvents=true, waits `freshnessWaitMs` for it and then fails with the real 504 Timeout
+//   "Too large resource version" Status (cause ResourceVersionTooLarge, retryAfterSeconds 1), the watch
+//   as an ERROR event on a 200 stream;
+// - authorization: with `rbac`, every request is authorized by RBAC against the given Roles, ClusterRoles
+//   and bindings (rbac.ts) and refused with the real 403 Status; without it everything is allowed;
+// - every request is recorded with what RBAC sees of it (`requests[i].attributes`: verb, API group,
+//   resource, subresource, namespace, name), allowed or not.
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -14,14 +28,20 @@ import { KubeConfig } from '@kubernetes/client-node'
 import { ApiError, makeStatus } from './errors.ts'
 import type { K8sStatus } from './errors.ts'
 import { clone, jsonPatch, mergePatch } from './patch.ts'
+import { Authorizer, requestAttributes } from './rbac.ts'
+import type { RequestAttributes } from './rbac.ts'
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts'
 import { Store } from './store.ts'
+import type { StoreBackup } from './store.ts'
 import { DEFAULT_RESOURCES, apiVersionOf, resKeyOf } from './types.ts'
 import type { KObject, RequestLogEntry, ResourceDef } from './types.ts'
 import { Watcher } from './watch.ts'
 
 export type { KObject, RequestLogEntry, ResourceDef } from './types.ts'
 export type { K8sStatus } from './errors.ts'
+export type { BoundRule, PolicyRule, RequestAttributes } from './rbac.ts'
+export type { StoreBackup } from './store.ts'
+export { ruleAllows } from './rbac.ts'
 export { MICROTIME_RE } from './store.ts'
 
 export interface FakeApiServerOptions {
@@ -41,6 +61,17 @@ export interface FakeApiServerOptions {
   microTimeErrors?: 'invalid' | 'decode'
   /** Extra resource types to serve. */
   resources?: ResourceDef[]
+  /**
+   * Authorize every request as `user` (e.g. `system:serviceaccount:knative-serving:edge-gateway`) against
+   * these Roles, ClusterRoles, RoleBindings and ClusterRoleBindings (other objects are ignored, so a
+   * rendered chart can be passed whole); what no bound rule allows is answered 403. Absent: all allowed.
+   */
+  rbac?: { user: string; objects: readonly unknown[] }
+  /**
+   * How long a list (or a sendInitialEvents watch) from a resourceVersion the server has not reached
+   * waits for it before the 504 "Too large resource version" (default 3000 ms, the watch cache's blockTimeout).
+   */
+  freshnessWaitMs?: number
 }
 
 export interface FailRule {
@@ -63,6 +94,15 @@ interface Route {
 }
 
 const MAX_BODY = 8 * 1024 * 1024
+const DEFAULT_FRESHNESS_WAIT_MS = 3000
+
+/** The real server's answer to a request for a resourceVersion it has not reached (storage.NewTooLargeResourceVersionError). */
+export function tooLargeResourceVersion(requested: number, current: number): K8sStatus {
+  return makeStatus(504, `Timeout: Too large resource version: ${requested}, current: ${current}`, 'Timeout', {
+    causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+    retryAfterSeconds: 1,
+  })
+}
 
 function sendJson(res: ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body)
@@ -104,7 +144,11 @@ export class FakeApiServer {
   /** Every request received, in order (method, path without query, query, content-type, status). */
   readonly requests: RequestLogEntry[] = []
   readonly store: Store
+  /** Undefined without the `rbac` option: every request is allowed. */
+  readonly authorizer: Authorizer | undefined
   private readonly opts: FakeApiServerOptions
+  /** Called on every store event: requests waiting for a resourceVersion check whether it has come. */
+  private readonly rvWaiters = new Set<() => void>()
   private readonly token: string | null
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
@@ -125,7 +169,9 @@ export class FakeApiServer {
     })
     this.store.onEvent = (ev) => {
       for (const w of [...this.watchers]) w.offer(ev)
+      for (const check of [...this.rvWaiters]) check()
     }
+    this.authorizer = opts.rbac === undefined ? undefined : new Authorizer(opts.rbac.user, opts.rbac.objects)
   }
 
   static async start(opts: FakeApiServerOptions = {}): Promise<FakeApiServer> {
@@ -242,6 +288,23 @@ export class FakeApiServer {
     for (const w of this.watchers) if (w.opts.bookmarkIntervalMs !== undefined) w.bookmark()
   }
 
+  /** What the cluster holds now (objects and resourceVersion), for restoreBackup(). */
+  backup(): StoreBackup {
+    return this.store.backup()
+  }
+
+  /**
+   * Restart as after an etcd restore from `backup` without `etcdutl snapshot restore --bump-revision`:
+   * objects and resourceVersion go back to the backup's and the history is gone. A client that saw a
+   * later resourceVersion now watches from one this server has not reached: accepted, and silent.
+   */
+  async restoreBackup(backup: StoreBackup): Promise<void> {
+    await this.closeListener()
+    this.store.restoreBackup(backup)
+    this.down = false
+    await this.listen(this.portNum)
+  }
+
   /** Forget the event history: a watch from any older resourceVersion gets 410 Expired. */
   expireHistory(): void {
     this.store.expireHistory()
@@ -251,6 +314,14 @@ export class FakeApiServer {
   expireWatches(): void {
     this.store.expireHistory()
     for (const w of [...this.watchers]) w.fail(this.expiredStatus())
+  }
+
+  /**
+   * Send an ERROR event carrying `status` on the open watches (those whose request path `match`
+   * accepts), then end them: how a server reports a failure once a watch has started.
+   */
+  failWatches(status: K8sStatus, match?: (path: string) => boolean): void {
+    for (const w of [...this.watchers]) if (match === undefined || match(w.opts.path)) w.fail(status)
   }
 
   setExpiredMode(mode: 'event' | 'http'): void {
@@ -351,10 +422,12 @@ export class FakeApiServer {
     for (const [k, v] of u.searchParams) query[k] = v
     const method = (req.method ?? 'GET').toUpperCase()
     const isWatch = method === 'GET' && (query['watch'] === 'true' || query['watch'] === '1')
+    const attributes = requestAttributes(method, u.pathname, u.searchParams)
     const entry: RequestLogEntry = {
       method,
       path: u.pathname,
       query,
+      attributes,
       contentType: req.headers['content-type'],
       watch: isWatch,
       status: 0,
@@ -372,7 +445,7 @@ export class FakeApiServer {
         return origWriteHead(...a)
       }) as typeof res.writeHead
     }
-    this.dispatch(req, res, method, u, isWatch).catch((err: unknown) => {
+    this.dispatch(req, res, method, u, isWatch, attributes).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy()
         return
@@ -393,7 +466,7 @@ export class FakeApiServer {
     return undefined
   }
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse, method: string, u: URL, isWatch: boolean): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, method: string, u: URL, isWatch: boolean, attributes: RequestAttributes): Promise<void> {
     const path = u.pathname
     const bodyText = method === 'GET' || method === 'HEAD' ? '' : await readBody(req)
 
@@ -405,6 +478,9 @@ export class FakeApiServer {
     if (fault !== undefined) {
       throw new ApiError(fault.code, fault.message ?? `injected failure (${fault.code})`, fault.reason)
     }
+    // As in the real server, authorization comes before routing: a forbidden request for a resource
+    // that does not exist is a 403, not a 404.
+    if (this.authorizer !== undefined && !this.authorizer.allowed(attributes)) throw this.authorizer.forbidden(attributes)
 
     if (path === '/healthz' || path === '/readyz' || path === '/livez') {
       res.writeHead(200, { 'Content-Type': 'text/plain' })
@@ -427,11 +503,12 @@ export class FakeApiServer {
           return
         }
         const label = parseLabelSelector(q.get('labelSelector'))
-        const field = parseFieldSelector(q.get('fieldSelector'))
+        const field = parseFieldSelector(q.get('fieldSelector'), def)
         if (isWatch) {
-          this.startWatch(res, route, q, label, field)
+          await this.startWatch(res, path, route, q, label, field)
           return
         }
+        await this.waitForListResourceVersion(q.get('resourceVersion'))
         const items = this.store.list(def, namespace, label, field)
         if (def.builtin) {
           // The real server omits kind/apiVersion on items of built-in list types.
@@ -534,30 +611,72 @@ export class FakeApiServer {
     return { def, namespace, name, subresource: sub === 'status' ? 'status' : undefined }
   }
 
-  private startWatch(
+  /**
+   * Resolves true once the store has reached `rv`, false if it has not within freshnessWaitMs (the
+   * watch cache's wait for a resourceVersion it has not seen yet).
+   */
+  private waitForResourceVersion(rv: number): Promise<boolean> {
+    if (this.store.rv >= rv) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        this.rvWaiters.delete(check)
+        resolve(ok)
+      }
+      const check = (): void => {
+        if (this.store.rv >= rv) done(true)
+      }
+      const timer = setTimeout(() => done(false), this.opts.freshnessWaitMs ?? DEFAULT_FRESHNESS_WAIT_MS)
+      timer.unref()
+      this.rvWaiters.add(check)
+    })
+  }
+
+  /** A list "not older than" a resourceVersion (any but '' and '0') the server has not reached: 504 after the wait. */
+  private async waitForListResourceVersion(rvParam: string | null): Promise<void> {
+    if (rvParam === null || rvParam === '' || rvParam === '0') return
+    const rv = Number(rvParam)
+    if (!Number.isInteger(rv) || rv < 0) throw new ApiError(400, `invalid resource version: ${rvParam}`, 'BadRequest')
+    if (!(await this.waitForResourceVersion(rv))) {
+      const s = tooLargeResourceVersion(rv, this.store.rv)
+      throw new ApiError(s.code, s.message, s.reason, s.details)
+    }
+  }
+
+  private async startWatch(
     res: ServerResponse,
+    path: string,
     route: Route,
     q: URLSearchParams,
     label: ReturnType<typeof parseLabelSelector>,
     field: ReturnType<typeof parseFieldSelector>,
-  ): void {
+  ): Promise<void> {
     const { def, namespace } = route
     const rvParam = q.get('resourceVersion') ?? ''
+    const initialEvents = q.get('sendInitialEvents') === 'true'
     let history: ReturnType<Store['eventsSince']> = []
     const fromNow = rvParam === '' || rvParam === '0'
+    let rv = 0
     if (!fromNow) {
-      const rv = Number(rvParam)
+      rv = Number(rvParam)
       if (!Number.isInteger(rv) || rv < 0) {
         throw new ApiError(400, `invalid resource version: ${rvParam}`, 'BadRequest')
       }
-      history = this.store.eventsSince(rv)
-      if (history === undefined && this.expiredMode === 'http') throw new ApiError(410, this.expiredStatus(rvParam).message, 'Expired')
+      if (!initialEvents) {
+        history = this.store.eventsSince(rv)
+        if (history === undefined && this.expiredMode === 'http') throw new ApiError(410, this.expiredStatus(rvParam).message, 'Expired')
+      }
     }
+    // Only a watch that asks for the initial state waits for its resourceVersion; a plain watch from a
+    // resourceVersion not reached yet is accepted at once and stays silent until the server passes it.
+    const fresh = !initialEvents || fromNow || (await this.waitForResourceVersion(rv))
+    if (res.destroyed) return
     const timeoutSeconds = Number(q.get('timeoutSeconds') ?? '')
     let timeoutMs: number | undefined = Number.isFinite(timeoutSeconds) && timeoutSeconds > 0 ? timeoutSeconds * 1000 : undefined
     if (this.opts.watchTimeoutMs !== undefined) timeoutMs = Math.min(timeoutMs ?? Infinity, this.opts.watchTimeoutMs)
     const bookmarks = q.get('allowWatchBookmarks') === 'true' || q.get('allowWatchBookmarks') === '1'
     const w = new Watcher(res, {
+      path,
       def,
       resKey: resKeyOf(def.group, def.version, def.plural),
       namespace,
@@ -567,13 +686,22 @@ export class FakeApiServer {
       timeoutMs,
       currentRv: () => this.store.rv,
       stalled: this.stalled,
+      fromRv: initialEvents ? this.store.rv : fromNow ? undefined : rv,
       onClose: (x) => this.watchers.delete(x),
     })
+    if (!fresh) {
+      // Past authorization and a parsed resourceVersion, the real server reports errors as an ERROR event.
+      w.fail(tooLargeResourceVersion(rv, this.store.rv))
+      return
+    }
     if (history === undefined) {
       w.fail(this.expiredStatus(rvParam))
       return
     }
-    if (fromNow) w.sendInitial(this.store.list(def, namespace))
+    if (initialEvents) {
+      w.sendInitial(this.store.list(def, namespace))
+      if (bookmarks) w.bookmark({ 'k8s.io/initial-events-end': 'true' })
+    } else if (fromNow) w.sendInitial(this.store.list(def, namespace))
     else for (const ev of history) w.offer(ev)
     if (!w.isClosed) this.watchers.add(w)
   }

@@ -49,6 +49,12 @@ function nonMeta(o: KObject): Record<string, unknown> {
   return rest
 }
 
+/** The objects and resourceVersion at one moment, as an etcd snapshot holds them. */
+export interface StoreBackup {
+  readonly rv: number
+  readonly objects: ReadonlyMap<string, ReadonlyMap<string, KObject>>
+}
+
 export interface UpdateOptions {
   subresource?: 'status' | undefined
   /** PUT: a missing metadata.resourceVersion is 422 (patches may omit it). */
@@ -400,6 +406,20 @@ export class Store {
   expireHistory(): void {
     this.history = []
     this.compactedRv = this.rv
+  }
+
+  backup(): StoreBackup {
+    const objects = new Map<string, Map<string, KObject>>()
+    for (const [k, b] of this.objects) objects.set(k, new Map([...b].map(([key, o]) => [key, clone(o)])))
+    return { rv: this.rv, objects }
+  }
+
+  /** Back to `b`: its objects, its resourceVersion (lower than any issued since), no history. */
+  restoreBackup(b: StoreBackup): void {
+    this.objects.clear()
+    for (const [k, bucket] of b.objects) this.objects.set(k, new Map([...bucket].map(([key, o]) => [key, clone(o)])))
+    this.rv = b.rv
+    this.expireHistory()
   }
 
   /** Simulates a fresh apiserver: resourceVersions jump, history is empty. */

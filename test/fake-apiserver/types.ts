@@ -1,4 +1,5 @@
 // Shared types of the fake Kubernetes API server.
+import type { RequestAttributes } from './rbac.ts'
 
 export interface KMetadata {
   name?: string
@@ -45,6 +46,11 @@ export interface ResourceDef {
   builtin: boolean
   /** Dotted paths of MicroTime fields validated on every write (e.g. 'spec.renewTime'). */
   microTimeFields?: string[]
+  /**
+   * Top-level fields a field selector may name besides metadata.name/namespace (the real server's
+   * field label conversion for this type), e.g. ['type'] for Secrets.
+   */
+  fieldLabels?: string[]
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'
@@ -62,6 +68,8 @@ export interface RequestLogEntry {
   method: string
   path: string
   query: Record<string, string>
+  /** What RBAC sees of the request (verb, API group, resource, subresource, namespace, name). */
+  attributes: RequestAttributes
   contentType: string | undefined
   watch: boolean
   /** HTTP status sent (0 while a watch is still streaming or if the socket died first). */
@@ -93,7 +101,7 @@ function knativeKind(group: string, version: string, plural: string, kind: strin
 
 export const DEFAULT_RESOURCES: ResourceDef[] = [
   { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, statusSubresource: true, builtin: true },
-  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false, builtin: true },
+  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false, builtin: true, fieldLabels: ['type'] },
   { group: '', version: 'v1', plural: 'endpoints', kind: 'Endpoints', namespaced: true, statusSubresource: false, builtin: true },
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, statusSubresource: false, builtin: true },
   {

@@ -6,6 +6,8 @@ import { apiVersionOf } from './types.ts'
 import type { KObject, ResourceDef, StoredEvent, WatchEventType } from './types.ts'
 
 export interface WatcherOptions {
+  /** The request path (no query). */
+  path: string
   def: ResourceDef
   resKey: string
   namespace: string | undefined
@@ -16,6 +18,12 @@ export interface WatcherOptions {
   /** Returns the current global resourceVersion, for BOOKMARK events. */
   currentRv: () => number
   stalled: boolean
+  /**
+   * The resourceVersion the watch started from: as the real watch cache does, no event at or below it
+   * and no bookmark below it is sent. A watch from a resourceVersion the server has not reached yet
+   * (a client that saw a server since restored from an older backup) therefore stays silent.
+   */
+  fromRv?: number
   onClose: (w: Watcher) => void
 }
 
@@ -70,6 +78,7 @@ export class Watcher {
   /** Offer a stored event; it is translated for this watch's selectors (as the watch cache does). */
   offer(ev: StoredEvent): void {
     if (this.closed || ev.resKey !== this.opts.resKey) return
+    if (this.opts.fromRv !== undefined && ev.rv <= this.opts.fromRv) return
     const now = this.matches(ev.object)
     if (ev.type === 'MODIFIED' && ev.old !== undefined) {
       const was = this.matches(ev.old)
@@ -107,13 +116,14 @@ export class Watcher {
     this.sent++
   }
 
-  bookmark(): void {
+  bookmark(annotations?: Record<string, string>): void {
     if (this.closed || this.stalled) return
+    const rv = this.opts.currentRv()
+    // Events need rv > fromRv; a bookmark may carry fromRv itself (the cache_watcher rule).
+    if (annotations === undefined && this.opts.fromRv !== undefined && rv < this.opts.fromRv) return
     const { def } = this.opts
-    this.write(JSON.stringify({
-      type: 'BOOKMARK',
-      object: { kind: def.kind, apiVersion: apiVersionOf(def), metadata: { resourceVersion: String(this.opts.currentRv()) } },
-    }) + '\n')
+    const metadata = annotations === undefined ? { resourceVersion: String(rv) } : { resourceVersion: String(rv), annotations }
+    this.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: def.kind, apiVersion: apiVersionOf(def), metadata } }) + '\n')
   }
 
   /** While stalled nothing at all is written (no headers, events, bookmarks); events queue in order. */

@@ -99,7 +99,7 @@ export interface KubeDebug {
   objects: number
   namespaces: string[] | 'all'
   serverReturn: { probes: number; answered: number; wakes: number }
-  informers: Record<string, { path: string; synced: boolean; healthy: boolean; restarts: number; watchdogRestarts: number; errors: number; fieldSelector?: string; lastError?: { message: string }; retryInMs?: number; bookmarks: number }>
+  informers: Record<string, { path: string; synced: boolean; healthy: boolean; objects: number; restarts: number; watchdogRestarts: number; silentRelists: number; errors: number; fieldSelector?: string; lastError?: { message: string }; retryInMs?: number; bookmarks: number }>
 }
 
 /** Which backend answered (the default app names itself), or the gateway's reason, or the status. */

@@ -9,6 +9,15 @@ import { compileSnapshot } from '../../src/compile/snapshot.ts'
 import type { Snapshot } from '../../src/model/snapshot.ts'
 import type { KubeObject } from '../../src/model/k8s.ts'
 import { keyOf } from '../../src/model/k8s.ts'
+import type { StatusWriterOptions } from '../../src/status/status-writer.ts'
+
+/** Leader election, probing and retries in a blink: a Lease is taken, renewed and released within a test. */
+export const FAST_STATUS_WRITER: StatusWriterOptions = {
+  leaderElection: { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 },
+  probe: { initialBackoffMs: 20, maxBackoffMs: 150, timeoutMs: 1000 },
+  retryInitialMs: 20,
+  retryMaxMs: 200,
+}
 
 interface Mirrored {
   kind: 'Ingress' | 'EndpointSlice'
