@@ -14,7 +14,7 @@ import { apply, startKubeEnv, startKubeGateway, waitReady } from './helpers/kube
 import type { KubeEnv } from './helpers/kube.ts'
 import { revisionIngress, revisionState, waitForQueued, within } from './helpers/activator.ts'
 import { waitFor } from './helpers/wait.ts'
-import { projectRoot } from './helpers/gateway-process.ts'
+import { projectRoot, startGatewayProcess } from './helpers/gateway-process.ts'
 import type { Gateway } from '../src/gateway.ts'
 
 const REV = 'boot-00001'
@@ -162,4 +162,23 @@ t.test('with --namespace, pods are watched only in that namespace; a crash loop 
   const podRequests = env.api.requests.filter((q) => q.path.endsWith('/pods'))
   t.ok(podRequests.length > 0, 'the pods were watched')
   t.ok(podRequests.every((q) => q.path === `/api/v1/namespaces/${ns}/pods`), 'only in the namespace the gateway is scoped to')
+})
+
+t.test('--workers: the primary watches the pods, the workers answer their held requests', async (t) => {
+  const env = await startKubeEnv(t)
+  apply(env.api, revision(REV), revisionIngress('boot', HOST, REV), pod({ reason: 'ContainerCreating' }))
+  const main = path.join(projectRoot, 'src', 'main.ts')
+  const gw = await startGatewayProcess(t, process.execPath, [main, '--kubernetes', '--kubeconfig', env.kubeconfig, '--workers', '2', '--cold-start-timeout', '600', '--log-level', 'warn'], {})
+  const metric = async (re: RegExp): Promise<number> => Number(re.exec((await get(gw.admin, 'localhost', '/metrics')).body)?.[1] ?? 0)
+  let changed = false
+  const held = Array.from({ length: 4 }, (_, i) => get(gw.http, HOST, `/held/${i}`).then((r) => ({ ...r, afterChange: changed })))
+  await waitFor('4 requests held across the workers', async () => (await metric(new RegExp(`^edge_revision_requests_queued\\{namespace="default",revision="${REV}"\\} (\\d+)$`, 'm'))) === 4)
+  await waitFor('the primary to watch the pods', async () => (await get(gw.admin, 'localhost', '/debug/routes')).json<Routes>().sources.revisionHealth.podWatches[`default/${REV}`]?.pods === 1)
+  changed = true
+  apply(env.api, pod({ reason: 'ErrImagePull', message: 'manifest unknown' }))
+  const answers = await within(Promise.all(held), 'the held requests to be answered')
+  t.same(answers.map((a) => [a.status, a.headers['x-edge-reason'], a.afterChange]), Array(4).fill([503, 'revision-failed', true]), 'the workers let their held requests go, after the pod failed')
+  t.match(answers[0]!.body, 'is ErrImagePull: manifest unknown')
+  t.equal((await get(gw.http, HOST, '/new')).headers['x-edge-reason'], 'revision-failed', 'a new request is answered at once')
+  t.equal(await metric(/^edge_revision_fast_failures_total\{reason="ErrImagePull"\} (\d+)$/m), 5, 'counted in the workers, summed by the primary')
 })
