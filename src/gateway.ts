@@ -81,7 +81,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => {
       coldStarts.began(rev.key)
-      control?.runner?.coldStart(rev.namespace, rev.name)
+      control?.coldStart(rev.namespace, rev.name)
     },
     policies: opts.policies,
     processes: 1,
@@ -92,7 +92,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     kubernetes: opts.kubernetes,
     statusWriter: opts.statusWriter,
     stopGraceMs: 0,
-    onUnrunnable: (namespace, name, detail, reason) => served.backends.setFault(`${namespace}/${name}`, reason, detail),
+    onUnrunnable: (namespace, name, detail, reason, cause) => served.backends.setFault(`${namespace}/${name}`, reason, detail, cause),
     // busy(), not pods(): a pod already out of the endpoints may still be finishing requests.
     inFlightAt: (address) => {
       for (const { throttler } of served.backends.entries()) for (const p of throttler.busy()) if (p.endpoint.address === address) return p.inFlight
@@ -105,7 +105,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   try {
     listeners = await startListeners(config, log, served, pipeline)
     admin = await startAdminPart(config, metrics, {
-      routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key) },
+      routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key), fault: (key) => served.backends.fault(key) },
       notReadyReason: () => (draining ? 'draining (shutting down)' : ctl.loadingReason()),
       sources: () => ctl.describe(),
     })

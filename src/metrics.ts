@@ -25,6 +25,7 @@ export class GatewayMetrics {
   private readonly accounting = new RequestAccounting()
   private readonly holds: Histogram<'namespace' | 'revision' | 'cause'>
   private readonly retries: Counter<'namespace' | 'revision'>
+  private readonly fastFailures: Counter<'reason'>
   readonly reloads: Counter<'result'>
   private readonly connectionsRefused: Counter<'reason'>
   readonly sourceUp: Gauge<'source'>
@@ -69,6 +70,7 @@ export class GatewayMetrics {
     this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
+    this.fastFailures = new Counter({ name: 'edge_revision_fast_failures_total', help: 'Requests answered 503 revision-failed at once (held ones let go, new ones not held) because their revision cannot become ready, by why: a Kubernetes reason (ImagePullBackOff, CrashLoopBackOff, Unschedulable...), process-exited for a local instance, other', labelNames: ['reason'], registers })
     this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip; proxy-protocol-*: no valid PROXY header with --proxy-protocol)', labelNames: ['reason'], registers })
     this.rateLimits = new Counter({ name: 'edge_rate_limited_total', help: 'Requests answered 429 rate-limited before admission, by host and by which limit (host: its edge.knative.dev/rate-limit; client: --rate-limit-per-client)', labelNames: ['host', 'limit'], registers })
     this.accessLogDrops = new Counter({ name: 'edge_access_log_dropped_total', help: 'Access-log lines dropped because stdout could not take them as fast as requests came (requests are never slowed by the log)', registers })
@@ -127,6 +129,11 @@ export class GatewayMetrics {
 
   connectionRefused(reason: 'per-ip-limit' | `proxy-protocol-${string}`): void {
     this.connectionsRefused.inc({ reason })
+  }
+
+  /** `cause` is one of revision-failure.ts's FAST_FAILURE_CAUSES, so the label set stays fixed. */
+  fastFailure(cause: string): void {
+    this.fastFailures.inc({ reason: cause })
   }
 
   retried(backend: BackendSpec): void {

@@ -265,6 +265,8 @@ const clusterGrants = (extra: string[] = []): string[] =>
     ...READ.map((v) => `/services:${v}`),
     ...READ.map((v) => `/secrets:${v}`),
     ...READ.map((v) => `discovery.k8s.io/endpointslices:${v}`),
+    // The pods of a revision with requests held: why it cannot start (503 revision-failed at once).
+    ...READ.map((v) => `/pods:${v}`),
     ...extra,
   ].sort()
 

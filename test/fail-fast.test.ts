@@ -34,6 +34,8 @@ t.test('a process that exits before it is ready: held requests answered at once,
   const again = await get(gw.ports.http, 'crash.example.com', '/again')
   t.equal(again.headers['x-edge-reason'], 'revision-failed', 'a new request gets the same answer')
   t.equal(gw.plane.throttlerByKey('rev:default/crash-00001')?.queued ?? 0, queuedBefore, 'without being held')
+  const metrics = (await get(gw.ports.admin, 'localhost', '/metrics')).body
+  t.match(metrics, /^edge_revision_fast_failures_total\{reason="process-exited"\} 6$/m, 'six fast failures counted (five held, one new)')
 
   manifests(dir, 'node app.mjs')
   await waitFor('the fixed revision to serve', async () => (await get(gw.ports.http, 'crash.example.com', '/fixed')).body === 'fixed', 20_000)
@@ -48,6 +50,8 @@ t.test('a command that does not exist says so', async (t) => {
   const r = await get(gw.ports.http, 'crash.example.com')
   t.equal(r.status, 503)
   t.match(r.body, /exited with code 127 \(command not found\) before it was ready; its last output: .*no-such-command-for-edge-gateway.*not found/)
-  const st = (await get(gw.ports.admin, 'localhost', '/debug/routes')).json<{ sources: { localRunner: Record<string, unknown> } }>()
+  const st = (await get(gw.ports.admin, 'localhost', '/debug/routes')).json<{ hosts: Array<{ host: string; paths: Array<{ splits: Array<{ failing?: { reason: string; detail: string } }> }> }>; sources: { localRunner: Record<string, unknown> } }>()
   t.ok(st.sources.localRunner, 'the local runner is described in /debug/routes')
+  const split = st.hosts.find((h) => h.host === 'crash.example.com')?.paths[0]?.splits[0]
+  t.match(split?.failing, { reason: 'revision-failed', detail: /command not found/ }, 'the failing revision and why, on its split')
 })

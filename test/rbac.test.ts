@@ -15,7 +15,8 @@ import type { PolicyRule, RequestLogEntry } from './fake-apiserver/server.ts'
 import { helmTemplate, only } from './helpers/chart-render.ts'
 import type { Loose, Obj, Rendered } from './helpers/chart-render.ts'
 import { makeCA, makeCert, tlsSecret } from './helpers/certs.ts'
-import { endpointSlice, kingress, revision, serviceFor, startBackend, startTestGateway, tempDir, waitFor } from './helpers/gateway.ts'
+import { endpointSlice, get, kingress, revision, serviceFor, startBackend, startTestGateway, tempDir, waitFor } from './helpers/gateway.ts'
+import { revisionIngress, revisionState } from './helpers/activator.ts'
 import { apply } from './helpers/kube.ts'
 import type { Gateway } from '../src/gateway.ts'
 import { FAST_STATUS_WRITER } from './helpers/status.ts'
@@ -84,6 +85,15 @@ const EXERCISES: Exercise[] = [
       api.put('discovery.k8s.io', 'v1', 'endpointslices', endpointSlice(gw.config.localService, [{ name: 'http', port: gw.ports.local }], [{ ip: '127.0.0.1' }], RELEASE.namespace, 'self') as object)
     },
     done: (requests) => did(requests, 'patch', 'ingresses', 'status'),
+  },
+  {
+    what: "a request held for a revision with no pod: that revision's pods are listed and watched (why it cannot start)",
+    start: ({ api, gw }) => {
+      apply(api, revision('cold-00001', {}, {}, APP_NS), revisionIngress('cold', 'cold.example.com', 'cold-00001', APP_NS))
+      // Held until the gateway closes (then answered 503): only the pod watch it starts matters here.
+      void waitFor('the cold revision to be routed', async () => (await revisionState(gw, 'cold-00001', APP_NS)) !== undefined).then(() => get(gw.ports.http, 'cold.example.com', '/').catch(() => undefined))
+    },
+    done: (requests) => did(requests, 'list', 'pods') && did(requests, 'watch', 'pods'),
   },
   {
     what: 'the Lease is created, then renewed',

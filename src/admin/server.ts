@@ -16,6 +16,8 @@ export interface RoutesView {
   throttlerByKey(key: string): Throttler | undefined
   /** A revision's (`namespace/name`) last cold start, if it had one (admin/cold-starts.ts). */
   lastColdStart?(revisionKey: string): ColdStartView | undefined
+  /** Why the revision cannot serve now (its requests are answered 503 at once), if it cannot. */
+  fault?(revisionKey: string): { reason: string; detail: string } | undefined
 }
 
 export interface AdminDeps {
@@ -73,6 +75,12 @@ function noEndpointsState(b: BackendSpec): string | undefined {
   return `Service ${b.namespace}/${b.serviceName} has no ready endpoints`
 }
 
+/** A revision that cannot serve now: the 503 its requests get at once, and why. */
+function failingOf(b: BackendSpec, plane: RoutesView): { reason: string; detail: string } | undefined {
+  const f = b.revision ? plane.fault?.(b.revision.key) : undefined
+  return f === undefined ? undefined : { reason: f.reason, detail: f.detail }
+}
+
 /** The routing table as JSON: host → rule → splits → endpoints, plus problems. Never Secret data. */
 export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Record<string, unknown>, podInFlight?: (address: string) => number): unknown {
   const hosts = [...snap.localHosts.values()]
@@ -103,6 +111,7 @@ export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Recor
             containerConcurrency: b.revision?.containerConcurrency,
             external: b.externalHost ? `${b.externalHost}:${b.externalPort}` : undefined,
             problem: b.problem ?? noEndpointsState(b),
+            failing: failingOf(b, plane),
             setHeaders: s.setHeaders.length ? Object.fromEntries(s.setHeaders.map((x) => [x.name, x.value])) : undefined,
             queued: t?.queued,
             lastColdStart: b.revision ? plane.lastColdStart?.(b.revision.key) : undefined,

@@ -33,6 +33,8 @@ interface SplitJson {
   revision?: string
   external?: string
   problem?: string
+  /** The revision cannot become ready: its requests are answered 503 at once (`reason`), and why. */
+  failing?: { reason: string; detail: string }
   queued?: number
   endpoints: Array<{ address: string; inFlight: number }>
   lastColdStart?: ColdStartView
@@ -144,13 +146,15 @@ export function statusRows(routes: RoutesJson, now: number): StatusTable {
       const shown = new Set<string>()
       for (const s of p.splits) {
         shown.add(target(s))
-        if (s.problem) notes.push(`${where} -> ${s.backend}: ${s.problem}`)
+        // A failing revision's own words say more than "no ready pods".
+        if (s.failing) notes.push(`${where} -> ${target(s)}: failing (503 ${s.failing.reason}): ${s.failing.detail}`)
+        else if (s.problem) notes.push(`${where} -> ${s.backend}: ${s.problem}`)
         rows.push({
           host: where,
           revision: target(s),
           traffic: `${s.percent}%`,
           tag: ownTag ?? (tags.get(target(s))?.join(',') || '-'),
-          ready: String(s.endpoints.length),
+          ready: s.failing ? `${s.endpoints.length} (failing)` : String(s.endpoints.length),
           inFlight: String(s.endpoints.reduce((n, e) => n + e.inFlight, 0)),
           queued: queuedKnown ? String(s.queued ?? 0) : '-',
           lastColdStart: coldStartCell(s.lastColdStart, now),

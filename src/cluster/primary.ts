@@ -37,7 +37,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   /** A revision without a pod was asked for, by the broker (CC > 0) or a worker (CC = 0). */
   const coldStart = (namespace: string, name: string): void => {
     coldStarts.began(`${namespace}/${name}`)
-    control?.runner?.coldStart(namespace, name)
+    control?.coldStart(namespace, name)
   }
   const broker = new SlotBroker({
     maxQueuedPerRevision: config.maxQueuedPerRevision,
@@ -93,19 +93,20 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   const reporter = new StatReporter({ podName: config.podName, log })
   // The local runner never stops a process with a request in flight; in the primary the workers know.
   // What the local runner cannot run is answered 503 by the workers, which hold the requests.
-  const noRuntime = (w: Worker, revision: string, reason: 'no-runtime' | 'revision-failed', detail: string | undefined): void => send(w, detail === undefined ? { t: 'no-runtime', revision, reason } : { t: 'no-runtime', revision, reason, detail })
+  const noRuntime = (w: Worker, revision: string, reason: 'no-runtime' | 'revision-failed', detail: string | undefined, cause?: string): void =>
+    send(w, detail === undefined ? { t: 'no-runtime', revision, reason } : { t: 'no-runtime', revision, reason, detail, ...(cause === undefined ? {} : { cause }) })
   const ctl = await startControl(config, log, cfg, reporter, metrics, {
     inFlightAt,
     stopGraceMs: 2500,
-    onUnrunnable: (namespace, name, detail, reason) => {
-      for (const w of Object.values(cluster.workers ?? {})) if (w) noRuntime(w, `${namespace}/${name}`, reason, detail)
+    onUnrunnable: (namespace, name, detail, reason, cause) => {
+      for (const w of Object.values(cluster.workers ?? {})) if (w) noRuntime(w, `${namespace}/${name}`, reason, detail, cause)
     },
   })
   control = ctl
   let draining = false
   const admin = await startAdminPart(config, metrics, {
     // No throttlers here: the workers' reports give each pod's requests in flight.
-    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined, lastColdStart: (key) => coldStarts.of(key) },
+    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined, lastColdStart: (key) => coldStarts.of(key), fault: (key) => ctl.faults().get(key) },
     podInFlight: reportedInFlight,
     metricsFrom,
     notReadyReason: () => (draining ? 'draining (shutting down)' : (ctl.loadingReason() ?? notReady())),
@@ -129,7 +130,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     const started = Date.now()
     const w = cluster.fork({ EDGE_WORKER: '1' })
     replicator.add(w)
-    for (const [revision, f] of ctl.runner?.faults() ?? []) noRuntime(w, revision, f.reason, f.detail)
+    for (const [revision, f] of ctl.faults()) noRuntime(w, revision, f.reason, f.detail, f.cause)
     w.on('message', (m: unknown) => onMessage(w, m))
     w.on('exit', (code, signal) => {
       broker.workerGone(w)

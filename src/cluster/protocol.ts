@@ -18,8 +18,8 @@ export type ToWorker =
   | { t: 'draining' }
   /** Send your metrics (for the primary's /metrics). */
   | { t: 'metrics'; id: number }
-  /** The local runner cannot run revision `ns/name` (why), or can again (no detail): see BackendTable.setNoRuntime. */
-  | { t: 'no-runtime'; revision: string; reason: 'no-runtime' | 'revision-failed'; detail?: string }
+  /** Revision `ns/name` cannot serve now (why, and what caused it), or can again (no detail): see BackendTable.setFault. */
+  | { t: 'no-runtime'; revision: string; reason: 'no-runtime' | 'revision-failed'; detail?: string; cause?: string }
 
 export type ToPrimary =
   | { t: 'listening' }

@@ -53,7 +53,7 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
     for (const { throttler } of gw.plane.backends.entries()) for (const p of throttler.busy()) out[p.endpoint.address] = (out[p.endpoint.address] ?? 0) + p.inFlight
     return out
   }
-  const apply = (m: Early): void => (m.t === 'store' ? applyReplica(gw.store, m) : gw.plane.backends.setFault(m.revision, m.reason, m.detail))
+  const apply = (m: Early): void => (m.t === 'store' ? applyReplica(gw.store, m) : gw.plane.backends.setFault(m.revision, m.reason, m.detail, m.cause))
   for (const m of early.splice(0)) apply(m)
   gw.recompile()
   onMessage = (m) => {

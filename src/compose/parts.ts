@@ -43,6 +43,7 @@ import { DomainNames } from '../serving/domain.ts'
 // The Kubernetes client takes about a second to load: cluster-mode modules are imported only in
 // cluster mode (workers and the files source start without them).
 import type { KubernetesSource, KubernetesSourceTuning } from '../sources/kubernetes.ts'
+import type { RevisionHealth } from '../sources/revision-health.ts'
 import type { KIngressStatusWriter, StatusWriterOptions } from '../status/status-writer.ts'
 // The OpenTelemetry SDK is loaded only when tracing is on.
 import type { Tracing, TracingTuning } from '../observe/tracing.ts'
@@ -221,9 +222,10 @@ export interface ControlHooks {
   /**
    * The local runner cannot run a revision, or its instances keep failing before they are ready
    * (`detail` says why), or that is over (undefined): the data plane answers its requests 503
-   * `no-runtime` or `revision-failed` instead of holding them.
+   * `no-runtime` or `revision-failed` instead of holding them. In a cluster, the same for a revision
+   * whose pods or conditions say it cannot become ready; `cause` labels the fast-failure metric.
    */
-  onUnrunnable?: (namespace: string, name: string, detail: string | undefined, reason: RevisionFaultReason) => void
+  onUnrunnable?: (namespace: string, name: string, detail: string | undefined, reason: RevisionFaultReason, cause?: string) => void
 }
 
 export interface Control {
@@ -231,6 +233,10 @@ export interface Control {
   readonly runner: LocalRunner | undefined
   readonly kube: { readonly config: KubeConfig; readonly source: KubernetesSource } | undefined
   readonly sink: KnativeStatSink | undefined
+  /** A request is held for a revision with no pod: the local runner starts one, the cluster's pods are watched. */
+  coldStart(namespace: string, name: string): void
+  /** Every revision that cannot serve now, with why (for a --workers worker that joins later). */
+  faults(): Map<string, { reason: RevisionFaultReason; detail: string; cause?: string }>
   /** Why the configuration is not loaded yet, or undefined once it is. */
   loadingReason(): string | undefined
   /** Source state for /debug/routes. */
@@ -277,6 +283,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
   }
 
   let kube: Control['kube']
+  let health: RevisionHealth | undefined
   let statusWriter: KIngressStatusWriter | undefined
   if (config.kubernetes) {
     const { KubernetesSource, loadKubeConfig } = await import('../sources/kubernetes.ts')
@@ -293,6 +300,8 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       ...hooks.kubernetes,
     })
     kube = { config: kubeConfig, source }
+    health = await revisionHealth(config, log, pipeline, kubeConfig, hooks)
+    reporter.addSink(health)
     // Without a Serving controller in the cluster, the gateway derives what it would (in memory only).
     if (config.watchServing) serving = servingController(config, log, store, undefined)
     void source.start().then(() => {
@@ -331,6 +340,15 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
     runner,
     kube,
     sink,
+    coldStart: (namespace, name) => {
+      runner?.coldStart(namespace, name)
+      health?.coldStart(namespace, name)
+    },
+    faults: () => {
+      const out: ReturnType<Control['faults']> = runner?.faults() ?? new Map()
+      for (const [key, v] of health?.faults() ?? []) out.set(key, { reason: 'revision-failed', detail: v.detail, cause: v.cause })
+      return out
+    },
     loadingReason: () => (configLoaded ? undefined : (kube?.source.notSyncedReason() ?? 'initial configuration not loaded')),
     describe: () => ({
       files: files ? { dir: config.manifests, scans: files.scans } : undefined,
@@ -338,6 +356,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       kubernetes: kube?.source.describe(),
       statusWriter: statusWriter?.describe(),
       localRunner: runner?.describe(),
+      revisionHealth: health?.describe(),
       autoscaler: sink ? { url: config.autoscalerUrl, connected: sink.connected, ...sink.stats } : undefined,
     }),
     stopSources: async () => {
@@ -346,6 +365,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       const w = statusWriter
       statusWriter = undefined
       await w?.stop()
+      health?.stop()
       kube?.source.stop()
       reporter.stop()
     },
@@ -354,6 +374,33 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       await sink?.close()
     },
   }
+}
+
+/**
+ * Cluster mode: why a revision cannot become ready (its pods, its conditions), told to the data
+ * plane as `revision-failed` through the same hook as the local runner's failures.
+ */
+async function revisionHealth(config: GatewayConfig, log: Logger, pipeline: ConfigPipeline, kubeConfig: KubeConfig, hooks: ControlHooks): Promise<RevisionHealth> {
+  const { RevisionHealth } = await import('../sources/revision-health.ts')
+  const { publisher } = pipeline
+  const health = new RevisionHealth({
+    kubeConfig,
+    store: pipeline.store,
+    log: log.child({ component: 'revision-health' }),
+    namespaces: config.namespaces,
+    readyEndpoints: (key) => {
+      let n = 0
+      for (const b of publisher.snapshot.backends.values()) if (b.revision?.key === key) n += b.endpoints.length
+      return n
+    },
+    onChange: (namespace, name, verdict) => hooks.onUnrunnable?.(namespace, name, verdict?.detail, 'revision-failed', verdict?.cause),
+    backoff: hooks.kubernetes?.backoff,
+    watchdogMs: hooks.kubernetes?.watchdogMs,
+    forbiddenGraceMs: hooks.kubernetes?.forbiddenGraceMs,
+  })
+  publisher.subscribe('revision-health', () => health.snapshotChanged())
+  health.start()
+  return health
 }
 
 /**

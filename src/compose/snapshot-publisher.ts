@@ -21,9 +21,10 @@ import type { ObjectStore, StoreChanges } from '../sources/store.ts'
  * 2. `certificates`: the TLS listeners' SNI table (and, in the files source, every TLS Secret);
  * 3. `slot-broker`: the primary's throttlers for containerConcurrency > 0 revisions (--workers);
  * 4. `status-writer`: KIngress status, which must describe what the data plane already serves;
- * 5. `replica-share`: this replica's share of pod capacity, from the gateway's own EndpointSlices.
+ * 5. `replica-share`: this replica's share of pod capacity, from the gateway's own EndpointSlices;
+ * 6. `revision-health`: (cluster mode) a revision that has a ready endpoint again is not failing.
  */
-export const SUBSCRIBER_ORDER = ['cold-starts', 'data-plane', 'certificates', 'slot-broker', 'status-writer', 'replica-share'] as const
+export const SUBSCRIBER_ORDER = ['cold-starts', 'data-plane', 'certificates', 'slot-broker', 'status-writer', 'replica-share', 'revision-health'] as const
 export type SubscriberName = (typeof SUBSCRIBER_ORDER)[number]
 
 export interface Publication {

@@ -35,12 +35,12 @@ export interface AdmitLimits extends Limits {
 export interface AdmitContext {
   readonly backends: {
     throttlerFor(b: BackendSpec): Throttler
-    /** Why the revision (`ns/name`) cannot run here (files mode, no container engine), or undefined. */
+    /** Why the revision (`ns/name`) cannot serve now (no runtime for it, or it failed to start), or undefined. */
     fault(revisionKey: string): RevisionFault | undefined
   }
   readonly limits: AdmitLimits
   readonly demand: DemandSink | undefined
-  readonly metrics: { coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void; retried(backend: BackendSpec): void }
+  readonly metrics: { coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void; retried(backend: BackendSpec): void; fastFailure(cause: string): void }
   /** The snapshot now: a held request whose backend left is resolved again against it. */
   current(): Snapshot
   /** The client has its answer (a request's response, an upgrade's handshake): count it. */
@@ -237,6 +237,7 @@ export abstract class Admission implements Waiter, TimedState {
     const rev = this.backend.revision
     const f = rev ? this.ctx.backends.fault(rev.key) : undefined
     if (f === undefined) return false
+    if (f.reason === 'revision-failed') this.ctx.metrics.fastFailure(f.cause)
     this.fail(503, f.reason, f.detail, f.reason === 'revision-failed' ? { 'retry-after': '2' } : undefined)
     return true
   }

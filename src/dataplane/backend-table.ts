@@ -7,11 +7,14 @@ import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
 import type { DropReason, Throttler } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { PoolRegistry } from './pools.ts'
+import { LOCAL_EXIT_CAUSE } from '../sources/revision-failure.ts'
 
 /** Why a revision cannot serve now: the 503's reason and its body. */
 export interface RevisionFault {
   readonly reason: 'no-runtime' | 'revision-failed'
   readonly detail: string
+  /** What made it fail (edge_revision_fast_failures_total's label, a fixed set: revision-failure.ts). */
+  readonly cause: string
 }
 
 export interface BackendTableOptions {
@@ -38,7 +41,6 @@ export class BackendTable {
   private readonly budgets: QueueBudgets
   /** How many backends name each upstream origin: a pool is closed only when no backend does. */
   private readonly originRefs = new Map<string, number>()
-  /** Revisions the local runner cannot run (`ns/name` → why): their requests get 503 `no-runtime` at once. */
   /** Revisions that cannot serve now, and why (a 503 at once instead of a hold that would time out). */
   private readonly faults = new Map<string, RevisionFault>()
   private replicaIndex = -1
@@ -177,16 +179,18 @@ export class BackendTable {
 
   /**
    * A revision cannot serve (`detail` says why and how to fix it), or can again (undefined): the local
-   * runner has no way to run it (`no-runtime`), or its instances keep exiting before they are ready
-   * (`revision-failed`). Requests held for it are let go with that 503, and new ones get it at once
-   * (still counted as demand, so the runner keeps trying). Clearing only clears a fault of that reason.
+   * runner has no way to run it (`no-runtime`), or its instances keep exiting before they are ready,
+   * or in a cluster its pods or conditions say it cannot become ready (`revision-failed`). Requests
+   * held for it are let go with that 503, and new ones get it at once (still counted as demand, so
+   * the runner or the autoscaler keeps trying). Clearing only clears a fault of that reason. `cause`
+   * defaults to the local runner's: its process exited.
    */
-  setFault(revisionKey: string, reason: RevisionFault['reason'], detail: string | undefined): void {
+  setFault(revisionKey: string, reason: RevisionFault['reason'], detail: string | undefined, cause?: string): void {
     if (detail === undefined) {
       if (this.faults.get(revisionKey)?.reason === reason) this.faults.delete(revisionKey)
       return
     }
-    this.faults.set(revisionKey, { reason, detail })
+    this.faults.set(revisionKey, { reason, detail, cause: cause ?? (reason === 'revision-failed' ? LOCAL_EXIT_CAUSE : reason) })
     for (const [key, t] of this.throttlers) if (this.snapshot.backends.get(key)?.revision?.key === revisionKey) t.rejectAll(reason)
   }
 

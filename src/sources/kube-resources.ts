@@ -20,6 +20,9 @@ export interface WatchedResource {
   fieldSelector?: string
 }
 
+/** What addresses a collection. */
+export type ResourcePath = Pick<WatchedResource, 'group' | 'version' | 'plural'>
+
 export const TLS_SECRET_TYPE = 'kubernetes.io/tls'
 
 export const KINGRESS: WatchedResource = { kind: 'Ingress', group: 'networking.internal.knative.dev', version: 'v1alpha1', plural: 'ingresses' }
@@ -30,6 +33,11 @@ export const REVISIONS: WatchedResource = { kind: 'Revision', group: 'serving.kn
 export const ROUTES: WatchedResource = { kind: 'Route', group: 'serving.knative.dev', version: 'v1', plural: 'routes' }
 export const KSERVICES: WatchedResource = { kind: 'KService', objectKind: 'Service', name: 'kservices', group: 'serving.knative.dev', version: 'v1', plural: 'services' }
 export const CONFIGURATIONS: WatchedResource = { kind: 'Configuration', group: 'serving.knative.dev', version: 'v1', plural: 'configurations' }
+/**
+ * Not watched as a collection: only the pods of revisions with requests held, one namespaced watch
+ * per revision with a label selector (revision-health.ts).
+ */
+export const PODS: ResourcePath = { group: '', version: 'v1', plural: 'pods' }
 export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
 
 /**
@@ -47,7 +55,7 @@ export function apiVersionOf(r: WatchedResource): string {
 }
 
 /** The list/watch path: cluster-wide, or one namespace's. */
-export function collectionPath(r: WatchedResource, namespace?: string): string {
+export function collectionPath(r: ResourcePath, namespace?: string): string {
   const base = r.group === '' ? `/api/${r.version}` : `/apis/${r.group}/${r.version}`
   return namespace === undefined ? `${base}/${r.plural}` : `${base}/namespaces/${encodeURIComponent(namespace)}/${r.plural}`
 }

@@ -104,6 +104,8 @@ export const DEFAULT_RESOURCES: ResourceDef[] = [
   { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false, builtin: true, fieldLabels: ['type'] },
   { group: '', version: 'v1', plural: 'endpoints', kind: 'Endpoints', namespaced: true, statusSubresource: false, builtin: true },
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, statusSubresource: false, builtin: true },
+  // Written by the kubelet through /status; the gateway watches a revision's pods by label.
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, statusSubresource: true, builtin: true },
   {
     group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice',
     namespaced: true, statusSubresource: false, generation: 'nonmeta', builtin: true,
