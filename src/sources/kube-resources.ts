@@ -1,6 +1,7 @@
 // The Kubernetes resources the cluster source watches, and how to address them. One table, so the
 // set of watched types (and the RBAC the chart must grant) is visible in one place.
 import type { Kind } from '../model/k8s.ts'
+import { KNATIVE_SYSTEM_NAMESPACE, LABEL_TRUST_BUNDLE } from '../model/k8s.ts'
 
 export interface WatchedResource {
   /** The kind the store keys on. */
@@ -18,6 +19,10 @@ export interface WatchedResource {
    * server that rejects the selector (400) gets a plain watch and the source filters client-side.
    */
   fieldSelector?: string
+  /** Only objects with these labels (a server-side label selector). */
+  labelSelector?: string
+  /** Watched in this namespace only, whatever --namespace says (Knative's own objects). */
+  namespace?: string
 }
 
 export const TLS_SECRET_TYPE = 'kubernetes.io/tls'
@@ -30,6 +35,8 @@ export const REVISIONS: WatchedResource = { kind: 'Revision', group: 'serving.kn
 export const ROUTES: WatchedResource = { kind: 'Route', group: 'serving.knative.dev', version: 'v1', plural: 'routes' }
 export const KSERVICES: WatchedResource = { kind: 'KService', objectKind: 'Service', name: 'kservices', group: 'serving.knative.dev', version: 'v1', plural: 'services' }
 export const CONFIGURATIONS: WatchedResource = { kind: 'Configuration', group: 'serving.knative.dev', version: 'v1', plural: 'configurations' }
+/** Knative's trust bundles (system-internal-tls): labelled ConfigMaps in knative-serving, and no others. */
+export const TRUST_BUNDLES: WatchedResource = { kind: 'ConfigMap', name: 'trust-bundles', group: '', version: 'v1', plural: 'configmaps', labelSelector: LABEL_TRUST_BUNDLE, namespace: KNATIVE_SYSTEM_NAMESPACE }
 export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
 
 /**
@@ -38,7 +45,7 @@ export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 
  * Configurations (the serving controller derives their Revisions and Routes), Routes, DomainMappings.
  */
 export function watchedResources(watchServing: boolean): WatchedResource[] {
-  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS]
+  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS, TRUST_BUNDLES]
   return watchServing ? [...base, ROUTES, DOMAIN_MAPPINGS, KSERVICES, CONFIGURATIONS] : base
 }
 

@@ -67,13 +67,14 @@ export class KubernetesSource {
     this.opts = opts
     const namespaces = opts.namespaces?.length ? [...new Set(opts.namespaces)] : [undefined]
     for (const res of watchedResources(opts.watchServing)) {
-      for (const ns of namespaces) {
+      for (const ns of res.namespace !== undefined ? [res.namespace] : namespaces) {
         this.informers.push(
           new ResilientInformer({
-            name: ns === undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
+            name: ns === undefined || res.namespace !== undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
             kubeConfig: opts.kubeConfig,
             path: collectionPath(res, ns),
             fieldSelector: res.fieldSelector,
+            labelSelector: res.labelSelector,
             handlers: { upsert: (o) => this.upsert(res, o), remove: (o) => this.remove(res, o) },
             log: opts.log,
             backoff: opts.backoff,
