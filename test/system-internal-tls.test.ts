@@ -223,7 +223,7 @@ t.test('trust bundles follow their ConfigMaps: none, the wrong CA, then the righ
   const none = await served(gw, 'hello.example.com')
   t.equal(none.status, 502)
   t.equal(none.headers['x-edge-reason'], 'upstream-tls-failed')
-  t.match(none.body, 'no trust bundle is loaded: add a ConfigMap in knative-serving labelled networking.knative.dev/trust-bundle')
+  t.match(none.body, 'no trust bundle is loaded: add the CA that signs the pods\' certificates to a ConfigMap in knative-serving labelled networking.knative.dev/trust-bundle')
 
   // A bundle with another CA; a ConfigMap with the label in another namespace does not count.
   writeManifest(dir, 'bundle.yaml', [trustBundle('knative-ca', { 'ca.pem': certs.otherCa.cert }), trustBundle('elsewhere', { 'ca.pem': certs.ca.cert }, 'default')])
@@ -265,4 +265,22 @@ t.test('in a cluster: only labelled ConfigMaps in knative-serving are watched, a
   await waitFor('the bundle is loaded', async () => (await upstreamTlsView(gw)).certificates === 1)
   t.match((await get(gw.ports.http, 'hello.example.com')).json(), { pod: 'secure', tls: true })
   t.same(gw.store.list('ConfigMap').map((c) => c.metadata.name), ['knative-ca'])
+})
+
+t.test("in a cluster: routing-serving-certs' ca.crt is trusted too, whatever the Secret's type; other Opaque Secrets stay unread", async (t) => {
+  const plain = await plainBackend(t, 'plain')
+  const pod = await startTlsPod(t, 'secure', certs.pod)
+  const env = await startKubeEnv(t)
+  const opaque = (name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'knative-serving' }, type: 'Opaque', data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])) })
+  apply(env.api, revisionSlice('hello-00001', plain.port, pod.port), revisionIngress('hello-00001', 'hello.example.com'), opaque('other-certs', { 'ca.crt': certs.ca.cert }))
+  const gw = await startKubeGateway(t, env, ['--system-internal-tls'])
+  await waitReady(gw)
+  t.match((await kubeDebug(gw)).informers['routing-certs'], { path: '/api/v1/namespaces/knative-serving/secrets', fieldSelector: 'metadata.name=routing-serving-certs', synced: true })
+  t.equal((await served(gw, 'hello.example.com')).headers['x-edge-reason'], 'upstream-tls-failed', 'an Opaque Secret of another name is not a trust bundle')
+
+  apply(env.api, opaque('routing-serving-certs', { 'ca.crt': certs.ca.cert, 'tls.crt': certs.routing.cert, 'tls.key': certs.routing.key }))
+  await waitFor('the routing CA is loaded', async () => (await upstreamTlsView(gw)).certificates === 1)
+  t.same((await upstreamTlsView(gw)).bundles, ['Secret knative-serving/routing-serving-certs[ca.crt]'])
+  t.match((await get(gw.ports.http, 'hello.example.com')).json(), { pod: 'secure', tls: true })
+  t.equal(gw.store.get('Secret', 'knative-serving/other-certs'), undefined, 'the other Opaque Secret is never stored')
 })

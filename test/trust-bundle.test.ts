@@ -3,7 +3,7 @@
 // only clean PEM certificates).
 import t from 'tap'
 import { certificatesIn, trustBundleOf } from '../src/dataplane/trust-bundle.ts'
-import type { ConfigMap } from '../src/model/k8s.ts'
+import type { ConfigMap, Secret } from '../src/model/k8s.ts'
 import { makeCA, makeCert } from './helpers/certs.ts'
 
 function configMap(name: string, data: Record<string, string>, labels: Record<string, string> = { 'networking.knative.dev/trust-bundle': 'true' }, namespace = 'knative-serving'): ConfigMap {
@@ -44,4 +44,17 @@ t.test('the bundle: labelled ConfigMaps of knative-serving, every key, in name a
   ])
   t.same(bundle.certificates, [a.cert, b.cert, b.cert, c.cert].map((p) => p.trim()))
   t.same(bundle.problems, [{ source: 'ConfigMap knative-serving/a-first[broken.pem]', reason: 'holds no PEM certificate' }])
+})
+
+t.test("routing-serving-certs' ca.crt comes first, as in Kourier; a Secret without one adds nothing", async (t) => {
+  const routing = await makeCA()
+  const bundled = await makeCA()
+  const secret = (data: Record<string, string>): Secret => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'routing-serving-certs', namespace: 'knative-serving' }, type: 'Opaque', data })
+  const b64 = (s: string) => Buffer.from(s).toString('base64')
+  const cms = [configMap('bundle', { 'ca.pem': bundled.cert })]
+  const both = trustBundleOf(cms, secret({ 'ca.crt': b64(routing.cert) }))
+  t.same(both.sources, ['Secret knative-serving/routing-serving-certs[ca.crt]', 'ConfigMap knative-serving/bundle[ca.pem]'])
+  t.same(both.certificates, [routing.cert.trim(), bundled.cert.trim()])
+  t.same(trustBundleOf(cms, secret({})).sources, ['ConfigMap knative-serving/bundle[ca.pem]'], 'no ca.crt yet (Serving fills it in later)')
+  t.same(trustBundleOf(cms, secret({ 'ca.crt': b64('junk') })).problems, [{ source: 'Secret knative-serving/routing-serving-certs[ca.crt]', reason: 'holds no PEM certificate' }])
 })

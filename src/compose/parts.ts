@@ -29,7 +29,7 @@ import { RateLimitPolicy } from '../policy/rate-limit.ts'
 import { parseRateLimit } from '../policy/rate-limit-spec.ts'
 import { CertificateStore } from '../dataplane/tls.ts'
 import { UpstreamTls } from '../dataplane/upstream-tls.ts'
-import { trustBundleOf } from '../dataplane/trust-bundle.ts'
+import { ROUTING_CERTS_KEY, trustBundleOf } from '../dataplane/trust-bundle.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { LiveState } from '../metrics.ts'
 import { StatReporter } from '../autoscaler/reporter.ts'
@@ -117,15 +117,16 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
 /**
  * TLS to revision pods (system-internal-tls). The setting is read through an accessor at every
  * request, so a live source for it (config-network) only has to change `config.systemInternalTls`;
- * the trust bundles follow their ConfigMaps in the store (files or cluster), for new connections.
+ * the trust bundles follow their ConfigMaps and routing-serving-certs in the store (files or
+ * cluster), for new connections.
  */
 export function upstreamTls(config: GatewayConfig, log: Logger, store: ObjectStore): UpstreamTls {
   const upstream = new UpstreamTls({ enabled: () => config.systemInternalTls, log: log.child({ component: 'upstream-tls' }) })
-  const load = (): void => upstream.setBundle(trustBundleOf(store.list('ConfigMap')))
+  const load = (): void => upstream.setBundle(trustBundleOf(store.list('ConfigMap'), store.get('Secret', ROUTING_CERTS_KEY)))
   load()
   store.onChange((changes) => {
     for (const c of changes.objects.values()) {
-      if (c.kind === 'ConfigMap') return load()
+      if (c.kind === 'ConfigMap' || (c.kind === 'Secret' && c.key === ROUTING_CERTS_KEY)) return load()
     }
   })
   return upstream

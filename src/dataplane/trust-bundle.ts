@@ -1,11 +1,13 @@
 // Knative's trust bundles, as Kourier reads them for system-internal-tls (net-kourier
-// pkg/generator/ingress_translator.go, buildTrustChain): every ConfigMap in the system namespace that
-// carries the label networking.knative.dev/trust-bundle (its value does not matter), every value of
-// its data, whatever the key is called. A value that is not a clean list of PEM certificates is left
-// out and reported, and the others still count, as Kourier does. Pure.
+// pkg/generator/ingress_translator.go, buildTrustChain): `ca.crt` of the Secret routing-serving-certs
+// in the system namespace, then every ConfigMap there that carries the label
+// networking.knative.dev/trust-bundle (its value does not matter), every value of its data, whatever
+// the key is called. A value that is not a clean list of PEM certificates is left out and reported,
+// and the others still count, as Kourier does. Pure.
 import { X509Certificate } from 'node:crypto'
-import type { ConfigMap } from '../model/k8s.ts'
-import { KNATIVE_SYSTEM_NAMESPACE, LABEL_TRUST_BUNDLE } from '../model/k8s.ts'
+import type { ConfigMap, Secret } from '../model/k8s.ts'
+import { KNATIVE_SYSTEM_NAMESPACE, LABEL_TRUST_BUNDLE, ROUTING_CERTS_SECRET } from '../model/k8s.ts'
+import { secretField } from './tls.ts'
 
 export interface TrustBundleProblem {
   /** `ConfigMap namespace/name[key]`. */
@@ -50,25 +52,32 @@ export function isTrustBundle(cm: ConfigMap): boolean {
   return cm.metadata.namespace === KNATIVE_SYSTEM_NAMESPACE && cm.metadata.labels?.[LABEL_TRUST_BUNDLE] !== undefined
 }
 
-/** The certificates every trust bundle among `configMaps` holds, in name and key order. */
-export function trustBundleOf(configMaps: readonly ConfigMap[]): TrustBundle {
-  const certificates: string[] = []
-  const sources: string[] = []
-  const problems: TrustBundleProblem[] = []
+/** `namespace/name` of the Secret whose `ca.crt` is trusted beside the bundles. */
+export const ROUTING_CERTS_KEY = `${KNATIVE_SYSTEM_NAMESPACE}/${ROUTING_CERTS_SECRET}`
+
+/**
+ * The certificates Kourier would trust: routing-serving-certs' `ca.crt` (when the Secret is given),
+ * then every trust bundle among `configMaps`, in name and key order.
+ */
+export function trustBundleOf(configMaps: readonly ConfigMap[], routingCerts?: Secret): TrustBundle {
+  const out = { certificates: [] as string[], sources: [] as string[], problems: [] as TrustBundleProblem[] }
+  const routingCa = routingCerts === undefined ? undefined : secretField(routingCerts, 'ca.crt')
+  if (routingCa !== undefined) add(out, `Secret ${ROUTING_CERTS_KEY}[ca.crt]`, routingCa)
   const bundles = configMaps.filter(isTrustBundle).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0))
   for (const cm of bundles) {
     const data = cm.data ?? {}
-    for (const key of Object.keys(data).sort()) {
-      const source = `ConfigMap ${cm.metadata.namespace}/${cm.metadata.name}[${key}]`
-      const found = certificatesIn(data[key]!)
-      if (!Array.isArray(found)) {
-        problems.push({ source, reason: found.reason })
-        continue
-      }
-      if (found.length === 0) continue
-      certificates.push(...found)
-      sources.push(source)
-    }
+    for (const key of Object.keys(data).sort()) add(out, `ConfigMap ${cm.metadata.namespace}/${cm.metadata.name}[${key}]`, data[key]!)
   }
-  return { certificates, sources, problems }
+  return out
+}
+
+function add(out: { certificates: string[]; sources: string[]; problems: TrustBundleProblem[] }, source: string, text: string): void {
+  const found = certificatesIn(text)
+  if (!Array.isArray(found)) {
+    out.problems.push({ source, reason: found.reason })
+    return
+  }
+  if (found.length === 0) return
+  out.certificates.push(...found)
+  out.sources.push(source)
 }

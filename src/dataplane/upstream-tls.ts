@@ -149,7 +149,7 @@ export class UpstreamTls {
     if (this.failures.size >= MAX_FAILURES && !this.failures.has(backendKey)) this.failures.clear()
     const code = (err as NodeJS.ErrnoException).code ?? 'TLS'
     let reason = `${code}: ${err.message}`
-    if (this.ca.length === 0) reason += `; no trust bundle is loaded: add a ConfigMap in knative-serving labelled networking.knative.dev/trust-bundle with the CA that signs the pods' certificates`
+    if (this.ca.length === 0) reason += `; no trust bundle is loaded: add the CA that signs the pods' certificates to a ConfigMap in knative-serving labelled networking.knative.dev/trust-bundle (or as ca.crt of the Secret routing-serving-certs there)`
     const prev = this.failures.get(backendKey)
     this.failures.set(backendKey, { pod, reason, at: new Date().toISOString(), count: (prev?.count ?? 0) + 1 })
     // Once per backend and reason: a broken backend under load must not flood the log.

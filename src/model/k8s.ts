@@ -250,6 +250,8 @@ export const ANN_LOCAL_COMMAND = 'edge.knative.dev/local-command'
 export const LABEL_TRUST_BUNDLE = 'networking.knative.dev/trust-bundle'
 /** Where Knative keeps its trust bundles (Kourier's SYSTEM_NAMESPACE). */
 export const KNATIVE_SYSTEM_NAMESPACE = 'knative-serving'
+/** Serving's routing certificates in the system namespace: its `ca.crt` is trusted for system-internal-tls too. */
+export const ROUTING_CERTS_SECRET = 'routing-serving-certs'
 /** queue-proxy's TLS port (Serving pkg/networking), which the activator dials with system-internal-tls. */
 export const QUEUE_PROXY_TLS_PORT = 8112
 export const HEADER_REVISION = 'Knative-Serving-Revision'

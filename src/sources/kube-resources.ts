@@ -1,7 +1,7 @@
 // The Kubernetes resources the cluster source watches, and how to address them. One table, so the
 // set of watched types (and the RBAC the chart must grant) is visible in one place.
 import type { Kind } from '../model/k8s.ts'
-import { KNATIVE_SYSTEM_NAMESPACE, LABEL_TRUST_BUNDLE } from '../model/k8s.ts'
+import { KNATIVE_SYSTEM_NAMESPACE, LABEL_TRUST_BUNDLE, ROUTING_CERTS_SECRET } from '../model/k8s.ts'
 
 export interface WatchedResource {
   /** The kind the store keys on. */
@@ -37,6 +37,8 @@ export const KSERVICES: WatchedResource = { kind: 'KService', objectKind: 'Servi
 export const CONFIGURATIONS: WatchedResource = { kind: 'Configuration', group: 'serving.knative.dev', version: 'v1', plural: 'configurations' }
 /** Knative's trust bundles (system-internal-tls): labelled ConfigMaps in knative-serving, and no others. */
 export const TRUST_BUNDLES: WatchedResource = { kind: 'ConfigMap', name: 'trust-bundles', group: '', version: 'v1', plural: 'configmaps', labelSelector: LABEL_TRUST_BUNDLE, namespace: KNATIVE_SYSTEM_NAMESPACE }
+/** Serving's routing certificates (any type): their `ca.crt` is trusted for system-internal-tls, as Kourier does. */
+export const ROUTING_CERTS: WatchedResource = { kind: 'Secret', name: 'routing-certs', group: '', version: 'v1', plural: 'secrets', fieldSelector: `metadata.name=${ROUTING_CERTS_SECRET}`, namespace: KNATIVE_SYSTEM_NAMESPACE }
 export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
 
 /**
@@ -45,7 +47,7 @@ export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 
  * Configurations (the serving controller derives their Revisions and Routes), Routes, DomainMappings.
  */
 export function watchedResources(watchServing: boolean): WatchedResource[] {
-  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS, TRUST_BUNDLES]
+  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS, TRUST_BUNDLES, ROUTING_CERTS]
   return watchServing ? [...base, ROUTES, DOMAIN_MAPPINGS, KSERVICES, CONFIGURATIONS] : base
 }
 

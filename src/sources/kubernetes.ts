@@ -9,7 +9,7 @@ import { ServerReturnWatcher } from './server-return.ts'
 import type { BackoffOptions, InformerDescription } from './informer.ts'
 import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, watchedResources } from './kube-resources.ts'
 import type { WatchedResource } from './kube-resources.ts'
-import { ANN_INGRESS_CLASS, keyOf } from '../model/k8s.ts'
+import { ANN_INGRESS_CLASS, KNATIVE_SYSTEM_NAMESPACE, ROUTING_CERTS_SECRET, keyOf } from '../model/k8s.ts'
 import type { KubeObject, Secret } from '../model/k8s.ts'
 import { EdgeError, coded } from '../errors.ts'
 
@@ -179,7 +179,8 @@ export class KubernetesSource {
 
   private accepts(res: WatchedResource, obj: KubeObject): boolean {
     if (res.kind === 'Ingress') return obj.metadata.annotations?.[ANN_INGRESS_CLASS] === this.opts.ingressClass
-    if (res.kind === 'Secret') return (obj as Secret).type === TLS_SECRET_TYPE
+    // Any type for routing-serving-certs (its ca.crt is a trust bundle), whichever informer sees it.
+    if (res.kind === 'Secret') return (obj as Secret).type === TLS_SECRET_TYPE || (obj.metadata.namespace === KNATIVE_SYSTEM_NAMESPACE && obj.metadata.name === ROUTING_CERTS_SECRET)
     return true
   }
 
