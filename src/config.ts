@@ -49,6 +49,11 @@ export interface GatewayConfig {
   defaultTlsSecret: string | undefined
   /** OpenSSL cipher list for TLS 1.2 connections. */
   tlsCiphers: string | undefined
+  /**
+   * Knative's system-internal-tls: revision pods are reached over TLS (queue-proxy's https port),
+   * verified against the trust bundles. May change at run time: read it through an accessor.
+   */
+  systemInternalTls: boolean
   /** Streams (gRPC, server-sent events) are cut after this long without data; 0: never. */
   streamIdleTimeoutSeconds: number
   /** Cold-start budget: how long a request may wait for a revision's first ready pod. */
@@ -138,6 +143,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'access-log-template', env: 'EDGE_ACCESS_LOG_TEMPLATE', kind: 'string', key: 'accessLogTemplate', def: () => undefined, check: checkAccessTemplate, help: 'access-log lines as text: {time} {client} {method} {host} {path} {protocol} {status} {bytesIn} {bytesOut} {durationMs} {ttfbMs} {pod} {namespace} {revision} {coldStartMs} {reason} {traceId} {userAgent} {requestId} {upgrade}' },
   { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
   { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
+  { flag: 'system-internal-tls', env: 'EDGE_SYSTEM_INTERNAL_TLS', kind: 'bool', key: 'systemInternalTls', def: () => false, help: "talk TLS 1.3 to revision pods (queue-proxy's https port), as Knative's config-network system-internal-tls: enabled; certificates are checked against the CAs in knative-serving (routing-serving-certs' ca.crt, ConfigMaps labelled networking.knative.dev/trust-bundle) and must name kn-routing or kn-user-<namespace>" },
   { flag: 'stream-idle-timeout', env: 'EDGE_STREAM_IDLE_TIMEOUT', kind: 'int', key: 'streamIdleTimeoutSeconds', def: () => 300, min: 0, help: 'seconds a gRPC, event or WebSocket stream may stay silent when its revision sets no idleTimeoutSeconds (0: no limit); streams are not cut by request timeouts' },
   { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, help: 'seconds a request may wait for a first ready pod' },
   { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, help: 'held requests per revision before 503' },

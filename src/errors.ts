@@ -45,6 +45,7 @@ export type ErrorCode =
   | 'EDGE_ERR_ENDPOINTSLICE_PORT'
   | 'EDGE_ERR_SECRET_DATA'
   | 'EDGE_ERR_SECRET_TLS'
+  | 'EDGE_ERR_CONFIGMAP_DATA'
   // ---- Configuration problems: a Route or DomainMapping that cannot become a KIngress (translate/) ----
   | 'EDGE_ERR_HTTP_PROTOCOL'
   | 'EDGE_ERR_ROUTE_NO_TRAFFIC'
@@ -83,6 +84,8 @@ export type ErrorCode =
   // ---- TLS: certificates and handshakes ----
   | 'EDGE_ERR_TLS_SECRET'
   | 'EDGE_ERR_TLS_SNI'
+  | 'EDGE_ERR_TRUST_BUNDLE'
+  | 'EDGE_ERR_UPSTREAM_TLS'
   // ---- KIngress status ----
   | 'EDGE_ERR_STATUS'
   | 'EDGE_ERR_STATUS_WRITE'

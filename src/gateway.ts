@@ -17,7 +17,7 @@ import type { AdminServer } from './admin/server.ts'
 import { ColdStarts } from './admin/cold-starts.ts'
 import type { KubernetesSource, KubernetesSourceTuning } from './sources/kubernetes.ts'
 import type { StatusWriterOptions } from './status/status-writer.ts'
-import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, startTracing, withModeDefaults } from './compose/parts.ts'
+import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, startTracing, upstreamTls, withModeDefaults } from './compose/parts.ts'
 import type { Control, ListenerPorts, Listeners } from './compose/parts.ts'
 import type { TracingTuning } from './observe/tracing.ts'
 
@@ -78,6 +78,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   pipeline.publisher.subscribe('cold-starts', (p) => coldStarts.published(p.snapshot, p.changedBackends))
   const reporter = new StatReporter({ podName: config.podName, log })
   const tracing = await startTracing(config, log, metrics, opts.tracing)
+  const upstream = upstreamTls(config, log, pipeline.store)
   const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => {
       coldStarts.began(rev.key)
@@ -86,6 +87,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     policies: opts.policies,
     processes: 1,
     tracing,
+    upstreamTls: upstream,
   })
   plane = served
   control = await startControl(config, log, pipeline, reporter, metrics, {
@@ -107,7 +109,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     admin = await startAdminPart(config, metrics, {
       routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key), fault: (key) => served.backends.fault(key) },
       notReadyReason: () => (draining ? 'draining (shutting down)' : ctl.loadingReason()),
-      sources: () => ctl.describe(),
+      sources: () => ({ ...ctl.describe(), upstreamTls: upstream.describe() }),
     })
   } catch (err) {
     await listeners?.close()

@@ -284,12 +284,27 @@ t.test('default render: RBAC is least privilege', async (t) => {
   t.same(crb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name })
   t.same(crb.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'knative-serving' }])
 
-  const leases = only(r, 'Role')
+  t.same(r.objects.filter((o) => o.kind === 'Role').map((o) => o.metadata.name).sort(), [`${role.metadata.name}-leases`, `${role.metadata.name}-trust-bundles`], 'two Roles: leases and trust bundles')
+  const leases = only(r, 'Role', `${role.metadata.name}-leases`)
   t.equal(leases.metadata.namespace, 'knative-serving', 'leases only in the release namespace')
   t.same([...grants(leases.rules as Rule[])].sort(), ['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update'])
-  const rb = only(r, 'RoleBinding')
+  const rb = only(r, 'RoleBinding', leases.metadata.name)
   t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: leases.metadata.name })
   t.same(rb.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'knative-serving' }])
+})
+
+t.test('RBAC for system-internal-tls: read ConfigMaps in knative-serving only, whatever the release namespace', async (t) => {
+  const r = helmTemplate({}, { name: 'eg', namespace: 'edge' })
+  const bundles = only(r, 'Role', 'eg-edge-gateway-trust-bundles')
+  t.equal(bundles.metadata.namespace, 'knative-serving', "Knative's trust bundles live in knative-serving")
+  t.same([...grants(bundles.rules as Rule[])].sort(), READ.map((v) => `/configmaps:${v}`), 'read ConfigMaps, nothing else')
+  const rb = only(r, 'RoleBinding', 'eg-edge-gateway-trust-bundles')
+  t.equal(rb.metadata.namespace, 'knative-serving')
+  t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'eg-edge-gateway-trust-bundles' })
+  t.same(rb.subjects, [{ kind: 'ServiceAccount', name: 'eg-edge-gateway', namespace: 'edge' }], 'bound to the gateway in its own namespace')
+  t.notOk(grants(only(r, 'ClusterRole', 'eg-edge-gateway').rules as Rule[]).has('/configmaps:list'), 'no cluster-wide ConfigMap access')
+  t.notOk(envOf(r).has('EDGE_SYSTEM_INTERNAL_TLS'), 'off by default')
+  t.equal(envOf(helmTemplate({ gateway: { systemInternalTls: true } })).get('EDGE_SYSTEM_INTERNAL_TLS')?.value, '1', 'gateway.systemInternalTls turns it on')
 })
 
 t.test('default render: PodDisruptionBudget and NOTES', async (t) => {

@@ -85,7 +85,7 @@ t.test('kinds the gateway does not serve are problems that say which kinds it se
   const others = [
     { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } },
     { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'x' } },
-    { apiVersion: 'v1', kind: 'ConfigMap' },
+    { apiVersion: 'v1', kind: 'Pod' },
   ]
   for (const obj of others) {
     const result = validateObject(obj, 'f', 2)

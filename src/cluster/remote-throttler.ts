@@ -4,6 +4,7 @@
 import { busyPods } from '../activator/throttler.ts'
 import type { DropReason, EnqueueResult, PodSlot, Throttler, Waiter } from '../activator/throttler.ts'
 import type { Endpoint } from '../model/snapshot.ts'
+import { QUEUE_PROXY_TLS_PORT } from '../model/k8s.ts'
 import type { ToPrimary, ToWorker } from './protocol.ts'
 
 interface Pending {
@@ -131,7 +132,11 @@ export class RemoteThrottler implements Throttler {
     if (!slot) {
       // A pod the primary knows and this worker's replica has not seen yet (or just dropped).
       const colon = address.lastIndexOf(':')
-      slot = { endpoint: { address, host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)), origin: `http://${address}` }, inFlight: 0, suspectUntil: 0, removed: true }
+      const host = address.slice(0, colon).replace(/^\[|\]$/g, '')
+      // Brokered backends are revisions: with system-internal-tls its TLS side is queue-proxy's default port.
+      const tlsAddress = host.includes(':') ? `[${host}]:${QUEUE_PROXY_TLS_PORT}` : `${host}:${QUEUE_PROXY_TLS_PORT}`
+      const tls = { port: QUEUE_PROXY_TLS_PORT, origin: `https://${tlsAddress}` }
+      slot = { endpoint: { address, host, port: Number(address.slice(colon + 1)), origin: `http://${address}`, tls }, inFlight: 0, suspectUntil: 0, removed: true }
     }
     slot.inFlight++
     this.inFlight++

@@ -10,7 +10,7 @@ import type { StatSink } from '../autoscaler/reporter.ts'
 import type { RevisionRef } from '../model/snapshot.ts'
 import type { DataPlane } from '../dataplane/data-plane.ts'
 import type { ObjectStore } from '../sources/store.ts'
-import { configPipeline, dataPlane, revisionRows, startListeners, startTracing, withModeDefaults } from '../compose/parts.ts'
+import { configPipeline, dataPlane, revisionRows, startListeners, startTracing, upstreamTls, withModeDefaults } from '../compose/parts.ts'
 import { brokered } from './slot-broker.ts'
 import { RemoteSlots } from './remote-throttler.ts'
 import { applyReplica } from './replication.ts'
@@ -121,6 +121,8 @@ async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: Worker
     // Workers share per-pod limits through the primary's broker (see src/cluster/slot-broker.ts).
     remoteThrottler: (b) => (brokered(b) ? link.slots.throttler(b.key, b.revision!.containerConcurrency, b.endpoints) : undefined),
     tracing,
+    // Each worker dials pods itself: its own trust bundles, from its replicated store.
+    upstreamTls: upstreamTls(config, log, pipeline.store),
   })
   plane = served
   const listeners = await startListeners(config, log, served, pipeline)

@@ -1,7 +1,7 @@
 // Resolves a KIngress split (Service + port) to what the data plane dials: the ready pods of a
 // Service or of a Knative revision, or the DNS name of an ExternalName Service. Pure.
 import type { EndpointSlice, IngressBackendSplit, Revision, Service, ServicePort } from '../model/k8s.ts'
-import { HEADER_REVISION, LABEL_REVISION, LABEL_SERVICE_NAME } from '../model/k8s.ts'
+import { HEADER_REVISION, LABEL_REVISION, LABEL_SERVICE_NAME, QUEUE_PROXY_TLS_PORT } from '../model/k8s.ts'
 import type { BackendSpec, Endpoint, RevisionRef, UpstreamProtocol } from '../model/snapshot.ts'
 
 export interface BackendIndex {
@@ -41,6 +41,19 @@ function formatAddress(ip: string, port: number): string {
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
 }
 
+function endpointAt(ip: string, port: number, address: string, securePort: number | undefined): Endpoint {
+  if (securePort === undefined) return { address, host: ip, port, origin: `http://${address}` }
+  return { address, host: ip, port, origin: `http://${address}`, tls: { port: securePort, origin: `https://${formatAddress(ip, securePort)}` } }
+}
+
+/**
+ * A revision pod's TLS port: the private Service's `https` port (443 → queue-proxy's 8112 in
+ * Serving), else 8112 itself, the port the activator dials with system-internal-tls.
+ */
+function queueProxyTlsPort(ports: NonNullable<EndpointSlice['ports']>): number {
+  return ports.find((p) => p.name === 'https')?.port ?? QUEUE_PROXY_TLS_PORT
+}
+
 /**
  * Ready endpoints of a Service's slices on one port. `portName` undefined means "the only port"
  * (a Service with a single unnamed port yields slices whose port has no name).
@@ -48,6 +61,7 @@ function formatAddress(ip: string, port: number): string {
 export function readyEndpoints(
   slices: readonly EndpointSlice[] | undefined,
   pick: (ports: NonNullable<EndpointSlice['ports']>) => { port?: number; name?: string; appProtocol?: string } | undefined,
+  tlsPort?: (ports: NonNullable<EndpointSlice['ports']>) => number,
 ): { endpoints: Endpoint[]; notReady: Endpoint[]; h2c: boolean } {
   const seen = new Set<string>()
   const endpoints: Endpoint[] = []
@@ -58,6 +72,7 @@ export function readyEndpoints(
     const port = pick(slice.ports ?? [])
     if (!port?.port) continue
     if (isH2c(port.name, port.appProtocol)) h2c = true
+    const securePort = tlsPort?.(slice.ports ?? [])
     for (const ep of slice.endpoints ?? []) {
       const ip = ep.addresses?.[0]
       if (typeof ip !== 'string' || ip === '') continue
@@ -65,12 +80,12 @@ export function readyEndpoints(
       // Kubernetes: a nil `ready` means ready. A not-ready pod that is not terminating may be
       // starting: a candidate for the activator's early probe (unless another slice lists it ready).
       if (ep.conditions?.ready === false) {
-        if (ep.conditions.terminating !== true && !starting.has(address)) starting.set(address, { address, host: ip, port: port.port, origin: `http://${address}` })
+        if (ep.conditions.terminating !== true && !starting.has(address)) starting.set(address, endpointAt(ip, port.port, address, securePort))
         continue
       }
       if (seen.has(address)) continue
       seen.add(address)
-      endpoints.push({ address, host: ip, port: port.port, origin: `http://${address}` })
+      endpoints.push(endpointAt(ip, port.port, address, securePort))
     }
   }
   for (const a of seen) starting.delete(a)
@@ -116,8 +131,10 @@ function revisionIsH2c(rev: Revision | undefined): boolean {
 function revisionBackend(namespace: string, name: string, serviceName: string, index: BackendIndex): BackendSpec {
   const rev = index.revisions.get(`${namespace}/${name}`)
   const slices = index.slicesByService.get(`${namespace}/${name}-private`)
-  const { endpoints, notReady, h2c } = readyEndpoints(slices, (ports) =>
-    ports.length === 1 ? ports[0] : ports.find((p) => p.name === 'http' || p.name === 'http2' || p.name === 'h2c'),
+  const { endpoints, notReady, h2c } = readyEndpoints(
+    slices,
+    (ports) => (ports.length === 1 ? ports[0] : ports.find((p) => p.name === 'http' || p.name === 'http2' || p.name === 'h2c')),
+    queueProxyTlsPort,
   )
   const protocol: UpstreamProtocol = h2c || revisionIsH2c(rev) ? 'h2c' : 'http1'
   return {
@@ -204,7 +221,7 @@ export function resolveTarget(t: BackendTarget, index: BackendIndex): BackendSpe
 
 function sameAddresses(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
   if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i]!.address !== b[i]!.address) return false
+  for (let i = 0; i < a.length; i++) if (a[i]!.address !== b[i]!.address || a[i]!.tls?.origin !== b[i]!.tls?.origin) return false
   return true
 }
 

@@ -30,6 +30,7 @@ const KNOWN_KINDS: readonly KnownKind[] = [
   { group: '', versions: ['v1'], kind: 'Service' },
   { group: 'discovery.k8s.io', versions: ['v1'], kind: 'EndpointSlice' },
   { group: '', versions: ['v1'], kind: 'Secret' },
+  { group: '', versions: ['v1'], kind: 'ConfigMap' },
   { group: 'serving.knative.dev', versions: ['v1'], kind: 'KService', objectKind: 'Service' },
   { group: 'serving.knative.dev', versions: ['v1'], kind: 'Configuration' },
 ]
@@ -124,6 +125,7 @@ const KIND_CHECKS: Record<Kind, (c: Checker, obj: Json, namespace: string) => vo
   Secret: checkSecret,
   KService: checkKService,
   Configuration: checkConfiguration,
+  ConfigMap: checkConfigMap,
 }
 
 // Mirrors networking's ingress_validation.go (kingress-contract.md §1.2), after defaulting.
@@ -314,6 +316,11 @@ function checkSecret(c: Checker, obj: Json): void {
       c.add(`data${key(name)}`, `a kubernetes.io/tls Secret needs ${name} (base64 under data, or plain under stringData)`, 'EDGE_ERR_SECRET_TLS')
     }
   }
+}
+
+/** What a ConfigMap means (a trust bundle...) is judged where it is used; here only its shape. */
+function checkConfigMap(c: Checker, obj: Json): void {
+  checkStringMap(c, obj.data, 'data', 'EDGE_ERR_CONFIGMAP_DATA')
 }
 
 // RFC 9110 token: what an HTTP client will accept as a header name.

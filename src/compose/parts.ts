@@ -28,6 +28,8 @@ import { LineWriter } from '../observe/line-writer.ts'
 import { RateLimitPolicy } from '../policy/rate-limit.ts'
 import { parseRateLimit } from '../policy/rate-limit-spec.ts'
 import { CertificateStore } from '../dataplane/tls.ts'
+import { UpstreamTls } from '../dataplane/upstream-tls.ts'
+import { ROUTING_CERTS_KEY, trustBundleOf } from '../dataplane/trust-bundle.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { LiveState } from '../metrics.ts'
 import { StatReporter } from '../autoscaler/reporter.ts'
@@ -85,7 +87,7 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
 
 // ---- data plane ---------------------------------------------------------------------------------
 
-export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies' | 'tracing'> & { processes: number }): DataPlane {
+export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies' | 'tracing' | 'upstreamTls'> & { processes: number }): DataPlane {
   const now = reporter.now
   const demand = reporter.demand
   const plane = new DataPlane(publisher.snapshot, {
@@ -107,9 +109,28 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     onColdStart: extra.onColdStart,
     remoteThrottler: extra.remoteThrottler,
     tracing: extra.tracing,
+    upstreamTls: extra.upstreamTls,
   })
   publisher.subscribe('data-plane', (p) => plane.setSnapshot(p.snapshot, p.changedBackends))
   return plane
+}
+
+/**
+ * TLS to revision pods (system-internal-tls). The setting is read through an accessor at every
+ * request, so a live source for it (config-network) only has to change `config.systemInternalTls`;
+ * the trust bundles follow their ConfigMaps and routing-serving-certs in the store (files or
+ * cluster), for new connections.
+ */
+export function upstreamTls(config: GatewayConfig, log: Logger, store: ObjectStore): UpstreamTls {
+  const upstream = new UpstreamTls({ enabled: () => config.systemInternalTls, log: log.child({ component: 'upstream-tls' }) })
+  const load = (): void => upstream.setBundle(trustBundleOf(store.list('ConfigMap'), store.get('Secret', ROUTING_CERTS_KEY)))
+  load()
+  store.onChange((changes) => {
+    for (const c of changes.objects.values()) {
+      if (c.kind === 'ConfigMap' || (c.kind === 'Secret' && c.key === ROUTING_CERTS_KEY)) return load()
+    }
+  })
+  return upstream
 }
 
 /**

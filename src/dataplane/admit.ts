@@ -16,6 +16,7 @@ import { resolveAgain } from './resolve.ts'
 import type { Resolution } from './resolve.ts'
 import type { RequestRecord } from './request-record.ts'
 import { hostOf } from './screen.ts'
+import type { UpstreamTls } from './upstream-tls.ts'
 
 /** How often one held request may follow the configuration before it gets its 503. */
 const MAX_REROUTES = 3
@@ -47,6 +48,8 @@ export interface AdmitContext {
   answered(r: RequestRecord): void
   /** Nothing of the request is left (its response ended, or the upgraded connection closed): log it. */
   left(r: RequestRecord): void
+  /** system-internal-tls: whether revision pods are dialled over TLS now, and how. */
+  readonly upstreamTls: UpstreamTls | undefined
 }
 
 export abstract class Admission implements Waiter, TimedState {
@@ -187,7 +190,10 @@ export abstract class Admission implements Waiter, TimedState {
       this.record.trace?.granted()
       this.rearm()
     }
-    this.forward(pod.endpoint.host, pod.endpoint.port, pod.endpoint.origin)
+    const ep = pod.endpoint
+    // Only revision pods have a TLS side; the setting is read per request, as it may change live.
+    if (ep.tls !== undefined && this.ctx.upstreamTls?.enabled() === true) this.forward(ep.host, ep.tls.port, ep.tls.origin)
+    else this.forward(ep.host, ep.port, ep.origin)
   }
 
   /**

@@ -108,7 +108,12 @@ export class BackendTable {
       }
     }
     if (b.externalOrigin !== undefined) count(b.externalOrigin)
-    else for (const ep of b.endpoints) count(ep.origin)
+    else
+      for (const ep of b.endpoints) {
+        count(ep.origin)
+        // Its TLS pools too (system-internal-tls), named whether or not TLS is on right now.
+        if (ep.tls !== undefined) count(ep.tls.origin)
+      }
     return dropped
   }
 
@@ -123,7 +128,13 @@ export class BackendTable {
   /** Pods still carrying requests keep their pools until those finish; close the rest. */
   private closeUnusedPools(): void {
     const busy = new Set<string>()
-    for (const t of this.throttlers.values()) for (const p of t.pods()) if (p.inFlight > 0) busy.add(p.endpoint.origin)
+    for (const t of this.throttlers.values()) {
+      for (const p of t.pods()) {
+        if (p.inFlight === 0) continue
+        busy.add(p.endpoint.origin)
+        if (p.endpoint.tls !== undefined) busy.add(p.endpoint.tls.origin)
+      }
+    }
     const refs = this.originRefs
     this.pools.retain({ has: (origin: string) => refs.has(origin) || busy.has(origin) } as ReadonlySet<string>)
   }

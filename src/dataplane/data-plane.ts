@@ -17,6 +17,7 @@ import type { RequestTracer } from './front-door.ts'
 import { InFlight } from './in-flight.ts'
 import type { Policy } from './policy.ts'
 import { PoolRegistry, UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
+import type { UpstreamTls } from './upstream-tls.ts'
 import { RequestLog } from './request-log.ts'
 import type { AccessLog } from '../observe/access-log.ts'
 
@@ -38,11 +39,13 @@ export interface DataPlaneOptions extends BackendTableOptions {
   policies?: readonly Policy[]
   /** Starts each request's trace (--tracing-endpoint); undefined: tracing is off. */
   tracing?: RequestTracer
+  /** system-internal-tls: TLS to revision pods when enabled; undefined: always plain HTTP. */
+  upstreamTls?: UpstreamTls
 }
 
 export class DataPlane {
   snapshot: Snapshot
-  readonly pools = new PoolRegistry({ connectTimeoutMs: UPSTREAM_CONNECT_TIMEOUT_MS, keepAliveTimeoutMs: 4000 })
+  readonly pools: PoolRegistry
   readonly backends: BackendTable
   readonly inFlight = new InFlight()
   readonly requests: RequestLog
@@ -54,6 +57,7 @@ export class DataPlane {
     this.snapshot = initial
     this.log = opts.log
     this.metrics = opts.metrics
+    this.pools = new PoolRegistry({ connectTimeoutMs: UPSTREAM_CONNECT_TIMEOUT_MS, keepAliveTimeoutMs: 4000, tls: opts.upstreamTls })
     this.backends = new BackendTable(initial, this.pools, opts)
     this.requests = new RequestLog(opts.metrics, opts.accessLog)
     const plane = this
@@ -71,6 +75,7 @@ export class DataPlane {
         return inFlight.draining
       },
       current: () => plane.snapshot,
+      upstreamTls: opts.upstreamTls,
       answered: (r) => requests.answered(r),
       left: (r) => {
         inFlight.leave()

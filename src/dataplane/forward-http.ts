@@ -16,6 +16,7 @@ import { reply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import type { PoolRegistry, RequestBody } from './pools.ts'
 import { noteAnswer } from './request-record.ts'
+import { isTlsFailure } from './upstream-tls.ts'
 import type { RequestRecord } from './request-record.ts'
 
 type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0]
@@ -51,6 +52,8 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
   /** undici finished with this request (ended or failed): nothing left to abort. */
   upstreamDone = false
   sent = false
+  /** The origin of the current attempt (a pod's plain or TLS side, or an external host). */
+  dialled = ''
 
   constructor(ctx: ForwardContext, req: ClientRequest, res: ClientResponse, resolution: Resolution, secure: boolean, record: RequestRecord) {
     super(ctx, req, resolution, record)
@@ -67,6 +70,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
   }
 
   protected forward(host: string, port: number, origin: string): void {
+    this.dialled = origin
     this.upstreamDone = false
     this.controller = null
     const req = this.req
@@ -75,7 +79,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     const method = req.method ?? 'GET'
     const body = requestBody(req, this.h2)
     const hasBody = body !== 'none'
-    this.ctx.pools.get(origin, this.backend.protocol, body).dispatch(
+    this.ctx.pools.get(origin, this.backend.protocol, body, this.backend.namespace).dispatch(
       {
         path: req.url ?? '/',
         method,
@@ -209,6 +213,11 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     }
     const code = (err as NodeJS.ErrnoException).code ?? ''
     this.record.trace?.failed(code || err.message)
+    // A pod whose TLS cannot be trusted is a configuration fault, not a transient one: no retry.
+    if (!this.responded && this.ctx.upstreamTls !== undefined && this.dialled.startsWith('https:') && isTlsFailure(err)) {
+      // The address dialled: the pod's TLS port (the origin without `https://`).
+      return this.fail(502, 'upstream-tls-failed', this.ctx.upstreamTls.failed(this.backend.key, this.dialled.slice(this.dialled.indexOf('//') + 2), err))
+    }
     // Nothing reached the pod: try again on a pod that is ready.
     if (!this.responded && !this.sent && CONNECT_ERRORS.has(code) && !this.req.readableDidRead && this.retryElsewhere()) return
     if (this.responded) {

@@ -20,6 +20,7 @@ import { rawReply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import { UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
 import { noteAnswer } from './request-record.ts'
+import { isTlsFailure } from './upstream-tls.ts'
 import type { RequestRecord } from './request-record.ts'
 
 /** What forwarding an upgrade needs beyond admission. */
@@ -63,7 +64,7 @@ export class Upgrade extends Admission {
 
   // ---- the splice ----
 
-  protected forward(host: string, port: number): void {
+  protected forward(host: string, port: number, origin: string): void {
     const req = this.req
     const t = this.record.trace
     const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, true, t === undefined ? undefined : t.dispatch(host, port))
@@ -71,7 +72,9 @@ export class Upgrade extends Admission {
     for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
     lines += '\r\n'
     const socket = this.socket
-    const upstream = net.connect({ host, port, noDelay: true })
+    // system-internal-tls: admission chose the pod's TLS side (an https:// origin); the splice is the same.
+    const secure = origin.startsWith('https:')
+    const upstream = secure ? this.connectTls(host, port) : net.connect({ host, port, noDelay: true })
     this.upstream = upstream
     let connected = false
     // Handlers of a connection given up for a retry must not touch the one that replaced it.
@@ -80,7 +83,7 @@ export class Upgrade extends Admission {
     upstream.once('timeout', () => {
       if (!connected) upstream.destroy(Object.assign(new Error(`no connection within ${UPSTREAM_CONNECT_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' }))
     })
-    upstream.once('connect', () => {
+    upstream.once(secure ? 'secureConnect' : 'connect', () => {
       connected = true
       t?.event('connected')
       upstream.setTimeout(0)
@@ -113,6 +116,8 @@ export class Upgrade extends Admission {
       if (!connected) {
         // Nothing reached the pod: try again on a pod that is ready (a new connection replaces this one).
         this.upstream = undefined
+        // A pod whose TLS cannot be trusted is a configuration fault: no retry.
+        if (this.ctx.upstreamTls !== undefined && isTlsFailure(err)) return this.fail(502, 'upstream-tls-failed', this.ctx.upstreamTls.failed(this.backend.key, `${host}:${port}`, err))
         if (this.retryElsewhere()) return
         if (err.code === 'ETIMEDOUT') this.fail(504, 'upstream-timeout', `connecting to ${host}:${port} timed out`)
         else this.fail(502, 'upstream-connect-failed', `cannot connect to upstream ${host}:${port}: ${why}`)
@@ -132,6 +137,12 @@ export class Upgrade extends Admission {
       }
     })
     this.ctx.log.debug({ host, port, url: req.url }, 'upgrade')
+  }
+
+  private connectTls(host: string, port: number): net.Socket {
+    const upstream = this.ctx.upstreamTls
+    if (upstream === undefined) throw new Error(`no TLS settings to dial ${host}:${port}`)
+    return upstream.connect(host, port, this.backend.namespace, ['http/1.1'])
   }
 
   // ---- endings ----

@@ -17,6 +17,7 @@ export type Reason =
   | 'upstream-connect-failed'
   | 'upstream-reset'
   | 'upstream-bad-response'
+  | 'upstream-tls-failed'
   | 'upstream-timeout'
   | 'request-timeout'
   | 'response-start-timeout'

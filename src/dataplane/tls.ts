@@ -26,7 +26,8 @@ interface Entry {
   secret: string
 }
 
-function secretField(s: Secret, field: string): string | undefined {
+/** A Secret's value as text, from `stringData` (files) or base64 `data`. */
+export function secretField(s: Secret, field: string): string | undefined {
   const str = s.stringData?.[field]
   if (str) return str
   const b64 = s.data?.[field]

@@ -209,6 +209,13 @@ export interface Secret extends KubeObject {
   stringData?: Record<string, string>
 }
 
+// ---- v1 ConfigMap ----
+
+export interface ConfigMap extends KubeObject {
+  kind: 'ConfigMap'
+  data?: Record<string, string>
+}
+
 // The kinds the store holds, by the name the rest of the program uses.
 export interface ObjectsByKind {
   Ingress: KIngress
@@ -221,9 +228,10 @@ export interface ObjectsByKind {
   /** Knative's Service (the object's own kind is `Service`, in serving.knative.dev). */
   KService: KService
   Configuration: Configuration
+  ConfigMap: ConfigMap
 }
 export type Kind = keyof ObjectsByKind
-export const KINDS: readonly Kind[] = ['Ingress', 'Route', 'DomainMapping', 'Revision', 'Service', 'EndpointSlice', 'Secret', 'KService', 'Configuration']
+export const KINDS: readonly Kind[] = ['Ingress', 'Route', 'DomainMapping', 'Revision', 'Service', 'EndpointSlice', 'Secret', 'KService', 'Configuration', 'ConfigMap']
 
 /** The store kind of an object: its `kind`, except that Knative's Service is `KService`, apart from Kubernetes' Service. */
 export function kindOf(obj: { apiVersion?: string; kind: string }): Kind {
@@ -238,6 +246,14 @@ export const LABEL_VISIBILITY = 'networking.knative.dev/visibility'
 export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name'
 export const LABEL_REVISION = 'serving.knative.dev/revision'
 export const ANN_LOCAL_COMMAND = 'edge.knative.dev/local-command'
+/** Knative's trust bundles: ConfigMaps in the system namespace with this label (any value) hold CA certificates. */
+export const LABEL_TRUST_BUNDLE = 'networking.knative.dev/trust-bundle'
+/** Where Knative keeps its trust bundles (Kourier's SYSTEM_NAMESPACE). */
+export const KNATIVE_SYSTEM_NAMESPACE = 'knative-serving'
+/** Serving's routing certificates in the system namespace: its `ca.crt` is trusted for system-internal-tls too. */
+export const ROUTING_CERTS_SECRET = 'routing-serving-certs'
+/** queue-proxy's TLS port (Serving pkg/networking), which the activator dials with system-internal-tls. */
+export const QUEUE_PROXY_TLS_PORT = 8112
 export const HEADER_REVISION = 'Knative-Serving-Revision'
 export const HEADER_NAMESPACE = 'Knative-Serving-Namespace'
 export const HEADER_TAG = 'Knative-Serving-Tag'

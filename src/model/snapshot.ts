@@ -23,6 +23,11 @@ export interface Endpoint {
    * every place that opens, counts or closes a pool names it the same way.
    */
   readonly origin: string
+  /**
+   * A revision pod's TLS side (queue-proxy's `https` port, for system-internal-tls): its port and
+   * `https://` origin, the key of its TLS pools. Absent for other backends' pods.
+   */
+  readonly tls?: { readonly port: number; readonly origin: string }
 }
 
 export interface RevisionRef {

@@ -1,6 +1,7 @@
 // The Kubernetes resources the cluster source watches, and how to address them. One table, so the
 // set of watched types (and the RBAC the chart must grant) is visible in one place.
 import type { Kind } from '../model/k8s.ts'
+import { KNATIVE_SYSTEM_NAMESPACE, LABEL_TRUST_BUNDLE, ROUTING_CERTS_SECRET } from '../model/k8s.ts'
 
 export interface WatchedResource {
   /** The kind the store keys on. */
@@ -18,6 +19,10 @@ export interface WatchedResource {
    * server that rejects the selector (400) gets a plain watch and the source filters client-side.
    */
   fieldSelector?: string
+  /** Only objects with these labels (a server-side label selector). */
+  labelSelector?: string
+  /** Watched in this namespace only, whatever --namespace says (Knative's own objects). */
+  namespace?: string
 }
 
 /** What addresses a collection. */
@@ -38,6 +43,10 @@ export const CONFIGURATIONS: WatchedResource = { kind: 'Configuration', group: '
  * per revision with a label selector (revision-health.ts).
  */
 export const PODS: ResourcePath = { group: '', version: 'v1', plural: 'pods' }
+/** Knative's trust bundles (system-internal-tls): labelled ConfigMaps in knative-serving, and no others. */
+export const TRUST_BUNDLES: WatchedResource = { kind: 'ConfigMap', name: 'trust-bundles', group: '', version: 'v1', plural: 'configmaps', labelSelector: LABEL_TRUST_BUNDLE, namespace: KNATIVE_SYSTEM_NAMESPACE }
+/** Serving's routing certificates (any type): their `ca.crt` is trusted for system-internal-tls, as Kourier does. */
+export const ROUTING_CERTS: WatchedResource = { kind: 'Secret', name: 'routing-certs', group: '', version: 'v1', plural: 'secrets', fieldSelector: `metadata.name=${ROUTING_CERTS_SECRET}`, namespace: KNATIVE_SYSTEM_NAMESPACE }
 export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
 
 /**
@@ -46,7 +55,7 @@ export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 
  * Configurations (the serving controller derives their Revisions and Routes), Routes, DomainMappings.
  */
 export function watchedResources(watchServing: boolean): WatchedResource[] {
-  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS]
+  const base = [KINGRESS, SERVICES, ENDPOINT_SLICES, TLS_SECRETS, REVISIONS, TRUST_BUNDLES, ROUTING_CERTS]
   return watchServing ? [...base, ROUTES, DOMAIN_MAPPINGS, KSERVICES, CONFIGURATIONS] : base
 }
 

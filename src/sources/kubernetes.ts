@@ -9,7 +9,7 @@ import { ServerReturnWatcher } from './server-return.ts'
 import type { BackoffOptions, InformerDescription } from './informer.ts'
 import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, watchedResources } from './kube-resources.ts'
 import type { WatchedResource } from './kube-resources.ts'
-import { ANN_INGRESS_CLASS, keyOf } from '../model/k8s.ts'
+import { ANN_INGRESS_CLASS, KNATIVE_SYSTEM_NAMESPACE, ROUTING_CERTS_SECRET, keyOf } from '../model/k8s.ts'
 import type { KubeObject, Secret } from '../model/k8s.ts'
 import { EdgeError, coded } from '../errors.ts'
 
@@ -69,13 +69,14 @@ export class KubernetesSource {
     this.opts = opts
     const namespaces = opts.namespaces?.length ? [...new Set(opts.namespaces)] : [undefined]
     for (const res of watchedResources(opts.watchServing)) {
-      for (const ns of namespaces) {
+      for (const ns of res.namespace !== undefined ? [res.namespace] : namespaces) {
         this.informers.push(
           new ResilientInformer({
-            name: ns === undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
+            name: ns === undefined || res.namespace !== undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
             kubeConfig: opts.kubeConfig,
             path: collectionPath(res, ns),
             fieldSelector: res.fieldSelector,
+            labelSelector: res.labelSelector,
             handlers: { upsert: (o) => this.upsert(res, o), remove: (o) => this.remove(res, o) },
             log: opts.log,
             backoff: opts.backoff,
@@ -181,7 +182,8 @@ export class KubernetesSource {
 
   private accepts(res: WatchedResource, obj: KubeObject): boolean {
     if (res.kind === 'Ingress') return obj.metadata.annotations?.[ANN_INGRESS_CLASS] === this.opts.ingressClass
-    if (res.kind === 'Secret') return (obj as Secret).type === TLS_SECRET_TYPE
+    // Any type for routing-serving-certs (its ca.crt is a trust bundle), whichever informer sees it.
+    if (res.kind === 'Secret') return (obj as Secret).type === TLS_SECRET_TYPE || (obj.metadata.namespace === KNATIVE_SYSTEM_NAMESPACE && obj.metadata.name === ROUTING_CERTS_SECRET)
     return true
   }
 

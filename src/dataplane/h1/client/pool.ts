@@ -18,6 +18,7 @@
 // that connection, so they can never be read as the answer to someone else's request.
 import net from 'node:net'
 import type { Readable } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { DispatchControl, UpstreamError } from '../../dispatch-control.ts'
 import { ResponseParser } from './response-parser.ts'
@@ -32,6 +33,11 @@ export interface H1PoolOptions {
   connectTimeoutMs: number
   /** Idle connections close after this; a shorter `Keep-Alive: timeout=N` from the pod wins. */
   keepAliveTimeoutMs: number
+  /**
+   * TLS to the origin (system-internal-tls): makes each connection's socket. A connection counts as
+   * connected, and its request as sent, only once the handshake is verified.
+   */
+  secure?: { connect(host: string, port: number, onread: net.OnReadOpts): TLSSocket }
 }
 
 /** What the Exchange passes: the request line and a flat [name, value, ...] header list. */
@@ -95,7 +101,7 @@ export class H1Pool {
   constructor(origin: string, opts: H1PoolOptions) {
     const u = new URL(origin)
     this.host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
-    this.port = u.port ? Number(u.port) : 80
+    this.port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80
     this.hostHeader = u.host
     this.opts = opts
   }
@@ -315,10 +321,12 @@ class UpstreamConnection implements ResponseSink {
   constructor(pool: H1Pool) {
     this.pool = pool
     this.idleTimeoutMs = pool.opts.keepAliveTimeoutMs
-    const s = net.connect({ host: pool.host, port: pool.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: onRead } }) as PoolSocket
+    const onread = { buffer: READ_BUFFER, callback: onRead }
+    const secure = pool.opts.secure
+    const s = (secure === undefined ? net.connect({ host: pool.host, port: pool.port, noDelay: true, onread }) : secure.connect(pool.host, pool.port, onread)) as PoolSocket
     s.conn = this
     s.setTimeout(pool.opts.connectTimeoutMs)
-    s.on('connect', onConnect)
+    s.on(secure === undefined ? 'connect' : 'secureConnect', onConnect)
     s.on('timeout', onTimeout)
     s.on('error', onError)
     s.on('close', onClose)
