@@ -92,6 +92,7 @@ export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Recor
     .map((h) => ({
       host: h.host,
       visibility: h.visibility,
+      tag: h.tag,
       ingress: h.ingress.key,
       origin: h.ingress.origin,
       generation: h.ingress.generation,
