@@ -9,8 +9,9 @@ import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { request } from 'undici'
 import { parseConfig } from '../src/config.ts'
+import { validateObject } from '../src/compile/validate.ts'
 import type { Gateway } from '../src/gateway.ts'
-import { endpointSlice, freePorts, revision, service, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { endpointSlice, externalNameService, freePorts, kingress, revision, service, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import { makeCA, makeCert, tlsSecret } from './helpers/certs.ts'
 import { apply, startKubeEnv, startKubeGateway, waitReady, waitServed } from './helpers/kube.ts'
 import { startGatewayProcess } from './helpers/gateway-process.ts'
@@ -29,6 +30,9 @@ writeManifest(dir, 'all.yaml', [
   { ...(endpointSlice('v6', [{ name: 'http', port: pod.port }], [{ ip: '0:0:0:0:0:0:0:1' }], 'default', 'v6-slice') as object), addressType: 'IPv6' },
   simpleIngress('v6', [HOST], [['v6', 100]]),
   simpleIngress('v6-local', [LOCAL_HOST], [['v6', 100]], { visibility: 'ClusterLocal' }),
+  // An ExternalName may be an IP literal too.
+  externalNameService('v6-external', '::1', pod.port),
+  kingress('v6-external', { rules: [{ hosts: ['external.example.com'], visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'v6-external', servicePort: pod.port, percent: 100 }] }] } }] }),
   tlsSecret('v6-cert', await makeCert(ca, HOST)),
   tlsSecret('v6-local-cert', await makeCert(ca, LOCAL_HOST)),
 ])
@@ -74,6 +78,23 @@ t.test('--listen-address takes a list of IP addresses and says which one is wron
   t.throws(() => parseConfig(['--listen-address', ''], {}), { name: 'UsageError', message: /needs at least one IP address/ })
   t.throws(() => parseConfig(['--listen-address', '0.0.0.0,127.0.0.1'], {}), { name: 'UsageError', message: /127\.0\.0\.1 is already covered by 0\.0\.0\.0/ })
   t.throws(() => parseConfig(['--listen-address', '::', '--listen-address', '::1'], {}), { name: 'UsageError', message: /::1 is already covered by ::/ })
+})
+
+t.test('an EndpointSlice address must be an IP of the slice\'s addressType', async (t) => {
+  const slice = (addressType: string, ip: string): unknown => ({ ...(endpointSlice('s', [{ port: 80 }], [{ ip }]) as object), addressType })
+  const problems = (obj: unknown) => ('problems' in validateObject(obj, 'test.yaml') ? (validateObject(obj, 'test.yaml') as { problems: unknown[] }).problems : [])
+  t.same(problems(slice('IPv6', 'fd00::5')), [], 'an IPv6 pod in an IPv6 slice')
+  t.match(problems(slice('IPv4', 'fd00::5')), [{ field: 'endpoints[0].addresses[0]', code: 'EDGE_ERR_ENDPOINTSLICE_ADDRESSES', reason: /"fd00::5" is an IPv6 address in a slice of addressType IPv4; put it in a slice of addressType IPv6/ }])
+  t.match(problems(slice('IPv6', '10.0.0.5')), [{ field: 'endpoints[0].addresses[0]', reason: /is an IPv4 address in a slice of addressType IPv6/ }])
+  t.match(problems(slice('IPv6', '[fd00::5]')), [{ field: 'endpoints[0].addresses[0]', reason: /write IPv6 addresses without brackets: fd00::5/ }])
+  t.same(problems(slice('FQDN', 'pod.example.com')), [], 'FQDN slices name hosts (and are not dialled)')
+})
+
+t.test('an ExternalName Service naming an IPv6 address is dialled at it', async (t) => {
+  const gw = await started(['--listen-address', '127.0.0.1'])
+  const r = await getVia('127.0.0.1', gw.ports.http, 'external.example.com')
+  t.equal(r.status, 200, r.body)
+  t.equal((JSON.parse(r.body) as Seen).backend, 'v6pod')
 })
 
 t.test('127.0.0.1,::1: every listener answers on both addresses; the IPv6 pod is dialled', async (t) => {
