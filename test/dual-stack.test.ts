@@ -121,6 +121,8 @@ t.test('the client address reaches the pod: X-Forwarded-For, and Forwarded quote
   const v4 = JSON.parse((await getVia('127.0.0.1', gw.ports.http, HOST)).body) as Seen
   t.equal(v4.headers['x-forwarded-for'], '127.0.0.1')
   t.equal(v4.headers.forwarded, `for=127.0.0.1;host=${HOST};proto=http`)
+  const withPort = JSON.parse((await getVia('::1', gw.ports.http, `${HOST}:8080`)).body) as Seen
+  t.equal(withPort.headers.forwarded, `for="[::1]";host="${HOST}:8080";proto=http`, 'a Host with a port is not a token: quoted (RFC 7239 §4)')
 })
 
 t.test('a trusted IPv6 hop: its X-Forwarded-For and Forwarded are appended to', async (t) => {

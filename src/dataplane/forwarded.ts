@@ -32,12 +32,16 @@ export function forwardedValue(value: string): string {
  * first carrying host and proto, as queue-proxy's shim builds it.
  */
 export function forwardedFrom(xff: string | undefined, host: string | undefined, proto: string): string {
-  const hops = xff === undefined ? [] : xff.split(',').map((h) => h.trim()).filter((h) => h !== '')
-  const first: string[] = []
-  if (hops.length > 0) first.push(`for=${forwardedValue(hops[0]!)}`)
-  if (host !== undefined) first.push(`host=${forwardedValue(host)}`)
-  first.push(`proto=${proto}`)
-  let out = first.join(';')
+  const tail = `${host === undefined ? '' : `;host=${forwardedValue(host)}`};proto=${proto}`
+  if (xff === undefined) return tail.slice(1)
+  // Every request builds this: the usual single hop (the client itself) splits nothing.
+  if (!xff.includes(',')) {
+    const hop = xff.trim()
+    return hop === '' ? tail.slice(1) : `for=${forwardedValue(hop)}${tail}`
+  }
+  const hops = xff.split(',').map((h) => h.trim()).filter((h) => h !== '')
+  if (hops.length === 0) return tail.slice(1)
+  let out = `for=${forwardedValue(hops[0]!)}${tail}`
   for (let i = 1; i < hops.length; i++) out += `, for=${forwardedValue(hops[i]!)}`
   return out
 }
