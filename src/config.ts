@@ -6,6 +6,7 @@ import { parseAccessTemplate } from './observe/access-log.ts'
 import { parseRateLimit } from './policy/rate-limit-spec.ts'
 import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
 import { ENGINE_CHOICES } from './autoscaler/container-engine.ts'
+import { canonicalIp } from './model/addresses.ts'
 import type { EngineChoice } from './autoscaler/container-engine.ts'
 
 export interface GatewayConfig {
@@ -14,7 +15,8 @@ export interface GatewayConfig {
   kubeconfig: string | undefined
   watchServing: boolean
   namespaces: string[]
-  listenAddress: string
+  /** IP addresses every listener binds, each on the listener's port (Kourier's listen-ip-addresses). */
+  listenAddresses: string[]
   httpPort: number
   httpsPort: number
   /** Cluster-local TLS listener; undefined: none. */
@@ -116,7 +118,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'kubeconfig', env: 'KUBECONFIG', kind: 'string', key: 'kubeconfig', def: () => undefined, help: 'kubeconfig for out-of-cluster use' },
   { flag: 'watch-serving', env: 'EDGE_WATCH_SERVING', kind: 'bool', key: 'watchServing', def: () => false, help: 'also translate Routes and DomainMappings (no Serving controller)' },
   { flag: 'namespace', env: 'EDGE_NAMESPACES', kind: 'list', key: 'namespaces', def: () => [], help: 'watch only this namespace (repeatable)' },
-  { flag: 'listen-address', env: 'EDGE_LISTEN_ADDRESS', kind: 'string', key: 'listenAddress', def: () => '::', help: 'address the listeners bind (all interfaces by default)' },
+  { flag: 'listen-address', env: 'EDGE_LISTEN_ADDRESS', kind: 'list', key: 'listenAddresses', def: () => ['::'], check: checkListenAddresses, help: "IP[,IP]: addresses every listener (public, cluster-local, TLS, admin) binds, as Kourier's listen-ip-addresses; '::' alone takes IPv4 too, '0.0.0.0,::' binds each family on its own" },
   { flag: 'http-port', env: 'EDGE_HTTP_PORT', kind: 'int', key: 'httpPort', def: () => 8080, min: 0, max: 65535, help: 'public listener: ExternalIP rules only' },
   { flag: 'https-port', env: 'EDGE_HTTPS_PORT', kind: 'int', key: 'httpsPort', def: () => 8443, min: 0, max: 65535, help: 'TLS listener with SNI' },
   { flag: 'local-port', env: 'EDGE_LOCAL_PORT', kind: 'int', key: 'localPort', def: () => 8081, min: 0, max: 65535, help: 'cluster-local listener: all rules' },
@@ -209,6 +211,16 @@ function checkTracingEndpoint(value: unknown, origin: string): void {
   if (/\/v1\/traces\/?$/.test(url.pathname)) throw new UsageError(`${origin}: give the collector's base URL without /v1/traces (spans are sent to /v1/traces under it), e.g. ${url.origin}`)
 }
 
+/** IP literals only, as Kourier's listen-ip-addresses: a name would bind whatever it resolved to at start. */
+function checkListenAddresses(value: unknown, origin: string): void {
+  const list = value as string[]
+  if (list.length === 0) throw new UsageError(`${origin} needs at least one IP address, e.g. 0.0.0.0,::`)
+  for (const a of list) {
+    if (/^\[.*\]$/.test(a)) throw new UsageError(`${origin}: '${a}': write an IPv6 address without brackets, e.g. ${a.slice(1, -1)}`)
+    if (net.isIP(a) === 0) throw new UsageError(`${origin}: '${a}' is not an IP address; give IP addresses separated by commas, e.g. 0.0.0.0,:: (all interfaces) or 127.0.0.1,::1`)
+  }
+}
+
 function checkContainerEngine(value: unknown, origin: string): void {
   if (!ENGINE_CHOICES.includes(value as EngineChoice)) throw new UsageError(`${origin}: expected one of ${ENGINE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`)
 }
@@ -291,7 +303,28 @@ function inRange<K extends string>(o: OptionSpec<K>, n: number, origin: string):
 
 /** Parses argv (without node and script) and the environment; throws UsageError naming the bad option. */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  return parseOptions<GatewayConfig>(OPTIONS, argv, env)
+  const config = parseOptions<GatewayConfig>(OPTIONS, argv, env)
+  // Repeated flags add up, so overlaps between them are checked on the whole list.
+  return { ...config, listenAddresses: distinctListenAddresses(config.listenAddresses) }
+}
+
+/**
+ * The addresses once each (Node spells an IPv6 address one way), and none already covered by a
+ * wildcard of its family: binding 0.0.0.0 and 127.0.0.1 on one port fails with EADDRINUSE.
+ */
+function distinctListenAddresses(addresses: readonly string[]): string[] {
+  const out: string[] = []
+  for (const a of addresses) {
+    const canonical = canonicalIp(a)
+    if (!out.includes(canonical)) out.push(canonical)
+  }
+  for (const wildcard of ['0.0.0.0', '::']) {
+    if (!out.includes(wildcard)) continue
+    const family = net.isIP(wildcard)
+    const covered = out.filter((a) => a !== wildcard && net.isIP(a) === family)
+    if (covered.length > 0) throw new UsageError(`--listen-address (EDGE_LISTEN_ADDRESS): ${covered.join(', ')} ${covered.length === 1 ? 'is' : 'are'} already covered by ${wildcard} (every address of its family); list either the wildcard or the addresses, not both`)
+  }
+  return out
 }
 
 /** Any command's options from its table: flags beat the environment, the environment beats defaults. */

@@ -64,6 +64,8 @@ export type ErrorCode =
   | 'EDGE_ERR_DERIVED_CONFLICT'
   // ---- Configuration problems: policy annotations (policy/) ----
   | 'EDGE_ERR_RATE_LIMIT'
+  // ---- Configuration problems: Knative's informational annotations (compile/tag-to-host.ts) ----
+  | 'EDGE_ERR_TAG_TO_HOST'
   // ---- Configuration problems found while compiling (compile/) ----
   | 'EDGE_ERR_INVALID_OBJECT'
   | 'EDGE_ERR_INVALID_FIELD'

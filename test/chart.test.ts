@@ -177,7 +177,7 @@ t.test('default render: Deployment', async (t) => {
     EDGE_AUTOSCALER_URL: 'ws://autoscaler.knative-serving.svc.cluster.local:8080',
   }
   for (const [name, value] of Object.entries(expected)) t.equal(env.get(name)?.value, value, name)
-  for (const name of ['EDGE_WATCH_SERVING', 'EDGE_NAMESPACES', 'EDGE_ACCESS_LOG_TEMPLATE', 'EDGE_MANIFESTS']) {
+  for (const name of ['EDGE_WATCH_SERVING', 'EDGE_NAMESPACES', 'EDGE_LISTEN_ADDRESS', 'EDGE_ACCESS_LOG_TEMPLATE', 'EDGE_MANIFESTS']) {
     t.notOk(env.has(name), `${name} unset by default`)
   }
   for (const e of env.values()) {
@@ -331,7 +331,7 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
     {
       publicService: { type: 'NodePort', externalTrafficPolicy: 'Local', nodePorts: { http: 31080, https: 31443 } },
       autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7 },
-      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', tracing: { endpoint: 'http://otel-collector.observability:4318', samplingRate: 0.25, serviceName: 'edge-eu' }, ingressClass: 'my.class', autoscalerUrl: '' },
+      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], listenAddresses: ['0.0.0.0', '::'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', tracing: { endpoint: 'http://otel-collector.observability:4318', samplingRate: 0.25, serviceName: 'edge-eu' }, ingressClass: 'my.class', autoscalerUrl: '' },
       podDisruptionBudget: { maxUnavailable: '50%' },
       extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }],
       nodeSelector: { 'kubernetes.io/os': 'linux' },
@@ -359,6 +359,7 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
   const env = envOf(r)
   t.equal(env.get('EDGE_WATCH_SERVING')?.value, '1')
   t.equal(env.get('EDGE_NAMESPACES')?.value, 'team-a,team-b')
+  t.equal(env.get('EDGE_LISTEN_ADDRESS')?.value, '0.0.0.0,::', 'both families, as the gateway parses the list')
   t.equal(env.get('EDGE_WORKERS')?.value, '4')
   t.notOk(env.has('EDGE_ACCESS_LOG'), 'accessLog: false turns the access log off')
   t.equal(env.get('EDGE_ACCESS_LOG_TEMPLATE')?.value, '{method} {path} {status}')

@@ -62,7 +62,8 @@ for (const [name, gw] of [['no --trusted-proxies', untrusted], ['a client outsid
     t.equal(h['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the address the gateway saw')
     t.equal(h['x-forwarded-proto'], 'http', 'X-Forwarded-Proto is the scheme the gateway saw')
     t.equal(h['x-forwarded-host'], HOST, 'X-Forwarded-Host is the Host the gateway saw')
-    for (const gone of ['x-forwarded-port', 'forwarded', 'x-real-ip', 'k-proxy-request', 'knative-serving-revision', 'knative-serving-namespace', 'k-network-foo', 'k-original-host']) {
+    t.equal(h.forwarded, `for=127.0.0.1;host=${HOST};proto=http`, 'Forwarded is what the gateway saw, as queue-proxy would build it')
+    for (const gone of ['x-forwarded-port', 'x-real-ip', 'k-proxy-request', 'knative-serving-revision', 'knative-serving-namespace', 'k-network-foo', 'k-original-host']) {
       t.equal(h[gone], undefined, `${gone} does not reach the pod`)
     }
     t.equal(h.host, HOST)
@@ -78,7 +79,7 @@ t.test('a trusted hop: X-Forwarded-For is appended to, Proto/Host and Forwarded 
   t.equal(h['x-forwarded-proto'], 'https')
   t.equal(h['x-forwarded-host'], OTHER)
   t.equal(h['x-forwarded-port'], '443')
-  t.equal(h.forwarded, HOSTILE.Forwarded)
+  t.equal(h.forwarded, `${HOSTILE.Forwarded}, for=127.0.0.1`, 'Forwarded kept, the gateway appends its element (RFC 7239 §4)')
   t.equal(h['x-real-ip'], '203.0.113.7')
   for (const gone of ['k-proxy-request', 'knative-serving-revision', 'knative-serving-namespace', 'k-network-foo', 'k-original-host']) t.equal(h[gone], undefined, `${gone} does not reach the pod`)
 })
@@ -88,6 +89,7 @@ t.test('a trusted hop without forwarding headers: the gateway sets them', async 
   t.equal(h['x-forwarded-for'], '127.0.0.1')
   t.equal(h['x-forwarded-proto'], 'http')
   t.equal(h['x-forwarded-host'], HOST)
+  t.equal(h.forwarded, `for=127.0.0.1;host=${HOST};proto=http`)
 })
 
 t.test('accounting: a revision pod gets exactly the gateway’s K-Proxy-Request and revision headers', async (t) => {

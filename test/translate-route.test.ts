@@ -58,7 +58,11 @@ t.test('the §1.8 example, plus tag-header routing', async (t) => {
         'serving.knative.dev/routeNamespace': 'default',
         'serving.knative.dev/service': 'hello',
       },
-      annotations: { 'networking.knative.dev/ingress.class': 'edge.ingress.networking.knative.dev' },
+      annotations: {
+        'networking.knative.dev/ingress.class': 'edge.ingress.networking.knative.dev',
+        // As Serving 1.22 writes it (route/resources/ingress_test.go): the tag's primary host per visibility.
+        'networking.internal.knative.dev/tag-to-host': '{"candidate":["candidate-hello.default.svc.cluster.local","candidate-hello.default.example.com"]}',
+      },
     },
     spec: {
       httpOption: 'Enabled',
@@ -94,7 +98,28 @@ t.test('route annotations carried over; class forced; alternate class key droppe
   t.strictSame(routeToIngress(route, opts).metadata.annotations, {
     'networking.knative.dev/ingress.class': 'edge.ingress.networking.knative.dev',
     'serving.knative.dev/creator': 'me',
+    'networking.internal.knative.dev/tag-to-host': '{"candidate":["candidate-hello.default.svc.cluster.local","candidate-hello.default.example.com"]}',
   })
+})
+
+t.test('tag-to-host: only with tags; tags in Go map order; a cluster-local Route lists its cluster-local host only', async (t) => {
+  const ANN = 'networking.internal.knative.dev/tag-to-host'
+  const untagged = helloRoute()
+  untagged.status!.traffic = [{ revisionName: 'hello-00001', percent: 100 }]
+  t.notOk(ANN in (routeToIngress(untagged, opts).metadata.annotations ?? {}), 'no tags: no annotation (Serving adds it only when there are tags)')
+
+  const numbered = helloRoute()
+  numbered.status!.traffic = [
+    { revisionName: 'hello-00001', percent: 100 },
+    { tag: 'v9', revisionName: 'hello-00001', percent: 0 },
+    { tag: 'v10', revisionName: 'hello-00002', percent: 0 },
+  ]
+  const written = routeToIngress(numbered, opts).metadata.annotations?.[ANN]
+  t.equal(written, '{"v10":["v10-hello.default.svc.cluster.local","v10-hello.default.example.com"],"v9":["v9-hello.default.svc.cluster.local","v9-hello.default.example.com"]}')
+
+  const local = helloRoute()
+  local.metadata.labels = { 'networking.knative.dev/visibility': 'cluster-local' }
+  t.equal(routeToIngress(local, opts).metadata.annotations?.[ANN], '{"candidate":["candidate-hello.default.svc.cluster.local"]}')
 })
 
 t.test('cluster-local label: no ExternalIP rules', async (t) => {

@@ -9,6 +9,8 @@ import type { GatewayMetrics } from '../metrics.ts'
 import type { BackendSpec, Snapshot } from '../model/snapshot.ts'
 import type { Throttler } from '../activator/throttler.ts'
 import type { ColdStartView } from './cold-starts.ts'
+import { bindRest } from '../dataplane/listen-addresses.ts'
+import type { BindAddress, BoundAddresses } from '../dataplane/listen-addresses.ts'
 
 /** What /debug/routes reads of the serving side: the snapshot and, where this process serves, its throttlers. */
 export interface RoutesView {
@@ -42,7 +44,7 @@ export interface AdminServer {
 
 export async function startAdmin(
   deps: AdminDeps,
-  host: string,
+  addresses: readonly BindAddress[],
   port: number,
   /** With --workers: the workers' metrics, merged with this process's (counters summed). */
   metricsFrom?: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>,
@@ -61,8 +63,18 @@ export async function startAdmin(
     return reply.type(own.contentType).send(await merged.metrics())
   })
   app.get('/debug/routes', async (_req, reply) => reply.send(describeRoutes(deps.routes.snapshot, deps.routes, deps.sources(), deps.podInFlight)))
-  await app.listen({ host, port })
-  return { app, port: (app.server.address() as AddressInfo).port, close: () => app.close() }
+  // Fastify binds the first address; the others hand their connections to its server.
+  const [first, ...rest] = addresses
+  if (!first) throw new Error('no listen address for the admin port')
+  await app.listen({ host: first.host, port, ipv6Only: first.ipv6Only })
+  let bound: BoundAddresses
+  try {
+    bound = await bindRest(app.server, rest, (app.server.address() as AddressInfo).port, {})
+  } catch (err) {
+    await app.close()
+    throw err
+  }
+  return { app, port: bound.port, close: async () => { await Promise.all([app.close(), bound.close()]) } }
 }
 
 /**
@@ -88,6 +100,7 @@ export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Recor
     .map((h) => ({
       host: h.host,
       visibility: h.visibility,
+      tag: h.tag,
       ingress: h.ingress.key,
       origin: h.ingress.origin,
       generation: h.ingress.generation,

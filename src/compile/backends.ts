@@ -3,6 +3,8 @@
 import type { EndpointSlice, IngressBackendSplit, Revision, Service, ServicePort } from '../model/k8s.ts'
 import { HEADER_REVISION, LABEL_REVISION, LABEL_SERVICE_NAME, QUEUE_PROXY_TLS_PORT } from '../model/k8s.ts'
 import type { BackendSpec, Endpoint, RevisionRef, UpstreamProtocol } from '../model/snapshot.ts'
+import { canonicalIp, hostPort } from '../model/addresses.ts'
+import net from 'node:net'
 
 export interface BackendIndex {
   services: ReadonlyMap<string, Service>
@@ -37,13 +39,9 @@ function headerValue(headers: Record<string, string> | undefined, name: string):
   return undefined
 }
 
-function formatAddress(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
-}
-
 function endpointAt(ip: string, port: number, address: string, securePort: number | undefined): Endpoint {
   if (securePort === undefined) return { address, host: ip, port, origin: `http://${address}` }
-  return { address, host: ip, port, origin: `http://${address}`, tls: { port: securePort, origin: `https://${formatAddress(ip, securePort)}` } }
+  return { address, host: ip, port, origin: `http://${address}`, tls: { port: securePort, origin: `https://${hostPort(ip, securePort)}` } }
 }
 
 /**
@@ -74,9 +72,11 @@ export function readyEndpoints(
     if (isH2c(port.name, port.appProtocol)) h2c = true
     const securePort = tlsPort?.(slice.ports ?? [])
     for (const ep of slice.endpoints ?? []) {
-      const ip = ep.addresses?.[0]
-      if (typeof ip !== 'string' || ip === '') continue
-      const address = formatAddress(ip, port.port)
+      const listed = ep.addresses?.[0]
+      // Only IPs are dialled (validation refuses anything else in a manifest; this guards the rest).
+      if (typeof listed !== 'string' || net.isIP(listed) === 0) continue
+      const ip = canonicalIp(listed)
+      const address = hostPort(ip, port.port)
       // Kubernetes: a nil `ready` means ready. A not-ready pod that is not terminating may be
       // starting: a candidate for the activator's early probe (unless another slice lists it ready).
       if (ep.conditions?.ready === false) {
@@ -205,7 +205,9 @@ export function resolveTarget(t: BackendTarget, index: BackendIndex): BackendSpe
       return { ...base, kind: 'external', protocol: 'http1', endpoints: [], problem: `ExternalName Service ${namespace}/${serviceName} has no usable name or port ${wantPort}` }
     }
     const h2c = (svc.spec.ports ?? []).some((p) => isH2c(p.name, p.appProtocol))
-    return { ...base, kind: 'external', protocol: h2c ? 'h2c' : 'http1', endpoints: [], externalHost: host, externalPort, externalOrigin: `http://${host}:${externalPort}` }
+    // An IP literal is allowed there too; an IPv6 one is dialled unbracketed but written in brackets in the origin.
+    const externalHost = net.isIP(host) === 0 ? host : canonicalIp(host.replace(/^\[(.*)\]$/, '$1'))
+    return { ...base, kind: 'external', protocol: h2c ? 'h2c' : 'http1', endpoints: [], externalHost, externalPort, externalOrigin: `http://${hostPort(externalHost, externalPort)}` }
   }
   if (!port) {
     return { ...base, kind: 'pods', protocol: 'http1', endpoints: [], problem: `Service ${namespace}/${serviceName} has no port ${wantPort}` }

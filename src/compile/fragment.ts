@@ -14,6 +14,8 @@ import type { BackendIndex, BackendTarget } from './backends.ts'
 import { computeSpecHash, setIngressDefaults } from './hash.ts'
 import { ANN_RATE_LIMIT, ANN_RATE_LIMIT_BURST, parseRateLimit } from '../policy/rate-limit-spec.ts'
 import type { RateLimitSpec } from '../policy/rate-limit-spec.ts'
+import { TAG_TO_HOST_FIELD, tagsByHost, unservedTagHosts } from './tag-to-host.ts'
+import type { TagsByHost } from './tag-to-host.ts'
 
 export type Origin = IngressRef['origin']
 
@@ -23,6 +25,7 @@ const NO_MATCHES: ReadonlyArray<readonly [string, string]> = Object.freeze([])
 const CUMULATIVE_100: readonly number[] = Object.freeze([100])
 const NO_ENTRIES: readonly HostEntry[] = Object.freeze([])
 const NO_PROBLEMS: ConfigProblem[] = Object.freeze([]) as unknown as ConfigProblem[]
+const NO_TAGS: TagsByHost = new Map()
 
 export interface SplitTemplate {
   /** The (defaulted) split as written: a Service change re-derives its target from it. */
@@ -67,8 +70,10 @@ export class Fragment {
   /** Every split's target, in order (also those before a compile error: they are live backends). */
   readonly splits: SplitTemplate[] = []
   error: ConfigProblem[] = []
-  /** Problems that do not stop it serving (a bad rate-limit annotation). */
+  /** Problems that do not stop it serving (a bad rate-limit or tag-to-host annotation). */
   warnings: readonly ConfigProblem[] = NO_PROBLEMS
+  /** Each host's traffic tag, from Serving's tag-to-host annotation (tag-to-host.ts). */
+  readonly tags: TagsByHost
   /** `spec.tls` as written (checked when used: a malformed one is this ingress's problem, not a crash). */
   readonly tls: readonly IngressTLS[]
   readonly tlsMalformed: boolean
@@ -98,7 +103,10 @@ export class Fragment {
     const rateLimit = rateLimitOf(m.annotations)
     this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '', ...(typeof rateLimit === 'object' ? { rateLimit } : {}) }
     // A bad limit is said, and the ingress serves without one (it is not rejected for it).
-    if (typeof rateLimit === 'string') this.warnings = [{ source: 'kubernetes', object: this.label, field: `metadata.annotations["${ANN_RATE_LIMIT}"]`, reason: `${rateLimit}; the hosts are served without a rate limit until it is fixed`, code: 'EDGE_ERR_RATE_LIMIT' }]
+    if (typeof rateLimit === 'string') this.warn(`metadata.annotations["${ANN_RATE_LIMIT}"]`, `${rateLimit}; the hosts are served without a rate limit until it is fixed`, 'EDGE_ERR_RATE_LIMIT')
+    const tags = tagsByHost(m.annotations, normaliseHost)
+    this.tags = typeof tags === 'string' ? NO_TAGS : tags
+    if (typeof tags === 'string') this.warn(TAG_TO_HOST_FIELD, `${tags}; the hosts are served, shown without their tags until it is fixed`, 'EDGE_ERR_TAG_TO_HOST')
     this.tlsMalformed = spec.tls != null && !Array.isArray(spec.tls)
     this.tls = Array.isArray(spec.tls) ? spec.tls : []
   }
@@ -122,6 +130,12 @@ export class Fragment {
       this.error.push(...problemFrom(err, this.label, 'EDGE_ERR_COMPILE', this.ingress))
     }
     if (this.error.length === 0) this.error = NO_PROBLEMS
+    const unserved = this.error.length === 0 ? unservedTagHosts(this.tags, this.hosts) : []
+    if (unserved.length > 0) this.warn(TAG_TO_HOST_FIELD, `names ${unserved.join(', ')}, which no rule of this ingress has; list under each tag the hosts of its rules`, 'EDGE_ERR_TAG_TO_HOST')
+  }
+
+  private warn(field: string, reason: string, code: ErrorCode): void {
+    this.warnings = [...this.warnings, { source: 'kubernetes', object: this.label, field, reason, code }]
   }
 
   private compilePath(p: HTTPIngressPath, field: string, index: BackendIndex): PathTemplate {
@@ -186,7 +200,7 @@ export class Fragment {
   entry(claim: HostClaim): HostEntry {
     let e = this.entryFor(claim.host)
     if (!e) {
-      e = { host: claim.host, visibility: claim.visibility, ingress: this.ref, paths: this.paths[claim.rule]! }
+      e = { host: claim.host, visibility: claim.visibility, ingress: this.ref, paths: this.paths[claim.rule]!, tag: this.tags.get(claim.host) }
       if (this.entries === NO_ENTRIES) this.entries = [e]
       else this.entries.push(e)
     }

@@ -2,6 +2,7 @@
 // does it have the shape the rest of the program assumes? Everything wrong is reported at once, each
 // problem naming its field, so an operator can fix a file in one pass. Never throws: the input can be
 // anything YAML or JSON can produce.
+import net from 'node:net'
 import type { Kind, ObjectsByKind } from '../model/k8s.ts'
 import { LABEL_SERVICE_NAME } from '../model/k8s.ts'
 import type { ConfigProblem } from '../model/problems.ts'
@@ -287,6 +288,7 @@ function checkEndpointSlice(c: Checker, obj: Json): void {
       c.add(`endpoints[${i}].addresses`, `addresses must be a list of IP addresses, got ${describe(endpoint.addresses)}`, 'EDGE_ERR_ENDPOINTSLICE_ADDRESSES')
     } else {
       checkStringList(c, endpoint.addresses, `endpoints[${i}].addresses`, 'EDGE_ERR_ENDPOINTSLICE_ADDRESSES', true)
+      checkAddressFamily(c, endpoint.addresses, obj.addressType, `endpoints[${i}].addresses`)
     }
     const conditions = optionalRecord(c, endpoint.conditions, `endpoints[${i}].conditions`, 'EDGE_ERR_ENDPOINTSLICE_CONDITIONS')
     for (const name of ['ready', 'serving', 'terminating']) {
@@ -302,6 +304,22 @@ function checkEndpointSlice(c: Checker, obj: Json): void {
       c.add(`ports[${i}].port`, `port must be a number 1-65535, got ${describe(port.port)}`, 'EDGE_ERR_ENDPOINTSLICE_PORT')
     }
     if (port) optionalString(c, port.name, `ports[${i}].name`, 'EDGE_ERR_ENDPOINTSLICE_PORT')
+  })
+}
+
+/** The gateway dials these addresses: each must be an IP of the slice's addressType (IPv6 unbracketed). */
+function checkAddressFamily(c: Checker, addresses: unknown[], addressType: unknown, field: string): void {
+  if (addressType === 'FQDN') return
+  const want = addressType === 'IPv4' ? 4 : addressType === 'IPv6' ? 6 : undefined
+  addresses.forEach((a, j) => {
+    if (typeof a !== 'string' || a === '') return // checkStringList said so
+    const family = net.isIP(a)
+    if (family === 0) {
+      const hint = /^\[.*\]$/.test(a) ? ` (write IPv6 addresses without brackets: ${a.slice(1, -1)})` : ''
+      c.add(`${field}[${j}]`, `${JSON.stringify(a)} is not an IP address${hint}; an EndpointSlice lists pod IPs`, 'EDGE_ERR_ENDPOINTSLICE_ADDRESSES')
+    } else if (want !== undefined && family !== want) {
+      c.add(`${field}[${j}]`, `${JSON.stringify(a)} is an IPv${family} address in a slice of addressType IPv${want}; put it in a slice of addressType IPv${family} (a dual-stack Service has one slice per family)`, 'EDGE_ERR_ENDPOINTSLICE_ADDRESSES')
+    }
   })
 }
 

@@ -9,6 +9,7 @@
 //                     writer and the link to the Knative autoscaler (roles that own configuration)
 //   admin             health, readiness, metrics and /debug/routes
 //   tracing           OTLP spans per request, only with --tracing-endpoint (serving roles)
+import net from 'node:net'
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
@@ -21,6 +22,8 @@ import { FilesSource } from '../sources/files.ts'
 import { DataPlane } from '../dataplane/data-plane.ts'
 import type { DataPlaneOptions } from '../dataplane/data-plane.ts'
 import { startListener, startTlsListener } from '../dataplane/listeners.ts'
+import { bindAddresses } from '../dataplane/listen-addresses.ts'
+import { canonicalIp } from '../model/addresses.ts'
 import type { Listener } from '../dataplane/listeners.ts'
 import { clientLimits, trustedProxyList } from '../dataplane/guard.ts'
 import { AccessLog, parseAccessTemplate } from '../observe/access-log.ts'
@@ -197,7 +200,7 @@ export interface Listeners {
  */
 export async function startListeners(config: GatewayConfig, log: Logger, plane: DataPlane, pipeline: ConfigPipeline): Promise<Listeners> {
   const { store, publisher } = pipeline
-  const opts = { host: config.listenAddress, http1Server: config.http1Server, proxyProtocol: config.proxyProtocol, ...clientLimits(config) }
+  const opts = { addresses: bindAddresses(config.listenAddresses), http1Server: config.http1Server, proxyProtocol: config.proxyProtocol, ...clientLimits(config) }
   const started: Listener[] = []
   const add = async (l: Promise<Listener>): Promise<number> => {
     const one = await l
@@ -452,7 +455,7 @@ export interface AdminHooks {
 }
 
 export function startAdminPart(config: GatewayConfig, metrics: GatewayMetrics, hooks: AdminHooks): Promise<AdminServer> {
-  return startAdmin({ metrics, routes: hooks.routes, notReadyReason: hooks.notReadyReason, sources: hooks.sources, podInFlight: hooks.podInFlight }, config.listenAddress, config.adminPort, hooks.metricsFrom)
+  return startAdmin({ metrics, routes: hooks.routes, notReadyReason: hooks.notReadyReason, sources: hooks.sources, podInFlight: hooks.podInFlight }, bindAddresses(config.listenAddresses), config.adminPort, hooks.metricsFrom)
 }
 
 // ---- replica share ------------------------------------------------------------------------------
@@ -464,10 +467,12 @@ export function startAdminPart(config: GatewayConfig, metrics: GatewayMetrics, h
  */
 export function followReplicaShare(config: GatewayConfig, pipeline: ConfigPipeline, apply: (index: number, count: number) => void): void {
   if (!config.kubernetes || !config.podIp) return
-  const podIp = config.podIp
+  const podIp = canonicalIp(config.podIp)
+  // A dual-stack Service lists each replica once per family: count the replicas in POD_IP's family.
+  const family = net.isIP(podIp)
   const share = (): void => {
     const replicas = gatewayReplicas(pipeline.store.list('EndpointSlice'), config.podNamespace, config.localService, config.localPort)
-    const ips = [...new Set(replicas.map((r) => r.ip))].sort()
+    const ips = [...new Set(replicas.map((r) => r.ip).filter((ip) => net.isIP(ip) === family))].sort()
     apply(ips.indexOf(podIp), Math.max(1, ips.length))
   }
   pipeline.publisher.subscribe('replica-share', (p) => {

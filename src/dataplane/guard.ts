@@ -10,6 +10,7 @@ import { rawReply } from './reply.ts'
 import type { Reason } from './reply.ts'
 import { markTrustedHop } from './upstream-headers.ts'
 import type { ClientRequest } from './client.ts'
+import { unmappedIp } from './forwarded.ts'
 
 export interface ClientLimits {
   /** Time a client has to send its request headers (408). */
@@ -91,7 +92,7 @@ export function perIpAdmission(max: number, onRefused: () => void): ((socket: ne
   if (max <= 0) return undefined
   const open = new Map<string, number>()
   return (socket) => {
-    const ip = socket.remoteAddress
+    const ip = unmappedIp(socket.remoteAddress)
     if (ip === undefined) return true
     const n = (open.get(ip) ?? 0) + 1
     if (n > max) {

@@ -6,7 +6,6 @@ import http from 'node:http'
 import http2 from 'node:http2'
 import net from 'node:net'
 import type tls from 'node:tls'
-import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { DataPlane, ListenerKind } from './data-plane.ts'
 import type { CertificateStore } from './tls.ts'
@@ -20,9 +19,12 @@ import { copyClaimedAddress, readProxyHeader } from './proxy-front.ts'
 import type { ProxyFailure } from './proxy-front.ts'
 import type { ClientLimits } from './guard.ts'
 import type { Entrance } from './front-door.ts'
+import { listenOnAll } from './listen-addresses.ts'
+import type { AcceptOptions, BindAddress, BoundAddresses } from './listen-addresses.ts'
 
 export interface ListenerOptions extends Partial<ClientLimits> {
-  host: string
+  /** Every address binds `port` (bindAddresses: IPv6-only where both families are listed). */
+  addresses: readonly BindAddress[]
   port: number
   /** Time a client has to send its request headers. */
   headersTimeoutMs?: number
@@ -96,16 +98,10 @@ function http2Handlers(server: http2.Http2Server | http2.Http2SecureServer, plan
 
 const H2_SETTINGS: http2.Settings = { maxConcurrentStreams: 1000, enablePush: false }
 
-async function listen(server: net.Server, host: string, port: number): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ host, port }, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  return (server.address() as AddressInfo).port
-}
+// How the plain front (sniff.ts) and the PROXY-protocol front (netServer) take connections; a TLS
+// server takes them as node:tls does by default.
+const PAUSED: AcceptOptions = { pauseOnConnect: true, noDelay: true }
+const TLS_ACCEPT: AcceptOptions = {}
 
 /**
  * --proxy-protocol: each connection's PROXY header is read first (under the header timeout); the
@@ -136,22 +132,27 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   const before = opts.proxyProtocol ? proxyFirst(plane, limits, perIp) : undefined
   const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs }, before)
   if (perIp && !before) front.prependListener('connection', perIp)
-  return listening(kind, front, await listen(front, opts.host, opts.port), h1, edge, sessions, undefined)
+  return listening(kind, front, await listenOnAll(front, opts.addresses, opts.port, PAUSED), h1, edge, sessions, undefined)
 }
 
 /**
- * A started listener: `accepting` takes the connections; h1 (node:http, never listening itself),
- * our HTTP/1.1 server side and the HTTP/2 sessions serve them; `sockets` are other connections to
- * end on closeAll (HTTP/1.1 over TLS).
+ * A started listener: `accepting` takes the connections (those to further addresses reach it from
+ * `bound`); h1 (node:http, never listening itself), our HTTP/1.1 server side and the HTTP/2
+ * sessions serve them; `sockets` are other connections to end on closeAll (HTTP/1.1 over TLS).
  */
-function listening(kind: ListenerKind, accepting: net.Server, port: number, h1: http.Server, edge: EdgeH1Server | undefined, sessions: Set<http2.Http2Session>, sockets: Set<net.Socket> | undefined): Listener {
+function listening(kind: ListenerKind, accepting: net.Server, bound: BoundAddresses, h1: http.Server, edge: EdgeH1Server | undefined, sessions: Set<http2.Http2Session>, sockets: Set<net.Socket> | undefined): Listener {
   return {
     kind,
     server: h1,
-    port,
+    port: bound.port,
     close: () =>
       new Promise<void>((resolve) => {
-        accepting.close(() => resolve())
+        let open = 2
+        const done = (): void => {
+          if (--open === 0) resolve()
+        }
+        accepting.close(done)
+        void bound.close().then(done)
         // Not listening, so close() reports ERR_SERVER_NOT_RUNNING; what matters is that it stops
         // the connection sweep and closes idle keep-alive connections.
         h1.close(() => {})
@@ -250,7 +251,7 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     sockets.add(sock)
     sock.once('close', () => sockets.delete(sock))
   })
-  return listening(kind, accepting, await listen(accepting, opts.host, opts.port), h1, edge, sessions, sockets)
+  return listening(kind, accepting, await listenOnAll(accepting, opts.addresses, opts.port, before ? PAUSED : TLS_ACCEPT), h1, edge, sessions, sockets)
 }
 
 function netServer(onConnection: (socket: net.Socket) => void): net.Server {

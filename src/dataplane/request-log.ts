@@ -6,6 +6,7 @@ import type { GatewayMetrics } from '../metrics.ts'
 import type { AccessLog } from '../observe/access-log.ts'
 import type { Refusal } from './guard.ts'
 import type { RequestRecord } from './request-record.ts'
+import { unmappedIp } from './forwarded.ts'
 
 export class RequestLog {
   private readonly metrics: GatewayMetrics
@@ -33,6 +34,6 @@ export class RequestLog {
   /** The parser refused a connection's bytes before there was a request (no record). */
   unparsed(r: Refusal, remoteAddress: string | undefined): void {
     this.metrics.request('', undefined, r.status, 0, r.reason)
-    this.access?.writeRefusal(r.status, r.reason, remoteAddress)
+    this.access?.writeRefusal(r.status, r.reason, unmappedIp(remoteAddress))
   }
 }

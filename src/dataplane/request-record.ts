@@ -6,6 +6,7 @@ import type { RequestTrace } from '../observe/request-trace.ts'
 import type { ClientRequest } from './client.ts'
 import type { ListenerKind } from './identify.ts'
 import type { Reason } from './reply.ts'
+import { unmappedIp } from './forwarded.ts'
 
 export interface RequestRecord {
   /** performance.now() at arrival. */
@@ -44,5 +45,5 @@ export function noteAnswer(r: RequestRecord, detail: string): void {
 }
 
 export function newRecord(req: ClientRequest, listener: ListenerKind, upgrade: boolean): RequestRecord {
-  return { startedAt: performance.now(), listener, upgrade, req, remote: req.socket?.remoteAddress, host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0, trace: undefined }
+  return { startedAt: performance.now(), listener, upgrade, req, remote: unmappedIp(req.socket?.remoteAddress), host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0, trace: undefined }
 }

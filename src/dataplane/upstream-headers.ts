@@ -4,11 +4,13 @@
 //
 // Spoofing (issue 7): headers the gateway or Knative own are never taken from a client, and the
 // forwarding headers (X-Forwarded-*, Forwarded, X-Real-IP) are only believed from a trusted hop
-// (--trusted-proxies). From anyone else they are replaced by what the gateway itself saw.
+// (--trusted-proxies). From anyone else they are replaced by what the gateway itself saw; Forwarded
+// is always written (forwarded.ts), an IPv6 client as `for="[::1]"`.
 import type { ClientRequest } from './client.ts'
 import type { HeaderSet } from '../model/snapshot.ts'
 import type { Resolution } from './resolve.ts'
 import type { TraceHeaders } from '../observe/request-trace.ts'
+import { forwardedFrom, forwardedValue, unmappedIp } from './forwarded.ts'
 
 export interface UpstreamHeaderPlan {
   /** Header lists to set, in order; a later list overrides an earlier one for the same name. */
@@ -101,8 +103,10 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
   const drop = trace === undefined ? DROP : DROP_TRACED
   let clientHost: string | undefined
   let xff: string | undefined
-  let haveProto = false
-  let haveFwdHost = false
+  // From a trusted hop: its Forwarded (appended to), X-Forwarded-Proto and -Host (kept).
+  let forwarded: string | undefined
+  let trustedProto: string | undefined
+  let trustedHost: string | undefined
   let upgradeValue: string | undefined
   let teTrailers = false
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -128,8 +132,12 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
         xff = xff === undefined ? value : `${xff}, ${value}`
         continue
       }
-      if (lower === 'x-forwarded-proto') haveProto = true
-      else if (lower === 'x-forwarded-host') haveFwdHost = true
+      if (lower === 'forwarded') {
+        forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`
+        continue
+      }
+      if (lower === 'x-forwarded-proto') trustedProto ??= value
+      else if (lower === 'x-forwarded-host') trustedHost ??= value
     } else if (lower === 'k-network-hash' && value === 'override') {
       out.push(name, plan.probeHash)
       continue
@@ -139,10 +147,13 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
   const host = plan.host ?? clientHost
   if (host !== undefined) out.push('host', host)
   for (const list of plan.sets) for (const h of list) out.push(h.name, h.value)
-  if (plan.clientIp !== undefined) out.push('x-forwarded-for', xff === undefined ? plan.clientIp : `${xff}, ${plan.clientIp}`)
-  else if (xff !== undefined) out.push('x-forwarded-for', xff)
-  if (!haveProto) out.push('x-forwarded-proto', plan.proto)
-  if (!haveFwdHost && clientHost !== undefined) out.push('x-forwarded-host', clientHost)
+  const forwardedFor = plan.clientIp === undefined ? xff : xff === undefined ? plan.clientIp : `${xff}, ${plan.clientIp}`
+  if (forwardedFor !== undefined) out.push('x-forwarded-for', forwardedFor)
+  if (trustedProto === undefined) out.push('x-forwarded-proto', plan.proto)
+  if (trustedHost === undefined && clientHost !== undefined) out.push('x-forwarded-host', clientHost)
+  // RFC 7239 §4: a proxy appends its element to a Forwarded it keeps; otherwise it is built from the above.
+  if (forwarded !== undefined) out.push('forwarded', plan.clientIp === undefined ? forwarded : `${forwarded}, for=${forwardedValue(plan.clientIp)}`)
+  else out.push('forwarded', forwardedFrom(forwardedFor, trustedHost ?? clientHost, trustedProto ?? plan.proto))
   if (plan.activator) out.push('k-proxy-request', 'activator')
   if (teTrailers) out.push('te', 'trailers')
   if (plan.upgrade && upgradeValue !== undefined) out.push('connection', 'upgrade', 'upgrade', upgradeValue)
@@ -163,7 +174,7 @@ export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: bo
     sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
     host: r.upstreamHost,
     probeHash: r.entry.ingress.hash,
-    clientIp: req.socket?.remoteAddress,
+    clientIp: unmappedIp(req.socket?.remoteAddress),
     proto: secure ? 'https' : 'http',
     activator,
     upgrade,

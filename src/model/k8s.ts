@@ -242,6 +242,8 @@ export function kindOf(obj: { apiVersion?: string; kind: string }): Kind {
 // Well-known names.
 export const ANN_INGRESS_CLASS = 'networking.knative.dev/ingress.class'
 export const ANN_INGRESS_CLASS_ALT = 'networking.knative.dev/ingress-class'
+/** Serving 1.22+: JSON map from each traffic tag to its hosts (compile/tag-to-host.ts). */
+export const ANN_TAG_TO_HOST = 'networking.internal.knative.dev/tag-to-host'
 export const LABEL_VISIBILITY = 'networking.knative.dev/visibility'
 export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name'
 export const LABEL_REVISION = 'serving.knative.dev/revision'

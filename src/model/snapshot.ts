@@ -110,6 +110,8 @@ export interface HostEntry {
   readonly visibility: Visibility
   readonly ingress: IngressRef
   readonly paths: readonly PathEntry[]
+  /** The Route traffic tag this host serves, as Serving's tag-to-host annotation says. */
+  readonly tag?: string | undefined
 }
 
 export interface TLSCertificate {

@@ -27,6 +27,7 @@ import {
 import type { ClientRequest } from '../dataplane/client.ts'
 import type { Resolution } from '../dataplane/resolve.ts'
 import { hostOf } from '../dataplane/screen.ts'
+import { unmappedIp } from '../dataplane/forwarded.ts'
 import type { RequestRecord } from '../dataplane/request-record.ts'
 
 /** The trace context headers the pod gets (set, never appended: the client's own are replaced). */
@@ -108,7 +109,7 @@ export class SampledTrace implements RequestTrace {
       [ATTR_URL_SCHEME]: secure ? 'https' : 'http',
       [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersionMajor === 2 ? '2' : req.httpVersion,
     }
-    const client = req.socket?.remoteAddress
+    const client = unmappedIp(req.socket?.remoteAddress)
     if (client !== undefined) attrs[ATTR_CLIENT_ADDRESS] = client
     server.setAttributes(attrs)
   }

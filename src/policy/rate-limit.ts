@@ -7,6 +7,7 @@ import type { Policy, PolicyInput, Verdict } from '../dataplane/policy.ts'
 import type { Answer } from '../dataplane/reply.ts'
 import type { RateLimitSpec } from './rate-limit-spec.ts'
 import { TokenBucket } from './token-bucket.ts'
+import { unmappedIp } from '../dataplane/forwarded.ts'
 
 export interface RateLimitOptions {
   /** --rate-limit-per-client, already divided among the workers; undefined: none. */
@@ -45,7 +46,7 @@ export class RateLimitPolicy implements Policy {
     const now = this.now()
     if (now - this.lastSweep > SWEEP_MS) this.sweep(now)
     if (per !== undefined) {
-      const client = input.req.socket?.remoteAddress ?? ''
+      const client = unmappedIp(input.req.socket?.remoteAddress) ?? ''
       let b = this.clients.get(client)
       if (b === undefined) {
         if (this.clients.size >= MAX_CLIENTS) this.sweep(now, true)

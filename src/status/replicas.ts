@@ -3,6 +3,7 @@
 // §2.7). Pure: slices in, dial targets out.
 import type { EndpointSlice } from '../model/k8s.ts'
 import { LABEL_SERVICE_NAME } from '../model/k8s.ts'
+import { canonicalIp, hostPort } from '../model/addresses.ts'
 
 export interface Replica {
   readonly ip: string
@@ -27,10 +28,6 @@ function httpPort(slice: EndpointSlice, fallbackPort: number): number {
   return plain?.port ?? fallbackPort
 }
 
-function keyFor(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
-}
-
 export function gatewayReplicas(slices: readonly EndpointSlice[], namespace: string, service: string, fallbackPort: number): Replica[] {
   const out = new Map<string, Replica>()
   for (const s of slices) {
@@ -41,8 +38,9 @@ export function gatewayReplicas(slices: readonly EndpointSlice[], namespace: str
     for (const ep of s.endpoints ?? []) {
       // Ready unset counts as ready (the EndpointSlice API says so; Kourier reads it the same way).
       if (ep.conditions?.ready === false) continue
-      for (const ip of ep.addresses ?? []) {
-        const key = keyFor(ip, port)
+      for (const listed of ep.addresses ?? []) {
+        const ip = canonicalIp(listed)
+        const key = hostPort(ip, port)
         if (!out.has(key)) out.set(key, { ip, port, key })
       }
     }

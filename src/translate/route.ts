@@ -2,8 +2,9 @@
 // §1.8) so a gateway fed Routes directly routes exactly as one fed Serving's KIngresses would.
 // Differences from Serving, on purpose: tag-header routing is always on (Serving's feature flag
 // defaults to off), backends always use port 80 (Serving picks 81 for h2c revisions, which needs the
-// Revision), and there is no rollout or tag-to-host annotation (no gradual rollout without Serving).
-import { HEADER_DEFAULT_ROUTE, HEADER_NAMESPACE, HEADER_REVISION, HEADER_TAG, LABEL_VISIBILITY } from '../model/k8s.ts'
+// Revision), and there is no rollout annotation (no gradual rollout without Serving). The tag-to-host
+// annotation is written as Serving 1.22 writes it (compile/tag-to-host.ts says what it is for).
+import { ANN_TAG_TO_HOST, HEADER_DEFAULT_ROUTE, HEADER_NAMESPACE, HEADER_REVISION, HEADER_TAG, LABEL_VISIBILITY } from '../model/k8s.ts'
 import type { HTTPIngressPath, IngressBackendSplit, IngressRule, KIngress, Route, TrafficTarget } from '../model/k8s.ts'
 import { ConfigError } from '../model/problems.ts'
 import type { ConfigProblem } from '../model/problems.ts'
@@ -49,12 +50,19 @@ export function routeToIngress(route: Route, opts: TranslateOptions): KIngress {
   const clusterLocalOnly = route.metadata.labels?.[LABEL_VISIBILITY] === 'cluster-local'
   const tagTargets = targets.slice(1)
   const rules: IngressRule[] = []
+  // Serving's tag-to-host: each tag's primary host per visibility, cluster-local first (route/resources/ingress.go).
+  const tagToHost: Array<[string, string[]]> = []
   for (const target of targets) {
     const paths = () => pathsFor(target, tagTargets, ns)
     const hostName = target.tag === '' ? name : `${target.tag}-${name}`
-    rules.push({ hosts: clusterLocalHosts(hostName, ns, opts.clusterDomain), visibility: 'ClusterLocal', http: { paths: paths() } })
+    const local = clusterLocalHosts(hostName, ns, opts.clusterDomain)
+    rules.push({ hosts: local, visibility: 'ClusterLocal', http: { paths: paths() } })
     if (!clusterLocalOnly) rules.push({ hosts: [target.externalHost], visibility: 'ExternalIP', http: { paths: paths() } })
+    if (target.tag !== '') tagToHost.push([target.tag, clusterLocalOnly ? [local.at(-1)!] : [local.at(-1)!, target.externalHost]])
   }
+  const annotations = ingressAnnotations(route.metadata.annotations, opts.ingressClass)
+  // Written pair by pair: the tags are sorted, as Go writes a map's keys (a JS object puts "9" before "10").
+  if (tagToHost.length > 0) annotations[ANN_TAG_TO_HOST] = `{${tagToHost.map(([tag, hosts]) => `${JSON.stringify(tag)}:${JSON.stringify(hosts)}`).join(',')}}`
 
   return {
     apiVersion: 'networking.internal.knative.dev/v1alpha1',
@@ -63,7 +71,7 @@ export function routeToIngress(route: Route, opts: TranslateOptions): KIngress {
       name,
       namespace: ns,
       labels: { ...route.metadata.labels, [LABEL_ROUTE]: name, [LABEL_ROUTE_NAMESPACE]: ns },
-      annotations: ingressAnnotations(route.metadata.annotations, opts.ingressClass),
+      annotations,
     },
     spec: { rules, httpOption: isProblem(httpOption) ? '' : httpOption },
   }

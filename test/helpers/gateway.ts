@@ -42,7 +42,8 @@ export const describeRequest: BackendHandler = (req, res, b) => {
   res.end(body)
 }
 
-export async function startBackend(name: string, handler: BackendHandler = describeRequest): Promise<Backend> {
+/** `host`: the loopback address it listens on (`::1` for an IPv6 pod). */
+export async function startBackend(name: string, handler: BackendHandler = describeRequest, host = '127.0.0.1'): Promise<Backend> {
   const b: Backend = {
     name,
     port: 0,
@@ -62,7 +63,7 @@ export async function startBackend(name: string, handler: BackendHandler = descr
     res.once('close', () => b.inFlight--)
     handler(req, res, b)
   })
-  await new Promise<void>((r) => b.server.listen(0, '127.0.0.1', () => r()))
+  await new Promise<void>((r) => b.server.listen(0, host, () => r()))
   b.port = (b.server.address() as AddressInfo).port
   return b
 }
@@ -93,8 +94,10 @@ export function writeManifest(dir: string, file: string, objects: unknown[]): vo
 export const silentLog = pino({ level: process.env.EDGE_TEST_LOG ?? 'silent' })
 
 export async function startTestGateway(dir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, start: Partial<StartOptions> = {}): Promise<Gateway> {
+  // Loopback unless the test picks its own addresses (listen addresses add up, as a list does).
+  const listen = args.includes('--listen-address') ? [] : ['--listen-address', '127.0.0.1']
   const config: GatewayConfig = parseConfig(
-    ['--manifests', dir, '--http-port', '0', '--local-port', '0', '--https-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1', ...args],
+    ['--manifests', dir, '--http-port', '0', '--local-port', '0', '--https-port', '0', '--admin-port', '0', ...listen, ...args],
     env,
   )
   return startGateway(config, { log: silentLog, defaultMetrics: false, ...start })

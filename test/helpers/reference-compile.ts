@@ -13,6 +13,7 @@ import { indexSlices, resolveBackend, revisionRef } from '../../src/compile/back
 import type { BackendIndex } from '../../src/compile/backends.ts'
 import { ingressHash, setIngressDefaults } from '../../src/compile/hash.ts'
 import { routeToIngress } from '../../src/translate/route.ts'
+import { tagsByHost } from '../../src/compile/tag-to-host.ts'
 import { domainMappingToIngress } from '../../src/translate/domain-mapping.ts'
 import type { TranslateOptions } from '../../src/translate/options.ts'
 
@@ -162,6 +163,9 @@ export function compileSnapshot(input: CompileInput, opts: CompileOptions, versi
     const conflicts: Array<{ host: string; heldBy: string }> = []
     const entries: HostEntry[] = []
     const mine = new Set<string>()
+    // Serving's tag-to-host annotation names each tag's hosts (only well-formed ones are generated here).
+    const tagged = tagsByHost(c.ingress.metadata.annotations, normaliseHost)
+    const tags = typeof tagged === 'string' ? new Map<string, string>() : tagged
     try {
       const rules = c.spec.rules ?? []
       rules.forEach((rule, ri) => {
@@ -178,7 +182,7 @@ export function compileSnapshot(input: CompileInput, opts: CompileOptions, versi
           }
           mine.add(host)
           hosts.push(host)
-          entries.push({ host, visibility: rule.visibility ?? 'ExternalIP', ingress: ref, paths })
+          entries.push({ host, visibility: rule.visibility ?? 'ExternalIP', ingress: ref, paths, tag: tags.get(host) })
         }
       })
     } catch (err) {
