@@ -61,6 +61,12 @@ export type ErrorCode =
   | 'EDGE_ERR_REVISION_NOT_OWNED'
   | 'EDGE_ERR_REVISION_TEMPLATE_CHANGED'
   | 'EDGE_ERR_DERIVED_CONFLICT'
+  // ---- Configuration problems: settings from ConfigMaps (settings/) ----
+  | 'EDGE_ERR_CONFIGMAP_DATA'
+  | 'EDGE_ERR_CONFIGMAP_VALUE'
+  | 'EDGE_ERR_CONFIGMAP_KEY'
+  | 'EDGE_ERR_CONFIGMAP_RESTART'
+  | 'EDGE_ERR_CONFIGMAP_NAMESPACE'
   // ---- Configuration problems: policy annotations (policy/) ----
   | 'EDGE_ERR_RATE_LIMIT'
   // ---- Configuration problems found while compiling (compile/) ----

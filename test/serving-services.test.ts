@@ -132,7 +132,7 @@ t.test('Serving\'s validation: a bad file is rejected whole and the last good ve
   const { gw, dir } = await setup(t, [service('valid')])
   t.equal((await get(gw.ports.http, 'valid.example.example.com')).status, 200)
   writeManifest(dir, 'service.yaml', [
-    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } },
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'settings' } },
     service('valid', { traffic: [{ latestRevision: true, percent: 60 }, { latestRevision: true, percent: 30, tag: 'Bad_Tag' }] }),
   ])
   await waitFor('the problems to be reported', async () => (await routes(gw)).problems.length >= 3)

@@ -85,7 +85,7 @@ t.test('kinds the gateway does not serve are problems that say which kinds it se
   const others = [
     { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } },
     { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'x' } },
-    { apiVersion: 'v1', kind: 'ConfigMap' },
+    { apiVersion: 'v1', kind: 'Pod' },
   ]
   for (const obj of others) {
     const result = validateObject(obj, 'f', 2)
@@ -266,4 +266,12 @@ t.test('DomainMapping shape', async (t) => {
   const otherNs = sample('DomainMapping')
   otherNs.spec.ref.namespace = 'elsewhere'
   t.match(validateObject(otherNs, 'f'), { kind: 'DomainMapping' }, 'ref namespace is left to translation')
+})
+
+t.test('a ConfigMap is read for its data, whose values must be strings', async (t) => {
+  const ok = validateObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-edge-gateway', namespace: 'knative-serving' }, data: { 'max-url-length': '2048' } }, 'f')
+  t.match(ok, { kind: 'ConfigMap' })
+  const bad = validateObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-edge-gateway' }, data: { 'max-url-length': 2048 } }, 'f', 0)
+  t.ok('problems' in bad, 'an unquoted number is a problem')
+  if ('problems' in bad) t.match(bad.problems, [{ field: 'data["max-url-length"]', code: 'EDGE_ERR_CONFIGMAP_DATA', reason: /values must be strings, got .*; quote the value/ }])
 })

@@ -32,6 +32,7 @@ const KNOWN_KINDS: readonly KnownKind[] = [
   { group: '', versions: ['v1'], kind: 'Secret' },
   { group: 'serving.knative.dev', versions: ['v1'], kind: 'KService', objectKind: 'Service' },
   { group: 'serving.knative.dev', versions: ['v1'], kind: 'Configuration' },
+  { group: '', versions: ['v1'], kind: 'ConfigMap' },
 ]
 
 
@@ -124,6 +125,7 @@ const KIND_CHECKS: Record<Kind, (c: Checker, obj: Json, namespace: string) => vo
   Secret: checkSecret,
   KService: checkKService,
   Configuration: checkConfiguration,
+  ConfigMap: checkConfigMap,
 }
 
 // Mirrors networking's ingress_validation.go (kingress-contract.md §1.2), after defaulting.
@@ -301,6 +303,11 @@ function checkEndpointSlice(c: Checker, obj: Json): void {
     }
     if (port) optionalString(c, port.name, `ports[${i}].name`, 'EDGE_ERR_ENDPOINTSLICE_PORT')
   })
+}
+
+/** The settings ConfigMaps (src/settings/) read `data`; the API server requires its values be strings too. */
+function checkConfigMap(c: Checker, obj: Json): void {
+  checkStringMap(c, obj.data, 'data', 'EDGE_ERR_CONFIGMAP_DATA')
 }
 
 function checkSecret(c: Checker, obj: Json): void {

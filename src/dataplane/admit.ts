@@ -38,7 +38,8 @@ export interface AdmitContext {
     /** Why the revision (`ns/name`) cannot run here (files mode, no container engine), or undefined. */
     fault(revisionKey: string): RevisionFault | undefined
   }
-  readonly limits: AdmitLimits
+  /** Swapped whole when the settings change (DataPlane.setTimeouts). */
+  limits: AdmitLimits
   readonly demand: DemandSink | undefined
   readonly metrics: { coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void; retried(backend: BackendSpec): void }
   /** The snapshot now: a held request whose backend left is resolved again against it. */

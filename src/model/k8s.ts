@@ -209,6 +209,13 @@ export interface Secret extends KubeObject {
   stringData?: Record<string, string>
 }
 
+// ---- v1 ConfigMap (only the settings ones are read: src/settings/) ----
+
+export interface ConfigMap extends KubeObject {
+  kind: 'ConfigMap'
+  data?: Record<string, string>
+}
+
 // The kinds the store holds, by the name the rest of the program uses.
 export interface ObjectsByKind {
   Ingress: KIngress
@@ -221,9 +228,10 @@ export interface ObjectsByKind {
   /** Knative's Service (the object's own kind is `Service`, in serving.knative.dev). */
   KService: KService
   Configuration: Configuration
+  ConfigMap: ConfigMap
 }
 export type Kind = keyof ObjectsByKind
-export const KINDS: readonly Kind[] = ['Ingress', 'Route', 'DomainMapping', 'Revision', 'Service', 'EndpointSlice', 'Secret', 'KService', 'Configuration']
+export const KINDS: readonly Kind[] = ['Ingress', 'Route', 'DomainMapping', 'Revision', 'Service', 'EndpointSlice', 'Secret', 'KService', 'Configuration', 'ConfigMap']
 
 /** The store kind of an object: its `kind`, except that Knative's Service is `KService`, apart from Kubernetes' Service. */
 export function kindOf(obj: { apiVersion?: string; kind: string }): Kind {

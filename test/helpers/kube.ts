@@ -46,6 +46,7 @@ export async function startKubeGateway(t: Teardown, env: KubeEnv, args: string[]
 const PLURALS: Record<string, string> = {
   'v1/Service': 'services',
   'v1/Secret': 'secrets',
+  'v1/ConfigMap': 'configmaps',
   'discovery.k8s.io/v1/EndpointSlice': 'endpointslices',
   'networking.internal.knative.dev/v1alpha1/Ingress': 'ingresses',
   'serving.knative.dev/v1/Revision': 'revisions',
