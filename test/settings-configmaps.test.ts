@@ -116,6 +116,22 @@ t.test("files source: config-domain and config-network's templates rename Routes
   t.equal((await get(gw.ports.http, 'hello-default.apps.test')).status, 200, 'the last good template stays')
 })
 
+t.test('files source: proxy-protocol turned on and off by the ConfigMap, for new connections', async (t) => {
+  const dir = tempDir()
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const plain = `GET / HTTP/1.1\r\nHost: nowhere.example.com\r\nConnection: close\r\n\r\n`
+  const proxied = `PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n${plain}`
+  t.equal((await raw(gw.ports.http, plain)).status, 404, 'off: a plain request is answered')
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'proxy-protocol': 'true' })])
+  await waitFor('PROXY protocol to be required', async () => (await raw(gw.ports.http, plain)).status === 0)
+  const refused = await raw(gw.ports.http, plain)
+  t.same([refused.status, refused.closed], [0, true], 'on: a connection without the header is closed unanswered')
+  t.equal((await raw(gw.ports.http, proxied)).status, 404, 'on: a connection with the header is served')
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'proxy-protocol': 'false' })])
+  await waitFor('PROXY protocol to be off again', async () => (await raw(gw.ports.http, plain)).status === 404)
+})
+
 t.test('kubernetes source: an edit of config-edge-gateway applies live, and removing it restores the flags', async (t) => {
   const env = await startKubeEnv(t)
   const gw = await startKubeGateway(t, env, ['--max-url-length', '300', '--pod-namespace', 'edge'], { backoff: { initialMs: 50, maxMs: 200 } })
