@@ -2,12 +2,14 @@
 // names over the flags and environment; a bad value keeps the last good one and is reported with the
 // ConfigMap, key and reason; Knative's config-network and config-domain change how Routes are named.
 // Files source (the ConfigMaps in the manifest directory) and Kubernetes source (the fake API server).
+import tls from 'node:tls'
 import t from 'tap'
 import type { Test } from 'tap'
 import type { Gateway } from '../src/gateway.ts'
 import { get, revision, revisionPods, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import { raw } from './helpers/raw.ts'
 import { apply, startKubeEnv, startKubeGateway } from './helpers/kube.ts'
+import { makeCA, makeCert, servedCertificate, tlsSecret } from './helpers/certs.ts'
 
 interface Problem {
   source: string
@@ -130,6 +132,34 @@ t.test('files source: proxy-protocol turned on and off by the ConfigMap, for new
   t.equal((await raw(gw.ports.http, proxied)).status, 404, 'on: a connection with the header is served')
   writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'proxy-protocol': 'false' })])
   await waitFor('PROXY protocol to be off again', async () => (await raw(gw.ports.http, plain)).status === 404)
+})
+
+t.test('files source: default-tls-secret and tls-ciphers follow the ConfigMap for new handshakes', async (t) => {
+  const ca = await makeCA()
+  const fallback = await makeCert(ca, 'fallback.example.com')
+  const dir = tempDir()
+  writeManifest(dir, 'tls.yaml', [tlsSecret('fallback', fallback, 'edge-system')])
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const served = () => servedCertificate(gw.ports.https, 'other.example.com', ca.cert)
+  t.match(await served(), { error: /./ }, 'no default certificate at first: the handshake fails')
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'default-tls-secret': 'edge-system/fallback' })])
+  await waitFor('the default certificate to be served', async () => 'cn' in (await served()))
+  t.same(await served(), { cn: 'fallback.example.com' })
+
+  /** A TLS 1.2 handshake offering only `cipher`: the cipher agreed on, or the error. */
+  const tls12 = (cipher: string): Promise<string> =>
+    new Promise((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: gw.ports.https, servername: 'other.example.com', ca: ca.cert, checkServerIdentity: () => undefined, maxVersion: 'TLSv1.2', ciphers: cipher }, () => {
+        resolve(s.getCipher().standardName)
+        s.destroy()
+      })
+      s.on('error', (err) => resolve(`error: ${err.message}`))
+    })
+  t.equal(await tls12('ECDHE-ECDSA-AES256-GCM-SHA384'), 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384', "Node's default list allows it")
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'default-tls-secret': 'edge-system/fallback', 'tls-ciphers': 'ECDHE-ECDSA-AES128-GCM-SHA256' })])
+  await waitFor('the cipher list to apply', async () => (await tls12('ECDHE-ECDSA-AES256-GCM-SHA384')).startsWith('error'))
+  t.equal(await tls12('ECDHE-ECDSA-AES128-GCM-SHA256'), 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'the listed cipher is agreed on')
 })
 
 t.test('kubernetes source: an edit of config-edge-gateway applies live, and removing it restores the flags', async (t) => {
