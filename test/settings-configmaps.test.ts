@@ -2,6 +2,7 @@
 // names over the flags and environment; a bad value keeps the last good one and is reported with the
 // ConfigMap, key and reason; Knative's config-network and config-domain change how Routes are named.
 // Files source (the ConfigMaps in the manifest directory) and Kubernetes source (the fake API server).
+import path from 'node:path'
 import tls from 'node:tls'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -10,6 +11,7 @@ import { get, revision, revisionPods, startBackend, startTestGateway, tempDir, w
 import { raw } from './helpers/raw.ts'
 import { apply, startKubeEnv, startKubeGateway } from './helpers/kube.ts'
 import { makeCA, makeCert, servedCertificate, tlsSecret } from './helpers/certs.ts'
+import { projectRoot, startGatewayProcess } from './helpers/gateway-process.ts'
 
 interface Problem {
   source: string
@@ -160,6 +162,32 @@ t.test('files source: default-tls-secret and tls-ciphers follow the ConfigMap fo
   writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'default-tls-secret': 'edge-system/fallback', 'tls-ciphers': 'ECDHE-ECDSA-AES128-GCM-SHA256' })])
   await waitFor('the cipher list to apply', async () => (await tls12('ECDHE-ECDSA-AES256-GCM-SHA384')).startsWith('error'))
   t.equal(await tls12('ECDHE-ECDSA-AES128-GCM-SHA256'), 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'the listed cipher is agreed on')
+})
+
+t.test('a gateway process: the access log turned on, off and on again by the ConfigMap', async (t) => {
+  const dir = tempDir()
+  const gw = await startGatewayProcess(t, process.execPath, [path.join(projectRoot, 'src', 'main.ts'), '--manifests', dir, '--workers', '1', '--listen-address', '127.0.0.1', '--log-level', 'warn'], {})
+  const request = async (target: string): Promise<number> => (await get(gw.http, 'nowhere.example.com', target)).status
+  const lines = (): string[] => gw.output().split('\n').filter((l) => l.startsWith('LINE '))
+  const settings = (data: Record<string, string>): void => writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', data)])
+  t.equal(await request('/one'), 404, 'off by default')
+
+  settings({ 'access-log': 'true', 'access-log-template': 'LINE {path} {status}' })
+  await waitFor('the access log to be on', async () => (await request('/probe-on')) === 404 && lines().length > 0)
+  await request('/two')
+  await waitFor('the line of /two', () => lines().includes('LINE /two 404'))
+
+  // With max-url-length in the same edit: the first 414 is seen after both changed together.
+  settings({ 'access-log': 'false', 'access-log-template': 'LINE {path} {status}', 'max-url-length': '100' })
+  await waitFor('the access log to be off', async () => (await statusForPath(gw.http, 150)) === 414)
+  await request('/three')
+
+  settings({ 'access-log': 'true', 'access-log-template': 'LINE {path} {status}' })
+  await waitFor('the access log to be on again', async () => (await statusForPath(gw.http, 150)) === 404)
+  await request('/four')
+  await waitFor('the line of /four', () => lines().includes('LINE /four 404'))
+  const seen = lines().filter((l) => !l.includes('/probe-on') && !l.includes('/aaaa'))
+  t.same(seen, ['LINE /two 404', 'LINE /four 404'], 'a line for each request made while it was on, none for /one or /three')
 })
 
 t.test('kubernetes source: an edit of config-edge-gateway applies live, and removing it restores the flags', async (t) => {
