@@ -209,4 +209,8 @@ t.test('kubernetes source: an edit of config-edge-gateway applies live, and remo
   env.api.remove('', 'v1', 'configmaps', 'edge', 'config-edge-gateway')
   await waitFor('the flag (300) to apply again', async () => (await statusForPath(gw.ports.http, 250)) === 404)
   t.same(await settingsProblems(gw), [], 'nothing left to report')
+
+  apply(env.api, configMap('config-network', { 'system-internal-tls': 'enabled' }), configMap('config-domain', { 'apps.test': '' }))
+  await waitFor("Knative's ConfigMaps to be read from knative-serving", () => gw.settings.current.systemInternalTls && gw.settings.current.domain === 'apps.test')
+  t.pass('config-network and config-domain are watched in --knative-namespace')
 })
