@@ -7,6 +7,7 @@ import { parseRateLimit } from './policy/rate-limit-spec.ts'
 import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
 import { ENGINE_CHOICES } from './autoscaler/container-engine.ts'
 import { canonicalIp } from './model/addresses.ts'
+import { httpOptionOf } from './translate/options.ts'
 import type { EngineChoice } from './autoscaler/container-engine.ts'
 
 export interface GatewayConfig {
@@ -29,10 +30,14 @@ export interface GatewayConfig {
   domainTemplate: string
   /** Serving's tag-template: the name part of a traffic tag's host. */
   tagTemplate: string
+  /** config-network's http-protocol: `enabled`, `redirected` or `disabled`, for Routes without the annotation. */
+  httpProtocol: string
   clusterDomain: string
   publicService: string
   localService: string
   podNamespace: string
+  /** Where Knative Serving keeps config-network and config-domain. */
+  knativeNamespace: string
   podName: string
   podIp: string | undefined
   autoscalerUrl: string | undefined
@@ -110,6 +115,11 @@ export interface OptionSpec<K extends string = keyof GatewayConfig> {
   max?: number
   /** Extra check of a parsed value; throws UsageError. */
   check?: (value: unknown, origin: string) => void
+  /**
+   * Changes while the gateway runs, from the `config-edge-gateway` ConfigMap (src/settings/). Options
+   * without it are read once at start: the ConfigMap reports them as needing a restart.
+   */
+  live?: true
 }
 
 const OPTIONS: OptionSpec[] = [
@@ -128,10 +138,12 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'domain', env: 'EDGE_DOMAIN', kind: 'string', key: 'domain', def: () => 'example.com', help: 'default domain where a Route omits its URL' },
   { flag: 'domain-template', env: 'EDGE_DOMAIN_TEMPLATE', kind: 'string', key: 'domainTemplate', def: () => DEFAULT_DOMAIN_TEMPLATE, check: checkTemplate(false), help: "a Route's host, as Serving's domain-template: {{.Name}}, {{.Namespace}}, {{.Domain}}, {{index .Annotations \"key\"}}" },
   { flag: 'tag-template', env: 'EDGE_TAG_TEMPLATE', kind: 'string', key: 'tagTemplate', def: () => DEFAULT_TAG_TEMPLATE, check: checkTemplate(true), help: "the name part of a tag's host, as Serving's tag-template: {{.Tag}}, {{.Name}}" },
+  { flag: 'http-protocol', env: 'EDGE_HTTP_PROTOCOL', kind: 'string', key: 'httpProtocol', def: () => 'enabled', check: checkHttpProtocol, help: "plain HTTP for Routes and DomainMappings without the networking.knative.dev/http-protocol annotation, as Serving's config-network http-protocol: enabled, redirected (to https) or disabled" },
   { flag: 'cluster-domain', env: 'CLUSTER_DOMAIN', kind: 'string', key: 'clusterDomain', def: () => 'cluster.local', help: 'cluster DNS domain' },
   { flag: 'public-service', env: 'EDGE_PUBLIC_SERVICE', kind: 'string', key: 'publicService', def: () => 'edge-gateway', help: "the gateway's public Service name" },
   { flag: 'local-service', env: 'EDGE_LOCAL_SERVICE', kind: 'string', key: 'localService', def: () => 'edge-gateway-local', help: "the gateway's cluster-local Service name" },
   { flag: 'pod-namespace', env: 'POD_NAMESPACE', kind: 'string', key: 'podNamespace', def: () => 'knative-serving', help: "the gateway's own namespace" },
+  { flag: 'knative-namespace', env: 'EDGE_KNATIVE_NAMESPACE', kind: 'string', key: 'knativeNamespace', def: () => 'knative-serving', help: "Knative Serving's namespace, where config-network and config-domain are read" },
   { flag: 'pod-name', env: 'POD_NAME', kind: 'string', key: 'podName', def: () => os.hostname(), help: 'this replica, as reported to the autoscaler' },
   { flag: 'pod-ip', env: 'POD_IP', kind: 'string', key: 'podIp', def: () => undefined, help: "this replica's IP (capacity sharing between replicas)" },
   { flag: 'autoscaler-url', env: 'EDGE_AUTOSCALER_URL', kind: 'string', key: 'autoscalerUrl', def: () => undefined, help: 'Knative autoscaler stat websocket' },
@@ -141,33 +153,33 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
   { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
   { flag: 'log-format', env: 'EDGE_LOG_FORMAT', kind: 'string', key: 'logFormat', def: () => 'auto', check: checkLogFormat, help: "'json', 'pretty' (lines for a person), or 'auto': pretty when stdout is a terminal" },
-  { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, help: 'log every request (and every WebSocket, when it closes) as a line on stdout; JSON unless --access-log-template' },
-  { flag: 'access-log-template', env: 'EDGE_ACCESS_LOG_TEMPLATE', kind: 'string', key: 'accessLogTemplate', def: () => undefined, check: checkAccessTemplate, help: 'access-log lines as text: {time} {client} {method} {host} {path} {protocol} {status} {bytesIn} {bytesOut} {durationMs} {ttfbMs} {pod} {namespace} {revision} {coldStartMs} {reason} {traceId} {userAgent} {requestId} {upgrade}' },
-  { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
-  { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
-  { flag: 'system-internal-tls', env: 'EDGE_SYSTEM_INTERNAL_TLS', kind: 'bool', key: 'systemInternalTls', def: () => false, help: "talk TLS 1.3 to revision pods (queue-proxy's https port), as Knative's config-network system-internal-tls: enabled; certificates are checked against the CAs in knative-serving (routing-serving-certs' ca.crt, ConfigMaps labelled networking.knative.dev/trust-bundle) and must name kn-routing or kn-user-<namespace>" },
-  { flag: 'stream-idle-timeout', env: 'EDGE_STREAM_IDLE_TIMEOUT', kind: 'int', key: 'streamIdleTimeoutSeconds', def: () => 300, min: 0, help: 'seconds a gRPC, event or WebSocket stream may stay silent when its revision sets no idleTimeoutSeconds (0: no limit); streams are not cut by request timeouts' },
-  { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, help: 'seconds a request may wait for a first ready pod' },
-  { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, help: 'held requests per revision before 503' },
-  { flag: 'max-queued-per-namespace', env: 'EDGE_MAX_QUEUED_PER_NAMESPACE', kind: 'int', key: 'maxQueuedPerNamespace', def: () => 25000, min: 0, help: "held requests per namespace, within --max-queued, so one namespace's burst cannot take the whole process's budget (then 503 queue-full); 0 = no namespace bound" },
-  { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, help: 'held requests in the process before 503' },
+  { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, live: true, help: 'log every request (and every WebSocket, when it closes) as a line on stdout; JSON unless --access-log-template' },
+  { flag: 'access-log-template', env: 'EDGE_ACCESS_LOG_TEMPLATE', kind: 'string', key: 'accessLogTemplate', def: () => undefined, check: checkAccessTemplate, live: true, help: 'access-log lines as text: {time} {client} {method} {host} {path} {protocol} {status} {bytesIn} {bytesOut} {durationMs} {ttfbMs} {pod} {namespace} {revision} {coldStartMs} {reason} {traceId} {userAgent} {requestId} {upgrade}' },
+  { flag: 'default-tls-secret', env: 'EDGE_DEFAULT_TLS_SECRET', kind: 'string', key: 'defaultTlsSecret', def: () => undefined, live: true, help: 'NAMESPACE/NAME of a TLS Secret for hosts without their own certificate' },
+  { flag: 'tls-ciphers', env: 'EDGE_TLS_CIPHERS', kind: 'string', key: 'tlsCiphers', def: () => undefined, live: true, help: 'OpenSSL cipher list for TLS 1.2 (TLS 1.2 is the minimum)' },
+  { flag: 'stream-idle-timeout', env: 'EDGE_STREAM_IDLE_TIMEOUT', kind: 'int', key: 'streamIdleTimeoutSeconds', def: () => 300, min: 0, live: true, help: 'seconds a gRPC, event or WebSocket stream may stay silent when its revision sets no idleTimeoutSeconds (0: no limit); streams are not cut by request timeouts' },
+  { flag: 'cold-start-timeout', env: 'EDGE_COLD_START_TIMEOUT', kind: 'int', key: 'coldStartTimeoutSeconds', def: () => 600, min: 1, live: true, help: 'seconds a request may wait for a first ready pod' },
+  { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, live: true, help: 'held requests per revision before 503' },
+  { flag: 'max-queued-per-namespace', env: 'EDGE_MAX_QUEUED_PER_NAMESPACE', kind: 'int', key: 'maxQueuedPerNamespace', def: () => 25000, min: 0, live: true, help: "held requests per namespace, within --max-queued, so one namespace's burst cannot take the whole process's budget (then 503 queue-full); 0 = no namespace bound" },
+  { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, live: true, help: 'held requests in the process before 503' },
   // Hostile input. Defaults are safe for a public edge and never touch a long-running stream: the
   // header timeout covers only the request headers, the body limit is off unless set.
-  { flag: 'header-timeout', env: 'EDGE_HEADER_TIMEOUT', kind: 'int', key: 'headerTimeoutSeconds', def: () => 15, min: 1, max: 300, help: 'seconds a client has to send its request headers (then 408)' },
-  { flag: 'max-header-size', env: 'EDGE_MAX_HEADER_SIZE', kind: 'int', key: 'maxHeaderBytes', def: () => 32 * 1024, min: 1024, max: 1024 * 1024, help: 'bytes of request line and headers (then 431)' },
-  { flag: 'max-headers', env: 'EDGE_MAX_HEADERS', kind: 'int', key: 'maxHeaders', def: () => 100, min: 8, max: 10000, help: 'request header lines (then 431)' },
-  { flag: 'max-url-length', env: 'EDGE_MAX_URL_LENGTH', kind: 'int', key: 'maxUrlLength', def: () => 8192, min: 64, help: 'characters of the request target (then 414)' },
+  { flag: 'header-timeout', env: 'EDGE_HEADER_TIMEOUT', kind: 'int', key: 'headerTimeoutSeconds', def: () => 15, min: 1, max: 300, live: true, help: 'seconds a client has to send its request headers (then 408)' },
+  { flag: 'max-header-size', env: 'EDGE_MAX_HEADER_SIZE', kind: 'int', key: 'maxHeaderBytes', def: () => 32 * 1024, min: 1024, max: 1024 * 1024, live: true, help: 'bytes of request line and headers (then 431)' },
+  { flag: 'max-headers', env: 'EDGE_MAX_HEADERS', kind: 'int', key: 'maxHeaders', def: () => 100, min: 8, max: 10000, live: true, help: 'request header lines (then 431)' },
+  { flag: 'max-url-length', env: 'EDGE_MAX_URL_LENGTH', kind: 'int', key: 'maxUrlLength', def: () => 8192, min: 64, live: true, help: 'characters of the request target (then 414)' },
   { flag: 'http1-server', env: 'EDGE_HTTP1_SERVER', kind: 'string', key: 'http1Server', def: () => 'edge', check: checkHttp1Server, help: "plain HTTP/1.1: 'edge' serves bodyless requests with the gateway's own server and hands the rest to node:http; 'node' gives node:http every request" },
-  { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
-  { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, help: 'open connections from one client IP (more are closed); 0 = no limit' },
-  { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
-  { flag: 'rate-limit-per-client', env: 'EDGE_RATE_LIMIT_PER_CLIENT', kind: 'string', key: 'rateLimitPerClient', def: () => undefined, check: checkRateLimit, help: 'requests per client address, e.g. 100/s or 6000/m (burst: the count), over which the answer is 429 rate-limited before any hold; per gateway process (divided among --workers)' },
-  { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
+  { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, live: true, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
+  { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, live: true, help: 'open connections from one client IP (more are closed); 0 = no limit' },
+  { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, live: true, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
+  { flag: 'rate-limit-per-client', env: 'EDGE_RATE_LIMIT_PER_CLIENT', kind: 'string', key: 'rateLimitPerClient', def: () => undefined, check: checkRateLimit, live: true, help: 'requests per client address, e.g. 100/s or 6000/m (burst: the count), over which the answer is 429 rate-limited before any hold; per gateway process (divided among --workers)' },
+  { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, live: true, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
   // Tracing is off unless a collector is named: then no span, context or id is made per request.
   { flag: 'tracing-endpoint', env: 'EDGE_TRACING_ENDPOINT', kind: 'string', key: 'tracingEndpoint', def: () => undefined, check: checkTracingEndpoint, help: "OTLP/HTTP collector's base URL (e.g. http://otel-collector:4318): spans go to /v1/traces under it; tracing is off unless set" },
   // Knative's config-tracing samples 10% by default; so does the gateway.
-  { flag: 'tracing-sampling-rate', env: 'EDGE_TRACING_SAMPLING_RATE', kind: 'number', key: 'tracingSamplingRate', def: () => 0.1, min: 0, max: 1, help: "share of requests without a traceparent that start a trace (0..1); a caller's sampled flag is always honoured" },
+  { flag: 'tracing-sampling-rate', env: 'EDGE_TRACING_SAMPLING_RATE', kind: 'number', key: 'tracingSamplingRate', def: () => 0.1, min: 0, max: 1, live: true, help: "share of requests without a traceparent that start a trace (0..1); a caller's sampled flag is always honoured" },
   { flag: 'tracing-service-name', env: 'EDGE_TRACING_SERVICE_NAME', kind: 'string', key: 'tracingServiceName', def: () => 'edge-gateway', help: "service.name of the gateway's spans" },
+  { flag: 'system-internal-tls', env: 'EDGE_SYSTEM_INTERNAL_TLS', kind: 'bool', key: 'systemInternalTls', def: () => false, help: "talk TLS 1.3 to revision pods (queue-proxy's https port), as Knative's config-network system-internal-tls: enabled (whose value, when set, overrides this); certificates are checked against the CAs in knative-serving (routing-serving-certs' ca.crt, ConfigMaps labelled networking.knative.dev/trust-bundle) and must name kn-routing or kn-user-<namespace>" },
 ]
 
 function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => void {
@@ -178,6 +190,10 @@ function checkTemplate(allowTag: boolean): (value: unknown, origin: string) => v
       throw new UsageError(`${origin}: ${(err as Error).message}`)
     }
   }
+}
+
+function checkHttpProtocol(value: unknown, origin: string): void {
+  if (httpOptionOf(String(value)) === undefined) throw new UsageError(`${origin}: expected 'enabled', 'redirected' or 'disabled', got ${JSON.stringify(value)}`)
 }
 
 function checkLogFormat(value: unknown, origin: string): void {
@@ -269,6 +285,18 @@ export function formatUsage<K extends string>(synopsis: readonly string[], table
   }
   lines.push('  --help'.padEnd(34) + ''.padEnd(30) + ' print this and exit')
   return lines.join('\n')
+}
+
+/** Every option of the gateway command, in table order (src/settings/ reads it for the ConfigMaps). */
+export function gatewayOptions(): readonly OptionSpec[] {
+  return OPTIONS
+}
+
+/** One option's value from text, with the same parse and checks as its flag; throws UsageError naming `origin`. */
+export function parseOptionValue<K extends string>(o: OptionSpec<K>, raw: string, origin: string): unknown {
+  const value = parseValue(o, raw, origin)
+  o.check?.(value, origin)
+  return value
 }
 
 function parseValue<K extends string>(o: OptionSpec<K>, raw: string, origin: string): unknown {

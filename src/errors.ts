@@ -62,6 +62,11 @@ export type ErrorCode =
   | 'EDGE_ERR_REVISION_NOT_OWNED'
   | 'EDGE_ERR_REVISION_TEMPLATE_CHANGED'
   | 'EDGE_ERR_DERIVED_CONFLICT'
+  // ---- Configuration problems: settings from ConfigMaps (settings/) ----
+  | 'EDGE_ERR_CONFIGMAP_VALUE'
+  | 'EDGE_ERR_CONFIGMAP_KEY'
+  | 'EDGE_ERR_CONFIGMAP_RESTART'
+  | 'EDGE_ERR_CONFIGMAP_NAMESPACE'
   // ---- Configuration problems: policy annotations (policy/) ----
   | 'EDGE_ERR_RATE_LIMIT'
   // ---- Configuration problems: Knative's informational annotations (compile/tag-to-host.ts) ----

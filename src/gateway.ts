@@ -20,9 +20,12 @@ import type { StatusWriterOptions } from './status/status-writer.ts'
 import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, startTracing, upstreamTls, withModeDefaults } from './compose/parts.ts'
 import type { Control, ListenerPorts, Listeners } from './compose/parts.ts'
 import type { TracingTuning } from './observe/tracing.ts'
+import { LiveSettings } from './settings/live-settings.ts'
 
 export interface Gateway {
+  /** As started: flags, environment and defaults (settings.current adds the ConfigMaps' values). */
   readonly config: GatewayConfig
+  readonly settings: LiveSettings
   readonly store: ObjectStore
   readonly plane: DataPlane
   readonly reporter: StatReporter
@@ -60,6 +63,8 @@ export interface StartOptions {
 
 export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions): Promise<Gateway> {
   const config = withModeDefaults(rawConfig)
+  // Flags, environment and defaults, under what the settings ConfigMaps say (src/settings/).
+  const settings = new LiveSettings(config)
   const log = opts.log
   let draining = false
   let plane: DataPlane | undefined
@@ -73,13 +78,13 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     },
     { defaultMetrics: opts.defaultMetrics },
   )
-  const pipeline = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
+  const pipeline = configPipeline(settings, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
   const coldStarts = new ColdStarts(() => pipeline.publisher.snapshot)
   pipeline.publisher.subscribe('cold-starts', (p) => coldStarts.published(p.snapshot, p.changedBackends))
   const reporter = new StatReporter({ podName: config.podName, log })
-  const tracing = await startTracing(config, log, metrics, opts.tracing)
+  const tracing = await startTracing(settings, log, metrics, opts.tracing)
   const upstream = upstreamTls(config, log, pipeline.store)
-  const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
+  const served = dataPlane(settings, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => {
       coldStarts.began(rev.key)
       control?.coldStart(rev.namespace, rev.name)
@@ -90,7 +95,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     upstreamTls: upstream,
   })
   plane = served
-  control = await startControl(config, log, pipeline, reporter, metrics, {
+  control = await startControl(settings, log, pipeline, reporter, metrics, {
     kubernetes: opts.kubernetes,
     statusWriter: opts.statusWriter,
     stopGraceMs: 0,
@@ -105,7 +110,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   let listeners: Listeners | undefined
   let admin: AdminServer | undefined
   try {
-    listeners = await startListeners(config, log, served, pipeline)
+    listeners = await startListeners(settings, log, served, pipeline)
     admin = await startAdminPart(config, metrics, {
       routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key), fault: (key) => served.backends.fault(key) },
       notReadyReason: () => (draining ? 'draining (shutting down)' : ctl.loadingReason()),
@@ -126,6 +131,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   const adminServer = admin
   return {
     config,
+    settings,
     store: pipeline.store,
     plane: served,
     reporter,

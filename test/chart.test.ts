@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import { asPromQL, dataPanels, loadDashboard } from './helpers/dashboard.ts'
 import { chartYaml, defaultValues, helmTemplate, isObj, only, parseTemplates, render, repo, templateFiles, valuesText } from './helpers/chart-render.ts'
 import type { K8sObject, Loose, Obj, Rendered } from './helpers/chart-render.ts'
+import { liveOptions } from '../src/settings/configmaps.ts'
+import { settingsExample } from '../src/settings/example.ts'
 
 interface EnvVar {
   name: string
@@ -284,7 +286,7 @@ t.test('default render: RBAC is least privilege', async (t) => {
   t.same(crb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name })
   t.same(crb.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'knative-serving' }])
 
-  t.same(r.objects.filter((o) => o.kind === 'Role').map((o) => o.metadata.name).sort(), [`${role.metadata.name}-leases`, `${role.metadata.name}-trust-bundles`], 'two Roles: leases and trust bundles')
+  t.same(r.objects.filter((o) => o.kind === 'Role').map((o) => o.metadata.name).sort(), [`${role.metadata.name}-knative-settings`, `${role.metadata.name}-leases`, `${role.metadata.name}-settings`, `${role.metadata.name}-trust-bundles`], 'four Roles: settings ConfigMaps (its own, Knative\'s), leases, trust bundles')
   const leases = only(r, 'Role', `${role.metadata.name}-leases`)
   t.equal(leases.metadata.namespace, 'knative-serving', 'leases only in the release namespace')
   t.same([...grants(leases.rules as Rule[])].sort(), ['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update'])
@@ -305,6 +307,32 @@ t.test('RBAC for system-internal-tls: read ConfigMaps in knative-serving only, w
   t.notOk(grants(only(r, 'ClusterRole', 'eg-edge-gateway').rules as Rule[]).has('/configmaps:list'), 'no cluster-wide ConfigMap access')
   t.notOk(envOf(r).has('EDGE_SYSTEM_INTERNAL_TLS'), 'off by default')
   t.equal(envOf(helmTemplate({ gateway: { systemInternalTls: true } })).get('EDGE_SYSTEM_INTERNAL_TLS')?.value, '1', 'gateway.systemInternalTls turns it on')
+})
+
+t.test('settings ConfigMaps: config-edge-gateway documents exactly the live options; RBAC reads the three by name', async (t) => {
+  const r = helmTemplate({ gateway: { knativeNamespace: 'knative-system' } }, { name: 'eg', namespace: 'edge' })
+  const cm = only(r, 'ConfigMap', 'config-edge-gateway') as K8sObject & { data: Record<string, string> }
+  t.equal(cm.metadata.namespace, 'edge', "in the gateway's own namespace (its POD_NAMESPACE)")
+  t.same(Object.keys(cm.data), ['_example'], 'only the _example block: nothing is set by the chart')
+  const example = cm.data._example!
+  const keys = [...example.matchAll(/^([a-z0-9-]+): /gm)].map((m) => m[1])
+  t.same(keys, liveOptions().map((o) => o.flag), 'every live option, in table order, and nothing else')
+  t.equal(example, settingsExample(), `the text made from config.ts (rewrite it: npx node src/settings/example.ts --write)`)
+  t.match(example, /\n# characters of the request target \(then 414\) \(at least 64\)\nmax-url-length: "8192"\n/, 'each key under its help, bounds and default')
+
+  t.equal(envOf(r).get('EDGE_KNATIVE_NAMESPACE')?.value, 'knative-system', 'the gateway is told where Knative keeps its ConfigMaps')
+  const own = only(r, 'Role', 'eg-edge-gateway-settings')
+  t.equal(own.metadata.namespace, 'edge')
+  t.same(own.rules, [{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['config-edge-gateway'], verbs: READ }], 'its own ConfigMap, by name, read only')
+  const knative = only(r, 'Role', 'eg-edge-gateway-knative-settings')
+  t.equal(knative.metadata.namespace, 'knative-system')
+  t.same(knative.rules, [{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['config-network', 'config-domain'], verbs: READ }], "Knative's two, by name, read only")
+  for (const role of [own, knative]) {
+    const rb = only(r, 'RoleBinding', role.metadata.name)
+    t.equal(rb.metadata.namespace, role.metadata.namespace)
+    t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name })
+    t.same(rb.subjects, [{ kind: 'ServiceAccount', name: 'eg-edge-gateway', namespace: 'edge' }])
+  }
 })
 
 t.test('default render: PodDisruptionBudget and NOTES', async (t) => {
@@ -419,7 +447,7 @@ t.test('options: ClusterIP public Service, renamed Services, no RBAC or ServiceA
 
 t.test('default render: the Grafana dashboard ConfigMap, no ServiceMonitor', async (t) => {
   const r = helmTemplate()
-  const cm = only(r, 'ConfigMap') as K8sObject & { data: Record<string, string>; metadata: { annotations?: Record<string, string> } }
+  const cm = only(r, 'ConfigMap', 'edge-gateway-dashboard') as K8sObject & { data: Record<string, string>; metadata: { annotations?: Record<string, string> } }
   t.equal(cm.metadata.name, 'edge-gateway-dashboard')
   t.equal(cm.metadata.namespace, 'knative-serving')
   t.equal(cm.metadata.labels?.grafana_dashboard, '1', "labelled for Grafana's dashboard sidecar")
@@ -472,7 +500,7 @@ t.test('the dashboard: panels for what an operator watches, each with a query on
 
 t.test('options: dashboard off, ServiceMonitor on with its metrics Service', async (t) => {
   const r = helmTemplate({ metrics: { dashboard: { enabled: false }, serviceMonitor: { enabled: true, interval: '15s', scrapeTimeout: '10s', labels: { release: 'kube-prometheus-stack' } } } }, { name: 'eg', namespace: 'edge' })
-  t.notOk(r.objects.some((o) => o.kind === 'ConfigMap'), 'no dashboard ConfigMap')
+  t.notOk(r.objects.some((o) => o.kind === 'ConfigMap' && o.metadata.name.endsWith('-dashboard')), 'no dashboard ConfigMap')
   const sm = only(r, 'ServiceMonitor')
   t.equal(sm.apiVersion, 'monitoring.coreos.com/v1')
   t.equal(sm.metadata.namespace, 'edge')
@@ -494,7 +522,7 @@ t.test('options: dashboard off, ServiceMonitor on with its metrics Service', asy
   const withDefaults = helmTemplate({ metrics: { serviceMonitor: { enabled: true }, dashboard: { annotations: { grafana_folder: 'Knative' } } } })
   const [plain] = only(withDefaults, 'ServiceMonitor').spec.endpoints as Array<Record<string, string>>
   t.same(plain, { port: 'admin', path: '/metrics', interval: '30s' }, 'no scrapeTimeout unless set')
-  t.same((only(withDefaults, 'ConfigMap').metadata as { annotations?: Record<string, string> }).annotations, { grafana_folder: 'Knative' }, 'dashboard annotations')
+  t.same((only(withDefaults, 'ConfigMap', 'edge-gateway-dashboard').metadata as { annotations?: Record<string, string> }).annotations, { grafana_folder: 'Knative' }, 'dashboard annotations')
 })
 
 // ---------------------------------------------------------------- Dockerfile

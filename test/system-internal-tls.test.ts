@@ -252,7 +252,8 @@ t.test('in a cluster: only labelled ConfigMaps in knative-serving are watched, a
   const plain = await plainBackend(t, 'plain')
   const pod = await startTlsPod(t, 'secure', certs.pod)
   const env = await startKubeEnv(t)
-  const unlabelled = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-network', namespace: 'knative-serving' }, data: { 'system-internal-tls': 'enabled' } }
+  // Unlabelled, and none of the settings ConfigMaps the gateway reads by name (config-network...).
+  const unlabelled = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-logging', namespace: 'knative-serving' }, data: { 'loglevel.controller': 'info' } }
   apply(env.api, revisionSlice('hello-00001', plain.port, pod.port), revisionIngress('hello-00001', 'hello.example.com'), unlabelled, trustBundle('elsewhere', { 'ca.pem': certs.ca.cert }, 'default'))
   const gw = await startKubeGateway(t, env, ['--system-internal-tls'])
   await waitReady(gw)

@@ -210,7 +210,28 @@ t.test('a namespace budget bounds its revisions within the process budget', asyn
   a.rejectAll('draining')
   t.same([budgets.process.used, budgets.of('flood').used, budgets.of('calm').used], [2, 0, 2], 'places are given back to both budgets')
   const none = new QueueBudgets(5, 0)
-  t.equal(none.of('any'), none.process, 'no namespace bound: the process budget itself')
+  const c = throttler({ cc: 1, maxQueued: 10, budget: none.of('any') }).th
+  for (let i = 10; i < 15; i++) t.equal(c.enqueue(w.make(i)), 'queued')
+  t.equal(c.enqueue(w.make(15)), 'global-queue-full', 'no namespace bound: one namespace may take the whole process budget')
+})
+
+t.test('queue bounds changed at run time decide the next request; the held ones stay', async (t) => {
+  const budgets = new QueueBudgets(100, 0)
+  const { th } = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('ns') })
+  const w = waiters()
+  for (let i = 0; i < 4; i++) t.equal(th.enqueue(w.make(i)), 'queued')
+  budgets.setBounds(100, 3)
+  t.equal(th.enqueue(w.make(4)), 'namespace-queue-full', 'a namespace bound set now counts the requests already held')
+  t.equal(th.queued, 4, 'the held ones stay held')
+  budgets.setBounds(100, 0)
+  th.setMaxQueued(5)
+  t.equal(th.enqueue(w.make(5)), 'queued', 'the namespace bound lifted')
+  t.equal(th.enqueue(w.make(6)), 'revision-queue-full', 'the revision bound lowered to 5')
+  th.setMaxQueued(10)
+  budgets.setBounds(5, 0)
+  t.equal(th.enqueue(w.make(7)), 'global-queue-full', 'the process bound lowered to 5')
+  th.rejectAll('draining')
+  t.equal(budgets.process.used, 0, 'every place given back')
 })
 
 t.test('rejectAll tells every queued waiter why, once, and none that left the queue', async (t) => {

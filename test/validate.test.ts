@@ -267,3 +267,11 @@ t.test('DomainMapping shape', async (t) => {
   otherNs.spec.ref.namespace = 'elsewhere'
   t.match(validateObject(otherNs, 'f'), { kind: 'DomainMapping' }, 'ref namespace is left to translation')
 })
+
+t.test('a ConfigMap is read for its data, whose values must be strings', async (t) => {
+  const ok = validateObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-edge-gateway', namespace: 'knative-serving' }, data: { 'max-url-length': '2048' } }, 'f')
+  t.match(ok, { kind: 'ConfigMap' })
+  const bad = validateObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-edge-gateway' }, data: { 'max-url-length': 2048 } }, 'f', 0)
+  t.ok('problems' in bad, 'an unquoted number is a problem')
+  if ('problems' in bad) t.match(bad.problems, [{ field: 'data["max-url-length"]', code: 'EDGE_ERR_CONFIGMAP_DATA', reason: /values must be strings, got .*; quote the value/ }])
+})

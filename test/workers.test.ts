@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { endpointSlice, freePorts, get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
 import { within } from './helpers/activator.ts'
+import { raw } from './helpers/raw.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -156,4 +157,25 @@ t.test('two workers: a not-yet-Ready pod of a CC > 0 revision that passes the qu
   const r = await within(held, 'the held request to be served by the probed pod')
   t.equal(r.status, 200, 'served although Kubernetes still lists the pod as not ready')
   t.equal(r.json().backend, 'early')
+})
+
+t.test('two workers: config-edge-gateway reaches every worker live; its problems are the primary\'s to report', async (t) => {
+  const dir = tempDir()
+  const settings = (data: Record<string, string>): unknown => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-edge-gateway', namespace: 'knative-serving' }, data })
+  writeManifest(dir, 'settings.yaml', [settings({ 'max-url-length': '100' })])
+  const { http, admin } = await startWorkersGateway(t, dir)
+  /** Statuses of `n` requests, each on a new connection: the primary hands connections to the workers in turn. */
+  const statuses = async (n: number, length: number): Promise<number[]> => {
+    const out: number[] = []
+    for (let i = 0; i < n; i++) out.push((await raw(http, `GET /${'a'.repeat(length - 1)} HTTP/1.1\r\nHost: nowhere.example.com\r\nConnection: close\r\n\r\n`)).status)
+    return out
+  }
+  t.same(await statuses(6, 150), Array(6).fill(414), 'both workers start with the ConfigMap value (100)')
+  writeManifest(dir, 'settings.yaml', [settings({ 'max-url-length': '200' })])
+  await waitFor('both workers to take 200', async () => (await statuses(4, 150)).every((s) => s === 404))
+  t.same(await statuses(6, 150), Array(6).fill(404), 'every worker serves with 200')
+  writeManifest(dir, 'settings.yaml', [settings({ 'max-url-length': 'x' })])
+  await waitFor('the primary to list the problem', async () => (await get(admin, 'localhost', '/debug/routes')).json<{ problems: Array<{ field: string }> }>().problems.some((p) => p.field === 'data["max-url-length"]'))
+  t.same(await statuses(6, 150), Array(6).fill(404), 'the last good value stays on every worker')
+  t.same(await statuses(6, 201), Array(6).fill(414), 'the last good value stays on every worker')
 })

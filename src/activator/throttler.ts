@@ -91,7 +91,8 @@ export const realClock: Clock = {
  * namespace, whose budget draws on the process's too, so one namespace's burst cannot take it all).
  */
 export class QueueBudget {
-  readonly max: number
+  /** Changes with the settings (config-edge-gateway); requests already held stay held. */
+  max: number
   readonly parent: QueueBudget | undefined
   used = 0
   constructor(max: number, parent?: QueueBudget) {
@@ -120,7 +121,7 @@ export class QueueBudget {
 /** The process's budget, and one per namespace drawing on it (when a per-namespace bound is set). */
 export class QueueBudgets {
   readonly process: QueueBudget
-  private readonly perNamespace: number
+  private perNamespace: number
   private readonly namespaces = new Map<string, QueueBudget>()
 
   /** `perNamespace` 0: no namespace bound (every revision draws on the process's budget alone). */
@@ -129,12 +130,26 @@ export class QueueBudgets {
     this.perNamespace = perNamespace
   }
 
+  /**
+   * Every namespace has its own budget, unbounded (Infinity) while the bound is 0, so the bound can
+   * be set or lifted at run time without moving throttlers to other budgets.
+   */
   of(namespace: string): QueueBudget {
-    if (this.perNamespace <= 0) return this.process
     let b = this.namespaces.get(namespace)
-    if (!b) this.namespaces.set(namespace, (b = new QueueBudget(this.perNamespace, this.process)))
+    if (!b) this.namespaces.set(namespace, (b = new QueueBudget(namespaceMax(this.perNamespace), this.process)))
     return b
   }
+
+  /** New bounds (config-edge-gateway): they decide the next request that would be held. */
+  setBounds(total: number, perNamespace: number): void {
+    this.process.max = total
+    this.perNamespace = perNamespace
+    for (const b of this.namespaces.values()) b.max = namespaceMax(perNamespace)
+  }
+}
+
+function namespaceMax(perNamespace: number): number {
+  return perNamespace > 0 ? perNamespace : Infinity
 }
 
 export interface ThrottlerOptions {
@@ -150,7 +165,7 @@ export type EnqueueResult = 'queued' | 'revision-queue-full' | 'namespace-queue-
 
 export class RevisionThrottler implements Throttler {
   private cc: number
-  private readonly maxQueued: number
+  private maxQueued: number
   private readonly budget: QueueBudget
   private readonly clock: Clock
   private readonly onColdStart: (() => void) | undefined
@@ -199,6 +214,11 @@ export class RevisionThrottler implements Throttler {
 
   busy(): PodSlot[] {
     return busyPods(this.ready, this.leaving)
+  }
+
+  /** --max-queued-per-revision changed: it decides the next request that would be held. */
+  setMaxQueued(max: number): void {
+    this.maxQueued = max
   }
 
   setContainerConcurrency(cc: number): void {

@@ -17,6 +17,7 @@ import { StatsFanIn } from './stats-fan-in.ts'
 import { ColdStarts } from '../admin/cold-starts.ts'
 import { isMessage } from './protocol.ts'
 import { withNodeFlags } from '../runtime-flags.ts'
+import { LiveSettings } from '../settings/live-settings.ts'
 import type { ToPrimary } from './protocol.ts'
 
 export interface Primary {
@@ -31,6 +32,9 @@ export interface Primary {
 
 export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise<Primary> {
   const config = withModeDefaults(rawConfig)
+  // The primary reads the settings ConfigMaps (its sources feed the store) and sends the workers
+  // what they set; each worker lays that over its own flags and environment, which are the same.
+  const settings = new LiveSettings(config)
   let control: Control | undefined
   // cfg is set below, before any request can arrive.
   const coldStarts = new ColdStarts(() => cfg.publisher.snapshot)
@@ -44,6 +48,10 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     maxQueuedTotal: config.maxQueuedTotal,
     maxQueuedPerNamespace: config.maxQueuedPerNamespace,
     onColdStart: (rev) => coldStart(rev.namespace, rev.name),
+  })
+  settings.onChange((next) => {
+    broker.setQueueBounds(next.maxQueuedPerRevision, next.maxQueuedTotal, next.maxQueuedPerNamespace)
+    for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { t: 'settings', overrides: settings.overrides })
   })
   const metricWaits = new Map<number, { want: number; got: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>()
   let metricId = 0
@@ -84,7 +92,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     configProblems: () => pipeline?.publisher.snapshot.problems.length ?? 0,
     autoscaler: () => (control?.sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: control.sink.connected } : undefined),
   })
-  const cfg = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
+  const cfg = configPipeline(settings, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
   pipeline = cfg
   cfg.publisher.subscribe('cold-starts', (p) => coldStarts.published(p.snapshot, p.changedBackends))
   // Registered before the control side starts, so the broker has every snapshot the workers will.
@@ -95,7 +103,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   // What the local runner cannot run is answered 503 by the workers, which hold the requests.
   const noRuntime = (w: Worker, revision: string, reason: 'no-runtime' | 'revision-failed', detail: string | undefined, cause?: string): void =>
     send(w, detail === undefined ? { t: 'no-runtime', revision, reason } : { t: 'no-runtime', revision, reason, detail, ...(cause === undefined ? {} : { cause }) })
-  const ctl = await startControl(config, log, cfg, reporter, metrics, {
+  const ctl = await startControl(settings, log, cfg, reporter, metrics, {
     inFlightAt,
     stopGraceMs: 2500,
     onUnrunnable: (namespace, name, detail, reason, cause) => {
@@ -129,6 +137,8 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   const fork = (): void => {
     const started = Date.now()
     const w = cluster.fork({ EDGE_WORKER: '1' })
+    // Before the store: a worker starts its listeners with the settings it has by then.
+    send(w, { t: 'settings', overrides: settings.overrides })
     replicator.add(w)
     for (const [revision, f] of ctl.faults()) noRuntime(w, revision, f.reason, f.detail, f.cause)
     w.on('message', (m: unknown) => onMessage(w, m))

@@ -4,9 +4,12 @@
 import type { KubeObject, Kind } from '../model/k8s.ts'
 import type { StatEntry } from '../autoscaler/stat-encoding.ts'
 import type { EnqueueResult } from '../activator/throttler.ts'
+import type { SettingOverrides } from '../settings/live-settings.ts'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 
 export type ToWorker =
+  /** The settings ConfigMaps' values now, over the worker's own flags and environment (src/settings/). */
+  | { t: 'settings'; overrides: SettingOverrides }
   /** Store replication: objects written and removed since the last message, in order. */
   | { t: 'store'; upsert: KubeObject[]; remove: Array<[Kind, string]> }
   /** A slot for request `id` on pod `address` (or a refusal). */

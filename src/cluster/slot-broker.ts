@@ -50,7 +50,7 @@ export interface SlotBrokerOptions {
 }
 
 export class SlotBroker {
-  private readonly opts: SlotBrokerOptions
+  private opts: SlotBrokerOptions
   private readonly budgets: QueueBudgets
   private readonly throttlers = new Map<string, RevisionThrottler>()
   /** Queued requests by `workerId:id`. */
@@ -65,6 +65,13 @@ export class SlotBroker {
   constructor(opts: SlotBrokerOptions) {
     this.opts = opts
     this.budgets = new QueueBudgets(opts.maxQueuedTotal, opts.maxQueuedPerNamespace ?? 0)
+  }
+
+  /** New queue bounds (config-edge-gateway): held requests stay; the next one is checked against them. */
+  setQueueBounds(perRevision: number, total: number, perNamespace: number): void {
+    this.opts = { ...this.opts, maxQueuedPerRevision: perRevision, maxQueuedTotal: total, maxQueuedPerNamespace: perNamespace }
+    this.budgets.setBounds(total, perNamespace)
+    for (const t of this.throttlers.values()) t.setMaxQueued(perRevision)
   }
 
   setSnapshot(snap: Snapshot): void {

@@ -15,6 +15,7 @@ import { brokered } from './slot-broker.ts'
 import { RemoteSlots } from './remote-throttler.ts'
 import { applyReplica } from './replication.ts'
 import { isMessage } from './protocol.ts'
+import { LiveSettings } from '../settings/live-settings.ts'
 import type { ToPrimary, ToWorker } from './protocol.ts'
 
 export async function runWorker(config: GatewayConfig, log: Logger): Promise<void> {
@@ -22,9 +23,13 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
     if (process.connected) process.send!(m)
   }
   const slots = new RemoteSlots(toPrimary)
+  // The primary's settings ConfigMaps over this worker's flags and environment (the primary's own).
+  const settings = new LiveSettings(withModeDefaults(config))
   type Early = Extract<ToWorker, { t: 'store' | 'no-runtime' }>
   const early: Early[] = []
   let onMessage: (m: ToWorker) => void = (m) => {
+    // Settings apply at once: the parts read them as they start.
+    if (m.t === 'settings') settings.override(m.overrides)
     // The full store (and what the local runner cannot run) arrives before the gateway is up: keep
     // it until there is a store and a data plane to apply it to.
     if (m.t === 'store' || m.t === 'no-runtime') early.push(m)
@@ -38,7 +43,7 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
   process.on('SIGTERM', () => {})
   process.on('disconnect', () => process.exit(0))
 
-  const gw = await composeWorker(config, log.child({ worker: process.env.NODE_UNIQUE_ID }), {
+  const gw = await composeWorker(settings, log.child({ worker: process.env.NODE_UNIQUE_ID }), {
     slots,
     stats: {
       send: (entries, poke) => {
@@ -58,6 +63,8 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
   gw.recompile()
   onMessage = (m) => {
     switch (m.t) {
+      case 'settings':
+        return settings.override(m.overrides)
       case 'store':
       case 'no-runtime':
         return apply(m)
@@ -101,20 +108,20 @@ interface WorkerGateway {
  * from the primary's broker and demand reported to the primary. Its metrics are merged into the
  * primary's /metrics; it has no admin port.
  */
-async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: WorkerLink): Promise<WorkerGateway> {
-  const config = withModeDefaults(rawConfig)
+async function composeWorker(settings: LiveSettings, log: Logger, link: WorkerLink): Promise<WorkerGateway> {
+  const config = settings.current
   let plane: DataPlane | undefined
   const metrics = new GatewayMetrics({
     inFlight: () => plane?.active ?? 0,
     configProblems: () => plane?.snapshot.problems.length ?? 0,
     revisions: () => revisionRows(plane?.backends.entries() ?? []),
   })
-  const pipeline = configPipeline(config, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
+  const pipeline = configPipeline(settings, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
   const reporter = new StatReporter({ podName: config.podName, log })
   reporter.addSink(link.stats)
   reporter.start()
-  const tracing = await startTracing(config, log, metrics)
-  const served = dataPlane(config, log, metrics, reporter, pipeline.publisher, {
+  const tracing = await startTracing(settings, log, metrics)
+  const served = dataPlane(settings, log, metrics, reporter, pipeline.publisher, {
     onColdStart: (rev) => link.coldStart(rev),
     // Each worker holds its share of a rate limit (README: rate limits with --workers).
     processes: Math.max(1, config.workers),
@@ -125,7 +132,7 @@ async function composeWorker(rawConfig: GatewayConfig, log: Logger, link: Worker
     upstreamTls: upstreamTls(config, log, pipeline.store),
   })
   plane = served
-  const listeners = await startListeners(config, log, served, pipeline)
+  const listeners = await startListeners(settings, log, served, pipeline)
   return {
     store: pipeline.store,
     plane: served,

@@ -245,17 +245,22 @@ export function normaliseHost(h: string): string {
 
 // ---- per-object memos: the store replaces an object when it changes, so identity is a version ----
 
-const translated = new WeakMap<object, { ingress?: KIngress; problems: ConfigProblem[] }>()
+type Translation = { ingress?: KIngress; problems: ConfigProblem[] }
 
-export function translateOnce<T extends Route | DomainMapping>(obj: T, fn: (o: T) => KIngress): { ingress?: KIngress; problems: ConfigProblem[] } {
-  let r = translated.get(obj)
+/** By the options translated with (new ones when the domain settings change), then by object version. */
+const translated = new WeakMap<object, WeakMap<object, Translation>>()
+
+export function translateOnce<T extends Route | DomainMapping>(obj: T, opts: object, fn: (o: T) => KIngress): Translation {
+  let memo = translated.get(opts)
+  if (!memo) translated.set(opts, (memo = new WeakMap()))
+  let r = memo.get(obj)
   if (!r) {
     try {
       r = { ingress: fn(obj), problems: [] }
     } catch (err) {
       r = { problems: problemFrom(err, `${obj.kind} ${keyOf(obj.metadata)}`, 'EDGE_ERR_TRANSLATE') }
     }
-    translated.set(obj, r)
+    memo.set(obj, r)
   }
   return r
 }

@@ -290,8 +290,8 @@ export class IncrementalCompiler {
     } else {
       const r =
         origin === 'Route'
-          ? translateOnce(obj as Route, (o) => routeToIngress(o, this.opts))
-          : translateOnce(obj as DomainMapping, (o) => domainMappingToIngress(o, this.opts))
+          ? translateOnce(obj as Route, this.opts, (o) => routeToIngress(o, this.opts))
+          : translateOnce(obj as DomainMapping, this.opts, (o) => domainMappingToIngress(o, this.opts))
       problems = r.problems
       if (!r.ingress) {
         this.setObjectProblems(origin, id, problems)

@@ -27,7 +27,7 @@ export interface LiveBuild extends Omit<BuildResult, 'changedBackends'> {
 export class LiveCompiler {
   private compiler: IncrementalCompiler
   private readonly source: ObjectSource
-  private readonly opts: CompileOptions
+  private opts: CompileOptions
 
   constructor(source: ObjectSource, opts: CompileOptions) {
     this.source = source
@@ -42,6 +42,12 @@ export class LiveCompiler {
     c.setSourceProblems(this.source.problems())
     this.compiler = c
     return { snapshot: c.build(this.source.version).snapshot, changedBackends: undefined }
+  }
+
+  /** New options (the domain settings changed): everything is compiled again with them. */
+  reconfigure(opts: CompileOptions): LiveBuild {
+    this.opts = opts
+    return this.full()
   }
 
   /** Applies only the named changes to the warm compiler. */

@@ -336,7 +336,7 @@ function checkSecret(c: Checker, obj: Json): void {
   }
 }
 
-/** What a ConfigMap means (a trust bundle...) is judged where it is used; here only its shape. */
+/** What a ConfigMap means (settings, src/settings/; a trust bundle) is judged where it is used; here only its shape (the API server requires string values). */
 function checkConfigMap(c: Checker, obj: Json): void {
   checkStringMap(c, obj.data, 'data', 'EDGE_ERR_CONFIGMAP_DATA')
 }

@@ -44,7 +44,13 @@ import type { AdminServer, RoutesView } from '../admin/server.ts'
 import { gatewayReplicas } from '../status/replicas.ts'
 import { SnapshotPublisher } from './snapshot-publisher.ts'
 import { ServingController } from '../serving/controller.ts'
+import { differs } from '../settings/live-settings.ts'
+import type { LiveSettings } from '../settings/live-settings.ts'
+import { SettingsFollower } from '../settings/follow.ts'
+import { DOMAIN_CONFIGMAP, EDGE_CONFIGMAP, NETWORK_CONFIGMAP } from '../settings/configmaps.ts'
+import type { RateLimitSpec } from '../policy/rate-limit-spec.ts'
 import { DomainNames } from '../serving/domain.ts'
+import { httpOptionOf } from '../translate/options.ts'
 // The Kubernetes client takes about a second to load: cluster-mode modules are imported only in
 // cluster mode (workers and the files source start without them).
 import type { KubernetesSource, KubernetesSourceTuning } from '../sources/kubernetes.ts'
@@ -65,16 +71,28 @@ export interface ConfigPipeline {
   readonly publisher: SnapshotPublisher
 }
 
-export function configPipeline(config: GatewayConfig, log: Logger, onCompiled: (ok: boolean) => void): ConfigPipeline {
+export function configPipeline(settings: LiveSettings, log: Logger, onCompiled: (ok: boolean) => void): ConfigPipeline {
   const store = new ObjectStore()
-  const compile: CompileOptions = {
+  const publisher = new SnapshotPublisher(store, compileOptions(settings.current), { log, onCompiled })
+  // Routes get their hosts from the domain settings: a change translates every Route again.
+  settings.onChange((next, prev) => {
+    if (differs(prev, next, DOMAIN_KEYS)) publisher.reconfigure(compileOptions(next))
+  })
+  return { store, publisher }
+}
+
+/** The settings Route hosts are made from (config-domain, config-network's templates). */
+const DOMAIN_KEYS: ReadonlyArray<keyof GatewayConfig> = ['domain', 'domainTemplate', 'tagTemplate', 'httpProtocol']
+
+function compileOptions(config: GatewayConfig): CompileOptions {
+  return {
     ingressClass: config.ingressClass,
     domain: config.domain,
     clusterDomain: config.clusterDomain,
     names: new DomainNames(config.domainTemplate, config.tagTemplate),
+    httpProtocol: httpOptionOf(config.httpProtocol),
     translateServing: !config.kubernetes || config.watchServing,
   }
-  return { store, publisher: new SnapshotPublisher(store, compile, { log, onCompiled }) }
 }
 
 // ---- metrics ------------------------------------------------------------------------------------
@@ -90,9 +108,12 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
 
 // ---- data plane ---------------------------------------------------------------------------------
 
-export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies' | 'tracing' | 'upstreamTls'> & { processes: number }): DataPlane {
+export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayMetrics, reporter: StatReporter, publisher: SnapshotPublisher, extra: Pick<DataPlaneOptions, 'onColdStart' | 'remoteThrottler' | 'policies' | 'tracing' | 'upstreamTls'> & { processes: number }): DataPlane {
+  const config = settings.current
   const now = reporter.now
   const demand = reporter.demand
+  const accessLogs = accessLogFactory(metrics)
+  const limiter = rateLimits(config, metrics, extra.processes)
   const plane = new DataPlane(publisher.snapshot, {
     log,
     metrics,
@@ -101,9 +122,9 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     maxQueuedPerRevision: config.maxQueuedPerRevision,
     maxQueuedTotal: config.maxQueuedTotal,
     maxQueuedPerNamespace: config.maxQueuedPerNamespace,
-    accessLog: config.accessLog ? accessLog(config, metrics) : undefined,
+    accessLog: accessLogs(config),
     // Rate limits decide before admission; further policies (tests) follow them.
-    policies: [rateLimits(config, metrics, extra.processes), ...(extra.policies ?? [])],
+    policies: [limiter, ...(extra.policies ?? [])],
     // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
       requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
@@ -115,6 +136,13 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     upstreamTls: extra.upstreamTls,
   })
   publisher.subscribe('data-plane', (p) => plane.setSnapshot(p.snapshot, p.changedBackends))
+  // What the ConfigMaps may change (config.ts's live options) reaches the data plane's parts here.
+  settings.onChange((next, prev) => {
+    if (differs(prev, next, ['accessLog', 'accessLogTemplate', 'trustedProxies'])) plane.setAccessLog(accessLogs(next))
+    if (differs(prev, next, ['rateLimitPerClient'])) limiter.setPerClient(perClientLimit(next, extra.processes))
+    if (differs(prev, next, ['coldStartTimeoutSeconds', 'streamIdleTimeoutSeconds'])) plane.setTimeouts(next.coldStartTimeoutSeconds * 1000, next.streamIdleTimeoutSeconds * 1000)
+    if (differs(prev, next, ['maxQueuedPerRevision', 'maxQueuedTotal', 'maxQueuedPerNamespace'])) plane.backends.setQueueBounds(next.maxQueuedPerRevision, next.maxQueuedTotal, next.maxQueuedPerNamespace)
+  })
   return plane
 }
 
@@ -139,19 +167,31 @@ export function upstreamTls(config: GatewayConfig, log: Logger, store: ObjectSto
 /**
  * Access-log lines to stdout, written asynchronously in whole-line batches; lines the output cannot
  * take are dropped and counted (edge_access_log_dropped_total), never waited for. What is pending at
- * exit is written then.
+ * exit is written then. One writer per process, made when access logging is first on; each setting
+ * of --access-log, its template or --trusted-proxies gets a new AccessLog on it (undefined: off).
  */
-function accessLog(config: GatewayConfig, metrics: GatewayMetrics): AccessLog {
-  const writer = new LineWriter({ fd: 1, onDrop: (n) => metrics.accessLogDropped(n) })
-  process.once('exit', () => writer.flushSync())
-  const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
-  return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
+function accessLogFactory(metrics: GatewayMetrics): (config: GatewayConfig) => AccessLog | undefined {
+  let writer: LineWriter | undefined
+  return (config) => {
+    if (!config.accessLog) return undefined
+    if (!writer) {
+      const w = new LineWriter({ fd: 1, onDrop: (n) => metrics.accessLogDropped(n) })
+      process.once('exit', () => w.flushSync())
+      writer = w
+    }
+    const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
+    return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
+  }
 }
 
 /** Per host (edge.knative.dev/rate-limit) and per client (--rate-limit-per-client), this process's share. */
 function rateLimits(config: GatewayConfig, metrics: GatewayMetrics, processes: number): RateLimitPolicy {
+  return new RateLimitPolicy({ perClient: perClientLimit(config, processes), processes, onLimited: (host, limit) => metrics.rateLimited(host, limit) })
+}
+
+function perClientLimit(config: GatewayConfig, processes: number): RateLimitSpec | undefined {
   const per = config.rateLimitPerClient === undefined ? undefined : parseRateLimit(config.rateLimitPerClient, undefined, processes)
-  return new RateLimitPolicy({ perClient: typeof per === 'object' ? per : undefined, processes, onLimited: (host, limit) => metrics.rateLimited(host, limit) })
+  return typeof per === 'object' ? per : undefined
 }
 
 // ---- tracing -----------------------------------------------------------------------------------
@@ -161,11 +201,14 @@ function rateLimits(config: GatewayConfig, metrics: GatewayMetrics, processes: n
  * span, context or id). Spans it drops are counted in edge_tracing_spans_dropped_total, a counter
  * registered on this process's registry (with --workers, summed into the primary's /metrics).
  */
-export async function startTracing(config: GatewayConfig, log: Logger, metrics: GatewayMetrics, tuning?: TracingTuning): Promise<Tracing | undefined> {
-  if (config.tracingEndpoint === undefined) return undefined
+export async function startTracing(settings: LiveSettings, log: Logger, metrics: GatewayMetrics, tuning?: TracingTuning): Promise<Tracing | undefined> {
+  const endpoint = settings.current.tracingEndpoint
+  if (endpoint === undefined) return undefined
   const { Tracing, spanDropCounter } = await import('../observe/tracing.ts')
-  return new Tracing({
-    endpoint: config.tracingEndpoint,
+  // Read after the import: a worker may have heard of new settings meanwhile.
+  const config = settings.current
+  const tracing = new Tracing({
+    endpoint,
     samplingRate: config.tracingSamplingRate,
     serviceName: config.tracingServiceName,
     instance: config.podName,
@@ -173,9 +216,14 @@ export async function startTracing(config: GatewayConfig, log: Logger, metrics: 
     onDrop: spanDropCounter(metrics.registry),
     tuning,
   })
+  settings.onChange((next) => tracing.setSamplingRate(next.tracingSamplingRate))
+  return tracing
 }
 
 // ---- listeners ----------------------------------------------------------------------------------
+
+/** The settings clientLimits() reads: a change to one of them reaches every listener. */
+const CLIENT_LIMIT_KEYS: ReadonlyArray<keyof GatewayConfig> = ['headerTimeoutSeconds', 'maxHeaderBytes', 'maxHeaders', 'maxBodyBytes', 'maxConnectionsPerIp', 'maxUrlLength', 'trustedProxies']
 
 export interface ListenerPorts {
   http: number
@@ -198,7 +246,8 @@ export interface Listeners {
  * TLS Secret (a laptop has no KIngress to name them), and --default-tls-secret. In a cluster a Secret
  * no KIngress names is never served: any namespace can hold a TLS Secret.
  */
-export async function startListeners(config: GatewayConfig, log: Logger, plane: DataPlane, pipeline: ConfigPipeline): Promise<Listeners> {
+export async function startListeners(settings: LiveSettings, log: Logger, plane: DataPlane, pipeline: ConfigPipeline): Promise<Listeners> {
+  const config = settings.current
   const { store, publisher } = pipeline
   const opts = { addresses: bindAddresses(config.listenAddresses), http1Server: config.http1Server, proxyProtocol: config.proxyProtocol, ...clientLimits(config) }
   const started: Listener[] = []
@@ -211,13 +260,26 @@ export async function startListeners(config: GatewayConfig, log: Logger, plane: 
     const http = await add(startListener(plane, 'public', { ...opts, port: config.httpPort }))
     const local = await add(startListener(plane, 'local', { ...opts, port: config.localPort }))
     const certs = new CertificateStore(log.child({ component: 'tls' }), { ciphers: config.tlsCiphers, defaultSecret: config.defaultTlsSecret })
-    const updateCerts = (): void =>
-      certs.update(publisher.snapshot, config.kubernetes ? [] : store.list('Secret'), config.defaultTlsSecret ? store.get('Secret', config.defaultTlsSecret) : undefined)
+    const updateCerts = (): void => {
+      const defaultSecret = settings.current.defaultTlsSecret
+      certs.update(publisher.snapshot, config.kubernetes ? [] : store.list('Secret'), defaultSecret ? store.get('Secret', defaultSecret) : undefined)
+    }
     updateCerts()
     publisher.subscribe('certificates', updateCerts)
     const https = await add(startTlsListener(plane, certs, { ...opts, port: config.httpsPort, ciphers: config.tlsCiphers }))
     // Cluster-local TLS (Knative's cluster-local-domain-tls): every rule, the same certificates.
     const localHttps = config.localHttpsPort === undefined ? undefined : await add(startTlsListener(plane, certs, { ...opts, port: config.localHttpsPort, ciphers: config.tlsCiphers }, 'local'))
+    const follow = (next: GatewayConfig, prev: GatewayConfig): void => {
+      if (differs(prev, next, CLIENT_LIMIT_KEYS)) for (const l of started) l.setLimits(clientLimits(next))
+      if (differs(prev, next, ['proxyProtocol'])) for (const l of started) l.setProxyProtocol(next.proxyProtocol)
+      if (!differs(prev, next, ['tlsCiphers', 'defaultTlsSecret'])) return
+      certs.configure({ ciphers: next.tlsCiphers, defaultSecret: next.defaultTlsSecret })
+      for (const l of started) l.setCiphers?.(next.tlsCiphers)
+      updateCerts()
+    }
+    settings.onChange(follow)
+    // A worker may hear of the settings while its listeners start: they catch up here.
+    if (settings.current !== config) follow(settings.current, config)
     return {
       ports: { http, local, https, localHttps },
       close: async () => {
@@ -277,8 +339,13 @@ export interface Control {
  * once and /readyz fails until every informer has listed; nothing is removed while the API server is
  * unreachable, so the last snapshot keeps serving.
  */
-export async function startControl(config: GatewayConfig, log: Logger, pipeline: ConfigPipeline, reporter: StatReporter, metrics: GatewayMetrics, hooks: ControlHooks): Promise<Control> {
+export async function startControl(settings: LiveSettings, log: Logger, pipeline: ConfigPipeline, reporter: StatReporter, metrics: GatewayMetrics, hooks: ControlHooks): Promise<Control> {
+  const config = settings.current
   const { store, publisher } = pipeline
+  // Before any source writes: the settings ConfigMaps apply as they arrive, the files' before the
+  // first compile.
+  const follower = new SettingsFollower(store, settings, log.child({ component: 'settings' }))
+  follower.start()
   let configLoaded = false
   let files: FilesSource | undefined
   let runner: LocalRunner | undefined
@@ -286,6 +353,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
   if (!config.kubernetes) {
     files = new FilesSource({ dir: config.manifests, store, log })
     await files.start()
+    follower.refresh()
     runner = new LocalRunner({
       store,
       log: log.child({ component: 'local-runner' }),
@@ -300,7 +368,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
     reporter.addSink(runner)
     // A rollout's new revision is started at once, so traffic can move to it when it is ready.
     const localRunner = runner
-    serving = servingController(config, log, store, (ns, name) => localRunner.coldStart(ns, name))
+    serving = servingController(settings, log, store, (ns, name) => localRunner.coldStart(ns, name))
     publisher.full()
     configLoaded = true
     runner.start()
@@ -320,6 +388,11 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       watchServing: config.watchServing,
       // The status writer finds the gateway's own replicas in POD_NAMESPACE: watch it even when scoped.
       namespaces: config.namespaces.length > 0 && !config.namespaces.includes(config.podNamespace) ? [...config.namespaces, config.podNamespace] : config.namespaces,
+      configMaps: [
+        { namespace: config.podNamespace, name: EDGE_CONFIGMAP },
+        { namespace: config.knativeNamespace, name: NETWORK_CONFIGMAP },
+        { namespace: config.knativeNamespace, name: DOMAIN_CONFIGMAP },
+      ],
       onHealthChange: (up) => metrics.sourceUp.set({ source: 'kubernetes' }, up ? 1 : 0),
       ...hooks.kubernetes,
     })
@@ -327,7 +400,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
     health = await revisionHealth(config, log, pipeline, kubeConfig, hooks)
     reporter.addSink(health)
     // Without a Serving controller in the cluster, the gateway derives what it would (in memory only).
-    if (config.watchServing) serving = servingController(config, log, store, undefined)
+    if (config.watchServing) serving = servingController(settings, log, store, undefined)
     void source.start().then(() => {
       configLoaded = source.synced
     })
@@ -375,6 +448,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
     },
     loadingReason: () => (configLoaded ? undefined : (kube?.source.notSyncedReason() ?? 'initial configuration not loaded')),
     describe: () => ({
+      settings: follower.describe(),
       files: files ? { dir: config.manifests, scans: files.scans } : undefined,
       serving: serving?.describe(),
       kubernetes: kube?.source.describe(),
@@ -384,6 +458,7 @@ export async function startControl(config: GatewayConfig, log: Logger, pipeline:
       autoscaler: sink ? { url: config.autoscalerUrl, connected: sink.connected, ...sink.stats } : undefined,
     }),
     stopSources: async () => {
+      follower.stop()
       files?.stop()
       serving?.stop()
       const w = statusWriter
@@ -431,7 +506,8 @@ async function revisionHealth(config: GatewayConfig, log: Logger, pipeline: Conf
  * Knative Services and Configurations become Configurations, Revisions and Routes in the store, as
  * Serving would make them (src/serving/).
  */
-function servingController(config: GatewayConfig, log: Logger, store: ObjectStore, startRevision: ((ns: string, name: string) => void) | undefined): ServingController {
+function servingController(settings: LiveSettings, log: Logger, store: ObjectStore, startRevision: ((ns: string, name: string) => void) | undefined): ServingController {
+  const config = settings.current
   const serving = new ServingController({
     store,
     log: log.child({ component: 'serving' }),
@@ -441,6 +517,9 @@ function servingController(config: GatewayConfig, log: Logger, store: ObjectStor
     startRevision,
   })
   serving.start()
+  settings.onChange((next, prev) => {
+    if (differs(prev, next, DOMAIN_KEYS)) serving.setDomain(new DomainNames(next.domainTemplate, next.tagTemplate), next.domain)
+  })
   return serving
 }
 

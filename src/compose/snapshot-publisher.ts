@@ -77,11 +77,17 @@ export class SnapshotPublisher {
     return this.current
   }
 
-  private apply(changes: StoreChanges | undefined, endpointsOnly: boolean): void {
+  /** New compile options (config-network, config-domain): the whole store again, published as usual. */
+  reconfigure(compile: CompileOptions): Snapshot {
+    this.apply(undefined, false, compile)
+    return this.current
+  }
+
+  private apply(changes: StoreChanges | undefined, endpointsOnly: boolean, compile?: CompileOptions): void {
     let changedBackends: ReadonlySet<string> | undefined
     const before = this.current
     try {
-      const r = changes ? this.live.update(changes) : this.live.full()
+      const r = compile ? this.live.reconfigure(compile) : changes ? this.live.update(changes) : this.live.full()
       this.current = r.snapshot
       changedBackends = r.changedBackends
       this.opts.onCompiled?.(true)

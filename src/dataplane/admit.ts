@@ -39,7 +39,8 @@ export interface AdmitContext {
     /** Why the revision (`ns/name`) cannot serve now (no runtime for it, or it failed to start), or undefined. */
     fault(revisionKey: string): RevisionFault | undefined
   }
-  readonly limits: AdmitLimits
+  /** Swapped whole when the settings change (DataPlane.setTimeouts). */
+  limits: AdmitLimits
   readonly demand: DemandSink | undefined
   readonly metrics: { coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void; retried(backend: BackendSpec): void; fastFailure(cause: string): void }
   /** The snapshot now: a held request whose backend left is resolved again against it. */

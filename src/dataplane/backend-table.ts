@@ -32,7 +32,7 @@ export interface BackendTableOptions {
 }
 
 export class BackendTable {
-  private readonly opts: BackendTableOptions
+  private opts: BackendTableOptions
   private readonly pools: PoolRegistry
   private readonly throttlers = new Map<string, Throttler>()
   private readonly probed = new ProbedEndpoints({ onChange: (key) => this.probePassed(key) })
@@ -149,6 +149,13 @@ export class BackendTable {
     const b = this.snapshot.backends.get(key)
     const t = this.throttlers.get(key)
     if (b && t) t.updateEndpoints(this.endpointsFor(b))
+  }
+
+  /** New queue bounds (config-edge-gateway): held requests stay; the next one is checked against them. */
+  setQueueBounds(perRevision: number, total: number, perNamespace: number): void {
+    this.opts = { ...this.opts, maxQueuedPerRevision: perRevision, maxQueuedTotal: total, maxQueuedPerNamespace: perNamespace }
+    this.budgets.setBounds(total, perNamespace)
+    for (const t of this.throttlers.values()) if (t instanceof RevisionThrottler) t.setMaxQueued(perRevision)
   }
 
   /** This replica's index among the gateway's replicas, for sharing pod capacity (see throttler). */

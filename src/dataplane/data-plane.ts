@@ -52,6 +52,8 @@ export class DataPlane {
   readonly door: FrontDoor
   readonly metrics: GatewayMetrics
   readonly log: Logger
+  /** The limits every Exchange and Upgrade reads (through the shared context); swapped whole. */
+  private readonly ctx: ForwardContext & UpgradeContext
 
   constructor(initial: Snapshot, opts: DataPlaneOptions) {
     this.snapshot = initial
@@ -82,7 +84,22 @@ export class DataPlane {
         requests.ended(r)
       },
     }
+    this.ctx = ctx
     this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter(), requests.logging, opts.tracing)
+  }
+
+  /**
+   * New cold-start budget and stream idle limit (config-edge-gateway): requests that arrive from now
+   * on are held and timed by them; a request's deadline already set keeps its old value.
+   */
+  setTimeouts(coldStartBudgetMs: number, streamIdleTimeoutMs: number): void {
+    this.ctx.limits = { ...this.ctx.limits, coldStartBudgetMs, streamIdleTimeoutMs }
+  }
+
+  /** Access-log lines on, off, or in another form, from the next request's end on. */
+  setAccessLog(access: AccessLog | undefined): void {
+    this.requests.setAccessLog(access)
+    this.door.logging = access !== undefined
   }
 
   /**

@@ -39,7 +39,8 @@ import type { UpgradeContext } from './forward-upgrade.ts'
 export interface Entrance {
   readonly listener: ListenerKind
   readonly secure: boolean
-  readonly limits: ClientLimits
+  /** Swapped whole when the settings change (Listener.setLimits); each request reads it once. */
+  limits: ClientLimits
 }
 
 /** Starts a request's trace at arrival (observe/tracing.ts); absent when tracing is off. */
@@ -57,8 +58,8 @@ export class FrontDoor {
   /** Requests in flight: entered here, left through ctx.left(). */
   private readonly enter: () => void
 
-  /** Access-log lines are written: request body bytes are counted. */
-  private readonly logging: boolean
+  /** Access-log lines are written: request body bytes are counted. Follows the settings. */
+  logging: boolean
   /** Tracing is on: each request's trace starts at arrival, before the first stage. */
   private readonly tracer: RequestTracer | undefined
 

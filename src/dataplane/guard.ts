@@ -79,23 +79,23 @@ export function isTrustedAddress(list: net.BlockList, address: string | undefine
  * same for HTTP/1.1, h2c and TLS, and it costs the client nothing to retry later.
  */
 export function limitConnectionsPerIp(server: net.Server, max: number, onRefused: () => void): void {
-  const admit = perIpAdmission(max, onRefused)
-  if (admit) server.prependListener('connection', admit)
+  server.prependListener('connection', perIpAdmission(() => max, onRefused))
 }
 
 /**
  * The per-IP connection limit as a check of one connection: false (and the connection closed) when
- * its client already holds `max`. Undefined when there is no limit. With --proxy-protocol it runs
- * once the PROXY header has said who the client is.
+ * its client already holds `max()` (read per connection: the limit follows the settings; 0 = none).
+ * Connections are counted even without a limit, so one set at run time counts those already open.
+ * With --proxy-protocol it runs once the PROXY header has said who the client is.
  */
-export function perIpAdmission(max: number, onRefused: () => void): ((socket: net.Socket) => boolean) | undefined {
-  if (max <= 0) return undefined
+export function perIpAdmission(max: () => number, onRefused: () => void): (socket: net.Socket) => boolean {
   const open = new Map<string, number>()
   return (socket) => {
     const ip = unmappedIp(socket.remoteAddress)
     if (ip === undefined) return true
     const n = (open.get(ip) ?? 0) + 1
-    if (n > max) {
+    const limit = max()
+    if (limit > 0 && n > limit) {
       socket.destroy()
       onRefused()
       return false

@@ -42,6 +42,15 @@ export interface Listener {
   /** The HTTP/1.1 server (requests from h1 connections). */
   readonly server: http.Server
   readonly port: number
+  /**
+   * New client limits (config-edge-gateway): each request reads them as it arrives, each connection's
+   * next request head is parsed and timed by them. Connections already refused or closed stay so.
+   */
+  setLimits(limits: ClientLimits): void
+  /** --proxy-protocol on or off for the connections accepted from now on (open ones keep theirs). */
+  setProxyProtocol(on: boolean): void
+  /** TLS listeners: a new TLS 1.2 cipher list for the handshakes from now on. */
+  setCiphers?(ciphers: string | undefined): void
   close(): Promise<void>
   /** Ends every connection now (after a drain). */
   closeAll(): void
@@ -107,12 +116,33 @@ const TLS_ACCEPT: AcceptOptions = {}
  * --proxy-protocol: each connection's PROXY header is read first (under the header timeout); the
  * per-IP limit then counts the client it names.
  */
-function proxyFirst(plane: DataPlane, limits: ClientLimits, perIp: ((socket: net.Socket) => boolean) | undefined): (socket: net.Socket, go: (rest: Buffer | undefined) => void) => void {
+function proxyFirst(plane: DataPlane, at: Entrance, perIp: (socket: net.Socket) => boolean, proxy: { on: boolean }): (socket: net.Socket, go: (rest: Buffer | undefined) => void) => void {
   const onRejected = (reason: ProxyFailure): void => plane.metrics.connectionRefused(`proxy-protocol-${reason}`)
-  return (socket, go) =>
-    readProxyHeader(socket, { timeoutMs: limits.headersTimeoutMs, onRejected }, (s, rest) => {
-      if (!perIp || perIp(s)) go(rest)
+  return (socket, go) => {
+    // Without it, the per-IP limit counts the peer at once and the connection goes straight on.
+    if (!proxy.on) {
+      if (perIp(socket)) go(undefined)
+      return
+    }
+    readProxyHeader(socket, { timeoutMs: at.limits.headersTimeoutMs, onRejected }, (s, rest) => {
+      if (perIp(s)) go(rest)
     })
+  }
+}
+
+/** The per-IP limit of a listener, read from its entrance at each connection. */
+function perIpOf(plane: DataPlane, at: Entrance): (socket: net.Socket) => boolean {
+  return perIpAdmission(() => at.limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
+}
+
+/** What setLimits changes besides the entrance: node:http's and our HTTP/1.1 server's own copies. */
+function applyLimits(at: Entrance, h1: http.Server, edge: EdgeH1Server | undefined, limits: ClientLimits): void {
+  at.limits = limits
+  h1.headersTimeout = limits.headersTimeoutMs
+  h1.maxHeadersCount = limits.maxHeadersCount
+  // node:http reads it for each new connection's parser.
+  ;(h1 as http.Server & { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderSize
+  edge?.setLimits(limits)
 }
 
 /** Public or cluster-local listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port. */
@@ -128,11 +158,19 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
   // closeIdleConnections/closeAllConnections apply to any connection.
   h1.emit('listening')
   const edge = opts.http1Server === 'node' ? undefined : edgeHttp1Server(plane, at, opts, h1)
-  const perIp = perIpAdmission(limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
-  const before = opts.proxyProtocol ? proxyFirst(plane, limits, perIp) : undefined
-  const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, { firstByteTimeoutMs: limits.headersTimeoutMs }, before)
-  if (perIp && !before) front.prependListener('connection', perIp)
-  return listening(kind, front, await listenOnAll(front, opts.addresses, opts.port, PAUSED), h1, edge, sessions, undefined)
+  const proxy = { on: opts.proxyProtocol === true }
+  const before = proxyFirst(plane, at, perIpOf(plane, at), proxy)
+  const sniffing = { firstByteTimeoutMs: limits.headersTimeoutMs }
+  const front = createSniffingServer(edge ? (socket, seen) => edge.accept(socket, seen) : nodeHttp1(h1), h2, sniffing, before)
+  const l = listening(kind, front, await listenOnAll(front, opts.addresses, opts.port, PAUSED), h1, edge, sessions, undefined)
+  return {
+    ...l,
+    setLimits: (next) => {
+      applyLimits(at, h1, edge, next)
+      sniffing.firstByteTimeoutMs = next.headersTimeoutMs
+    },
+    setProxyProtocol: (on) => (proxy.on = on),
+  }
 }
 
 /**
@@ -140,7 +178,7 @@ export async function startListener(plane: DataPlane, kind: ListenerKind, opts: 
  * `bound`); h1 (node:http, never listening itself), our HTTP/1.1 server side and the HTTP/2
  * sessions serve them; `sockets` are other connections to end on closeAll (HTTP/1.1 over TLS).
  */
-function listening(kind: ListenerKind, accepting: net.Server, bound: BoundAddresses, h1: http.Server, edge: EdgeH1Server | undefined, sessions: Set<http2.Http2Session>, sockets: Set<net.Socket> | undefined): Listener {
+function listening(kind: ListenerKind, accepting: net.Server, bound: BoundAddresses, h1: http.Server, edge: EdgeH1Server | undefined, sessions: Set<http2.Http2Session>, sockets: Set<net.Socket> | undefined): Omit<Listener, 'setLimits' | 'setProxyProtocol'> {
   return {
     kind,
     server: h1,
@@ -228,20 +266,18 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     else nodeHttp1(h1)(socket, undefined)
   })
   http2Handlers(server, plane, at)
-  const perIp = perIpAdmission(limits.maxConnectionsPerIp, () => plane.metrics.connectionRefused('per-ip-limit'))
   // --proxy-protocol: the PROXY header comes before the TLS handshake, so a plain server takes the
   // connections, reads it, and gives the TLS server the connection as if it had accepted it. Bytes
-  // of the handshake read past the header go back onto the socket: node:tls reads those first.
-  const before = opts.proxyProtocol ? proxyFirst(plane, limits, perIp) : undefined
-  const accepting: net.Server = before
-    ? netServer((socket) =>
-        before(socket, (rest) => {
-          if (rest) socket.unshift(rest)
-          server.emit('connection', socket)
-        }),
-      )
-    : server
-  if (perIp && !before) server.prependListener('connection', perIp)
+  // of the handshake read past the header go back onto the socket: node:tls reads those first. The
+  // plain server takes every connection, so the option can be turned on and off at run time.
+  const proxy = { on: opts.proxyProtocol === true }
+  const before = proxyFirst(plane, at, perIpOf(plane, at), proxy)
+  const accepting = netServer((socket) =>
+    before(socket, (rest) => {
+      if (rest) socket.unshift(rest)
+      server.emit('connection', socket)
+    }),
+  )
   server.on('tlsClientError', () => {}) // logged once per name by the certificate store
   answerClientErrors(server, plane)
   const sessions = trackSessions(server)
@@ -251,7 +287,15 @@ export async function startTlsListener(plane: DataPlane, certs: CertificateStore
     sockets.add(sock)
     sock.once('close', () => sockets.delete(sock))
   })
-  return listening(kind, accepting, await listenOnAll(accepting, opts.addresses, opts.port, before ? PAUSED : TLS_ACCEPT), h1, edge, sessions, sockets)
+  const l = listening(kind, accepting, await listenOnAll(accepting, opts.addresses, opts.port, PAUSED), h1, edge, sessions, sockets)
+  return {
+    ...l,
+    setLimits: (next) => applyLimits(at, h1, edge, next),
+    setProxyProtocol: (on) => (proxy.on = on),
+    // The default context's list is the one a handshake negotiates with; the SNI contexts get the
+    // same list from the certificate store (CertificateStore.configure).
+    setCiphers: (ciphers) => server.setSecureContext({ minVersion: 'TLSv1.2', ciphers }),
+  }
 }
 
 function netServer(onConnection: (socket: net.Socket) => void): net.Server {

@@ -10,7 +10,7 @@ import { unmappedIp } from './forwarded.ts'
 
 export class RequestLog {
   private readonly metrics: GatewayMetrics
-  private readonly access: AccessLog | undefined
+  private access: AccessLog | undefined
 
   constructor(metrics: GatewayMetrics, access: AccessLog | undefined) {
     this.metrics = metrics
@@ -20,6 +20,11 @@ export class RequestLog {
   /** Whether access-log lines are written (the record's byte counts are only needed then). */
   get logging(): boolean {
     return this.access !== undefined
+  }
+
+  /** Access logging turned on, off or re-templated (config-edge-gateway): from the next line on. */
+  setAccessLog(access: AccessLog | undefined): void {
+    this.access = access
   }
 
   answered(r: RequestRecord): void {

@@ -49,7 +49,7 @@ export function certificateNames(pem: string): string[] {
 
 export class CertificateStore {
   private readonly log: Logger
-  private readonly opts: TlsOptions
+  private opts: TlsOptions
   /** Secret → its built context; rebuilt only when the PEM text changes. */
   private readonly contexts = new Map<string, Entry>()
   private byHost = new Map<string, Entry>()
@@ -111,6 +111,16 @@ export class CertificateStore {
     }
     for (const k of this.contexts.keys()) if (!live.has(k)) this.contexts.delete(k)
     this.byHost = next
+  }
+
+  /**
+   * New ciphers or default certificate (config-edge-gateway): every context is built again by the
+   * next update(), which the caller makes with the inputs it has now.
+   */
+  configure(opts: TlsOptions): void {
+    this.opts = opts
+    this.contexts.clear()
+    this.last = { certificates: undefined, byNames: 0, defaultSecret: undefined }
   }
 
   private entry(secret: string, cert: string, key: string): Entry {

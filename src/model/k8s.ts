@@ -209,7 +209,7 @@ export interface Secret extends KubeObject {
   stringData?: Record<string, string>
 }
 
-// ---- v1 ConfigMap ----
+// ---- v1 ConfigMap (the settings ones, src/settings/, and Knative's trust bundles) ----
 
 export interface ConfigMap extends KubeObject {
   kind: 'ConfigMap'

@@ -61,7 +61,7 @@ export class Tracing {
   private readonly tracer: Tracer
   private readonly propagator = new W3CTraceContextPropagator()
   private readonly exportTimeoutMs: number
-  private readonly samplingRate: number
+  private samplingRate: number
 
   constructor(opts: TracingOptions) {
     this.samplingRate = opts.samplingRate
@@ -96,6 +96,11 @@ export class Tracing {
       spanProcessors: [new BoundedSpanProcessor(batcher, budget)],
     })
     this.tracer = this.provider.getTracer('edge-gateway')
+  }
+
+  /** --tracing-sampling-rate changed (config-edge-gateway): requests from now on are sampled by it. */
+  setSamplingRate(rate: number): void {
+    this.samplingRate = rate
   }
 
   /** A request arrived (at `startedAt`, performance.now()): its trace, sampled or not. */

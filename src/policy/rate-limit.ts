@@ -26,7 +26,7 @@ const SWEEP_MS = 10_000
 
 export class RateLimitPolicy implements Policy {
   readonly name = 'rate-limit'
-  private readonly opts: RateLimitOptions
+  private opts: RateLimitOptions
   private readonly now: () => number
   /** Per host, with the spec it was made for (a changed annotation starts a new bucket). */
   private readonly hosts = new Map<string, { spec: RateLimitSpec; bucket: TokenBucket }>()
@@ -36,6 +36,12 @@ export class RateLimitPolicy implements Policy {
   constructor(opts: RateLimitOptions) {
     this.opts = opts
     this.now = opts.now ?? (() => performance.now())
+  }
+
+  /** --rate-limit-per-client changed (config-edge-gateway): every client starts a new, full bucket. */
+  setPerClient(perClient: RateLimitSpec | undefined): void {
+    this.opts = { ...this.opts, perClient }
+    this.clients.clear()
   }
 
   check(input: PolicyInput): Verdict {

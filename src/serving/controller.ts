@@ -53,7 +53,7 @@ export interface ServiceSummary {
 }
 
 export class ServingController {
-  private readonly opts: ServingControllerOptions
+  private opts: ServingControllerOptions
   private readonly configs = new Map<string, ConfigState>()
   private lastProblems = '[]'
   private summaries: ServiceSummary[] = []
@@ -73,6 +73,12 @@ export class ServingController {
   stop(): void {
     this.off?.()
     this.off = undefined
+  }
+
+  /** The domain settings changed (config-network, config-domain): every Route is derived again. */
+  setDomain(names: DomainNames, domain: string): void {
+    this.opts = { ...this.opts, names, domain }
+    this.reconcile()
   }
 
   /** Each Service: its URL, revisions, latest created and ready, and resolved traffic. */

@@ -49,6 +49,19 @@ export const TRUST_BUNDLES: WatchedResource = { kind: 'ConfigMap', name: 'trust-
 export const ROUTING_CERTS: WatchedResource = { kind: 'Secret', name: 'routing-certs', group: '', version: 'v1', plural: 'secrets', fieldSelector: `metadata.name=${ROUTING_CERTS_SECRET}`, namespace: KNATIVE_SYSTEM_NAMESPACE }
 export const DOMAIN_MAPPINGS: WatchedResource = { kind: 'DomainMapping', group: 'serving.knative.dev', version: 'v1beta1', plural: 'domainmappings' }
 
+export const CONFIG_MAPS: WatchedResource = { kind: 'ConfigMap', group: '', version: 'v1', plural: 'configmaps' }
+
+/** One named ConfigMap, watched in its namespace only (the chart's Roles grant just these names). */
+export interface NamedConfigMap {
+  namespace: string
+  name: string
+}
+
+/** The informer for one named ConfigMap: a field selector on its name, so RBAC can name it too. */
+export function namedConfigMap(cm: NamedConfigMap): WatchedResource {
+  return { ...CONFIG_MAPS, name: `configmaps/${cm.name}`, fieldSelector: `metadata.name=${cm.name}` }
+}
+
 /**
  * What Kourier watches (kingress-contract.md §2.2) plus Revisions for the throttler; with
  * --watch-serving (no Serving controller), the objects users write too: Knative Services and

@@ -7,8 +7,8 @@ import type { ObjectStore } from './store.ts'
 import { ResilientInformer } from './informer.ts'
 import { ServerReturnWatcher } from './server-return.ts'
 import type { BackoffOptions, InformerDescription } from './informer.ts'
-import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, watchedResources } from './kube-resources.ts'
-import type { WatchedResource } from './kube-resources.ts'
+import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, namedConfigMap, watchedResources } from './kube-resources.ts'
+import type { NamedConfigMap, WatchedResource } from './kube-resources.ts'
 import { ANN_INGRESS_CLASS, KNATIVE_SYSTEM_NAMESPACE, ROUTING_CERTS_SECRET, keyOf } from '../model/k8s.ts'
 import type { KubeObject, Secret } from '../model/k8s.ts'
 import { EdgeError, coded } from '../errors.ts'
@@ -25,6 +25,8 @@ export interface KubernetesSourceOptions {
   watchServing: boolean
   /** Watch only these namespaces (one informer per namespace and type); empty = cluster-wide. */
   namespaces?: readonly string[]
+  /** ConfigMaps read by name in their own namespace (the settings ConfigMaps: src/settings/). */
+  configMaps?: readonly NamedConfigMap[]
   /** Called with the source's health whenever it may have changed (for `edge_source_up`). */
   onHealthChange?: (healthy: boolean) => void
   /** See ResilientInformerOptions; defaults 200 ms → 30 s and 5 min. */
@@ -69,28 +71,32 @@ export class KubernetesSource {
     this.opts = opts
     const namespaces = opts.namespaces?.length ? [...new Set(opts.namespaces)] : [undefined]
     for (const res of watchedResources(opts.watchServing)) {
-      for (const ns of res.namespace !== undefined ? [res.namespace] : namespaces) {
-        this.informers.push(
-          new ResilientInformer({
-            name: ns === undefined || res.namespace !== undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
-            kubeConfig: opts.kubeConfig,
-            path: collectionPath(res, ns),
-            fieldSelector: res.fieldSelector,
-            labelSelector: res.labelSelector,
-            handlers: { upsert: (o) => this.upsert(res, o), remove: (o) => this.remove(res, o) },
-            log: opts.log,
-            backoff: opts.backoff,
-            watchdogMs: opts.watchdogMs,
-            watchInactivityMs: opts.watchInactivityMs,
-            forbiddenGraceMs: opts.forbiddenGraceMs,
-            onStateChange: () => this.stateChanged(),
-            onRetrying: (unreachable) => this.serverReturn.informerRetrying(unreachable),
-            onRecovered: () => this.serverReturn.informerRecovered(),
-          }),
-        )
-      }
+      // A resource pinned to one namespace (Knative's trust bundles) is watched there only.
+      for (const ns of res.namespace !== undefined ? [res.namespace] : namespaces) this.informers.push(this.informer(res, ns))
     }
+    for (const cm of opts.configMaps ?? []) this.informers.push(this.informer(namedConfigMap(cm), cm.namespace))
     this.serverReturn = new ServerReturnWatcher(opts.kubeConfig, this.informers, opts.probeMs)
+  }
+
+  /** One resource's list/watch, cluster-wide or in one namespace. */
+  private informer(res: WatchedResource, ns: string | undefined): ResilientInformer {
+    const opts = this.opts
+    return new ResilientInformer({
+      name: ns === undefined || res.namespace !== undefined ? (res.name ?? res.plural) : `${res.name ?? res.plural}@${ns}`,
+      kubeConfig: opts.kubeConfig,
+      path: collectionPath(res, ns),
+      fieldSelector: res.fieldSelector,
+      labelSelector: res.labelSelector,
+      handlers: { upsert: (o) => this.upsert(res, o), remove: (o) => this.remove(res, o) },
+      log: opts.log,
+      backoff: opts.backoff,
+      watchdogMs: opts.watchdogMs,
+      watchInactivityMs: opts.watchInactivityMs,
+      forbiddenGraceMs: opts.forbiddenGraceMs,
+      onStateChange: () => this.stateChanged(),
+      onRetrying: (unreachable) => this.serverReturn.informerRetrying(unreachable),
+      onRecovered: () => this.serverReturn.informerRecovered(),
+    })
   }
 
   /** Starts every informer; resolves once each has listed once (or when stopped before that). Idempotent. */
@@ -184,6 +190,9 @@ export class KubernetesSource {
     if (res.kind === 'Ingress') return obj.metadata.annotations?.[ANN_INGRESS_CLASS] === this.opts.ingressClass
     // Any type for routing-serving-certs (its ca.crt is a trust bundle), whichever informer sees it.
     if (res.kind === 'Secret') return (obj as Secret).type === TLS_SECRET_TYPE || (obj.metadata.namespace === KNATIVE_SYSTEM_NAMESPACE && obj.metadata.name === ROUTING_CERTS_SECRET)
+    // A server that ignored a name selector lists the namespace's every ConfigMap: keep the named one.
+    // (Trust bundles are selected by label, not name.)
+    if (res.kind === 'ConfigMap') return res.fieldSelector === undefined || res.fieldSelector === `metadata.name=${obj.metadata.name}`
     return true
   }
 

@@ -28,7 +28,7 @@ export function domainMappingToIngress(dm: DomainMapping, opts: TranslateOptions
   const problems: ConfigProblem[] = []
   const report = (field: string, reason: string, code: ErrorCode) => problems.push({ source: '', object, field, reason, code })
 
-  const httpOption = httpOptionFrom(dm.metadata.annotations, object)
+  const httpOption = httpOptionFrom(dm.metadata.annotations, object, opts.httpProtocol)
   if (isProblem(httpOption)) problems.push(httpOption)
 
   const ref = dm.spec?.ref

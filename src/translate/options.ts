@@ -14,6 +14,8 @@ export interface TranslateOptions {
   clusterDomain: string
   /** Serving's domain and tag templates for a Route without a URL; default `{name}.{ns}.{domain}`. */
   names?: DomainNames
+  /** config-network's http-protocol: the httpOption of an object without the annotation; default Enabled. */
+  httpProtocol?: HTTPOption
 }
 
 // Serving reads the http option from either key, the camel-case one first (networking register.go).
@@ -25,18 +27,15 @@ const NOT_COPIED = new Set([ANN_INGRESS_CLASS_ALT, 'kubectl.kubernetes.io/last-a
 
 /**
  * The KIngress `spec.httpOption` from a source object's annotations: `enabled` → Enabled,
- * `redirected` → Redirected, `disabled` → '' (case-insensitive); no annotation → Enabled, which is
- * config-network's default `http-protocol`.
+ * `redirected` → Redirected, `disabled` → '' (case-insensitive); no annotation → `fallback`,
+ * config-network's `http-protocol` (Enabled by default).
  */
-export function httpOptionFrom(annotations: Record<string, string> | undefined, object: string): HTTPOption | ConfigProblem {
+export function httpOptionFrom(annotations: Record<string, string> | undefined, object: string, fallback: HTTPOption = 'Enabled'): HTTPOption | ConfigProblem {
   for (const key of HTTP_OPTION_KEYS) {
     const raw = annotations?.[key]
     if (raw === undefined || raw === '') continue
-    switch (String(raw).toLowerCase()) {
-      case 'enabled': return 'Enabled'
-      case 'redirected': return 'Redirected'
-      case 'disabled': return ''
-    }
+    const option = httpOptionOf(String(raw))
+    if (option !== undefined) return option
     return {
       source: '',
       object,
@@ -45,7 +44,17 @@ export function httpOptionFrom(annotations: Record<string, string> | undefined, 
       code: 'EDGE_ERR_HTTP_PROTOCOL',
     }
   }
-  return 'Enabled'
+  return fallback
+}
+
+/** config-network's http-protocol value as a KIngress httpOption; undefined when it is none of the three. */
+export function httpOptionOf(value: string): HTTPOption | undefined {
+  switch (value.trim().toLowerCase()) {
+    case 'enabled': return 'Enabled'
+    case 'redirected': return 'Redirected'
+    case 'disabled': return ''
+  }
+  return undefined
 }
 
 /** Source annotations carried over, with the ingress class forced to ours. */

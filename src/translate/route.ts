@@ -41,7 +41,7 @@ export function routeToIngress(route: Route, opts: TranslateOptions): KIngress {
   const problems: ConfigProblem[] = []
   const report: Report = (field, reason, code) => problems.push({ source: '', object, field, reason, code })
 
-  const httpOption = httpOptionFrom(route.metadata.annotations, object)
+  const httpOption = httpOptionFrom(route.metadata.annotations, object, opts.httpProtocol)
   if (isProblem(httpOption)) problems.push(httpOption)
 
   const targets = buildTargets(route, opts, report)

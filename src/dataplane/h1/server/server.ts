@@ -35,7 +35,8 @@ const MAX_READ_AHEAD = 64 * 1024
 const SWEEP_MS = 1_000
 
 export class EdgeH1Server {
-  readonly opts: EdgeH1Options
+  /** Read at each request head and sweep, so new limits (setLimits) apply from the next one. */
+  opts: EdgeH1Options
   readonly connections = new Set<ClientConnection>()
   /** `connection: keep-alive` and the idle time a client may count on, as node:http sends them. */
   readonly keepAliveHeader: string
@@ -68,6 +69,11 @@ export class EdgeH1Server {
       this.sweeper.unref()
     }
     c.start(first)
+  }
+
+  /** New header limits and timeout (config-edge-gateway): from each connection's next request head. */
+  setLimits(limits: HeadLimits & { readonly headersTimeoutMs: number }): void {
+    this.opts = { ...this.opts, maxHeaderSize: limits.maxHeaderSize, maxHeadersCount: limits.maxHeadersCount, headersTimeoutMs: limits.headersTimeoutMs }
   }
 
   forget(c: ClientConnection): void {
