@@ -118,6 +118,22 @@ t.test("files source: config-domain and config-network's templates rename Routes
   t.match(listed.get('data["domain-template"]'), { object: 'ConfigMap knative-serving/config-network', code: 'EDGE_ERR_CONFIGMAP_VALUE', reason: /the last good value .* stays in effect/ })
   t.match(listed.get('data["system-internal-tls"]'), { code: 'EDGE_ERR_CONFIGMAP_VALUE', reason: /expected "enabled" or "disabled", got "maybe"; the last good value true stays in effect/ })
   t.equal((await get(gw.ports.http, 'hello-default.apps.test')).status, 200, 'the last good template stays')
+
+  // cluster-local-domain-tls needs a cluster-local TLS listener, which this gateway was not started with.
+  writeManifest(dir, 'knative.yaml', [configMap('config-domain', { 'apps.test': '' }), configMap('config-network', { 'cluster-local-domain-tls': 'Enabled' })])
+  await waitFor('the listener problem to be listed', async () => (await settingsProblems(gw)).some((p) => p.field === 'data["cluster-local-domain-tls"]'))
+  t.match(await settingsProblems(gw), [{ code: 'EDGE_ERR_CONFIGMAP_RESTART', reason: /no cluster-local TLS listener.*--local-https-port/ }])
+  writeManifest(dir, 'knative.yaml', [configMap('config-domain', { 'apps.test': '' }), configMap('config-network', { 'cluster-local-domain-tls': 'disabled' })])
+  await waitFor('the problem to clear', async () => (await settingsProblems(gw)).length === 0)
+})
+
+t.test('files source: cluster-local-domain-tls with a cluster-local TLS listener is taken as it is', async (t) => {
+  const dir = tempDir()
+  writeManifest(dir, 'knative.yaml', [configMap('config-network', { 'cluster-local-domain-tls': 'enabled' })])
+  const gw = await startTestGateway(dir, ['--local-https-port', '0'])
+  t.teardown(() => gw.close())
+  await waitFor('the ConfigMap to be read', () => gw.store.list('ConfigMap').length === 1)
+  t.same(await settingsProblems(gw), [], 'nothing to report: the listener is there')
 })
 
 t.test('files source: proxy-protocol turned on and off by the ConfigMap, for new connections', async (t) => {

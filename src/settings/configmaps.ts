@@ -20,6 +20,9 @@ export const NETWORK_CONFIGMAP = 'config-network'
 export const DOMAIN_CONFIGMAP = 'config-domain'
 export const SETTINGS_CONFIGMAPS = [EDGE_CONFIGMAP, NETWORK_CONFIGMAP, DOMAIN_CONFIGMAP] as const
 
+/** config-network's switch for TLS on cluster-local hosts: it needs a listener, not a setting. */
+const CLUSTER_LOCAL_DOMAIN_TLS = 'cluster-local-domain-tls'
+
 /** config-network keys the gateway reads, and the option each one sets. */
 const NETWORK_KEYS: Readonly<Record<string, keyof GatewayConfig>> = {
   'system-internal-tls': 'systemInternalTls',
@@ -124,6 +127,10 @@ class Reader {
 
   networkKeys(): void {
     for (const [key, raw] of this.entries()) {
+      if (key === CLUSTER_LOCAL_DOMAIN_TLS) {
+        this.clusterLocalDomainTls(key, raw)
+        continue
+      }
       const setting = NETWORK_KEYS[key]
       // config-network holds keys for every Knative component: only the ingress's are read.
       if (setting === undefined) continue
@@ -132,6 +139,24 @@ class Reader {
         const spec = gatewayOptions().find((o) => o.key === setting)!
         this.take(key, setting, () => parseOptionValue(spec, raw, key))
       }
+    }
+  }
+
+  /**
+   * cluster-local-domain-tls: Serving then puts certificates for cluster-local hosts in the KIngress,
+   * which only a cluster-local TLS listener can serve. That listener starts with the gateway (the
+   * chart always gives it one); without it, enabling this is a change the gateway cannot follow.
+   */
+  private clusterLocalDomainTls(key: string, raw: string): void {
+    let on: boolean
+    try {
+      on = enabledOrDisabled(key, raw)
+    } catch (err) {
+      this.problem(dataField(key), (err as Error).message, 'EDGE_ERR_CONFIGMAP_VALUE')
+      return
+    }
+    if (on && this.input.base.localHttpsPort === undefined) {
+      this.problem(dataField(key), 'cluster-local-domain-tls is enabled, but this gateway has no cluster-local TLS listener, so cluster-local hosts are served in plain HTTP only: start it with --local-https-port N (EDGE_LOCAL_HTTPS_PORT; the chart sets ports.localHttps) and restart', 'EDGE_ERR_CONFIGMAP_RESTART')
     }
   }
 
