@@ -49,6 +49,7 @@ export class DataPlane {
   readonly door: FrontDoor
   readonly metrics: GatewayMetrics
   readonly log: Logger
+  private readonly policies: readonly Policy[]
 
   constructor(initial: Snapshot, opts: DataPlaneOptions) {
     this.snapshot = initial
@@ -77,7 +78,8 @@ export class DataPlane {
         requests.ended(r)
       },
     }
-    this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter(), requests.logging, opts.tracing)
+    this.policies = opts.policies ?? []
+    this.door = new FrontDoor(ctx, this.policies, () => inFlight.enter(), requests.logging, opts.tracing)
   }
 
   /**
@@ -119,5 +121,7 @@ export class DataPlane {
   async close(): Promise<void> {
     this.backends.close()
     await this.pools.close()
+    // Last: a policy's connection (the external authorizer's) outlives the requests it checked.
+    for (const p of this.policies) await p.close?.()
   }
 }
