@@ -63,6 +63,7 @@ export type ErrorCode =
   | 'EDGE_ERR_DERIVED_CONFLICT'
   // ---- Configuration problems: policy annotations (policy/) ----
   | 'EDGE_ERR_RATE_LIMIT'
+  | 'EDGE_ERR_EXTAUTHZ_ANNOTATION'
   // ---- Configuration problems found while compiling (compile/) ----
   | 'EDGE_ERR_INVALID_OBJECT'
   | 'EDGE_ERR_INVALID_FIELD'
@@ -83,6 +84,8 @@ export type ErrorCode =
   // ---- TLS: certificates and handshakes ----
   | 'EDGE_ERR_TLS_SECRET'
   | 'EDGE_ERR_TLS_SNI'
+  // ---- External authorization: the authorizer cannot be reached (policy/extauthz.ts) ----
+  | 'EDGE_ERR_EXTAUTHZ_UNAVAILABLE'
   // ---- KIngress status ----
   | 'EDGE_ERR_STATUS'
   | 'EDGE_ERR_STATUS_WRITE'

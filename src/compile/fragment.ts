@@ -14,6 +14,7 @@ import type { BackendIndex, BackendTarget } from './backends.ts'
 import { computeSpecHash, setIngressDefaults } from './hash.ts'
 import { ANN_RATE_LIMIT, ANN_RATE_LIMIT_BURST, parseRateLimit } from '../policy/rate-limit-spec.ts'
 import type { RateLimitSpec } from '../policy/rate-limit-spec.ts'
+import { ANN_EXTAUTHZ, parseExtAuthzAnnotation } from '../policy/extauthz-spec.ts'
 
 export type Origin = IngressRef['origin']
 
@@ -96,9 +97,20 @@ export class Fragment {
     this.tie = `${m.namespace}/${m.name}/${origin}`
     const ns = m.namespace ?? 'default'
     const rateLimit = rateLimitOf(m.annotations)
-    this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '', ...(typeof rateLimit === 'object' ? { rateLimit } : {}) }
+    const authzText = m.annotations?.[ANN_EXTAUTHZ]
+    const authz = authzText === undefined ? false : parseExtAuthzAnnotation(authzText)
+    this.ref = {
+      namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '',
+      ...(typeof rateLimit === 'object' ? { rateLimit } : {}),
+      ...(authz === true ? { extAuthzDisabled: true } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+    }
     // A bad limit is said, and the ingress serves without one (it is not rejected for it).
-    if (typeof rateLimit === 'string') this.warnings = [{ source: 'kubernetes', object: this.label, field: `metadata.annotations["${ANN_RATE_LIMIT}"]`, reason: `${rateLimit}; the hosts are served without a rate limit until it is fixed`, code: 'EDGE_ERR_RATE_LIMIT' }]
+    const warnings: ConfigProblem[] = []
+    if (typeof rateLimit === 'string') warnings.push({ source: 'kubernetes', object: this.label, field: `metadata.annotations["${ANN_RATE_LIMIT}"]`, reason: `${rateLimit}; the hosts are served without a rate limit until it is fixed`, code: 'EDGE_ERR_RATE_LIMIT' })
+    // A bad opt-out is said too, and the hosts stay checked: a typo never turns authorization off.
+    if (typeof authz === 'string') warnings.push({ source: 'kubernetes', object: this.label, field: `metadata.annotations["${ANN_EXTAUTHZ}"]`, reason: `${authz}; the hosts stay checked by the external authorizer until it is fixed`, code: 'EDGE_ERR_EXTAUTHZ_ANNOTATION' })
+    if (warnings.length > 0) this.warnings = warnings
     this.tlsMalformed = spec.tls != null && !Array.isArray(spec.tls)
     this.tls = Array.isArray(spec.tls) ? spec.tls : []
   }

@@ -27,6 +27,10 @@ import { AccessLog, parseAccessTemplate } from '../observe/access-log.ts'
 import { LineWriter } from '../observe/line-writer.ts'
 import { RateLimitPolicy } from '../policy/rate-limit.ts'
 import { parseRateLimit } from '../policy/rate-limit-spec.ts'
+import { ExtAuthzPolicy } from '../policy/extauthz.ts'
+import { GrpcAuthorizer } from '../policy/extauthz-grpc.ts'
+import { HttpAuthorizer } from '../policy/extauthz-http.ts'
+import type { Policy } from '../dataplane/policy.ts'
 import { CertificateStore } from '../dataplane/tls.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import type { LiveState } from '../metrics.ts'
@@ -96,8 +100,9 @@ export function dataPlane(config: GatewayConfig, log: Logger, metrics: GatewayMe
     maxQueuedTotal: config.maxQueuedTotal,
     maxQueuedPerNamespace: config.maxQueuedPerNamespace,
     accessLog: config.accessLog ? accessLog(config, metrics) : undefined,
-    // Rate limits decide before admission; further policies (tests) follow them.
-    policies: [rateLimits(config, metrics, extra.processes), ...(extra.policies ?? [])],
+    // Rate limits decide before admission, then the external authorizer (a flood over the limit is
+    // not passed on to it); further policies (tests) follow them.
+    policies: [rateLimits(config, metrics, extra.processes), ...externalAuthorization(config, log, metrics), ...(extra.policies ?? [])],
     // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
       requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
@@ -121,6 +126,28 @@ function accessLog(config: GatewayConfig, metrics: GatewayMetrics): AccessLog {
   process.once('exit', () => writer.flushSync())
   const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
   return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
+}
+
+/** --extauthz-host: one authorizer connection per process, asked for every request it checks. */
+function externalAuthorization(config: GatewayConfig, log: Logger, metrics: GatewayMetrics): Policy[] {
+  if (config.extAuthzHost === undefined) return []
+  const target = config.extAuthzHost
+  const authorizer =
+    config.extAuthzProtocol === 'grpc'
+      ? new GrpcAuthorizer(target, config.extAuthzPackAsBytes)
+      : new HttpAuthorizer({ origin: `${config.extAuthzProtocol}://${target}`, pathPrefix: config.extAuthzPathPrefix ?? '', allowedHeaders: config.extAuthzAllowedHeaders, upstreamHeaders: config.extAuthzAllowedUpstreamHeaders })
+  return [
+    new ExtAuthzPolicy({
+      authorizer,
+      target: `${config.extAuthzProtocol}://${target}`,
+      failureModeAllow: config.extAuthzFailureModeAllow,
+      maxBodyBytes: config.extAuthzMaxRequestBodyBytes,
+      timeoutMs: config.extAuthzTimeoutMs,
+      skipClusterLocal: config.extAuthzSkipClusterLocal,
+      log,
+      onChecked: (outcome) => metrics.extAuthzChecked(outcome),
+    }),
+  ]
 }
 
 /** Per host (edge.knative.dev/rate-limit) and per client (--rate-limit-per-client), this process's share. */

@@ -29,6 +29,8 @@ export type Reason =
   | 'internal-error'
   // The policy stage (policy/).
   | 'rate-limited'
+  | 'extauthz-denied'
+  | 'extauthz-unavailable'
   // Hostile or oversized input (guard.ts, data-plane.ts handle()).
   | 'uri-too-long'
   | 'headers-too-large'
