@@ -6,6 +6,7 @@
 import t from 'tap'
 import { get, kingress, serviceFor, startBackend, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
 import { startHttpAuthorizer } from './helpers/authorizers.ts'
+import { closedPort } from './helpers/activator.ts'
 import { parseConfig } from '../src/config.ts'
 
 const pod = await startBackend('pod')
@@ -66,6 +67,20 @@ t.test('a 5xx from the authorizer is no decision: 403 extauthz-unavailable', asy
   t.equal(r.status, 403)
   t.equal(r.headers['x-edge-reason'], 'extauthz-unavailable')
   t.match(r.body, /could not decide on this request \(the authorizer answered 503\)/)
+})
+
+t.test('an HTTP authorizer that is slow or down is no decision: 403 at the timeout, or at once', async (t) => {
+  const started = Date.now()
+  const slow = await get(gw.ports.http, 'app.example.com', '/hang')
+  t.ok(Date.now() - started < 5000, `answered at the 2000 ms timeout, not held (${Date.now() - started} ms)`)
+  t.equal(slow.status, 403)
+  t.match(slow.body, /could not decide on this request \(no answer within 2000 ms\)/)
+  const down = await startTestGateway(dir, ['--extauthz-host', `127.0.0.1:${await closedPort()}`, '--extauthz-protocol', 'http'])
+  t.teardown(() => down.close())
+  const r = await get(down.ports.http, 'app.example.com', '/')
+  t.equal(r.status, 403)
+  t.equal(r.headers['x-edge-reason'], 'extauthz-unavailable')
+  t.match(r.body, /ECONNREFUSED/)
 })
 
 t.test('bad external authorization options name the option and say how to fix it', async (t) => {

@@ -3,7 +3,7 @@
 // definitions, which keep Envoy's field numbers), and a plain node:http server as an HTTP authorizer.
 // Each records what it was asked, and decides by the request's path:
 //   /deny…  denies (gRPC: 401 with a WWW-Authenticate, two cookies and a body; HTTP: 403 likewise)
-//   /hang…  never answers (gRPC; released at stop)
+//   /hang…  never answers (gRPC: released at stop; HTTP: cut at close)
 //   /fail…  HTTP only: 503 (no decision, as Envoy reads a 5xx)
 //   else    allows, with header changes for the pod and the client
 import http from 'node:http'
@@ -124,6 +124,8 @@ export async function startHttpAuthorizer(): Promise<HttpAuthorizerServer> {
       if (p.startsWith('/deny')) {
         res.writeHead(403, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="test"', 'set-cookie': ['a=1', 'b=2'] })
         res.end('{"error":"forbidden"}')
+      } else if (p.startsWith('/hang')) {
+        // Never answered: the gateway's timeout must end it (the server's close cuts it afterwards).
       } else if (p.startsWith('/fail')) {
         res.writeHead(503)
         res.end('down for maintenance')
