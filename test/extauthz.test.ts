@@ -10,7 +10,7 @@ import path from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
-import { get, kingress, revision, serviceFor, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { get, kingress, revision, revisionPods, serviceFor, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Gateway } from '../src/gateway.ts'
 import { raw } from './helpers/raw.ts'
 import { h2Request } from './helpers/h2-request.ts'
@@ -66,6 +66,15 @@ writeManifest(dir, 'all.yaml', [
   ingress('app', 'app.example.com', {}, { team: 'blue' }),
   ingress('open', 'open.example.com', { 'edge.knative.dev/extauthz': 'disabled' }),
   ingress('typo', 'typo.example.com', { 'edge.knative.dev/extauthz': 'off' }),
+  // A Route's annotations reach the KIngress made from it.
+  {
+    apiVersion: 'serving.knative.dev/v1',
+    kind: 'Route',
+    metadata: { name: 'web', namespace: 'default', annotations: { 'edge.knative.dev/extauthz': 'disabled' } },
+    status: { url: 'http://web.default.example.com', traffic: [{ revisionName: 'web-00001', percent: 100 }] },
+  },
+  revision('web-00001'),
+  revisionPods('web-00001', pod),
 ])
 const main = capturedLog()
 const gw = await startTestGateway(dir, ['--extauthz-host', `127.0.0.1:${authz.port}`, '--extauthz-timeout', '1000', '--extauthz-max-request-body-bytes', '8'], {}, { log: main.log })
@@ -155,6 +164,8 @@ t.test('a host can opt out; a bad opt-out is a problem and the host stays checke
   const r = await get(gw.ports.http, 'open.example.com', '/deny')
   t.equal(r.status, 200, 'served without asking')
   t.equal(authz.seen.length, before, 'the authorizer was not asked')
+  t.equal((await get(gw.ports.http, 'web.default.example.com', '/deny')).status, 200, "a Route's opt-out")
+  t.equal(authz.seen.length, before, 'not asked for it either')
   const typo = await get(gw.ports.http, 'typo.example.com', '/deny')
   t.equal(typo.status, 401, 'still checked')
   const problems = (await get(gw.ports.admin, 'localhost', '/debug/routes')).json<{ problems: Array<{ object: string; field: string; code: string; reason: string }> }>().problems
