@@ -23,6 +23,8 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/routes ./routes
 COPY --from=build /app/samples ./samples
+# The gRPC external authorizer's protocol definitions (--extauthz-protocol grpc), read at run time.
+COPY --from=build /app/proto ./proto
 # 65532 ("nonroot"), numeric so that Kubernetes' runAsNonRoot can verify it; the chart runs as the
 # same uid. Files stay owned by root: the gateway only reads them.
 USER 65532:65532

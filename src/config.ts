@@ -4,6 +4,8 @@ import net from 'node:net'
 import os from 'node:os'
 import { parseAccessTemplate } from './observe/access-log.ts'
 import { parseRateLimit } from './policy/rate-limit-spec.ts'
+import { EXTAUTHZ_PROTOCOLS, parseAuthorizerAddress } from './policy/extauthz-spec.ts'
+import type { ExtAuthzProtocol } from './policy/extauthz-spec.ts'
 import { DEFAULT_DOMAIN_TEMPLATE, DEFAULT_TAG_TEMPLATE, parseTemplate } from './serving/domain.ts'
 import { ENGINE_CHOICES } from './autoscaler/container-engine.ts'
 import { canonicalIp } from './model/addresses.ts'
@@ -91,6 +93,25 @@ export interface GatewayConfig {
   proxyProtocol: boolean
   /** A rate limit per client address (`100/s`, `6000/m`); undefined: none. */
   rateLimitPerClient: string | undefined
+  // ---- external authorization (issue 21): Kourier's extauthz-* settings ----
+  /** The authorizer, HOST:PORT; undefined: no external authorization. */
+  extAuthzHost: string | undefined
+  extAuthzProtocol: ExtAuthzProtocol
+  /** The authorizer unreachable or too slow: let requests through (true) or refuse them with 403. */
+  extAuthzFailureModeAllow: boolean
+  /** Bytes of a request's body sent with its check; 0: none. */
+  extAuthzMaxRequestBodyBytes: number
+  extAuthzTimeoutMs: number
+  /** HTTP authorizer: put before the request's path; undefined: none. */
+  extAuthzPathPrefix: string | undefined
+  /** gRPC authorizer: the body as bytes (raw_body) rather than as text (body). */
+  extAuthzPackAsBytes: boolean
+  /** Requests on the cluster-local listeners are not checked (Kourier checks them). */
+  extAuthzSkipClusterLocal: boolean
+  /** HTTP authorizer: client headers sent besides Host, Authorization and Content-Length. */
+  extAuthzAllowedHeaders: string[]
+  /** HTTP authorizer: headers of an allowing answer that go to the pod (Kourier: none). */
+  extAuthzAllowedUpstreamHeaders: string[]
   // ---- tracing (issue 20): W3C trace context in, OTLP spans out ----
   /** The OTLP collector's base URL (spans go to `/v1/traces` under it); undefined: no tracing at all. */
   tracingEndpoint: string | undefined
@@ -173,6 +194,17 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, live: true, help: 'open connections from one client IP (more are closed); 0 = no limit' },
   { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, live: true, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
   { flag: 'rate-limit-per-client', env: 'EDGE_RATE_LIMIT_PER_CLIENT', kind: 'string', key: 'rateLimitPerClient', def: () => undefined, check: checkRateLimit, live: true, help: 'requests per client address, e.g. 100/s or 6000/m (burst: the count), over which the answer is 429 rate-limited before any hold; per gateway process (divided among --workers)' },
+  // External authorization, named after Kourier's config-kourier keys; off unless a host is given.
+  { flag: 'extauthz-host', env: 'EDGE_EXTAUTHZ_HOST', kind: 'string', key: 'extAuthzHost', def: () => undefined, check: checkAuthorizerAddress, help: "HOST:PORT of an external authorizer (Envoy's ext_authz API) that checks every request before it is held or wakes a revision; off unless set" },
+  { flag: 'extauthz-protocol', env: 'EDGE_EXTAUTHZ_PROTOCOL', kind: 'string', key: 'extAuthzProtocol', def: () => 'grpc', check: checkExtAuthzProtocol, help: "how the authorizer is asked: 'grpc' (envoy.service.auth.v3.Authorization/Check), 'http' or 'https' (the request's headers, its answer as the client's)" },
+  { flag: 'extauthz-failure-mode-allow', env: 'EDGE_EXTAUTHZ_FAILURE_MODE_ALLOW', kind: 'bool', key: 'extAuthzFailureModeAllow', def: () => false, help: 'let requests through while the authorizer cannot be asked (unreachable, too slow, 5xx); otherwise they get 403 extauthz-unavailable' },
+  { flag: 'extauthz-max-request-body-bytes', env: 'EDGE_EXTAUTHZ_MAX_REQUEST_BODY_BYTES', kind: 'int', key: 'extAuthzMaxRequestBodyBytes', def: () => 8192, min: 0, max: 16 * 1024 * 1024, help: 'bytes of a request body (with a Content-Length) sent with its check; a longer body is sent in part; 0: none' },
+  { flag: 'extauthz-timeout', env: 'EDGE_EXTAUTHZ_TIMEOUT', kind: 'int', key: 'extAuthzTimeoutMs', def: () => 2000, min: 1, max: 600_000, help: 'milliseconds the authorizer has to decide; then --extauthz-failure-mode-allow decides' },
+  { flag: 'extauthz-path-prefix', env: 'EDGE_EXTAUTHZ_PATH_PREFIX', kind: 'string', key: 'extAuthzPathPrefix', def: () => undefined, check: checkPathPrefix, help: "http/https authorizer: put before the request's path (e.g. /auth)" },
+  { flag: 'extauthz-pack-as-bytes', env: 'EDGE_EXTAUTHZ_PACK_AS_BYTES', kind: 'bool', key: 'extAuthzPackAsBytes', def: () => false, help: 'grpc authorizer: send the body as bytes (raw_body) instead of text (body)' },
+  { flag: 'extauthz-skip-cluster-local', env: 'EDGE_EXTAUTHZ_SKIP_CLUSTER_LOCAL', kind: 'bool', key: 'extAuthzSkipClusterLocal', def: () => false, help: 'do not check requests on the cluster-local listeners (Kourier checks them)' },
+  { flag: 'extauthz-allowed-headers', env: 'EDGE_EXTAUTHZ_ALLOWED_HEADERS', kind: 'list', key: 'extAuthzAllowedHeaders', def: () => [], check: checkHeaderNames, help: 'http/https authorizer: NAME[,NAME] client headers sent besides Host, Authorization and Content-Length (e.g. cookie)' },
+  { flag: 'extauthz-allowed-upstream-headers', env: 'EDGE_EXTAUTHZ_ALLOWED_UPSTREAM_HEADERS', kind: 'list', key: 'extAuthzAllowedUpstreamHeaders', def: () => [], check: checkHeaderNames, help: "http/https authorizer: NAME[,NAME] headers of its 200 answer set on the request to the pod (Kourier's: none)" },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, live: true, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
   // Tracing is off unless a collector is named: then no span, context or id is made per request.
   { flag: 'tracing-endpoint', env: 'EDGE_TRACING_ENDPOINT', kind: 'string', key: 'tracingEndpoint', def: () => undefined, check: checkTracingEndpoint, help: "OTLP/HTTP collector's base URL (e.g. http://otel-collector:4318): spans go to /v1/traces under it; tracing is off unless set" },
@@ -211,6 +243,38 @@ function checkAccessTemplate(value: unknown, origin: string): void {
 function checkRateLimit(value: unknown, origin: string): void {
   const r = parseRateLimit(String(value), undefined)
   if (typeof r === 'string') throw new UsageError(`${origin}: ${r}`)
+}
+
+function checkAuthorizerAddress(value: unknown, origin: string): void {
+  const a = parseAuthorizerAddress(String(value))
+  if (typeof a === 'string') throw new UsageError(`${origin}: ${a}`)
+}
+
+function checkExtAuthzProtocol(value: unknown, origin: string): void {
+  if (!EXTAUTHZ_PROTOCOLS.includes(value as ExtAuthzProtocol)) throw new UsageError(`${origin}: expected one of ${EXTAUTHZ_PROTOCOLS.join(', ')}, got ${JSON.stringify(value)}`)
+}
+
+function checkPathPrefix(value: unknown, origin: string): void {
+  const text = String(value)
+  if (!text.startsWith('/') || /[\s?#]/.test(text)) throw new UsageError(`${origin}: '${text}' is not a path prefix: start it with / and leave out spaces, ? and # (e.g. /auth)`)
+}
+
+function checkHeaderNames(value: unknown, origin: string): void {
+  for (const name of value as string[]) if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new UsageError(`${origin}: '${name}' is not a header name (e.g. cookie,x-user)`)
+}
+
+/** Options that mean something for one protocol only: given with the other, they are a mistake. */
+function checkExtAuthz(c: GatewayConfig): void {
+  const grpc = c.extAuthzProtocol === 'grpc'
+  if (!grpc && c.extAuthzPackAsBytes) throw new UsageError(`--extauthz-pack-as-bytes is for a grpc authorizer; with --extauthz-protocol ${c.extAuthzProtocol} the body is sent as the request's own body: leave it out`)
+  const httpOnly = [
+    ['--extauthz-path-prefix', c.extAuthzPathPrefix !== undefined],
+    ['--extauthz-allowed-headers', c.extAuthzAllowedHeaders.length > 0],
+    ['--extauthz-allowed-upstream-headers', c.extAuthzAllowedUpstreamHeaders.length > 0],
+  ] as const
+  for (const [flag, given] of httpOnly) if (grpc && given) throw new UsageError(`${flag} is for an http or https authorizer (a grpc authorizer gets every header and sets its own); set --extauthz-protocol http, or leave it out`)
+  c.extAuthzAllowedHeaders = c.extAuthzAllowedHeaders.map((h) => h.toLowerCase())
+  c.extAuthzAllowedUpstreamHeaders = c.extAuthzAllowedUpstreamHeaders.map((h) => h.toLowerCase())
 }
 
 /** An http(s) base URL; `/v1/traces` is added to it, so a URL that already ends so is refused. */
@@ -332,6 +396,7 @@ function inRange<K extends string>(o: OptionSpec<K>, n: number, origin: string):
 /** Parses argv (without node and script) and the environment; throws UsageError naming the bad option. */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const config = parseOptions<GatewayConfig>(OPTIONS, argv, env)
+  checkExtAuthz(config)
   // Repeated flags add up, so overlaps between them are checked on the whole list.
   return { ...config, listenAddresses: distinctListenAddresses(config.listenAddresses) }
 }

@@ -71,6 +71,7 @@ export type ErrorCode =
   | 'EDGE_ERR_RATE_LIMIT'
   // ---- Configuration problems: Knative's informational annotations (compile/tag-to-host.ts) ----
   | 'EDGE_ERR_TAG_TO_HOST'
+  | 'EDGE_ERR_EXTAUTHZ_ANNOTATION'
   // ---- Configuration problems found while compiling (compile/) ----
   | 'EDGE_ERR_INVALID_OBJECT'
   | 'EDGE_ERR_INVALID_FIELD'
@@ -93,6 +94,8 @@ export type ErrorCode =
   | 'EDGE_ERR_TLS_SNI'
   | 'EDGE_ERR_TRUST_BUNDLE'
   | 'EDGE_ERR_UPSTREAM_TLS'
+  // ---- External authorization: the authorizer cannot be reached (policy/extauthz.ts) ----
+  | 'EDGE_ERR_EXTAUTHZ_UNAVAILABLE'
   // ---- KIngress status ----
   | 'EDGE_ERR_STATUS'
   | 'EDGE_ERR_STATUS_WRITE'

@@ -2,6 +2,7 @@
 // the configuration knows, revision names, status codes, the gateway's own reasons); gauges read
 // live state at scrape time, so the hot path pays nothing for them. The dashboard that reads them is
 // charts/edge-gateway/dashboards/edge-gateway.json (test/prometheus.test.ts runs its queries).
+import type { ExtAuthzOutcome } from './policy/extauthz.ts'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BackendSpec } from './model/snapshot.ts'
 import type { Reason } from './dataplane/reply.ts'
@@ -31,6 +32,7 @@ export class GatewayMetrics {
   readonly sourceUp: Gauge<'source'>
   private readonly accessLogDrops: Counter
   private readonly rateLimits: Counter<'host' | 'limit'>
+  private readonly extAuthzChecks: Counter<'outcome'>
 
   constructor(live: LiveState, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry]
@@ -73,6 +75,7 @@ export class GatewayMetrics {
     this.fastFailures = new Counter({ name: 'edge_revision_fast_failures_total', help: 'Requests answered 503 revision-failed at once (held ones let go, new ones not held) because their revision cannot become ready, by why: a Kubernetes reason (ImagePullBackOff, CrashLoopBackOff, Unschedulable...), process-exited for a local instance, other', labelNames: ['reason'], registers })
     this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip; proxy-protocol-*: no valid PROXY header with --proxy-protocol)', labelNames: ['reason'], registers })
     this.rateLimits = new Counter({ name: 'edge_rate_limited_total', help: 'Requests answered 429 rate-limited before admission, by host and by which limit (host: its edge.knative.dev/rate-limit; client: --rate-limit-per-client)', labelNames: ['host', 'limit'], registers })
+    this.extAuthzChecks = new Counter({ name: 'edge_extauthz_checks_total', help: 'Requests checked by the external authorizer (--extauthz-host), by outcome: allowed, denied (its answer went back), unavailable-allowed or unavailable-denied (it could not be asked: --extauthz-failure-mode-allow decided)', labelNames: ['outcome'], registers })
     this.accessLogDrops = new Counter({ name: 'edge_access_log_dropped_total', help: 'Access-log lines dropped because stdout could not take them as fast as requests came (requests are never slowed by the log)', registers })
     this.reloads = new Counter({ name: 'edge_config_reloads_total', help: 'Snapshots compiled, by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.sourceUp = new Gauge({ name: 'edge_source_up', help: '1 while a configuration source is healthy (e.g. the API server reachable)', labelNames: ['source'], registers, aggregator: 'max' })
@@ -121,6 +124,10 @@ export class GatewayMetrics {
 
   rateLimited(host: string, limit: 'host' | 'client'): void {
     this.rateLimits.inc({ host, limit })
+  }
+
+  extAuthzChecked(outcome: ExtAuthzOutcome): void {
+    this.extAuthzChecks.inc({ outcome })
   }
 
   accessLogDropped(lines: number): void {

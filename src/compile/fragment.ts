@@ -16,6 +16,7 @@ import { ANN_RATE_LIMIT, ANN_RATE_LIMIT_BURST, parseRateLimit } from '../policy/
 import type { RateLimitSpec } from '../policy/rate-limit-spec.ts'
 import { TAG_TO_HOST_FIELD, tagsByHost, unservedTagHosts } from './tag-to-host.ts'
 import type { TagsByHost } from './tag-to-host.ts'
+import { ANN_EXTAUTHZ, parseExtAuthzAnnotation } from '../policy/extauthz-spec.ts'
 
 export type Origin = IngressRef['origin']
 
@@ -101,12 +102,21 @@ export class Fragment {
     this.tie = `${m.namespace}/${m.name}/${origin}`
     const ns = m.namespace ?? 'default'
     const rateLimit = rateLimitOf(m.annotations)
-    this.ref = { namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '', ...(typeof rateLimit === 'object' ? { rateLimit } : {}) }
+    const authzText = m.annotations?.[ANN_EXTAUTHZ]
+    const authz = authzText === undefined ? false : parseExtAuthzAnnotation(authzText)
+    this.ref = {
+      namespace: ns, name: m.name, key: `${ns}/${m.name}`, generation: m.generation ?? 1, hash, origin, httpOption: spec.httpOption ?? '',
+      ...(typeof rateLimit === 'object' ? { rateLimit } : {}),
+      ...(authz === true ? { extAuthzDisabled: true } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+    }
     // A bad limit is said, and the ingress serves without one (it is not rejected for it).
     if (typeof rateLimit === 'string') this.warn(`metadata.annotations["${ANN_RATE_LIMIT}"]`, `${rateLimit}; the hosts are served without a rate limit until it is fixed`, 'EDGE_ERR_RATE_LIMIT')
     const tags = tagsByHost(m.annotations, normaliseHost)
     this.tags = typeof tags === 'string' ? NO_TAGS : tags
     if (typeof tags === 'string') this.warn(TAG_TO_HOST_FIELD, `${tags}; the hosts are served, shown without their tags until it is fixed`, 'EDGE_ERR_TAG_TO_HOST')
+    // A bad opt-out is said too, and the hosts stay checked: a typo never turns authorization off.
+    if (typeof authz === 'string') this.warn(`metadata.annotations["${ANN_EXTAUTHZ}"]`, `${authz}; the hosts stay checked by the external authorizer until it is fixed`, 'EDGE_ERR_EXTAUTHZ_ANNOTATION')
     this.tlsMalformed = spec.tls != null && !Array.isArray(spec.tls)
     this.tls = Array.isArray(spec.tls) ? spec.tls : []
   }

@@ -30,6 +30,10 @@ import { AccessLog, parseAccessTemplate } from '../observe/access-log.ts'
 import { LineWriter } from '../observe/line-writer.ts'
 import { RateLimitPolicy } from '../policy/rate-limit.ts'
 import { parseRateLimit } from '../policy/rate-limit-spec.ts'
+import { ExtAuthzPolicy } from '../policy/extauthz.ts'
+import { GrpcAuthorizer } from '../policy/extauthz-grpc.ts'
+import { HttpAuthorizer } from '../policy/extauthz-http.ts'
+import type { Policy } from '../dataplane/policy.ts'
 import { CertificateStore } from '../dataplane/tls.ts'
 import { UpstreamTls } from '../dataplane/upstream-tls.ts'
 import { ROUTING_CERTS_KEY, trustBundleOf } from '../dataplane/trust-bundle.ts'
@@ -123,8 +127,9 @@ export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayM
     maxQueuedTotal: config.maxQueuedTotal,
     maxQueuedPerNamespace: config.maxQueuedPerNamespace,
     accessLog: accessLogs(config),
-    // Rate limits decide before admission; further policies (tests) follow them.
-    policies: [limiter, ...(extra.policies ?? [])],
+    // Rate limits decide before admission, then the external authorizer (a flood over the limit is
+    // not passed on to it); further policies (tests) follow them.
+    policies: [limiter, ...externalAuthorization(config, log, metrics), ...(extra.policies ?? [])],
     // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
       requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
@@ -182,6 +187,28 @@ function accessLogFactory(metrics: GatewayMetrics): (config: GatewayConfig) => A
     const template = config.accessLogTemplate === undefined ? undefined : parseAccessTemplate(config.accessLogTemplate)
     return new AccessLog({ writer, template, trustedProxies: trustedProxyList(config.trustedProxies) })
   }
+}
+
+/** --extauthz-host: one authorizer connection per process, asked for every request it checks. */
+function externalAuthorization(config: GatewayConfig, log: Logger, metrics: GatewayMetrics): Policy[] {
+  if (config.extAuthzHost === undefined) return []
+  const target = config.extAuthzHost
+  const authorizer =
+    config.extAuthzProtocol === 'grpc'
+      ? new GrpcAuthorizer(target, config.extAuthzPackAsBytes)
+      : new HttpAuthorizer({ origin: `${config.extAuthzProtocol}://${target}`, pathPrefix: config.extAuthzPathPrefix ?? '', allowedHeaders: config.extAuthzAllowedHeaders, upstreamHeaders: config.extAuthzAllowedUpstreamHeaders })
+  return [
+    new ExtAuthzPolicy({
+      authorizer,
+      target: `${config.extAuthzProtocol}://${target}`,
+      failureModeAllow: config.extAuthzFailureModeAllow,
+      maxBodyBytes: config.extAuthzMaxRequestBodyBytes,
+      timeoutMs: config.extAuthzTimeoutMs,
+      skipClusterLocal: config.extAuthzSkipClusterLocal,
+      log,
+      onChecked: (outcome) => metrics.extAuthzChecked(outcome),
+    }),
+  ]
 }
 
 /** Per host (edge.knative.dev/rate-limit) and per client (--rate-limit-per-client), this process's share. */

@@ -10,6 +10,10 @@ import { Readable } from 'node:stream'
 /** What the client's socket tells about the client. */
 export interface ClientSocket {
   readonly remoteAddress?: string | undefined
+  /** The rest of the connection's ends, for an external authorizer's check (source and destination). */
+  readonly remotePort?: number | undefined
+  readonly localAddress?: string | undefined
+  readonly localPort?: number | undefined
 }
 
 export interface ClientRequest {

@@ -54,6 +54,7 @@ export class DataPlane {
   readonly log: Logger
   /** The limits every Exchange and Upgrade reads (through the shared context); swapped whole. */
   private readonly ctx: ForwardContext & UpgradeContext
+  private readonly policies: readonly Policy[]
 
   constructor(initial: Snapshot, opts: DataPlaneOptions) {
     this.snapshot = initial
@@ -85,7 +86,8 @@ export class DataPlane {
       },
     }
     this.ctx = ctx
-    this.door = new FrontDoor(ctx, opts.policies ?? [], () => inFlight.enter(), requests.logging, opts.tracing)
+    this.policies = opts.policies ?? []
+    this.door = new FrontDoor(ctx, this.policies, () => inFlight.enter(), requests.logging, opts.tracing)
   }
 
   /**
@@ -141,5 +143,7 @@ export class DataPlane {
   async close(): Promise<void> {
     this.backends.close()
     await this.pools.close()
+    // Last: a policy's connection (the external authorizer's) outlives the requests it checked.
+    for (const p of this.policies) await p.close?.()
   }
 }

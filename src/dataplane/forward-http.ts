@@ -75,7 +75,7 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
     this.controller = null
     const req = this.req
     const t = this.record.trace
-    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, false, t === undefined ? undefined : t.dispatch(host, port))
+    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, false, t === undefined ? undefined : t.dispatch(host, port), this.record.edits)
     const method = req.method ?? 'GET'
     const body = requestBody(req, this.h2)
     const hasBody = body !== 'none'
@@ -134,6 +134,8 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
         res.setHeader(COLD_START_HEADER, Math.round(this.coldStartMs))
         res.setHeader(SERVER_TIMING, this.serverTiming())
       }
+      const edits = this.record.edits
+      if (edits !== undefined) for (const h of edits.respond) res.setHeader(h.lower, h.value)
       // HTTP/2: the head goes out with the first data, or with the end. A response with no body
       // then leaves as one HEADERS frame that ends the stream, as it arrived: gRPC's trailers-only
       // error responses depend on it.
@@ -152,14 +154,18 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
       }
       // One flat [name, value, ...] list: writeHead stores it as is, with no per-header setHeader.
       const flat: string[] = []
+      const edits = this.record.edits
       for (const name in headers) {
         if (RESPONSE_DROP.has(name)) continue
+        if (edits !== undefined && edits.respond.some((h) => h.lower === name)) continue
         const v = headers[name]
         if (v === undefined) continue
         if (typeof v === 'string') flat.push(name, v)
         else for (const one of v) flat.push(name, one)
       }
       if (this.coldStartMs >= 0) flat.push(COLD_START_HEADER, String(Math.round(this.coldStartMs)), SERVER_TIMING, this.serverTiming())
+      // An authorizer's headers for the client (Envoy's response_headers_to_add), in place of the pod's.
+      if (edits !== undefined) for (const h of edits.respond) flat.push(h.name, h.value)
       if (this.ctx.draining) flat.push('connection', 'close')
       res.writeHead(statusCode, statusMessage || undefined, flat)
     }

@@ -67,7 +67,7 @@ export class Upgrade extends Admission {
   protected forward(host: string, port: number, origin: string): void {
     const req = this.req
     const t = this.record.trace
-    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, true, t === undefined ? undefined : t.dispatch(host, port))
+    const headers = upstreamHeadersFor(req, this.resolution, this.secure, this.backend.revision !== undefined, true, t === undefined ? undefined : t.dispatch(host, port), this.record.edits)
     let lines = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`
     for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`
     lines += '\r\n'

@@ -20,7 +20,7 @@ import { markIfTrusted, watchBody } from './guard.ts'
 import type { ClientLimits } from './guard.ts'
 import { identify, isAnswer } from './identify.ts'
 import type { ListenerKind } from './identify.ts'
-import { runPolicies } from './policy.ts'
+import { isPass, runPolicies } from './policy.ts'
 import type { Policy, Verdict } from './policy.ts'
 import { rawReply, reply } from './reply.ts'
 import type { Answer } from './reply.ts'
@@ -99,7 +99,8 @@ export class FrontDoor {
           const failed = (err: unknown): void => this.internalError(err, record, res, undefined, undefined)
           return this.later(v, record, () => res.destroyed, (a) => this.answer(record, res, a), go, failed)
         }
-        if (v !== undefined) return this.answer(record, res, v)
+        if (isPass(v)) record.edits = v.edits
+        else if (v !== undefined) return this.answer(record, res, v)
       }
       this.forward(req, res, route, at.secure, record, expectContinue)
     } catch (err) {
@@ -125,7 +126,8 @@ export class FrontDoor {
           const failed = (err: unknown): void => this.internalError(err, record, undefined, socket, undefined)
           return this.later(v, record, () => socket.destroyed, (a) => this.answerRaw(record, socket, a), go, failed)
         }
-        if (v !== undefined) return this.answerRaw(record, socket, v)
+        if (isPass(v)) record.edits = v.edits
+        else if (v !== undefined) return this.answerRaw(record, socket, v)
       }
       this.splice(req, socket, head, route, at.secure, record)
     } catch (err) {
@@ -170,8 +172,11 @@ export class FrontDoor {
     v.then(
       (a) => {
         if (gone()) this.clientLeft(record)
-        else if (a) answer(a)
-        else next()
+        else if (a === undefined) next()
+        else if (isPass(a)) {
+          record.edits = a.edits
+          next()
+        } else answer(a)
       },
       (err: unknown) => {
         this.log.error({ err }, 'a policy failed while deciding on a request')
@@ -185,13 +190,13 @@ export class FrontDoor {
   private answer(record: RequestRecord, res: ClientResponse, a: Answer): void {
     // After a screen refusal the connection's remaining bytes cannot be trusted: HTTP/1 closes it.
     const headers = a.close && record.req.httpVersionMajor === 1 ? { ...a.headers, connection: 'close' } : a.headers
-    reply(res, a.status, a.reason, a.detail, headers)
+    reply(res, a.status, a.reason, a.detail, headers, a.body)
     this.told(record, a)
   }
 
   /** The gateway's own answer to an upgrade, as raw HTTP/1.1 on its socket (then closed). */
   private answerRaw(record: RequestRecord, socket: Duplex, a: Answer): void {
-    rawReply(socket, a.status, a.reason, a.detail, a.headers)
+    rawReply(socket, a.status, a.reason, a.detail, a.headers, a.body)
     this.told(record, a)
   }
 
@@ -199,6 +204,7 @@ export class FrontDoor {
     record.status = a.status
     record.reason = a.reason
     noteAnswer(record, a.detail)
+    if (a.body !== undefined) record.bytesOut = a.body.length
     this.ctx.answered(record)
     this.ctx.left(record)
   }

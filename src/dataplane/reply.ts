@@ -30,6 +30,8 @@ export type Reason =
   | 'internal-error'
   // The policy stage (policy/).
   | 'rate-limited'
+  | 'extauthz-denied'
+  | 'extauthz-unavailable'
   // Hostile or oversized input (guard.ts, data-plane.ts handle()).
   | 'uri-too-long'
   | 'headers-too-large'
@@ -46,9 +48,14 @@ export interface Answer {
   readonly reason: Reason
   /** What the client reads in the body: what happened and, where it can, what to do. */
   readonly detail: string
-  readonly headers?: Record<string, string>
+  readonly headers?: Readonly<Record<string, string | string[]>>
   /** The request's framing cannot be trusted (the screen's answers): an HTTP/1 connection closes after it. */
   readonly close?: boolean
+  /**
+   * The body exactly as someone else wrote it (an authorizer's denial), instead of `detail`; its
+   * headers (content type among them) come in `headers`. `detail` still goes to the logs.
+   */
+  readonly body?: Buffer
 }
 
 export function answerOf(status: number, reason: Reason, detail: string, headers?: Record<string, string>): Answer {
@@ -60,23 +67,29 @@ export function reply(
   status: number,
   reason: Reason,
   detail: string,
-  extraHeaders?: Record<string, string>,
+  extraHeaders?: Readonly<Record<string, string | string[]>>,
+  given?: Buffer,
 ): void {
   if (res.headersSent) {
     // Too late to say anything clean: cut the stream so the client sees a failure, not a short body.
     res.destroy()
     return
   }
-  const body = `${detail}\n`
-  const headers: Record<string, string | number> = {
+  const body = given ?? `${detail}\n`
+  const headers: Record<string, string | number | string[]> = {
     'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
-    [REASON_HEADER]: reason,
     ...extraHeaders,
+    // Ours whatever the extra headers say: the length of what is sent, and why.
+    'content-length': typeof body === 'string' ? Buffer.byteLength(body) : body.length,
+    [REASON_HEADER]: reason,
   }
   res.writeHead(status, undefined, headers)
-  res.end(body)
+  if (typeof body === 'string') res.end(body)
+  else {
+    if (body.length > 0) res.write(body)
+    res.end()
+  }
 }
 
 /**
@@ -84,14 +97,23 @@ export function reply(
  * upgrade, a request the parser refused), then the connection closed once it is flushed: a
  * half-open socket would linger.
  */
-export function rawReply(socket: Duplex, status: number, reason: Reason, detail: string, extraHeaders?: Record<string, string>): void {
+export function rawReply(socket: Duplex, status: number, reason: Reason, detail: string, extraHeaders?: Readonly<Record<string, string | string[]>>, given?: Buffer): void {
   if (socket.destroyed) return
-  const body = `${detail}\n`
+  const body = given ?? Buffer.from(`${detail}\n`)
   let extra = ''
-  if (extraHeaders) for (const name in extraHeaders) extra += `${name}: ${extraHeaders[name]}\r\n`
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `cache-control: no-store\r\n${REASON_HEADER}: ${reason}\r\n${extra}connection: close\r\n\r\n${body}`,
-    () => socket.destroy(),
+  let typed = false
+  if (extraHeaders) {
+    for (const name in extraHeaders) {
+      const v = extraHeaders[name]!
+      if (name === 'content-type') typed = true
+      if (typeof v === 'string') extra += `${name}: ${v}\r\n`
+      else for (const one of v) extra += `${name}: ${one}\r\n`
+    }
+  }
+  const type = typed ? '' : 'content-type: text/plain; charset=utf-8\r\n'
+  socket.write(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${type}content-length: ${body.length}\r\n` +
+      `cache-control: no-store\r\n${REASON_HEADER}: ${reason}\r\n${extra}connection: close\r\n\r\n`,
   )
+  socket.end(body, () => socket.destroy())
 }

@@ -7,6 +7,7 @@ import type { ClientRequest } from './client.ts'
 import type { ListenerKind } from './identify.ts'
 import type { Reason } from './reply.ts'
 import { unmappedIp } from './forwarded.ts'
+import type { HeaderEdits } from './upstream-headers.ts'
 
 export interface RequestRecord {
   /** performance.now() at arrival. */
@@ -36,6 +37,8 @@ export interface RequestRecord {
   bytesOut: number
   /** Its spans, when tracing is on (--tracing-endpoint); undefined otherwise, and then nothing is traced. */
   trace: RequestTrace | undefined
+  /** What the policy stage changes on the way to the pod (an authorizer's headers); undefined: nothing. */
+  edits: HeaderEdits | undefined
 }
 
 /** The gateway answered itself with `detail` as the body: when, and how many bytes. */
@@ -45,5 +48,5 @@ export function noteAnswer(r: RequestRecord, detail: string): void {
 }
 
 export function newRecord(req: ClientRequest, listener: ListenerKind, upgrade: boolean): RequestRecord {
-  return { startedAt: performance.now(), listener, upgrade, req, remote: unmappedIp(req.socket?.remoteAddress), host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0, trace: undefined }
+  return { startedAt: performance.now(), listener, upgrade, req, remote: unmappedIp(req.socket?.remoteAddress), host: '', backend: undefined, status: 0, reason: undefined, pod: undefined, coldStartMs: -1, firstByteAt: 0, bytesIn: 0, bytesOut: 0, trace: undefined, edits: undefined }
 }

@@ -30,6 +30,24 @@ export interface UpstreamHeaderPlan {
    * gateway's span). Off: the client's traceparent and tracestate pass as they came.
    */
   readonly trace: TraceHeaders | undefined
+  /** A policy's changes (an authorizer's headers); undefined: none, and no per-header cost. */
+  readonly edits?: HeaderEdits | undefined
+}
+
+/**
+ * What a policy that lets a request through may change on its way to the pod (an external
+ * authorizer's allowed response: Envoy's OkHttpResponse). Names are lower-case and already checked
+ * to be neither hop-by-hop nor owned by the gateway (policy/header-edits.ts).
+ */
+export interface HeaderEdits {
+  /** Replace the client's headers of the same name, or add. */
+  readonly set: readonly HeaderSet[]
+  /** Added beside the client's headers of the same name. */
+  readonly append: readonly HeaderSet[]
+  /** The client's headers of these names are not sent. */
+  readonly remove: readonly string[]
+  /** Added to the response to the client (HTTP/1.1 and HTTP/2; not to a 101 Switching Protocols). */
+  readonly respond: readonly HeaderSet[]
 }
 
 // Headers a client may not pass through: hop-by-hop ones, and those the gateway owns.
@@ -100,6 +118,7 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
   const hop = connectionTokens(rawHeaders)
   const trusted = trustedHops.has(rawHeaders)
   const trace = plan.trace
+  const edits = plan.edits
   const drop = trace === undefined ? DROP : DROP_TRACED
   let clientHost: string | undefined
   let xff: string | undefined
@@ -125,6 +144,7 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
     }
     if (hop?.has(lower)) continue
     if (isSet(plan.sets, lower)) continue
+    if (edits !== undefined && (edits.remove.includes(lower) || edits.set.some((h) => h.lower === lower))) continue
     if (FORWARDING.has(lower)) {
       // Untrusted: dropped here, replaced below with what the gateway saw. Trusted: kept, XFF appended to.
       if (!trusted) continue
@@ -146,6 +166,9 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
   }
   const host = plan.host ?? clientHost
   if (host !== undefined) out.push('host', host)
+  // The authorizer's headers before the route's: a header the route sets (Knative's) is the route's.
+  if (edits !== undefined) for (const h of edits.set) if (!isSet(plan.sets, h.lower)) out.push(h.name, h.value)
+  if (edits !== undefined) for (const h of edits.append) out.push(h.name, h.value)
   for (const list of plan.sets) for (const h of list) out.push(h.name, h.value)
   const forwardedFor = plan.clientIp === undefined ? xff : xff === undefined ? plan.clientIp : `${xff}, ${plan.clientIp}`
   if (forwardedFor !== undefined) out.push('x-forwarded-for', forwardedFor)
@@ -167,8 +190,8 @@ export function buildUpstreamHeaders(rawHeaders: readonly string[], plan: Upstre
 /** Response headers that must not be relayed to the client (hop-by-hop). */
 export const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
-/** The upstream headers for a resolved request: the route's header sets, in hop order, and the rest. */
-export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean, trace: TraceHeaders | undefined): string[] {
+/** The upstream headers for a resolved request: the route's header sets, in hop order, a policy's edits, and the rest. */
+export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: boolean, activator: boolean, upgrade: boolean, trace: TraceHeaders | undefined, edits: HeaderEdits | undefined): string[] {
   const inner = r.inner
   return buildUpstreamHeaders(req.rawHeaders, {
     sets: inner ? [r.path.setHeaders, r.split.setHeaders, inner.path.setHeaders, inner.split.setHeaders] : [r.path.setHeaders, r.split.setHeaders],
@@ -179,5 +202,6 @@ export function upstreamHeadersFor(req: ClientRequest, r: Resolution, secure: bo
     activator,
     upgrade,
     trace,
+    edits,
   })
 }

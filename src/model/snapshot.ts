@@ -103,6 +103,10 @@ export interface IngressRef {
   readonly httpOption: HTTPOption
   /** edge.knative.dev/rate-limit: the limit for each of its hosts (per gateway process), when set and valid. */
   readonly rateLimit?: RateLimitSpec
+  /** edge.knative.dev/extauthz: "disabled": its hosts are not checked by the external authorizer. */
+  readonly extAuthzDisabled?: true
+  /** Its labels: an external authorizer gets them in its check's context, as Kourier sends them. */
+  readonly labels?: Readonly<Record<string, string>>
 }
 
 export interface HostEntry {

@@ -256,8 +256,9 @@ export class KIngressStatusWriter {
     }
     if (summary.ref.generation !== generation) return undefined
     if (summary.conflicts.length > 0) return { kind: 'conflict' }
-    // A bad rate-limit annotation does not stop the ingress serving (unlimited): it is not a failure.
-    const problems = summary.problems.filter((p) => p.code !== 'DomainConflict' && p.code !== 'EDGE_ERR_RATE_LIMIT')
+    // A bad rate-limit annotation does not stop the ingress serving (unlimited): it is not a failure;
+    // nor does a bad extauthz opt-out (its hosts stay checked).
+    const problems = summary.problems.filter((p) => p.code !== 'DomainConflict' && p.code !== 'EDGE_ERR_RATE_LIMIT' && p.code !== 'EDGE_ERR_EXTAUTHZ_ANNOTATION')
     if (problems.length > 0) return { kind: 'failed', message: problemText(problems) }
     if (alreadyReady(this.currentStatus(key, ing), generation, this.domains)) return { kind: 'configured', lb: { kind: 'ready' } }
     const state = prober.check(key, summary.ref.hash, summary.hosts)

@@ -157,6 +157,8 @@ export function compileSnapshot(input: CompileInput, opts: CompileOptions, versi
       hash: c.hash,
       origin: c.origin,
       httpOption: c.spec.httpOption ?? '',
+      // The ingress's labels travel with it (an external authorizer's check context).
+      ...(c.ingress.metadata.labels ? { labels: c.ingress.metadata.labels } : {}),
     }
     const ingressProblems: ConfigProblem[] = []
     const hosts: string[] = []
