@@ -4,6 +4,7 @@
 // option; 200 allows (allowed upstream headers go to the pod), 5xx is no decision, anything else is
 // the client's answer.
 import t from 'tap'
+import http2 from 'node:http2'
 import { get, kingress, serviceFor, startBackend, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
 import { startHttpAuthorizer } from './helpers/authorizers.ts'
 import { closedPort } from './helpers/activator.ts'
@@ -60,6 +61,28 @@ t.test('denied: the authorizer\'s status, headers and body are the answer', asyn
   t.equal(r.headers['x-edge-reason'], 'extauthz-denied')
   t.equal(r.body, '{"error":"forbidden"}')
   t.equal(pod.seen.length, before)
+})
+
+t.test('a denial the authorizer sent chunked on a kept-alive connection reaches HTTP/1.1 and HTTP/2 clients with one framing of its own', async (t) => {
+  const r = await get(gw.ports.http, 'app.example.com', '/deny-chunked')
+  t.equal(r.status, 401)
+  t.equal(r.body, 'no entry')
+  t.equal(r.headers['transfer-encoding'], undefined, "the authorizer's chunked framing is not relayed")
+  t.equal(r.headers['content-length'], '8', 'the answer has its own length')
+  t.not(r.headers.connection, 'keep-alive, keep-alive', 'the authorizer connection header is not relayed')
+  const session = http2.connect(`http://127.0.0.1:${gw.ports.http}`)
+  t.teardown(() => session.close())
+  const h2 = await new Promise<{ status: number; body: string; reset: number }>((resolve) => {
+    const s = session.request({ ':path': '/deny-chunked', ':authority': 'app.example.com' })
+    let status = 0
+    let body = ''
+    s.setEncoding('utf8')
+    s.on('response', (h) => (status = Number(h[':status'])))
+    s.on('data', (d: string) => (body += d))
+    s.on('error', () => {})
+    s.on('close', () => resolve({ status, body, reset: s.rstCode ?? 0 }))
+  })
+  t.same(h2, { status: 401, body: 'no entry', reset: 0 }, 'over HTTP/2 too: the answer, not a reset stream')
 })
 
 t.test('a 5xx from the authorizer is no decision: 403 extauthz-unavailable', async (t) => {

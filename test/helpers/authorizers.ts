@@ -121,7 +121,12 @@ export async function startHttpAuthorizer(): Promise<HttpAuthorizerServer> {
       const url = req.url ?? ''
       a.seen.push({ method: req.method ?? '', url, headers: req.headers, body: Buffer.concat(chunks).toString() })
       const p = url.replace(/^\/check/, '')
-      if (p.startsWith('/deny')) {
+      if (p.startsWith('/deny-chunked')) {
+        // Written in two pieces with no length: node:http frames it chunked, on a kept-alive connection.
+        res.writeHead(401, { 'content-type': 'text/plain' })
+        res.write('no')
+        res.end(' entry')
+      } else if (p.startsWith('/deny')) {
         res.writeHead(403, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="test"', 'set-cookie': ['a=1', 'b=2'] })
         res.end('{"error":"forbidden"}')
       } else if (p.startsWith('/hang')) {

@@ -88,10 +88,19 @@ export class H2StreamResponse implements ClientResponse {
     this.headers[name.toLowerCase()] = value as string | string[]
   }
 
+  /** A name given twice in a flat list (two Set-Cookie lines) keeps both values. */
+  private appendHeader(name: string, value: string): void {
+    const lower = name.toLowerCase()
+    const prev = this.headers[lower]
+    if (prev === undefined) this.headers[lower] = value
+    else if (Array.isArray(prev)) prev.push(value)
+    else this.headers[lower] = [String(prev), value]
+  }
+
   /** The head with these headers added, sent now (as the compatibility layer's writeHead). */
   writeHead(statusCode: number, _statusMessage?: string, headers?: OutgoingHttpHeaders | string[]): this {
     this.statusCode = statusCode
-    if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) this.setHeader(headers[i]!, headers[i + 1]!)
+    if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) this.appendHeader(headers[i]!, headers[i + 1]!)
     else if (headers !== undefined) for (const name in headers) this.setHeader(name, headers[name] as string)
     this.respond(false)
     return this
