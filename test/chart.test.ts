@@ -4,6 +4,7 @@
 // the subset of Go templates the chart uses (tested first, below).
 import { NODE_FLAGS, withNodeFlags } from '../src/runtime-flags.ts'
 import t from 'tap'
+import { parseConfig } from '../src/config.ts'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { asPromQL, dataPanels, loadDashboard } from './helpers/dashboard.ts'
@@ -359,7 +360,7 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
     {
       publicService: { type: 'NodePort', externalTrafficPolicy: 'Local', nodePorts: { http: 31080, https: 31443 } },
       autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7 },
-      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], listenAddresses: ['0.0.0.0', '::'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', tracing: { endpoint: 'http://otel-collector.observability:4318', samplingRate: 0.25, serviceName: 'edge-eu' }, ingressClass: 'my.class', autoscalerUrl: '' },
+      gateway: { watchServing: true, namespaces: ['team-a', 'team-b'], listenAddresses: ['0.0.0.0', '::'], workers: 4, accessLog: false, accessLogTemplate: '{method} {path} {status}', tracing: { endpoint: 'http://otel-collector.observability:4318', samplingRate: 0.25, serviceName: 'edge-eu' }, extauthz: { host: 'authz.security:9000', protocol: 'http', failureModeAllow: true, timeout: 500, maxRequestBodyBytes: 0, pathPrefix: '/check' }, ingressClass: 'my.class', autoscalerUrl: '' },
       podDisruptionBudget: { maxUnavailable: '50%' },
       extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }],
       nodeSelector: { 'kubernetes.io/os': 'linux' },
@@ -394,6 +395,10 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
   t.equal(env.get('EDGE_TRACING_ENDPOINT')?.value, 'http://otel-collector.observability:4318')
   t.equal(env.get('EDGE_TRACING_SAMPLING_RATE')?.value, '0.25')
   t.equal(env.get('EDGE_TRACING_SERVICE_NAME')?.value, 'edge-eu')
+  const authz = ['HOST', 'PROTOCOL', 'FAILURE_MODE_ALLOW', 'TIMEOUT', 'MAX_REQUEST_BODY_BYTES', 'PATH_PREFIX'].map((k) => env.get(`EDGE_EXTAUTHZ_${k}`)?.value)
+  t.same(authz, ['authz.security:9000', 'http', 'true', '500', '0', '/check'], 'gateway.extauthz to the EDGE_EXTAUTHZ_* options')
+  const parsed = parseConfig([], Object.fromEntries([...env].filter(([k]) => k.startsWith('EDGE_EXTAUTHZ_')).map(([k, v]) => [k, String(v.value)])))
+  t.match(parsed, { extAuthzHost: 'authz.security:9000', extAuthzProtocol: 'http', extAuthzFailureModeAllow: true, extAuthzTimeoutMs: 500, extAuthzMaxRequestBodyBytes: 0, extAuthzPathPrefix: '/check' }, 'which the gateway accepts')
   t.equal(env.get('EDGE_INGRESS_CLASS')?.value, 'my.class')
   t.equal(env.get('NODE_OPTIONS')?.value, '--max-old-space-size=512')
   t.notOk(env.has('EDGE_AUTOSCALER_URL'), 'empty autoscalerUrl leaves the built-in default')
