@@ -22,7 +22,9 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** A `for=`/`host=` value: an IPv6 address as `"[::1]"` (RFC 7239 §6), anything not a token quoted. */
 export function forwardedValue(value: string): string {
-  if (net.isIPv6(value)) return `"[${value}]"`
+  // Every request comes here: net.isIPv6 is a long regular expression, asked only of a value that
+  // has a colon (an IPv4 client's address and most hosts have none).
+  if (value.includes(':') && net.isIPv6(value)) return `"[${value}]"`
   if (TOKEN.test(value)) return value
   return `"${value.replace(/["\\]/g, '\\$&')}"`
 }
