@@ -12,6 +12,7 @@ import { raw } from './helpers/raw.ts'
 import { apply, startKubeEnv, startKubeGateway } from './helpers/kube.ts'
 import { makeCA, makeCert, servedCertificate, tlsSecret } from './helpers/certs.ts'
 import { projectRoot, startGatewayProcess } from './helpers/gateway-process.ts'
+import { startHttpAuthorizer } from './helpers/authorizers.ts'
 
 interface Problem {
   source: string
@@ -134,6 +135,35 @@ t.test('files source: cluster-local-domain-tls with a cluster-local TLS listener
   t.teardown(() => gw.close())
   await waitFor('the ConfigMap to be read', () => gw.store.list('ConfigMap').length === 1)
   t.same(await settingsProblems(gw), [], 'nothing to report: the listener is there')
+})
+
+t.test('files source: external authorization turned on, changed and off by the ConfigMap; a combination the flags refuse keeps the one in place', async (t) => {
+  const { gw, dir } = await startRouteGateway(t)
+  const host = 'hello.default.example.com'
+  const authz = await startHttpAuthorizer()
+  t.teardown(() => authz.close())
+  t.equal((await get(gw.ports.http, host, '/deny')).status, 200, 'no authorizer at start')
+
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'extauthz-host': `127.0.0.1:${authz.port}`, 'extauthz-protocol': 'http', 'extauthz-path-prefix': '/check' })])
+  await waitFor('the authorizer to be asked', async () => (await get(gw.ports.http, host, '/deny')).status === 403)
+  const denied = await get(gw.ports.http, host, '/deny')
+  t.equal(denied.headers['x-edge-reason'], 'extauthz-denied', "the authorizer's answer")
+  t.equal(authz.seen.at(-1)!.url, '/check/deny', 'with the path prefix from the ConfigMap')
+  t.equal((await get(gw.ports.http, host, '/fine')).status, 200, 'an allowed request is served')
+
+  // pack-as-bytes is for a grpc authorizer: refused with http, as the flags would refuse it.
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', { 'extauthz-host': `127.0.0.1:${authz.port}`, 'extauthz-protocol': 'http', 'extauthz-pack-as-bytes': 'true' })])
+  await waitFor('the settings to be read', () => gw.settings.current.extAuthzPackAsBytes)
+  const asked = authz.seen.length
+  t.equal((await get(gw.ports.http, host, '/deny')).status, 403, 'the authorizer in place still decides')
+  t.equal(authz.seen.at(-1)!.url, '/check/deny', 'the one with the path prefix')
+  t.equal(authz.seen.length, asked + 1)
+
+  writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', {})])
+  await waitFor('external authorization to be off', async () => (await get(gw.ports.http, host, '/deny')).status === 200)
+  const after = authz.seen.length
+  t.equal((await get(gw.ports.http, host, '/deny')).status, 200)
+  t.equal(authz.seen.length, after, 'the authorizer is no longer asked')
 })
 
 t.test('files source: proxy-protocol turned on and off by the ConfigMap, for new connections', async (t) => {

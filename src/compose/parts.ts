@@ -13,6 +13,7 @@ import net from 'node:net'
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
+import { checkExtAuthz } from '../config.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { CompileOptions } from '../compile/snapshot.ts'
 import type { RevisionRef } from '../model/snapshot.ts'
@@ -31,6 +32,7 @@ import { LineWriter } from '../observe/line-writer.ts'
 import { RateLimitPolicy } from '../policy/rate-limit.ts'
 import { parseRateLimit } from '../policy/rate-limit-spec.ts'
 import { ExtAuthzPolicy } from '../policy/extauthz.ts'
+import { ReplaceablePolicy } from '../policy/replaceable.ts'
 import { GrpcAuthorizer } from '../policy/extauthz-grpc.ts'
 import { HttpAuthorizer } from '../policy/extauthz-http.ts'
 import type { Policy } from '../dataplane/policy.ts'
@@ -118,6 +120,7 @@ export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayM
   const demand = reporter.demand
   const accessLogs = accessLogFactory(metrics)
   const limiter = rateLimits(config, metrics, extra.processes)
+  const authz = new ReplaceablePolicy('extauthz', externalAuthorization(config, log, metrics))
   const plane = new DataPlane(publisher.snapshot, {
     log,
     metrics,
@@ -129,7 +132,7 @@ export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayM
     accessLog: accessLogs(config),
     // Rate limits decide before admission, then the external authorizer (a flood over the limit is
     // not passed on to it); further policies (tests) follow them.
-    policies: [limiter, ...externalAuthorization(config, log, metrics), ...(extra.policies ?? [])],
+    policies: [limiter, authz, ...(extra.policies ?? [])],
     // rev.key is revisionKey(rev), built once per snapshot: no string per request to hash.
     demand: {
       requestIn: (rev) => demand.requestInKey(rev.key, rev, now()),
@@ -145,6 +148,7 @@ export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayM
   settings.onChange((next, prev) => {
     if (differs(prev, next, ['accessLog', 'accessLogTemplate', 'trustedProxies'])) plane.setAccessLog(accessLogs(next))
     if (differs(prev, next, ['rateLimitPerClient'])) limiter.setPerClient(perClientLimit(next, extra.processes))
+    if (differs(prev, next, EXTAUTHZ_KEYS)) replaceAuthorizer(authz, next, prev, log, metrics)
     if (differs(prev, next, ['coldStartTimeoutSeconds', 'streamIdleTimeoutSeconds'])) plane.setTimeouts(next.coldStartTimeoutSeconds * 1000, next.streamIdleTimeoutSeconds * 1000)
     if (differs(prev, next, ['maxQueuedPerRevision', 'maxQueuedTotal', 'maxQueuedPerNamespace'])) plane.backends.setQueueBounds(next.maxQueuedPerRevision, next.maxQueuedTotal, next.maxQueuedPerNamespace)
   })
@@ -189,16 +193,44 @@ function accessLogFactory(metrics: GatewayMetrics): (config: GatewayConfig) => A
   }
 }
 
+const EXTAUTHZ_KEYS: ReadonlyArray<keyof GatewayConfig> = [
+  'extAuthzHost',
+  'extAuthzProtocol',
+  'extAuthzFailureModeAllow',
+  'extAuthzMaxRequestBodyBytes',
+  'extAuthzTimeoutMs',
+  'extAuthzPathPrefix',
+  'extAuthzPackAsBytes',
+  'extAuthzSkipClusterLocal',
+  'extAuthzAllowedHeaders',
+  'extAuthzAllowedUpstreamHeaders',
+]
+
+/**
+ * The extauthz-* settings changed (config-edge-gateway): a new authorizer from now on, unless the
+ * new combination is one the flags would refuse; then the one in place stays, and the log says why.
+ */
+function replaceAuthorizer(authz: ReplaceablePolicy, next: GatewayConfig, prev: GatewayConfig, log: Logger, metrics: GatewayMetrics): void {
+  const settings = { ...next }
+  try {
+    checkExtAuthz(settings)
+  } catch (err) {
+    log.error({ code: 'EDGE_ERR_CONFIGMAP_VALUE', err: (err as Error).message }, 'external authorization settings not applied: the authorizer in place stays')
+    return
+  }
+  authz.replace(externalAuthorization(settings, log, metrics), prev.extAuthzTimeoutMs)
+  log.info({ extauthz: settings.extAuthzHost === undefined ? 'off' : `${settings.extAuthzProtocol}://${settings.extAuthzHost}` }, 'external authorization settings applied')
+}
+
 /** --extauthz-host: one authorizer connection per process, asked for every request it checks. */
-function externalAuthorization(config: GatewayConfig, log: Logger, metrics: GatewayMetrics): Policy[] {
-  if (config.extAuthzHost === undefined) return []
+function externalAuthorization(config: GatewayConfig, log: Logger, metrics: GatewayMetrics): Policy | undefined {
+  if (config.extAuthzHost === undefined) return undefined
   const target = config.extAuthzHost
   const authorizer =
     config.extAuthzProtocol === 'grpc'
       ? new GrpcAuthorizer(target, config.extAuthzPackAsBytes)
       : new HttpAuthorizer({ origin: `${config.extAuthzProtocol}://${target}`, pathPrefix: config.extAuthzPathPrefix ?? '', allowedHeaders: config.extAuthzAllowedHeaders, upstreamHeaders: config.extAuthzAllowedUpstreamHeaders })
-  return [
-    new ExtAuthzPolicy({
+  return new ExtAuthzPolicy({
       authorizer,
       target: `${config.extAuthzProtocol}://${target}`,
       failureModeAllow: config.extAuthzFailureModeAllow,
@@ -207,8 +239,7 @@ function externalAuthorization(config: GatewayConfig, log: Logger, metrics: Gate
       skipClusterLocal: config.extAuthzSkipClusterLocal,
       log,
       onChecked: (outcome) => metrics.extAuthzChecked(outcome),
-    }),
-  ]
+    })
 }
 
 /** Per host (edge.knative.dev/rate-limit) and per client (--rate-limit-per-client), this process's share. */
