@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BackendSpec } from './model/snapshot.ts'
 import type { Reason } from './dataplane/reply.ts'
 import { RequestAccounting } from './request-accounting.ts'
+import type { RevisionServed } from './request-accounting.ts'
 import { collectProcessMetrics } from './process-metrics.ts'
 
 /** Why a request was held: its revision had no pod (a scale from zero), or every pod was at containerConcurrency. */
@@ -15,6 +16,8 @@ export interface LiveState {
   inFlight(): number
   revisions(): Array<{ namespace: string; revision: string; inFlight: number; queued: number; pods: number }>
   configProblems(): number
+  /** Whether the configuration has the revision now; series of the others are dropped once scraped (default: all kept). */
+  revisionServed?: RevisionServed
   /** The Knative autoscaler's stat websocket, when one is configured (issue 7: its outage is visible). */
   autoscaler?(): { url: string; connected: boolean } | undefined
 }
@@ -35,6 +38,7 @@ export class GatewayMetrics {
     const registers = [this.registry]
     if (opts.defaultMetrics !== false) collectProcessMetrics(this.registry)
     const accounting = this.accounting
+    const served: RevisionServed = live.revisionServed ?? (() => true)
     this.requests = new Counter({
       name: 'edge_requests_total',
       help: 'Requests answered, by host (empty before routing: an unknown Host is never a label), revision, status code and, where the gateway answered itself, its reason (x-edge-reason)',
@@ -42,11 +46,11 @@ export class GatewayMetrics {
       registers,
       // Counted per request in RequestAccounting; brought up to date here, at scrape time.
       collect() {
-        for (const row of accounting.rows.values()) {
-          if (row.count === row.flushed) continue
-          this.inc(row.labels, row.count - row.flushed)
-          row.flushed = row.count
-        }
+        accounting.flushRequests(
+          (labels, n) => this.inc(labels, n),
+          (labels) => this.remove(labels),
+          served,
+        )
       },
     })
     // Written by hand in prom-client's metric shape (the registry and the workers' aggregation only
@@ -54,7 +58,7 @@ export class GatewayMetrics {
     const duration = { name: 'edge_request_duration_seconds', help: 'Time from request arrival to the client having its answer, by namespace, revision and status class', type: 'histogram', aggregator: 'sum' } as const
     this.registry.registerMetric({
       ...duration,
-      get: async () => ({ ...duration, values: accounting.durationValues(duration.name) }),
+      get: async () => ({ ...duration, values: accounting.durationValues(duration.name, served) }),
       reset: () => {},
     } as unknown as Parameters<Registry['registerMetric']>[0])
     // One histogram for every hold, as x-edge-cold-start-ms reports every hold; `cause` tells a
