@@ -7,6 +7,7 @@ import type { BackendSpec } from './model/snapshot.ts'
 import type { Reason } from './dataplane/reply.ts'
 import { RequestAccounting } from './request-accounting.ts'
 import type { RevisionServed } from './request-accounting.ts'
+import { GoneRevisionSeries } from './gone-revision-series.ts'
 import { collectProcessMetrics } from './process-metrics.ts'
 
 /** Why a request was held: its revision had no pod (a scale from zero), or every pod was at containerConcurrency. */
@@ -27,7 +28,9 @@ export class GatewayMetrics {
   private readonly requests: Counter<'host' | 'namespace' | 'revision' | 'code' | 'reason'>
   private readonly accounting = new RequestAccounting()
   private readonly holds: Histogram<'namespace' | 'revision' | 'cause'>
+  private readonly holdSeries = new GoneRevisionSeries<{ namespace: string; revision: string; cause: HoldCause }>()
   private readonly retries: Counter<'namespace' | 'revision'>
+  private readonly retrySeries = new GoneRevisionSeries<{ namespace: string; revision: string }>()
   readonly reloads: Counter<'result'>
   private readonly connectionsRefused: Counter<'reason'>
   readonly sourceUp: Gauge<'source'>
@@ -39,6 +42,7 @@ export class GatewayMetrics {
     if (opts.defaultMetrics !== false) collectProcessMetrics(this.registry)
     const accounting = this.accounting
     const served: RevisionServed = live.revisionServed ?? (() => true)
+    const { holdSeries, retrySeries } = this
     this.requests = new Counter({
       name: 'edge_requests_total',
       help: 'Requests answered, by host (empty before routing: an unknown Host is never a label), revision, status code and, where the gateway answered itself, its reason (x-edge-reason)',
@@ -69,8 +73,19 @@ export class GatewayMetrics {
       labelNames: ['namespace', 'revision', 'cause'],
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
       registers,
+      collect() {
+        holdSeries.sweep(served, (labels) => this.remove(labels))
+      },
     })
-    this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
+    this.retries = new Counter({
+      name: 'edge_upstream_retries_total',
+      help: 'Requests re-sent to another pod after a connect failure that the pod never saw',
+      labelNames: ['namespace', 'revision'],
+      registers,
+      collect() {
+        retrySeries.sweep(served, (labels) => this.remove(labels))
+      },
+    })
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
     this.connectionsRefused = new Counter({ name: 'edge_connections_refused_total', help: 'Client connections closed as they were accepted, by reason (per-ip-limit: over --max-connections-per-ip; proxy-protocol-*: no valid PROXY header with --proxy-protocol)', labelNames: ['reason'], registers })
@@ -118,7 +133,10 @@ export class GatewayMetrics {
   coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void {
     const rev = backend.revision
     const cause: HoldCause = scaleFromZero ? 'cold-start' : 'no-capacity'
-    if (rev) this.holds.observe({ namespace: rev.namespace, revision: rev.name, cause }, ms / 1000)
+    if (!rev) return
+    const labels = { namespace: rev.namespace, revision: rev.name, cause }
+    this.holdSeries.noted(labels)
+    this.holds.observe(labels, ms / 1000)
   }
 
   rateLimited(host: string, limit: 'host' | 'client'): void {
@@ -135,6 +153,8 @@ export class GatewayMetrics {
 
   retried(backend: BackendSpec): void {
     const rev = backend.revision
-    this.retries.inc({ namespace: rev?.namespace ?? backend.namespace, revision: rev?.name ?? '' })
+    const labels = { namespace: rev?.namespace ?? backend.namespace, revision: rev?.name ?? '' }
+    this.retrySeries.noted(labels)
+    this.retries.inc(labels)
   }
 }

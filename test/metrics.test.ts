@@ -167,6 +167,29 @@ t.test('a revision gone from the configuration leaves /metrics once its last cou
   t.equal(requests('app-00002')(await scrape(gw)), 1, 'the live revision stays, with nothing new')
 })
 
+t.test('a gone revision\'s hold histogram is scraped once more, then leaves /metrics', async (t) => {
+  const pod = await startBackend('zero')
+  t.teardown(() => pod.close())
+  const dir = tempDir()
+  writeManifest(dir, 'zero.yaml', [revision('zero-00001'), revisionIngress('zero', 'zero.example.com', 'zero-00001')])
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const held = (m: Map<string, number>): number | undefined => m.get('edge_cold_start_wait_seconds_count{namespace="default",revision="zero-00001",cause="cold-start"}')
+
+  const cold = get(gw.ports.http, 'zero.example.com', '/cold')
+  await waitForQueued(gw, 'zero-00001', 1)
+  writeManifest(dir, 'zero-pods.yaml', [revisionPods('zero-00001', pod)])
+  t.equal((await cold).status, 200)
+  t.equal(held(await scrape(gw)), 1, 'the cold start is counted')
+  t.equal(held(await scrape(gw)), 1, 'and stays while the revision is configured')
+
+  writeManifest(dir, 'zero.yaml', [])
+  await waitFor('the revision to leave the configuration', async () => (await revisionState(gw, 'zero-00001')) === undefined)
+  t.equal(held(await scrape(gw)), 1, 'the first scrape after it went still shows it')
+  const after = await scrape(gw)
+  t.same([...after.keys()].filter((k) => k.includes('revision="zero-00001"')), [], 'the next has no series of the revision at all')
+})
+
 t.test('process and Node.js metrics carry their conventional names', async (t) => {
   const dir = tempDir()
   const gw = await startTestGateway(dir, [], {}, { defaultMetrics: true })
