@@ -529,7 +529,7 @@ async function main(): Promise<void> {
     console.log(memoryTable(samples))
     if (idle) console.log(`once the traffic loops ended: ${memoryRow(idle)}`)
     const late = lateGrowth(samples, MINUTES)
-    if (late) console.log(`growth over the second half (minute ${late.fromMinute.toFixed(1)} → ${late.toMinute.toFixed(1)}): RSS ${late.rssPct.toFixed(1)}% (highest ${late.rssPeakPct.toFixed(1)}% above its start), heap used ${late.heapUsedPct.toFixed(1)}%`)
+    if (late) console.log(`growth over the second half (minute ${late.fromMinute.toFixed(1)} → ${late.toMinute.toFixed(1)}): RSS ${late.rssPct.toFixed(1)}% (highest ${late.rssPeakPct.toFixed(1)}% above its start), heap used ${late.heapUsedPct.toFixed(1)}%; RSS trend (least-squares line) ${late.rssTrendPct.toFixed(1)}%`)
     if (gatewayExit) console.log(`gateway ended early: ${gatewayExit}`)
     process.exitCode = stats.failed > 0 || stats.staleBackend > 0 || churnError || gatewayExit ? 1 : 0
   } finally {

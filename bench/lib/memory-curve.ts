@@ -64,6 +64,12 @@ export interface LateGrowth {
   /** The highest RSS of the second half against its first sample, in per cent. */
   rssPeakPct: number
   heapUsedPct: number
+  /**
+   * The least-squares line through the second half's RSS: its change from the first sample's minute
+   * to the last's, in per cent of its value at the first. RSS moves ±10% with each GC and each trim
+   * of malloc's arena, so one sample against another says less than this trend does.
+   */
+  rssTrendPct: number
 }
 
 /**
@@ -82,5 +88,24 @@ export function lateGrowth(samples: readonly MemorySample[], runMinutes: number)
     rssPct: pct(last.rss, first.rss),
     rssPeakPct: pct(Math.max(...late.map((s) => s.rss)), first.rss),
     heapUsedPct: pct(last.heapUsed, first.heapUsed),
+    rssTrendPct: trendPct(late.map((s) => [s.minute, s.rss])),
   }
+}
+
+/** A least-squares line through (x, y) points: its rise from the first x to the last, in per cent of its value at the first. */
+export function trendPct(points: ReadonlyArray<readonly [number, number]>): number {
+  const n = points.length
+  const mx = points.reduce((a, [x]) => a + x, 0) / n
+  const my = points.reduce((a, [, y]) => a + y, 0) / n
+  let sxy = 0
+  let sxx = 0
+  for (const [x, y] of points) {
+    sxy += (x - mx) * (y - my)
+    sxx += (x - mx) ** 2
+  }
+  const slope = sxx === 0 ? 0 : sxy / sxx
+  const x0 = points[0]![0]
+  const x1 = points[n - 1]![0]
+  const y0 = my + slope * (x0 - mx)
+  return ((slope * (x1 - x0)) / y0) * 100
 }
