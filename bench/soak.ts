@@ -8,7 +8,9 @@
 // heap (bench/lib/memory-curve.ts), with the growth over the run's second half (issue 23).
 // The gateway runs with src/runtime-flags.ts's NODE_FLAGS, as on every launch path; --node-flags ''
 // runs it without them (issue 23's first soak did). --heap-snapshots 2,7 writes V8 heap snapshots of
-// the gateway at those minutes (SIGUSR2 with --heapsnapshot-signal) into --snapshot-dir, to compare.
+// the gateway at those minutes (SIGUSR2 with --heapsnapshot-signal) into --snapshot-dir, to compare
+// with bench/heap-diff.ts. Not in a run whose RSS curve counts: writing a snapshot grows malloc's
+// arena by tens of MB that it may never trim again (a 60-minute run's RSS rose 191 -> 239 MB after one).
 // Build first: `npm run build`.
 import fs from 'node:fs'
 import http from 'node:http'
