@@ -3,7 +3,14 @@
 // directory with local backends, under mixed traffic (plain, split, tag header, WebSocket, 1 MiB
 // bodies both ways) while its configuration churns (splits moved, routes changed, revisions replaced,
 // pods replaced) and one revision goes through a scale-to-zero cycle. Loopback only, bounded loops,
-// stops by itself. Prints what was sent, answered and failed (by reason), and the gateway's RSS.
+// stops by itself. Prints what was sent, answered and failed (by reason), and the gateway's memory
+// every --sample-seconds (default 60) from its /metrics: RSS, V8 heap, young generation, outside the
+// heap (bench/lib/memory-curve.ts), with the growth over the run's second half (issue 23).
+// The gateway runs with src/runtime-flags.ts's NODE_FLAGS, as on every launch path; --node-flags ''
+// runs it without them (issue 23's first soak did). --heap-snapshots 2,7 writes V8 heap snapshots of
+// the gateway at those minutes (SIGUSR2 with --heapsnapshot-signal) into --snapshot-dir, to compare
+// with bench/heap-diff.ts. Not in a run whose RSS curve counts: writing a snapshot grows malloc's
+// arena by tens of MB that it may never trim again (a 60-minute run's RSS rose 191 -> 239 MB after one).
 // Build first: `npm run build`.
 import fs from 'node:fs'
 import http from 'node:http'
@@ -14,7 +21,10 @@ import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { WebSocket, WebSocketServer } from 'ws'
 import { stringify } from 'yaml'
-import { pinned, rssMb, stop, waitPort } from './lib/procs.ts'
+import { NODE_FLAGS } from '../src/runtime-flags.ts'
+import { lateGrowth, memoryRow, memoryTable, parseMemorySample } from './lib/memory-curve.ts'
+import type { MemorySample } from './lib/memory-curve.ts'
+import { mallocHeapMb, pinned, rssMb, stop, waitPort } from './lib/procs.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
@@ -25,6 +35,20 @@ const opt = (name: string, def: string): string => {
 const MINUTES = Number(opt('minutes', '10'))
 if (!(MINUTES > 0)) throw new Error('--minutes must be a positive number')
 const RUN_MS = MINUTES * 60_000
+const SAMPLE_MS = Number(opt('sample-seconds', '60')) * 1000
+if (!(SAMPLE_MS >= 1000)) throw new Error('--sample-seconds must be at least 1')
+// `--node-flags ''` is an empty argument, which opt() would read as absent.
+const nodeFlagsAt = args.indexOf('--node-flags')
+const GATEWAY_NODE_FLAGS = nodeFlagsAt >= 0 ? (args[nodeFlagsAt + 1] ?? '').split(' ').filter(Boolean) : [...NODE_FLAGS]
+const SNAPSHOT_MINUTES = opt('heap-snapshots', '')
+  .split(',')
+  .filter(Boolean)
+  .map((m) => {
+    const n = Number(m)
+    if (!(n > 0 && n < MINUTES)) throw new Error(`--heap-snapshots: "${m}" is not a minute inside the run (0 < minute < ${MINUTES}); give e.g. --heap-snapshots 2,7`)
+    return n
+  })
+const SNAPSHOT_DIR = path.resolve(opt('snapshot-dir', '.'))
 const CHURN_EVERY_MS = 1500
 const NS = 'default'
 const MIB = 1024 * 1024
@@ -409,7 +433,10 @@ async function main(): Promise<void> {
   writePlain()
 
   ports = { http: await freePort(), admin: await freePort() }
+  const snapshotFlags = SNAPSHOT_MINUTES.length > 0 ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`] : []
   const gwArgs = [
+    ...GATEWAY_NODE_FLAGS,
+    ...snapshotFlags,
     mainJs,
     ...['--manifests', dir, '--http-port', String(ports.http), '--local-port', String(await freePort()), '--https-port', String(await freePort())],
     ...['--admin-port', String(ports.admin), '--listen-address', '127.0.0.1', '--scale-to-zero-after', '5', '--drain-seconds', '0', '--workers', '1', '--log-level', 'warn'],
@@ -426,7 +453,28 @@ async function main(): Promise<void> {
     let rssPeak = rssStart ?? 0
     const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMb(gateway.pid) ?? 0)), 5000)
     rssTimer.unref()
-    console.log(`soak: ${MINUTES} min against gateway pid ${gateway.pid} (node dist/main.js --workers 1), manifests in ${dir}`)
+    console.log(`soak: ${MINUTES} min against gateway pid ${gateway.pid} (node ${[...GATEWAY_NODE_FLAGS, ...snapshotFlags].join(' ')} dist/main.js --workers 1), manifests in ${dir}`)
+
+    const samples: MemorySample[] = []
+    const sampleNow = async (): Promise<MemorySample> => {
+      const res = await request(`http://127.0.0.1:${ports.admin}/metrics`, { dispatcher: agent })
+      return parseMemorySample(await res.body.text(), (Date.now() - started) / 60_000, mallocHeapMb(gateway.pid))
+    }
+    const takeSample = async (): Promise<void> => {
+      const s = await sampleNow()
+      samples.push(s)
+      console.log(memoryRow(s))
+    }
+    console.log(memoryTable([]))
+    await takeSample()
+    const sampler = setInterval(() => void takeSample().catch((err: Error) => console.log(`memory sample failed: ${err.message}`)), SAMPLE_MS)
+    sampler.unref()
+    const snapshotTimers = SNAPSHOT_MINUTES.map((m) =>
+      setTimeout(() => {
+        process.kill(gateway.pid!, 'SIGUSR2')
+        console.log(`heap snapshot asked at minute ${m} (into ${SNAPSHOT_DIR})`)
+      }, m * 60_000).unref(),
+    )
 
     const loops = [
       loop(() => httpOnce('split (app host)', `app.${NS}.example.com`, '/', { expect: jsonOk })),
@@ -452,10 +500,15 @@ async function main(): Promise<void> {
         break
       }
     }
+    clearInterval(sampler)
+    for (const t of snapshotTimers) clearTimeout(t)
+    const sampleFailed = (err: Error): void => console.log(`memory sample failed: ${err.message}`)
+    await takeSample().catch(sampleFailed)
     stopping = true
     await Promise.all(loops)
     await cycle
     clearInterval(rssTimer)
+    const idle = await sampleNow().catch(sampleFailed)
     const rssEnd = rssMb(gateway.pid)
     rssPeak = Math.max(rssPeak, rssEnd ?? 0)
     const secs = (Date.now() - started) / 1000
@@ -474,6 +527,11 @@ async function main(): Promise<void> {
     console.log(`config churn:      ${JSON.stringify(churn)}${churnError ? ` (stopped early: ${churnError})` : ''}`)
     console.log(`scale to zero:     ${coldCycle.join('; ')}`)
     console.log(`gateway RSS:       start ${mb(rssStart)}, end ${mb(rssEnd)}, peak ${mb(rssPeak)}`)
+    console.log(`gateway memory, every ${SAMPLE_MS / 1000} s (the last row: when traffic stopped):`)
+    console.log(memoryTable(samples))
+    if (idle) console.log(`once the traffic loops ended: ${memoryRow(idle)}`)
+    const late = lateGrowth(samples, MINUTES)
+    if (late) console.log(`growth over the second half (minute ${late.fromMinute.toFixed(1)} → ${late.toMinute.toFixed(1)}): RSS ${late.rssPct.toFixed(1)}% (highest ${late.rssPeakPct.toFixed(1)}% above its start), heap used ${late.heapUsedPct.toFixed(1)}%; RSS trend (least-squares line) ${late.rssTrendPct.toFixed(1)}%`)
     if (gatewayExit) console.log(`gateway ended early: ${gatewayExit}`)
     process.exitCode = stats.failed > 0 || stats.staleBackend > 0 || churnError || gatewayExit ? 1 : 0
   } finally {

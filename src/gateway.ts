@@ -17,7 +17,7 @@ import type { AdminServer } from './admin/server.ts'
 import { ColdStarts } from './admin/cold-starts.ts'
 import type { KubernetesSource, KubernetesSourceTuning } from './sources/kubernetes.ts'
 import type { StatusWriterOptions } from './status/status-writer.ts'
-import { configPipeline, dataPlane, followReplicaShare, revisionRows, startAdminPart, startControl, startListeners, startTracing, upstreamTls, withModeDefaults } from './compose/parts.ts'
+import { configPipeline, dataPlane, followReplicaShare, revisionInSnapshot, revisionRows, startAdminPart, startControl, startListeners, startTracing, upstreamTls, withModeDefaults } from './compose/parts.ts'
 import type { Control, ListenerPorts, Listeners } from './compose/parts.ts'
 import type { TracingTuning } from './observe/tracing.ts'
 import { LiveSettings } from './settings/live-settings.ts'
@@ -75,6 +75,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
       configProblems: () => plane?.snapshot.problems.length ?? 0,
       autoscaler: () => (control?.sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: control.sink.connected } : undefined),
       revisions: () => revisionRows(plane?.backends.entries() ?? []),
+      revisionServed: (namespace, name) => revisionInSnapshot(plane?.snapshot, namespace, name),
     },
     { defaultMetrics: opts.defaultMetrics },
   )

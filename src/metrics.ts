@@ -7,6 +7,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BackendSpec } from './model/snapshot.ts'
 import type { Reason } from './dataplane/reply.ts'
 import { RequestAccounting } from './request-accounting.ts'
+import type { RevisionServed } from './request-accounting.ts'
+import { GoneRevisionSeries } from './gone-revision-series.ts'
 import { collectProcessMetrics } from './process-metrics.ts'
 
 /** Why a request was held: its revision had no pod (a scale from zero), or every pod was at containerConcurrency. */
@@ -16,6 +18,8 @@ export interface LiveState {
   inFlight(): number
   revisions(): Array<{ namespace: string; revision: string; inFlight: number; queued: number; pods: number }>
   configProblems(): number
+  /** Whether the configuration has the revision now; series of the others are dropped once scraped (default: all kept). */
+  revisionServed?: RevisionServed
   /** The Knative autoscaler's stat websocket, when one is configured (issue 7: its outage is visible). */
   autoscaler?(): { url: string; connected: boolean } | undefined
 }
@@ -25,8 +29,10 @@ export class GatewayMetrics {
   private readonly requests: Counter<'host' | 'namespace' | 'revision' | 'code' | 'reason'>
   private readonly accounting = new RequestAccounting()
   private readonly holds: Histogram<'namespace' | 'revision' | 'cause'>
+  private readonly holdSeries = new GoneRevisionSeries<{ namespace: string; revision: string; cause: HoldCause }>()
   private readonly retries: Counter<'namespace' | 'revision'>
   private readonly fastFailures: Counter<'reason'>
+  private readonly retrySeries = new GoneRevisionSeries<{ namespace: string; revision: string }>()
   readonly reloads: Counter<'result'>
   private readonly connectionsRefused: Counter<'reason'>
   readonly sourceUp: Gauge<'source'>
@@ -38,6 +44,8 @@ export class GatewayMetrics {
     const registers = [this.registry]
     if (opts.defaultMetrics !== false) collectProcessMetrics(this.registry)
     const accounting = this.accounting
+    const served: RevisionServed = live.revisionServed ?? (() => true)
+    const { holdSeries, retrySeries } = this
     this.requests = new Counter({
       name: 'edge_requests_total',
       help: 'Requests answered, by host (empty before routing: an unknown Host is never a label), revision, status code and, where the gateway answered itself, its reason (x-edge-reason)',
@@ -45,11 +53,11 @@ export class GatewayMetrics {
       registers,
       // Counted per request in RequestAccounting; brought up to date here, at scrape time.
       collect() {
-        for (const row of accounting.rows.values()) {
-          if (row.count === row.flushed) continue
-          this.inc(row.labels, row.count - row.flushed)
-          row.flushed = row.count
-        }
+        accounting.flushRequests(
+          (labels, n) => this.inc(labels, n),
+          (labels) => this.remove(labels),
+          served,
+        )
       },
     })
     // Written by hand in prom-client's metric shape (the registry and the workers' aggregation only
@@ -57,7 +65,7 @@ export class GatewayMetrics {
     const duration = { name: 'edge_request_duration_seconds', help: 'Time from request arrival to the client having its answer, by namespace, revision and status class', type: 'histogram', aggregator: 'sum' } as const
     this.registry.registerMetric({
       ...duration,
-      get: async () => ({ ...duration, values: accounting.durationValues(duration.name) }),
+      get: async () => ({ ...duration, values: accounting.durationValues(duration.name, served) }),
       reset: () => {},
     } as unknown as Parameters<Registry['registerMetric']>[0])
     // One histogram for every hold, as x-edge-cold-start-ms reports every hold; `cause` tells a
@@ -68,8 +76,19 @@ export class GatewayMetrics {
       labelNames: ['namespace', 'revision', 'cause'],
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
       registers,
+      collect() {
+        holdSeries.sweep(served, (labels) => this.remove(labels))
+      },
     })
-    this.retries = new Counter({ name: 'edge_upstream_retries_total', help: 'Requests re-sent to another pod after a connect failure that the pod never saw', labelNames: ['namespace', 'revision'], registers })
+    this.retries = new Counter({
+      name: 'edge_upstream_retries_total',
+      help: 'Requests re-sent to another pod after a connect failure that the pod never saw',
+      labelNames: ['namespace', 'revision'],
+      registers,
+      collect() {
+        retrySeries.sweep(served, (labels) => this.remove(labels))
+      },
+    })
     // With --workers the primary sums every process's metrics; values every process computes alike
     // (the config) take the max instead of being counted once per process.
     this.fastFailures = new Counter({ name: 'edge_revision_fast_failures_total', help: 'Requests answered 503 revision-failed at once (held ones let go, new ones not held) because their revision cannot become ready, by why: a Kubernetes reason (ImagePullBackOff, CrashLoopBackOff, Unschedulable...), process-exited for a local instance, other', labelNames: ['reason'], registers })
@@ -119,7 +138,10 @@ export class GatewayMetrics {
   coldStart(backend: BackendSpec, ms: number, scaleFromZero: boolean): void {
     const rev = backend.revision
     const cause: HoldCause = scaleFromZero ? 'cold-start' : 'no-capacity'
-    if (rev) this.holds.observe({ namespace: rev.namespace, revision: rev.name, cause }, ms / 1000)
+    if (!rev) return
+    const labels = { namespace: rev.namespace, revision: rev.name, cause }
+    this.holdSeries.noted(labels)
+    this.holds.observe(labels, ms / 1000)
   }
 
   rateLimited(host: string, limit: 'host' | 'client'): void {
@@ -145,6 +167,8 @@ export class GatewayMetrics {
 
   retried(backend: BackendSpec): void {
     const rev = backend.revision
-    this.retries.inc({ namespace: rev?.namespace ?? backend.namespace, revision: rev?.name ?? '' })
+    const labels = { namespace: rev?.namespace ?? backend.namespace, revision: rev?.name ?? '' }
+    this.retrySeries.noted(labels)
+    this.retries.inc(labels)
   }
 }

@@ -2,7 +2,9 @@
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
-import { get, serviceFor, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { endpointSlice, get, serviceFor, silentLog, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { ObjectStore } from '../src/sources/store.ts'
+import { FilesSource } from '../src/sources/files.ts'
 import type { Backend } from './helpers/gateway.ts'
 import type { Gateway } from '../src/gateway.ts'
 
@@ -116,4 +118,23 @@ t.test('the gateway refuses to start on a directory that does not exist, naming 
   const dir = path.join(tempDir(), 'nope')
   // The code leads the message (what main prints) and is on the error for code that handles it.
   await t.rejects(startTestGateway(dir), { name: 'EdgeError', code: 'EDGE_ERR_MANIFESTS', message: `EDGE_ERR_MANIFESTS: ${dir} is not a readable directory (set --manifests DIR)` })
+})
+
+t.test('files that come and go leave nothing of theirs in the store (issue 23: a soak\'s pod files)', async (t) => {
+  const dir = tempDir()
+  const store = new ObjectStore()
+  const files = new FilesSource({ dir, store, log: silentLog })
+  writeManifest(dir, 'backends.yaml', serviceFor('one', one))
+  await files.start()
+  t.teardown(() => files.stop())
+  const baseline = store.sourceCount
+  t.equal(baseline, 1, 'one file, one source')
+  const pods = Array.from({ length: 40 }, (_, i) => `one-pod-${i}`)
+  pods.forEach((name, i) => writeManifest(dir, `${name}.yaml`, [endpointSlice('one', [{ name: 'http', port: 10_000 + i }], [{ ip: '127.0.0.1' }], 'default', name)]))
+  await waitFor('every pod file read', () => pods.every((name) => store.get('EndpointSlice', `default/${name}`) !== undefined))
+  t.equal(store.sourceCount, baseline + pods.length, 'each pod file is a source')
+  for (const name of pods) fs.rmSync(path.join(dir, `${name}.yaml`))
+  await waitFor('every pod file gone', () => pods.every((name) => store.get('EndpointSlice', `default/${name}`) === undefined))
+  t.equal(store.sourceCount, baseline, 'and leaves nothing behind when it goes')
+  t.ok(store.get('Service', 'default/one'), 'the file that stayed keeps its objects')
 })

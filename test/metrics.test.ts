@@ -5,9 +5,9 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { get, revision, revisionPods, service, serviceFor, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
+import { describeRequest, get, revision, revisionPods, service, serviceFor, simpleIngress, startBackend, startTestGateway, tempDir, waitFor, writeManifest } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
-import { podsSlice, revisionIngress, startGatedBackend, waitForQueued } from './helpers/activator.ts'
+import { podsSlice, revisionIngress, revisionState, startGatedBackend, waitForQueued } from './helpers/activator.ts'
 import type { Gateway } from '../src/gateway.ts'
 
 /** Every series on /metrics (name and labels, as printed) with its value. */
@@ -120,6 +120,74 @@ t.test('latency by revision and status class; time held by cause', async (t) => 
   const coldSeconds = m.get('edge_request_duration_seconds_sum{namespace="default",revision="zero-00001",code_class="2xx"}')!
   const heldSeconds = m.get('edge_cold_start_wait_seconds_sum{namespace="default",revision="zero-00001",cause="cold-start"}')!
   t.ok(heldSeconds > 0 && coldSeconds >= heldSeconds, `the held time (${heldSeconds}s) is part of the request's (${coldSeconds}s)`)
+})
+
+t.test('a revision gone from the configuration leaves /metrics once its last counts were scraped; a late answer is still counted', async (t) => {
+  // The old revision's pod answers at once, except `/late`, which it holds until told.
+  let answerLate: (() => void) | undefined
+  const old = await startBackend('old', (req, res, b) => {
+    const answer = (): void => void describeRequest(req, res, b)
+    if (req.url === '/late') answerLate = answer
+    else answer()
+  })
+  const fresh = await startBackend('fresh')
+  t.teardown(async () => {
+    await old.close()
+    await fresh.close()
+  })
+  const dir = tempDir()
+  const app = (rev: string, pod: Backend): unknown[] => [revision(rev), ...podsSlice(rev, [pod.port]), revisionIngress('app', 'app.example.com', rev)]
+  writeManifest(dir, 'app.yaml', app('app-00001', old))
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const requests = (rev: string) => (m: Map<string, number>): number | undefined => m.get(`edge_requests_total{host="app.example.com",namespace="default",revision="${rev}",code="200"}`)
+  const latency = (rev: string) => (m: Map<string, number>): number | undefined => m.get(`edge_request_duration_seconds_count{namespace="default",revision="${rev}",code_class="2xx"}`)
+  const mentions = (m: Map<string, number>, rev: string): string[] => [...m.keys()].filter((k) => k.includes(`revision="${rev}"`))
+
+  t.equal((await get(gw.ports.http, 'app.example.com', '/one')).status, 200)
+  let m = await scrape(gw)
+  t.same([requests('app-00001')(m), latency('app-00001')(m)], [1, 1])
+  const late = get(gw.ports.http, 'app.example.com', '/late')
+  await waitFor('the late request to reach the old pod', () => answerLate !== undefined)
+  t.equal((await get(gw.ports.http, 'app.example.com', '/two')).status, 200, 'answered after that scrape: not scraped yet when the revision goes')
+
+  writeManifest(dir, 'app.yaml', app('app-00002', fresh))
+  await waitFor('the new revision to serve the host instead', async () => (await revisionState(gw, 'app-00001')) === undefined && (await revisionState(gw, 'app-00002')) !== undefined)
+  t.equal((await get(gw.ports.http, 'app.example.com', '/new')).headers['x-backend'], 'fresh')
+  m = await scrape(gw)
+  t.same([requests('app-00001')(m), latency('app-00001')(m)], [2, 2], 'the first scrape after the revision went still shows its counts that no scrape had')
+  t.equal(requests('app-00002')(m), 1, 'the new revision is counted')
+  t.same(mentions(await scrape(gw), 'app-00001'), [], 'the next scrape has no series of it: nothing new since the last')
+
+  answerLate!()
+  t.equal((await late).status, 200, 'the request that was at its pod meanwhile is answered')
+  m = await scrape(gw)
+  t.same([requests('app-00001')(m), latency('app-00001')(m)], [1, 1], 'and counted, in a series of its own')
+  t.same(mentions(await scrape(gw), 'app-00001'), [], 'which goes after one scrape as well')
+  t.equal(requests('app-00002')(await scrape(gw)), 1, 'the live revision stays, with nothing new')
+})
+
+t.test('a gone revision\'s hold histogram is scraped once more, then leaves /metrics', async (t) => {
+  const pod = await startBackend('zero')
+  t.teardown(() => pod.close())
+  const dir = tempDir()
+  writeManifest(dir, 'zero.yaml', [revision('zero-00001'), revisionIngress('zero', 'zero.example.com', 'zero-00001')])
+  const gw = await startTestGateway(dir)
+  t.teardown(() => gw.close())
+  const held = (m: Map<string, number>): number | undefined => m.get('edge_cold_start_wait_seconds_count{namespace="default",revision="zero-00001",cause="cold-start"}')
+
+  const cold = get(gw.ports.http, 'zero.example.com', '/cold')
+  await waitForQueued(gw, 'zero-00001', 1)
+  writeManifest(dir, 'zero-pods.yaml', [revisionPods('zero-00001', pod)])
+  t.equal((await cold).status, 200)
+  t.equal(held(await scrape(gw)), 1, 'the cold start is counted')
+  t.equal(held(await scrape(gw)), 1, 'and stays while the revision is configured')
+
+  writeManifest(dir, 'zero.yaml', [])
+  await waitFor('the revision to leave the configuration', async () => (await revisionState(gw, 'zero-00001')) === undefined)
+  t.equal(held(await scrape(gw)), 1, 'the first scrape after it went still shows it')
+  const after = await scrape(gw)
+  t.same([...after.keys()].filter((k) => k.includes('revision="zero-00001"')), [], 'the next has no series of the revision at all')
 })
 
 t.test('process and Node.js metrics carry their conventional names', async (t) => {

@@ -70,6 +70,24 @@ export function rssMb(pid: number | undefined): number | undefined {
   return Number.isFinite(kb) && kb > 0 ? kb / 1024 : undefined
 }
 
+/**
+ * Resident MB of the process's brk heap (the `[heap]` mapping): glibc's main malloc arena, where
+ * Buffers, native parsers and V8's own malloc'd structures live (V8's JS heap is in other mappings).
+ * It shows native memory the allocator keeps after it is freed. Undefined without /proc.
+ */
+export function mallocHeapMb(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const smaps = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8')
+    const at = smaps.search(/ \[heap\]\n/)
+    if (at < 0) return 0
+    const kb = /\nRss:\s+(\d+) kB/.exec(smaps.slice(at))
+    return kb ? Number(kb[1]) / 1024 : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
 
 /** utime + stime of one process from /proc, in clock ticks; 0 if it is gone. */

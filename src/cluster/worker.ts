@@ -10,7 +10,7 @@ import type { StatSink } from '../autoscaler/reporter.ts'
 import type { RevisionRef } from '../model/snapshot.ts'
 import type { DataPlane } from '../dataplane/data-plane.ts'
 import type { ObjectStore } from '../sources/store.ts'
-import { configPipeline, dataPlane, revisionRows, startListeners, startTracing, upstreamTls, withModeDefaults } from '../compose/parts.ts'
+import { configPipeline, dataPlane, revisionInSnapshot, revisionRows, startListeners, startTracing, upstreamTls, withModeDefaults } from '../compose/parts.ts'
 import { brokered } from './slot-broker.ts'
 import { RemoteSlots } from './remote-throttler.ts'
 import { applyReplica } from './replication.ts'
@@ -115,6 +115,7 @@ async function composeWorker(settings: LiveSettings, log: Logger, link: WorkerLi
     inFlight: () => plane?.active ?? 0,
     configProblems: () => plane?.snapshot.problems.length ?? 0,
     revisions: () => revisionRows(plane?.backends.entries() ?? []),
+    revisionServed: (namespace, name) => revisionInSnapshot(plane?.snapshot, namespace, name),
   })
   const pipeline = configPipeline(settings, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))
   const reporter = new StatReporter({ podName: config.podName, log })

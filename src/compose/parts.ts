@@ -16,7 +16,7 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import { checkExtAuthz } from '../config.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { CompileOptions } from '../compile/snapshot.ts'
-import type { RevisionRef } from '../model/snapshot.ts'
+import type { RevisionRef, Snapshot } from '../model/snapshot.ts'
 import type { Throttler } from '../activator/throttler.ts'
 import { ObjectStore } from '../sources/store.ts'
 import { FilesSource } from '../sources/files.ts'
@@ -110,6 +110,16 @@ export function revisionRows(entries: Array<{ revision: RevisionRef | undefined;
     if (revision) rows.push({ namespace: revision.namespace, revision: revision.name, inFlight: throttler.inFlight, queued: throttler.queued, pods: throttler.podCount })
   }
   return rows
+}
+
+/**
+ * Whether a snapshot still has the revision, as a Revision object or as a backend a split names:
+ * the metrics forget the series of the others once scraped (src/request-accounting.ts).
+ */
+export function revisionInSnapshot(snap: Snapshot | undefined, namespace: string, name: string): boolean {
+  if (!snap) return true
+  const key = `${namespace}/${name}`
+  return snap.revisions.has(key) || snap.backends.has(`rev:${key}`)
 }
 
 // ---- data plane ---------------------------------------------------------------------------------

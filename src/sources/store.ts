@@ -93,7 +93,7 @@ export class ObjectStore {
     if (!m) this.objects.set(kind, (m = new Map()))
     const id = `${kind}/${key}`
     const prevOwner = this.owners.get(id)
-    if (prevOwner !== undefined && prevOwner !== source) this.bySource.get(prevOwner)?.delete(id)
+    if (prevOwner !== undefined && prevOwner !== source) this.forgetOwned(prevOwner, id)
     this.owners.set(id, source)
     let owned = this.bySource.get(source)
     if (!owned) this.bySource.set(source, (owned = new Set()))
@@ -108,8 +108,25 @@ export class ObjectStore {
     // must not delete the first file's copy when it goes away.
     if (this.owners.get(id) !== source) return
     this.owners.delete(id)
-    this.bySource.get(source)?.delete(id)
+    this.forgetOwned(source, id)
     if (this.objects.get(kind)?.delete(key)) this.changedObject(kind, key, id)
+  }
+
+  /**
+   * A source no longer owns `id`; a source that owns nothing leaves the map. Sources come and go
+   * with manifest files (one per file), and an empty entry per removed file grew the store for as
+   * long as a directory's files churned (issue 23's soak: ~20 a minute).
+   */
+  private forgetOwned(source: string, id: string): void {
+    const owned = this.bySource.get(source)
+    if (!owned) return
+    owned.delete(id)
+    if (owned.size === 0) this.bySource.delete(source)
+  }
+
+  /** How many sources own objects now. */
+  get sourceCount(): number {
+    return this.bySource.size
   }
 
   /** Replaces everything one source contributed with a new set, atomically for the compiler. */
