@@ -9,12 +9,8 @@ import { fmt, interleaved, med, median } from './lib/rounds.ts'
 import type { LoadResult } from './lib/rounds.ts'
 import { wrk } from './lib/wrk.ts'
 import { gatewayManifests, startGatewayProc } from './lib/proxies.ts'
+import { opt } from './lib/args.ts'
 
-const args = process.argv.slice(2)
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def
-}
 const ROUNDS = Number(opt('rounds', '5'))
 const SECONDS = Number(opt('seconds', '8'))
 const LOAD_CPU = 0

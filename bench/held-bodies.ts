@@ -11,12 +11,8 @@ import { rssMb } from './lib/procs.ts'
 import { fmt } from './lib/rounds.ts'
 import fs from 'node:fs'
 import path from 'node:path'
+import { opt } from './lib/args.ts'
 
-const args = process.argv.slice(2)
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def
-}
 const REQUESTS = Number(opt('requests', '500'))
 const BODY = Number(opt('body-mib', '4')) * 1024 * 1024
 const CHUNK = Buffer.alloc(64 * 1024, 'x')

@@ -22,12 +22,8 @@ import { runInProcess } from './in-process.ts'
 import { buildBaseline, CURRENT_BUILD } from './lib/baseline.ts'
 import { runTraffic, TRAFFIC_SCENARIOS } from './traffic.ts'
 import type { BaselineBuild } from './lib/baseline.ts'
+import { args, opt } from './lib/args.ts'
 
-const args = process.argv.slice(2)
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def
-}
 const ROUNDS = Number(opt('rounds', '3'))
 const SECONDS = Number(opt('seconds', '10'))
 // `traffic` stands for the seven traffic shapes (bench/traffic.ts); they are not in the default list,

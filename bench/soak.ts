@@ -25,13 +25,9 @@ import { NODE_FLAGS } from '../src/runtime-flags.ts'
 import { lateGrowth, memoryRow, memoryTable, parseMemorySample } from './lib/memory-curve.ts'
 import type { MemorySample } from './lib/memory-curve.ts'
 import { mallocHeapMb, pinned, rssMb, stop, waitPort } from './lib/procs.ts'
+import { args, opt } from './lib/args.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const args = process.argv.slice(2)
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def
-}
 const MINUTES = Number(opt('minutes', '10'))
 if (!(MINUTES > 0)) throw new Error('--minutes must be a positive number')
 const RUN_MS = MINUTES * 60_000
