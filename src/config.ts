@@ -72,6 +72,10 @@ export interface GatewayConfig {
   maxQueuedTotal: number
   /** Held requests per namespace (within maxQueuedTotal); 0: no namespace bound. */
   maxQueuedPerNamespace: number
+  /** Bytes of held request bodies in the process (held-body.ts counts them); 0: no bound. */
+  maxHeldBodyBytes: number
+  /** Bytes of held request bodies per namespace; 0: no bound. */
+  maxHeldBodyBytesPerNamespace: number
   // ---- hostile input (issue 7): limits on what a client may send ----
   /** Seconds a client has to send its request headers (408 after). */
   headerTimeoutSeconds: number
@@ -121,7 +125,7 @@ export interface GatewayConfig {
   tracingServiceName: string
 }
 
-type OptionKind = 'string' | 'int' | 'number' | 'bool' | 'list'
+type OptionKind = 'string' | 'int' | 'bytes' | 'number' | 'bool' | 'list'
 
 /** One option of a command: its flag, environment variable, kind, default and checks. */
 export interface OptionSpec<K extends string = keyof GatewayConfig> {
@@ -142,6 +146,10 @@ export interface OptionSpec<K extends string = keyof GatewayConfig> {
    */
   live?: true
 }
+
+const MI = 1024 * 1024
+/** Kubernetes quantity suffixes, binary and decimal, as a ConfigMap writer would use them. */
+const BYTE_UNITS: Record<string, number> = { '': 1, Ki: 1024, Mi: MI, Gi: 1024 * MI, k: 1000, M: 1000_000, G: 1000_000_000 }
 
 const OPTIONS: OptionSpec[] = [
   { flag: 'manifests', env: 'EDGE_MANIFESTS', kind: 'string', key: 'manifests', def: () => 'routes', help: 'serve the Kubernetes manifests in DIR (files source)' },
@@ -183,6 +191,8 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-queued-per-revision', env: 'EDGE_MAX_QUEUED_PER_REVISION', kind: 'int', key: 'maxQueuedPerRevision', def: () => 10000, min: 0, live: true, help: 'held requests per revision before 503' },
   { flag: 'max-queued-per-namespace', env: 'EDGE_MAX_QUEUED_PER_NAMESPACE', kind: 'int', key: 'maxQueuedPerNamespace', def: () => 25000, min: 0, live: true, help: "held requests per namespace, within --max-queued, so one namespace's burst cannot take the whole process's budget (then 503 queue-full); 0 = no namespace bound" },
   { flag: 'max-queued', env: 'EDGE_MAX_QUEUED', kind: 'int', key: 'maxQueuedTotal', def: () => 50000, min: 0, live: true, help: 'held requests in the process before 503' },
+  { flag: 'max-held-body-bytes', env: 'EDGE_MAX_HELD_BODY_BYTES', kind: 'bytes', key: 'maxHeldBodyBytes', def: () => 256 * MI, min: 0, live: true, help: 'bytes of request bodies held in memory while their requests wait for a pod, in the process (each counts its Content-Length, at most what the gateway reads before it stops: 128Ki over HTTP/1.1, 64Ki over HTTP/2); a request with a body over it gets 503 queue-full; 0 = no bound; Ki, Mi, Gi accepted' },
+  { flag: 'max-held-body-bytes-per-namespace', env: 'EDGE_MAX_HELD_BODY_BYTES_PER_NAMESPACE', kind: 'bytes', key: 'maxHeldBodyBytesPerNamespace', def: () => 128 * MI, min: 0, live: true, help: 'the same per namespace, within --max-held-body-bytes; 0 = no namespace bound' },
   // Hostile input. Defaults are safe for a public edge and never touch a long-running stream: the
   // header timeout covers only the request headers, the body limit is off unless set.
   { flag: 'header-timeout', env: 'EDGE_HEADER_TIMEOUT', kind: 'int', key: 'headerTimeoutSeconds', def: () => 15, min: 1, max: 300, live: true, help: 'seconds a client has to send its request headers (then 408)' },
@@ -190,7 +200,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'max-headers', env: 'EDGE_MAX_HEADERS', kind: 'int', key: 'maxHeaders', def: () => 100, min: 8, max: 10000, live: true, help: 'request header lines (then 431)' },
   { flag: 'max-url-length', env: 'EDGE_MAX_URL_LENGTH', kind: 'int', key: 'maxUrlLength', def: () => 8192, min: 64, live: true, help: 'characters of the request target (then 414)' },
   { flag: 'http1-server', env: 'EDGE_HTTP1_SERVER', kind: 'string', key: 'http1Server', def: () => 'edge', check: checkHttp1Server, help: "plain HTTP/1.1: 'edge' serves bodyless requests with the gateway's own server and hands the rest to node:http; 'node' gives node:http every request" },
-  { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'int', key: 'maxBodyBytes', def: () => 0, min: 0, live: true, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
+  { flag: 'max-body-size', env: 'EDGE_MAX_BODY_SIZE', kind: 'bytes', key: 'maxBodyBytes', def: () => 0, min: 0, live: true, help: 'bytes of request body, counted as it streams (then 413); 0 = no limit' },
   { flag: 'max-connections-per-ip', env: 'EDGE_MAX_CONNECTIONS_PER_IP', kind: 'int', key: 'maxConnectionsPerIp', def: () => 0, min: 0, live: true, help: 'open connections from one client IP (more are closed); 0 = no limit' },
   { flag: 'proxy-protocol', env: 'EDGE_PROXY_PROTOCOL', kind: 'bool', key: 'proxyProtocol', def: () => false, live: true, help: "every connection (public and cluster-local listeners, plain and TLS) starts with a PROXY protocol v1 or v2 header from the load balancer, as Kourier's enable-proxy-protocol; its client address is used everywhere; a connection without one is closed" },
   { flag: 'rate-limit-per-client', env: 'EDGE_RATE_LIMIT_PER_CLIENT', kind: 'string', key: 'rateLimitPerClient', def: () => undefined, check: checkRateLimit, live: true, help: 'requests per client address, e.g. 100/s or 6000/m (burst: the count), over which the answer is 429 rate-limited before any hold; per gateway process (divided among --workers)' },
@@ -344,7 +354,7 @@ export function usage(): string {
 export function formatUsage<K extends string>(synopsis: readonly string[], table: readonly OptionSpec<K>[]): string {
   const lines = [...synopsis, '', 'options (each also settable by its environment variable):']
   for (const o of table) {
-    const arg = o.kind === 'bool' ? '' : o.kind === 'int' || o.kind === 'number' ? ' N' : ' VALUE'
+    const arg = o.kind === 'bool' ? '' : o.kind === 'int' || o.kind === 'number' ? ' N' : o.kind === 'bytes' ? ' BYTES' : ' VALUE'
     lines.push(`  --${o.flag}${arg}`.padEnd(34) + `${o.env.padEnd(30)} ${o.help}`)
   }
   lines.push('  --help'.padEnd(34) + ''.padEnd(30) + ' print this and exit')
@@ -377,6 +387,11 @@ function parseValue<K extends string>(o: OptionSpec<K>, raw: string, origin: str
     case 'int': {
       if (!/^\d+$/.test(raw)) throw new UsageError(`${origin}: '${raw}' is not a whole number`)
       return inRange(o, Number(raw), origin)
+    }
+    case 'bytes': {
+      const m = /^(\d+)(Ki|Mi|Gi|k|M|G)?$/.exec(raw)
+      if (!m) throw new UsageError(`${origin}: '${raw}' is not a size in bytes (a whole number, or with Ki, Mi or Gi as in 64Mi)`)
+      return inRange(o, Number(m[1]) * BYTE_UNITS[m[2] ?? '']!, origin)
     }
     case 'number': {
       if (!/^(\d+(\.\d*)?|\.\d+)$/.test(raw)) throw new UsageError(`${origin}: '${raw}' is not a number (e.g. 0.05)`)

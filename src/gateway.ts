@@ -113,7 +113,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   try {
     listeners = await startListeners(settings, log, served, pipeline)
     admin = await startAdminPart(config, metrics, {
-      routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key), fault: (key) => served.backends.fault(key) },
+      routes: { get snapshot() { return served.snapshot }, throttlerByKey: (key) => served.throttlerByKey(key), lastColdStart: (key) => coldStarts.of(key), fault: (key) => served.backends.fault(key), holds: () => served.backends.holds() },
       notReadyReason: () => (draining ? 'draining (shutting down)' : ctl.loadingReason()),
       sources: () => ({ ...ctl.describe(), upstreamTls: upstream.describe() }),
     })

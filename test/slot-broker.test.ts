@@ -28,11 +28,11 @@ const empty = { backends: new Map() } as unknown as Snapshot
 t.test('a held request whose revision leaves the configuration is left to its worker, not refused', async (t) => {
   const sent: ToWorker[] = []
   const worker = { id: 7, isConnected: () => true, send: (m: ToWorker) => sent.push(m) } as unknown as Worker
-  const broker = new SlotBroker({ maxQueuedPerRevision: 10, maxQueuedTotal: 100 })
+  const broker = new SlotBroker({ maxQueuedPerRevision: 10, holds: { requests: 100, requestsPerNamespace: 0, bodyBytes: 0, bodyBytesPerNamespace: 0 } })
   t.teardown(() => broker.close())
   broker.setSnapshot(snapshotWith([]))
-  broker.acquire(worker, 1, KEY)
-  broker.acquire(worker, 2, KEY)
+  broker.acquire(worker, 1, KEY, 0)
+  broker.acquire(worker, 2, KEY, 0)
   t.same(sent, [], 'no pod: both held')
   t.equal(broker.describe()[KEY]?.queued, 2)
 
@@ -45,7 +45,7 @@ t.test('a held request whose revision leaves the configuration is left to its wo
 
   // The same revision back, with a pod: a new request gets it, and the old waiters count for nothing.
   broker.setSnapshot(snapshotWith([{ host: '127.0.0.1', port: 9 }]))
-  broker.acquire(worker, 3, KEY)
+  broker.acquire(worker, 3, KEY, 0)
   t.same(sent, [{ t: 'grant', id: 3, key: KEY, address: '127.0.0.1:9', waited: false }])
   t.same(broker.describe()[KEY], { inFlight: 1, queued: 0, pods: 1 })
   broker.cancel(worker, 1) // a late cancel of a dropped waiter changes nothing

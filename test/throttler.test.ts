@@ -2,7 +2,7 @@
 // counts and order, never about time passing for real.
 import t from 'tap'
 import { QueueBudget, QueueBudgets, RevisionThrottler } from '../src/activator/throttler.ts'
-import type { Clock, DropReason, PodSlot, Waiter } from '../src/activator/throttler.ts'
+import type { Clock, DropReason, HoldBounds, PodSlot, Waiter } from '../src/activator/throttler.ts'
 import type { Endpoint } from '../src/model/snapshot.ts'
 
 class FakeClock implements Clock {
@@ -48,16 +48,17 @@ interface TestWaiter extends Waiter {
 }
 
 /** Waiters that record the order they were granted in. */
-function waiters(): { make(id: number): TestWaiter; granted: TestWaiter[] } {
+function waiters(): { make(id: number, heldBytes?: number): TestWaiter; granted: TestWaiter[] } {
   const granted: TestWaiter[] = []
   return {
     granted,
-    make(id) {
+    make(id, heldBytes = 0) {
       const w: TestWaiter = {
         id,
         pod: undefined,
         cancelled: false,
         queuedAt: 0,
+        heldBytes,
         droppedWith: [],
         dropped(why) {
           w.droppedWith.push(why)
@@ -79,10 +80,15 @@ function throttler(opts: { cc: number; pods?: number; maxQueued?: number; budget
   budget: QueueBudget
 } {
   const clock = opts.clock ?? new FakeClock()
-  const budget = opts.budget ?? new QueueBudget(1_000_000)
+  const budget = opts.budget ?? new QueueBudget(1_000_000, Infinity)
   const th = new RevisionThrottler({ containerConcurrency: opts.cc, maxQueued: opts.maxQueued ?? 1_000_000, budget, clock, onColdStart: opts.onColdStart })
   if (opts.pods) th.updateEndpoints(eps(opts.pods))
   return { th, clock, budget }
+}
+
+/** Hold bounds by count, with byte bounds only where a test gives them (0: none). */
+function holds(requests: number, requestsPerNamespace: number, bodyBytes = 0, bodyBytesPerNamespace = 0): HoldBounds {
+  return { requests, requestsPerNamespace, bodyBytes, bodyBytesPerNamespace }
 }
 
 /** Deterministic PRNG (mulberry32) so randomised tables replay exactly. */
@@ -197,7 +203,7 @@ t.test('lastScaleMs: from the first request that found no pod to the first pod, 
 })
 
 t.test('a namespace budget bounds its revisions within the process budget', async (t) => {
-  const budgets = new QueueBudgets(5, 3)
+  const budgets = new QueueBudgets(holds(5, 3))
   const a = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('flood') }).th
   const b = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('calm') }).th
   const w = waiters()
@@ -209,26 +215,52 @@ t.test('a namespace budget bounds its revisions within the process budget', asyn
   t.equal(budgets.process.used, 5)
   a.rejectAll('draining')
   t.same([budgets.process.used, budgets.of('flood').used, budgets.of('calm').used], [2, 0, 2], 'places are given back to both budgets')
-  const none = new QueueBudgets(5, 0)
+  const none = new QueueBudgets(holds(5, 0))
   const c = throttler({ cc: 1, maxQueued: 10, budget: none.of('any') }).th
   for (let i = 10; i < 15; i++) t.equal(c.enqueue(w.make(i)), 'queued')
   t.equal(c.enqueue(w.make(15)), 'global-queue-full', 'no namespace bound: one namespace may take the whole process budget')
 })
 
+t.test('held body bytes are bounded per namespace and per process; bodyless requests are not counted', async (t) => {
+  const budgets = new QueueBudgets(holds(100, 0, 1000, 600))
+  const a = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('flood') }).th
+  const b = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('calm') }).th
+  const w = waiters()
+  t.equal(a.enqueue(w.make(1, 300)), 'queued')
+  const second = w.make(2, 300)
+  t.equal(a.enqueue(second), 'queued', 'exactly at the namespace bound')
+  t.equal(a.enqueue(w.make(3, 1)), 'namespace-bytes-full', 'one byte more is over it')
+  t.equal(a.enqueue(w.make(4, 0)), 'queued', 'a bodyless request is still held: it holds no body')
+  t.equal(b.enqueue(w.make(5, 400)), 'queued', 'another namespace still holds bodies')
+  t.equal(b.enqueue(w.make(6, 1)), 'global-bytes-full', 'within the process bound (1000 bytes)')
+  t.same([budgets.process.bytes, budgets.of('flood').bytes, budgets.of('calm').bytes], [1000, 600, 400])
+  a.cancel(second)
+  t.equal(a.enqueue(w.make(7, 300)), 'queued', "a cancelled request's bytes are given back to its namespace and the process")
+  a.updateEndpoints(eps(1))
+  t.same(w.granted.map((g) => g.id), [1], 'the oldest is granted')
+  t.same([budgets.process.bytes, budgets.of('flood').bytes], [700, 300], "a granted request's bytes are given back")
+  budgets.setBounds(holds(100, 0, 0, 0))
+  t.equal(b.enqueue(w.make(8, 1 << 30)), 'queued', 'bound 0: no byte bound')
+  t.same(budgets.describe(), { requests: 4, bodyBytes: 700 + (1 << 30), namespaces: { flood: { requests: 2, bodyBytes: 300 }, calm: { requests: 2, bodyBytes: 400 + (1 << 30) } } })
+  a.rejectAll('draining')
+  b.rejectAll('draining')
+  t.same(budgets.describe(), { requests: 0, bodyBytes: 0, namespaces: {} }, 'every byte given back')
+})
+
 t.test('queue bounds changed at run time decide the next request; the held ones stay', async (t) => {
-  const budgets = new QueueBudgets(100, 0)
+  const budgets = new QueueBudgets(holds(100, 0))
   const { th } = throttler({ cc: 1, maxQueued: 10, budget: budgets.of('ns') })
   const w = waiters()
   for (let i = 0; i < 4; i++) t.equal(th.enqueue(w.make(i)), 'queued')
-  budgets.setBounds(100, 3)
+  budgets.setBounds(holds(100, 3))
   t.equal(th.enqueue(w.make(4)), 'namespace-queue-full', 'a namespace bound set now counts the requests already held')
   t.equal(th.queued, 4, 'the held ones stay held')
-  budgets.setBounds(100, 0)
+  budgets.setBounds(holds(100, 0))
   th.setMaxQueued(5)
   t.equal(th.enqueue(w.make(5)), 'queued', 'the namespace bound lifted')
   t.equal(th.enqueue(w.make(6)), 'revision-queue-full', 'the revision bound lowered to 5')
   th.setMaxQueued(10)
-  budgets.setBounds(5, 0)
+  budgets.setBounds(holds(5, 0))
   t.equal(th.enqueue(w.make(7)), 'global-queue-full', 'the process bound lowered to 5')
   th.rejectAll('draining')
   t.equal(budgets.process.used, 0, 'every place given back')
@@ -415,7 +447,7 @@ t.test('queue limits: per revision, then the global budget', async (t) => {
     t.equal(th.queued, 0)
   })
   t.test('global budget shared by revisions', async (t) => {
-    const budget = new QueueBudget(3)
+    const budget = new QueueBudget(3, Infinity)
     const a = throttler({ cc: 1, maxQueued: 10, budget }).th
     const b = throttler({ cc: 1, maxQueued: 10, budget }).th
     const w = waiters()
@@ -439,7 +471,7 @@ t.test('queue limits: per revision, then the global budget', async (t) => {
     )
   })
   t.test('the per-revision limit is checked before the global one', async (t) => {
-    const budget = new QueueBudget(1)
+    const budget = new QueueBudget(1, Infinity)
     const { th } = throttler({ cc: 1, maxQueued: 1, budget })
     const w = waiters()
     t.equal(th.enqueue(w.make(1)), 'queued')

@@ -130,6 +130,34 @@ t.test('two workers: requests held for a CC > 0 revision follow the Route when i
   t.equal(next.maxInFlight, 1, 'containerConcurrency 1 held for them too')
 })
 
+t.test('two workers: the broker bounds the bytes of bodies held for a CC > 0 revision, whichever worker took them', async (t) => {
+  const pod = await startBackend('pod', (req, res) => {
+    let n = 0
+    req.on('data', (c: Buffer) => (n += c.length))
+    req.on('end', () => res.end(String(n)))
+  })
+  t.teardown(() => pod.close())
+  const dir = tempDir()
+  const route = { apiVersion: 'serving.knative.dev/v1', kind: 'Route', metadata: { name: 'app', namespace: 'default' }, status: { url: 'http://app.default.example.com', traffic: [{ revisionName: 'app-00001', percent: 100 }] } }
+  writeManifest(dir, 'revisions.yaml', [revision('app-00001', { containerConcurrency: 1 })])
+  writeManifest(dir, 'route.yaml', [route])
+  const { http, admin } = await startWorkersGateway(t, dir, ['--max-held-body-bytes-per-namespace', '128Ki'])
+  const body = Buffer.alloc(64 * 1024, 7)
+  // Separate connections, so the workers share them out.
+  const held = [1, 2].map((i) => get(http, 'app.default.example.com', `/held-${i}`, { connection: 'close' }, 'POST', body))
+  await waitFor('2 bodies held at the broker', async () => {
+    const debug = (await get(admin, 'localhost', '/debug/routes')).json<{ holds: { namespaces: Record<string, { requests: number; bodyBytes: number }> } }>()
+    const ns = debug.holds.namespaces.default
+    return ns?.requests === 2 && ns.bodyBytes === 2 * body.length
+  })
+  const over = await get(http, 'app.default.example.com', '/over', { connection: 'close' }, 'POST', body)
+  t.same([over.status, over.headers['x-edge-reason']], [503, 'queue-full'], 'a third body is over the namespace bound')
+  t.match(over.body, /too many request bodies held for namespace default/)
+  writeManifest(dir, 'pods.yaml', [revisionPods('app-00001', pod)])
+  t.same((await Promise.all(held)).map((a) => [a.status, a.body]), [[200, '65536'], [200, '65536']], 'the held ones are served whole when the pod comes')
+  t.same(pod.seen.map((s) => s.url).sort(), ['/held-1', '/held-2'], 'the refused one never reached the pod')
+})
+
 t.test('two workers: a not-yet-Ready pod of a CC > 0 revision that passes the queue-proxy probe serves the request held at the broker', async (t) => {
   let up = false
   const pod = await startBackend('early', (req, res, b) => {

@@ -29,6 +29,11 @@ export interface Waiter {
   cancelled: boolean
   /** When the waiter was queued (ms), for the cold-start histogram. */
   readonly queuedAt: number
+  /**
+   * Bytes of its request body the gateway may hold in memory while it waits (held-body.ts): drawn on
+   * the namespace's and the process's byte budgets for as long as it is queued.
+   */
+  readonly heldBytes: number
   /** A throttler that decides asynchronously (the workers' broker) refuses here instead of from enqueue(). */
   refuse?(reason: Exclude<EnqueueResult, 'queued'>): void
   /** rejectAll() took it out of the queue: it answers, or follows the configuration elsewhere. */
@@ -85,71 +90,120 @@ export const realClock: Clock = {
   },
 }
 
-/** Held requests across all revisions: one process-wide bound so a burst cannot exhaust memory. */
+/** The bounds on held requests (config-edge-gateway may change them live); 0 for a bound: none. */
+export interface HoldBounds {
+  /** --max-queued: held requests in the process. */
+  requests: number
+  /** --max-queued-per-namespace (0: none). */
+  requestsPerNamespace: number
+  /** --max-held-body-bytes: bytes of held request bodies in the process (0: none). */
+  bodyBytes: number
+  /** --max-held-body-bytes-per-namespace (0: none). */
+  bodyBytesPerNamespace: number
+}
+
+/** Why a budget cannot take one more held request. */
+export type BudgetFull = 'namespace-queue-full' | 'global-queue-full' | 'namespace-bytes-full' | 'global-bytes-full'
+
 /**
- * Held requests allowed in a scope: the process (--max-queued), or a namespace (--max-queued-per-
- * namespace, whose budget draws on the process's too, so one namespace's burst cannot take it all).
+ * Held requests, and the bytes of their bodies, allowed in a scope: the process (--max-queued,
+ * --max-held-body-bytes), or a namespace (the -per-namespace bounds), whose budget draws on the
+ * process's too, so one namespace's burst cannot take it all.
  */
 export class QueueBudget {
-  /** Changes with the settings (config-edge-gateway); requests already held stay held. */
+  /** Both change with the settings (config-edge-gateway); requests already held stay held. */
   max: number
+  maxBytes: number
   readonly parent: QueueBudget | undefined
   used = 0
-  constructor(max: number, parent?: QueueBudget) {
+  bytes = 0
+  constructor(max: number, maxBytes: number, parent?: QueueBudget) {
     this.max = max
+    this.maxBytes = maxBytes
     this.parent = parent
   }
 
-  /** Which budget is full, if one is: this one, or the one it draws on. */
-  full(): 'namespace-queue-full' | 'global-queue-full' | undefined {
-    if (this.parent === undefined) return this.used >= this.max ? 'global-queue-full' : undefined
+  /**
+   * Which budget cannot take a request whose body may hold `bytes`, if one cannot: this one, or the
+   * one it draws on. A bodyless request is never refused for bytes.
+   */
+  full(bytes: number): BudgetFull | undefined {
+    const p = this.parent
+    if (p === undefined) return this.used >= this.max ? 'global-queue-full' : bytes > 0 && this.bytes + bytes > this.maxBytes ? 'global-bytes-full' : undefined
     if (this.used >= this.max) return 'namespace-queue-full'
-    return this.parent.used >= this.parent.max ? 'global-queue-full' : undefined
+    if (p.used >= p.max) return 'global-queue-full'
+    if (bytes === 0) return undefined
+    if (this.bytes + bytes > this.maxBytes) return 'namespace-bytes-full'
+    return p.bytes + bytes > p.maxBytes ? 'global-bytes-full' : undefined
   }
 
-  take(): void {
+  take(bytes: number): void {
     this.used++
-    if (this.parent) this.parent.used++
+    this.bytes += bytes
+    if (this.parent) {
+      this.parent.used++
+      this.parent.bytes += bytes
+    }
   }
 
-  give(): void {
+  give(bytes: number): void {
     this.used--
-    if (this.parent) this.parent.used--
+    this.bytes -= bytes
+    if (this.parent) {
+      this.parent.used--
+      this.parent.bytes -= bytes
+    }
   }
 }
 
-/** The process's budget, and one per namespace drawing on it (when a per-namespace bound is set). */
+/** The hold bounds from the options (config.ts's keys), for QueueBudgets. */
+export function holdBounds(o: { maxQueuedTotal: number; maxQueuedPerNamespace: number; maxHeldBodyBytes: number; maxHeldBodyBytesPerNamespace: number }): HoldBounds {
+  return { requests: o.maxQueuedTotal, requestsPerNamespace: o.maxQueuedPerNamespace, bodyBytes: o.maxHeldBodyBytes, bodyBytesPerNamespace: o.maxHeldBodyBytesPerNamespace }
+}
+
+/** The process's budget, and one per namespace drawing on it. */
 export class QueueBudgets {
   readonly process: QueueBudget
-  private perNamespace: number
+  private bounds: HoldBounds
   private readonly namespaces = new Map<string, QueueBudget>()
 
-  /** `perNamespace` 0: no namespace bound (every revision draws on the process's budget alone). */
-  constructor(total: number, perNamespace: number) {
-    this.process = new QueueBudget(total)
-    this.perNamespace = perNamespace
+  constructor(bounds: HoldBounds) {
+    this.bounds = bounds
+    this.process = new QueueBudget(bounds.requests, unbounded(bounds.bodyBytes))
   }
 
   /**
-   * Every namespace has its own budget, unbounded (Infinity) while the bound is 0, so the bound can
+   * Every namespace has its own budget, unbounded (Infinity) while its bounds are 0, so a bound can
    * be set or lifted at run time without moving throttlers to other budgets.
    */
   of(namespace: string): QueueBudget {
     let b = this.namespaces.get(namespace)
-    if (!b) this.namespaces.set(namespace, (b = new QueueBudget(namespaceMax(this.perNamespace), this.process)))
+    if (!b) this.namespaces.set(namespace, (b = new QueueBudget(unbounded(this.bounds.requestsPerNamespace), unbounded(this.bounds.bodyBytesPerNamespace), this.process)))
     return b
   }
 
   /** New bounds (config-edge-gateway): they decide the next request that would be held. */
-  setBounds(total: number, perNamespace: number): void {
-    this.process.max = total
-    this.perNamespace = perNamespace
-    for (const b of this.namespaces.values()) b.max = namespaceMax(perNamespace)
+  setBounds(bounds: HoldBounds): void {
+    this.bounds = bounds
+    this.process.max = bounds.requests
+    this.process.maxBytes = unbounded(bounds.bodyBytes)
+    for (const b of this.namespaces.values()) {
+      b.max = unbounded(bounds.requestsPerNamespace)
+      b.maxBytes = unbounded(bounds.bodyBytesPerNamespace)
+    }
+  }
+
+  /** What is held now, in the process and in each namespace holding anything (for /debug/routes). */
+  describe(): { requests: number; bodyBytes: number; namespaces: Record<string, { requests: number; bodyBytes: number }> } {
+    const namespaces: Record<string, { requests: number; bodyBytes: number }> = {}
+    for (const [ns, b] of this.namespaces) if (b.used > 0) namespaces[ns] = { requests: b.used, bodyBytes: b.bytes }
+    return { requests: this.process.used, bodyBytes: this.process.bytes, namespaces }
   }
 }
 
-function namespaceMax(perNamespace: number): number {
-  return perNamespace > 0 ? perNamespace : Infinity
+/** A bound of 0 means none. */
+function unbounded(max: number): number {
+  return max > 0 ? max : Infinity
 }
 
 export interface ThrottlerOptions {
@@ -161,7 +215,7 @@ export interface ThrottlerOptions {
   onColdStart?: () => void
 }
 
-export type EnqueueResult = 'queued' | 'revision-queue-full' | 'namespace-queue-full' | 'global-queue-full'
+export type EnqueueResult = 'queued' | 'revision-queue-full' | BudgetFull
 
 export class RevisionThrottler implements Throttler {
   private cc: number
@@ -341,11 +395,11 @@ export class RevisionThrottler implements Throttler {
 
   enqueue(w: Waiter): EnqueueResult {
     if (this.queued >= this.maxQueued) return 'revision-queue-full'
-    const full = this.budget.full()
+    const full = this.budget.full(w.heldBytes)
     if (full) return full
     this.queue.push(w)
     this.queued++
-    this.budget.take()
+    this.budget.take(w.heldBytes)
     if (this.assigned.length === 0) {
       if (this.coldSince === 0) this.coldSince = this.clock.now()
       this.onColdStart?.()
@@ -358,7 +412,7 @@ export class RevisionThrottler implements Throttler {
     if (w.cancelled) return
     w.cancelled = true
     this.queued--
-    this.budget.give()
+    this.budget.give(w.heldBytes)
   }
 
   release(pod: PodSlot): void {
@@ -386,7 +440,7 @@ export class RevisionThrottler implements Throttler {
       }
       this.shift()
       this.queued--
-      this.budget.give()
+      this.budget.give(w.heldBytes)
       w.grant(this.take(pod))
     }
     this.compact()

@@ -20,6 +20,14 @@ export interface RoutesView {
   lastColdStart?(revisionKey: string): ColdStartView | undefined
   /** Why the revision cannot serve now (its requests are answered 503 at once), if it cannot. */
   fault?(revisionKey: string): { reason: string; detail: string } | undefined
+  /** Requests held for pods and the bytes of their bodies, in all and per namespace (QueueBudgets.describe). */
+  holds?(): HoldsView
+}
+
+export interface HoldsView {
+  requests: number
+  bodyBytes: number
+  namespaces: Record<string, { requests: number; bodyBytes: number }>
 }
 
 export interface AdminDeps {
@@ -142,6 +150,7 @@ export function describeRoutes(snap: Snapshot, plane: RoutesView, sources: Recor
     hosts,
     ingresses: snap.ingresses.map((i) => ({ ingress: i.ref.key, origin: i.ref.origin, hosts: i.hosts, conflicts: i.conflicts.length ? i.conflicts : undefined })),
     problems: snap.problems,
+    holds: plane.holds?.(),
     sources,
   }
 }

@@ -7,6 +7,7 @@ import type { Worker } from 'node:cluster'
 import type { Logger } from 'pino'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import type { GatewayConfig } from '../config.ts'
+import { holdBounds } from '../activator/throttler.ts'
 import { GatewayMetrics } from '../metrics.ts'
 import { StatReporter } from '../autoscaler/reporter.ts'
 import { configPipeline, followReplicaShare, startAdminPart, startControl, withModeDefaults } from '../compose/parts.ts'
@@ -45,12 +46,11 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   }
   const broker = new SlotBroker({
     maxQueuedPerRevision: config.maxQueuedPerRevision,
-    maxQueuedTotal: config.maxQueuedTotal,
-    maxQueuedPerNamespace: config.maxQueuedPerNamespace,
+    holds: holdBounds(config),
     onColdStart: (rev) => coldStart(rev.namespace, rev.name),
   })
   settings.onChange((next) => {
-    broker.setQueueBounds(next.maxQueuedPerRevision, next.maxQueuedTotal, next.maxQueuedPerNamespace)
+    broker.setQueueBounds(next.maxQueuedPerRevision, holdBounds(next))
     for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { t: 'settings', overrides: settings.overrides })
   })
   const metricWaits = new Map<number, { want: number; got: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>()
@@ -114,7 +114,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   let draining = false
   const admin = await startAdminPart(config, metrics, {
     // No throttlers here: the workers' reports give each pod's requests in flight.
-    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined, lastColdStart: (key) => coldStarts.of(key), fault: (key) => ctl.faults().get(key) },
+    routes: { get snapshot() { return cfg.publisher.snapshot }, throttlerByKey: () => undefined, lastColdStart: (key) => coldStarts.of(key), fault: (key) => ctl.faults().get(key), holds: () => broker.holds() },
     podInFlight: reportedInFlight,
     metricsFrom,
     notReadyReason: () => (draining ? 'draining (shutting down)' : (ctl.loadingReason() ?? notReady())),
@@ -161,7 +161,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     const msg = m as ToPrimary
     switch (msg.t) {
       case 'acquire':
-        return broker.acquire(w, msg.id, msg.key)
+        return broker.acquire(w, msg.id, msg.key, msg.bytes)
       case 'cancel':
         return broker.cancel(w, msg.id)
       case 'release':

@@ -27,7 +27,7 @@ export type ToWorker =
 export type ToPrimary =
   | { t: 'listening' }
   /** Ask for a pod slot of backend `key` for request `id` (FIFO at the primary). */
-  | { t: 'acquire'; id: number; key: string }
+  | { t: 'acquire'; id: number; key: string; bytes: number }
   | { t: 'cancel'; id: number }
   | { t: 'release'; key: string; address: string }
   | { t: 'failed'; key: string; address: string; backoffMs: number }

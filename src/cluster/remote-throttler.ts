@@ -37,7 +37,7 @@ export class RemoteSlots {
     const id = this.nextId++
     this.pending.set(id, { waiter: w, throttler: t })
     this.ids.set(w, id)
-    this.sendToPrimary({ t: 'acquire', id, key: t.key })
+    this.sendToPrimary({ t: 'acquire', id, key: t.key, bytes: w.heldBytes })
   }
 
   /** Returns true when the waiter was still waiting (and is now withdrawn). */

@@ -5,7 +5,7 @@
 // Revisions without a limit (CC = 0) need no coordination and stay in the workers.
 import type { Worker } from 'node:cluster'
 import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
-import type { EnqueueResult, PodSlot, Waiter } from '../activator/throttler.ts'
+import type { EnqueueResult, HoldBounds, PodSlot, Waiter } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { send } from './replication.ts'
@@ -22,11 +22,13 @@ class RemoteWaiter implements Waiter {
   readonly id: number
   private readonly broker: SlotBroker
   readonly key: string
-  constructor(broker: SlotBroker, worker: Worker, id: number, key: string) {
+  readonly heldBytes: number
+  constructor(broker: SlotBroker, worker: Worker, id: number, key: string, heldBytes: number) {
     this.broker = broker
     this.worker = worker
     this.id = id
     this.key = key
+    this.heldBytes = heldBytes
   }
   /** Set while the request sits in the queue, so the worker can tell a real wait from the fast path. */
   queued = false
@@ -44,8 +46,7 @@ class RemoteWaiter implements Waiter {
 
 export interface SlotBrokerOptions {
   maxQueuedPerRevision: number
-  maxQueuedTotal: number
-  maxQueuedPerNamespace?: number
+  holds: HoldBounds
   onColdStart?: (rev: RevisionRef) => void
 }
 
@@ -64,13 +65,13 @@ export class SlotBroker {
 
   constructor(opts: SlotBrokerOptions) {
     this.opts = opts
-    this.budgets = new QueueBudgets(opts.maxQueuedTotal, opts.maxQueuedPerNamespace ?? 0)
+    this.budgets = new QueueBudgets(opts.holds)
   }
 
   /** New queue bounds (config-edge-gateway): held requests stay; the next one is checked against them. */
-  setQueueBounds(perRevision: number, total: number, perNamespace: number): void {
-    this.opts = { ...this.opts, maxQueuedPerRevision: perRevision, maxQueuedTotal: total, maxQueuedPerNamespace: perNamespace }
-    this.budgets.setBounds(total, perNamespace)
+  setQueueBounds(perRevision: number, holds: HoldBounds): void {
+    this.opts = { ...this.opts, maxQueuedPerRevision: perRevision, holds }
+    this.budgets.setBounds(holds)
     for (const t of this.throttlers.values()) t.setMaxQueued(perRevision)
   }
 
@@ -119,9 +120,10 @@ export class SlotBroker {
     for (const t of this.throttlers.values()) t.setReplicaShare(index, count)
   }
 
-  acquire(worker: Worker, id: number, key: string): void {
+  /** A worker's request asks for a pod; `bytes`: what its body holds while it waits (held-body.ts). */
+  acquire(worker: Worker, id: number, key: string, bytes: number): void {
     const t = this.throttlers.get(key)
-    const w = new RemoteWaiter(this, worker, id, key)
+    const w = new RemoteWaiter(this, worker, id, key, bytes)
     if (!t) return this.refuse(w, 'revision-queue-full')
     const pod = t.tryAcquire()
     if (pod) return this.granted(w, pod)
@@ -184,6 +186,11 @@ export class SlotBroker {
 
   private refuse(w: RemoteWaiter, reason: Exclude<EnqueueResult, 'queued'>): void {
     send(w.worker, { t: 'refuse', id: w.id, reason })
+  }
+
+  /** What the broker holds now (revisions with containerConcurrency > 0), and the bytes of their bodies. */
+  holds(): ReturnType<QueueBudgets['describe']> {
+    return this.budgets.describe()
   }
 
   /** Requests in flight per pod address across every worker (for the local runner's safe stop). */

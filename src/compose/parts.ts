@@ -17,6 +17,7 @@ import { checkExtAuthz } from '../config.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { CompileOptions } from '../compile/snapshot.ts'
 import type { RevisionRef, Snapshot } from '../model/snapshot.ts'
+import { holdBounds } from '../activator/throttler.ts'
 import type { Throttler } from '../activator/throttler.ts'
 import { ObjectStore } from '../sources/store.ts'
 import { FilesSource } from '../sources/files.ts'
@@ -137,8 +138,7 @@ export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayM
     coldStartBudgetMs: config.coldStartTimeoutSeconds * 1000,
     streamIdleTimeoutMs: config.streamIdleTimeoutSeconds * 1000,
     maxQueuedPerRevision: config.maxQueuedPerRevision,
-    maxQueuedTotal: config.maxQueuedTotal,
-    maxQueuedPerNamespace: config.maxQueuedPerNamespace,
+    holds: holdBounds(config),
     accessLog: accessLogs(config),
     // Rate limits decide before admission, then the external authorizer (a flood over the limit is
     // not passed on to it); further policies (tests) follow them.
@@ -160,10 +160,13 @@ export function dataPlane(settings: LiveSettings, log: Logger, metrics: GatewayM
     if (differs(prev, next, ['rateLimitPerClient'])) limiter.setPerClient(perClientLimit(next, extra.processes))
     if (differs(prev, next, EXTAUTHZ_KEYS)) replaceAuthorizer(authz, next, prev, log, metrics)
     if (differs(prev, next, ['coldStartTimeoutSeconds', 'streamIdleTimeoutSeconds'])) plane.setTimeouts(next.coldStartTimeoutSeconds * 1000, next.streamIdleTimeoutSeconds * 1000)
-    if (differs(prev, next, ['maxQueuedPerRevision', 'maxQueuedTotal', 'maxQueuedPerNamespace'])) plane.backends.setQueueBounds(next.maxQueuedPerRevision, next.maxQueuedTotal, next.maxQueuedPerNamespace)
+    if (differs(prev, next, HOLD_KEYS)) plane.backends.setQueueBounds(next.maxQueuedPerRevision, holdBounds(next))
   })
   return plane
 }
+
+/** The options that bound held requests (config-edge-gateway may change each). */
+const HOLD_KEYS = ['maxQueuedPerRevision', 'maxQueuedTotal', 'maxQueuedPerNamespace', 'maxHeldBodyBytes', 'maxHeldBodyBytesPerNamespace'] as const
 
 /**
  * TLS to revision pods (system-internal-tls). The setting is read through an accessor at every

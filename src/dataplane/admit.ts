@@ -16,6 +16,7 @@ import { resolveAgain } from './resolve.ts'
 import type { Resolution } from './resolve.ts'
 import type { RequestRecord } from './request-record.ts'
 import { hostOf } from './screen.ts'
+import { heldBodyBytes } from './held-body.ts'
 import type { UpstreamTls } from './upstream-tls.ts'
 
 /** How often one held request may follow the configuration before it gets its 503. */
@@ -68,6 +69,8 @@ export abstract class Admission implements Waiter, TimedState {
   queuedAt = 0
   /** Set by the throttler's cancel(). */
   cancelled = false
+  /** Waiter: bytes of its body held while it waits (held-body.ts); set when it first has to wait. */
+  heldBytes = 0
   /** Waiting in the throttler's queue right now. */
   inQueue = false
   /** How long the wait for a pod took, once a real wait ended; -1 before. */
@@ -146,6 +149,7 @@ export abstract class Admission implements Waiter, TimedState {
     if (this.queuedAt === 0) {
       this.queuedAt = performance.now()
       this.waitedForScale = throttler.podCount === 0
+      this.heldBytes = heldBodyBytes(this.req)
     }
     this.cancelled = false
     const r = throttler.enqueue(this)
@@ -159,11 +163,10 @@ export abstract class Admission implements Waiter, TimedState {
   /** Waiter: no room in the queue (now, or later from the workers' broker). */
   refuse(reason: Exclude<EnqueueResult, 'queued'>): void {
     this.inQueue = false
-    const which = reason === 'revision-queue-full' ? 'this revision' : reason === 'namespace-queue-full' ? `namespace ${this.backend.namespace}` : 'the gateway'
     // Retry about when a pod could be there: the revision's last scale from zero, at least a second.
     const scaleMs = this.throttler?.lastScaleMs()
     const retry = String(Math.max(1, Math.ceil((scaleMs ?? 1000) / 1000)))
-    this.fail(503, 'queue-full', `too many requests waiting for ${which}; retry in ${retry}s`, { 'retry-after': retry })
+    this.fail(503, 'queue-full', `${refusal(reason, this.backend.namespace, this.heldBytes)}; retry in ${retry}s`, { 'retry-after': retry })
   }
 
   /** Waiter: the throttler hands us a pod. */
@@ -354,4 +357,20 @@ export abstract class Admission implements Waiter, TimedState {
 
 function onTimer(a: Admission): void {
   a.timeout()
+}
+
+/** What a full queue tells the client: which bound it met. */
+function refusal(reason: Exclude<EnqueueResult, 'queued'>, namespace: string, heldBytes: number): string {
+  switch (reason) {
+    case 'revision-queue-full':
+      return 'too many requests waiting for this revision'
+    case 'namespace-queue-full':
+      return `too many requests waiting for namespace ${namespace}`
+    case 'global-queue-full':
+      return 'too many requests waiting for the gateway'
+    case 'namespace-bytes-full':
+      return `too many request bodies held for namespace ${namespace} (this one would add ${heldBytes} bytes over --max-held-body-bytes-per-namespace)`
+    case 'global-bytes-full':
+      return `too many request bodies held by the gateway (this one would add ${heldBytes} bytes over --max-held-body-bytes)`
+  }
 }

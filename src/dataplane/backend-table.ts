@@ -4,6 +4,7 @@
 // opening, counting and closing a pool always name it the same way.
 import type { BackendSpec, Endpoint, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
+import type { HoldBounds } from '../activator/throttler.ts'
 import type { DropReason, Throttler } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { PoolRegistry } from './pools.ts'
@@ -19,9 +20,8 @@ export interface RevisionFault {
 
 export interface BackendTableOptions {
   maxQueuedPerRevision: number
-  maxQueuedTotal: number
-  /** Held requests allowed per namespace (within maxQueuedTotal); 0 or undefined: no namespace bound. */
-  maxQueuedPerNamespace?: number
+  /** Held requests and bytes of held bodies, in the process and per namespace. */
+  holds: HoldBounds
   /** A request is waiting for a revision that has no pod at all. */
   onColdStart?: (rev: RevisionRef) => void
   /**
@@ -50,7 +50,7 @@ export class BackendTable {
   constructor(initial: Snapshot, pools: PoolRegistry, opts: BackendTableOptions) {
     this.opts = opts
     this.pools = pools
-    this.budgets = new QueueBudgets(opts.maxQueuedTotal, opts.maxQueuedPerNamespace ?? 0)
+    this.budgets = new QueueBudgets(opts.holds)
     this.snapshot = initial
     this.syncAll(initial)
   }
@@ -152,10 +152,15 @@ export class BackendTable {
   }
 
   /** New queue bounds (config-edge-gateway): held requests stay; the next one is checked against them. */
-  setQueueBounds(perRevision: number, total: number, perNamespace: number): void {
-    this.opts = { ...this.opts, maxQueuedPerRevision: perRevision, maxQueuedTotal: total, maxQueuedPerNamespace: perNamespace }
-    this.budgets.setBounds(total, perNamespace)
+  setQueueBounds(perRevision: number, holds: HoldBounds): void {
+    this.opts = { ...this.opts, maxQueuedPerRevision: perRevision, holds }
+    this.budgets.setBounds(holds)
     for (const t of this.throttlers.values()) if (t instanceof RevisionThrottler) t.setMaxQueued(perRevision)
+  }
+
+  /** What is held now, and the bytes of the held bodies (for /debug/routes). */
+  holds(): ReturnType<QueueBudgets['describe']> {
+    return this.budgets.describe()
   }
 
   /** This replica's index among the gateway's replicas, for sharing pod capacity (see throttler). */
