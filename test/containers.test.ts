@@ -246,6 +246,26 @@ t.test('a second signal exits at once and leaves no container behind', async (t)
   t.strictSame(await containersOf(dir), [], 'its container was removed as it exited')
 })
 
+t.test('an image that cannot be pulled, or a command the image lacks: held requests answered 503 revision-failed with why', async (t) => {
+  const dir = tempDir('edge-containers-')
+  const missing = 'localhost/edge-gateway-no-such-image:1'
+  const pullFails = revision('nopull-00001') as { spec: { containers: Array<Record<string, unknown>> } }
+  pullFails.spec.containers[0]!.image = missing
+  writeManifest(dir, 'apps.yaml', [pullFails, route('nopull', [['nopull-00001', 100]]), revision('nocmd-00001', { command: ['/no/such/command'] }), route('nocmd', [['nocmd-00001', 100]])])
+  // A long cold-start budget: an answer before it can only be the fast failure.
+  const gw = await gateway(t, dir, ['--cold-start-timeout', '600'])
+  const held = await Promise.all([1, 2].map((i) => get(gw.ports.http, host('nopull'), `/held/${i}`)))
+  t.same(held.map((r) => [r.status, r.headers['x-edge-reason'], r.headers['retry-after']]), Array(2).fill([503, 'revision-failed', '2']), 'both held requests answered 503 revision-failed')
+  t.match(held[0]!.body, `revision default/nopull-00001 cannot start: its image ${missing} could not be pulled or found: Error: `)
+  t.match(held[0]!.body, /check the image's name and tag, and that its registry is reachable \(try '\S*(podman|docker) pull localhost\/edge-gateway-no-such-image:1'\)/)
+  const again = await get(gw.ports.http, host('nopull'), '/again')
+  t.equal(again.headers['x-edge-reason'], 'revision-failed', 'a new request gets the same answer')
+
+  const nocmd = await get(gw.ports.http, host('nocmd'), '/')
+  t.same([nocmd.status, nocmd.headers['x-edge-reason']], [503, 'revision-failed'])
+  t.match(nocmd.body, /revision default\/nocmd-00001 cannot start: the container's command \/no\/such\/command was not found in image \S+: .*(catatonit|tini|Error)/, 'it names the command, and the engine says the rest')
+})
+
 t.test('without a container engine: 503 no-runtime at once, held requests let go, the problem in /debug/routes', async (t) => {
   const dir = tempDir('edge-containers-')
   // The Route comes first: a request for its revision waits, as for any revision not running yet.

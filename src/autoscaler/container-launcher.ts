@@ -16,6 +16,10 @@ import type { ReadinessProbe } from './readiness.ts'
 import { containerPort, knativeEnv, readinessProbe, servingContainer } from './revision-template.ts'
 
 export const LABEL_CONTAINER_REVISION = 'edge.knative.dev/revision'
+/** What podman and docker say when an image is not there and cannot be pulled. */
+/** What the init process (--init) says when the container's command is not in the image. */
+const INIT_EXEC_FAILURE = /failed to exec pid1|exec .* failed: no such file/i
+const IMAGE_FAILURE = /pull|initializing source|manifest unknown|image not known|no such image|repository does not exist|not found: manifest|unauthorized|no such host/i
 export const LABEL_CONTAINER_GATEWAY = 'edge.knative.dev/gateway'
 
 /** Between SIGTERM and `rm -f`, as the kubelet's grace period (shorter: this is a laptop). */
@@ -54,6 +58,26 @@ export class ContainerLauncher implements InstanceLauncher {
     })
     child.once('error', (err) => log.error({ err: err.message }, `'${this.engine.command} run' failed to start`))
     return inst
+  }
+
+  /**
+   * `podman run` and `docker run` exit 125 when the engine itself failed (the image could not be
+   * pulled or found, a bad option), 126 when the container's command cannot be run and 127 when the
+   * image has no such command: the engine's last "Error:" line says the rest. With --init, a
+   * command the image lacks is reported by the init process instead (catatonit under podman, tini
+   * under docker), with its own exit code.
+   */
+  explainExit(revision: Revision, code: number | null, lastOutput: readonly string[]): string | undefined {
+    const c = servingContainer(revision)
+    const image = c?.image ?? ''
+    const command = c?.command?.[0] !== undefined ? `command ${c.command[0]}` : 'command (the image\'s entrypoint)'
+    const error = [...lastOutput].reverse().find((l) => /^Error\b|docker: Error|catatonit|tini/i.test(l)) ?? lastOutput[lastOutput.length - 1] ?? ''
+    const said = error ? `: ${error}` : ''
+    if (code === 125 && IMAGE_FAILURE.test(error)) return `cannot start: its image ${image} could not be pulled or found${said}; check the image's name and tag, and that its registry is reachable (try '${this.engine.command} pull ${image}')`
+    if (code === 125) return `cannot start: '${this.engine.command} run' failed${said}; check the Revision's container (image ${image}, ports, env)`
+    if (code === 126) return `cannot start: the container's ${command} cannot be run in image ${image}${said}; check its command and that the file is executable`
+    if (code === 127 || INIT_EXEC_FAILURE.test(error)) return `cannot start: the container's ${command} was not found in image ${image}${said}; check its command and args`
+    return undefined
   }
 
   killNow(): void {

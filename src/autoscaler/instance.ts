@@ -39,6 +39,11 @@ export type ExitListener = (code: number | null, signal: NodeJS.Signals | null, 
 export interface InstanceLauncher {
   /** What to check when instances keep dying before they are ready (for the log). */
   readonly hint: string
+  /**
+   * Why an instance that exited before it was ready did, when the launcher can tell better than its
+   * exit code (a container engine's own failure, such as an image it could not pull).
+   */
+  explainExit?(revision: LaunchSpec['revision'], code: number | null, lastOutput: readonly string[]): string | undefined
   /** Starts one instance. `onExit` is called once when it ends, however it ends. */
   start(spec: LaunchSpec, onExit: ExitListener): Promise<RunningInstance>
   /**

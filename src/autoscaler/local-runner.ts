@@ -71,6 +71,8 @@ export function scopeOf(dir: string): string {
 interface Instance {
   id: number
   launcher: InstanceLauncher
+  /** The Revision it was started from (its image, to say why it exited). */
+  revision: Revision
   /** Set once the launcher has started it. */
   run: RunningInstance | undefined
   /** Resolves once the launcher's start() has (so close() can wait for instances still starting). */
@@ -353,7 +355,7 @@ export class LocalRunner implements StatSink {
 
   private launch(st: RevisionState, rev: Revision, launcher: InstanceLauncher): void {
     const id = this.nextId++
-    const inst: Instance = { id, launcher, run: undefined, started: Promise.resolve(), stopped: undefined, ready: false, stopping: false, retiredAt: 0, exited: false }
+    const inst: Instance = { id, launcher, revision: rev, run: undefined, started: Promise.resolve(), stopped: undefined, ready: false, stopping: false, retiredAt: 0, exited: false }
     st.instances.push(inst)
     const log = this.opts.log.child({ revision: st.key })
     // Beside the manifest that defines it (a Revision derived from a Service: the Service's file).
@@ -404,9 +406,13 @@ export class LocalRunner implements StatSink {
     if (st.crashes > 0) {
       log.warn({ restartInMs: delay, crashes: st.crashes }, `instance exited before it was ready; ${inst.launcher.hint}`)
       // Held requests would only wait for their cold-start timeout: they are answered now, with why.
-      const how = signal ? `was killed by ${signal}` : `exited with code ${code ?? 'unknown'}${code === 127 ? ' (command not found)' : ''}`
-      const said = lastOutput.length > 0 ? `; its last output: ${lastOutput.join(' | ')}` : ''
-      this.setFailing(st, `revision ${st.key} ${how} before it was ready${said}; ${inst.launcher.hint} (it is retried while requests come)`)
+      const explained = signal ? undefined : inst.launcher.explainExit?.(inst.revision, code, lastOutput)
+      if (explained !== undefined) this.setFailing(st, `revision ${st.key} ${explained} (it is retried while requests come)`)
+      else {
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code ?? 'unknown'}${code === 127 ? ' (command not found)' : ''}`
+        const said = lastOutput.length > 0 ? `; its last output: ${lastOutput.join(' | ')}` : ''
+        this.setFailing(st, `revision ${st.key} ${how} before it was ready${said}; ${inst.launcher.hint} (it is retried while requests come)`)
+      }
     }
     setTimeout(() => this.reconcile(st), delay).unref()
   }
