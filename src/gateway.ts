@@ -73,6 +73,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
     {
       inFlight: () => plane?.active ?? 0,
       configProblems: () => plane?.snapshot.problems.length ?? 0,
+      holds: () => plane?.backends.holds(),
       autoscaler: () => (control?.sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: control.sink.connected } : undefined),
       revisions: () => revisionRows(plane?.backends.entries() ?? []),
       revisionServed: (namespace, name) => revisionInSnapshot(plane?.snapshot, namespace, name),

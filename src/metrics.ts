@@ -18,6 +18,8 @@ export interface LiveState {
   inFlight(): number
   revisions(): Array<{ namespace: string; revision: string; inFlight: number; queued: number; pods: number }>
   configProblems(): number
+  /** Requests held and the bytes of their bodies, per namespace holding any (QueueBudgets.describe). */
+  holds?(): { namespaces: Record<string, { requests: number; bodyBytes: number }> } | undefined
   /** Whether the configuration has the revision now; series of the others are dropped once scraped (default: all kept). */
   revisionServed?: RevisionServed
   /** The Knative autoscaler's stat websocket, when one is configured (issue 7: its outage is visible). */
@@ -124,6 +126,16 @@ export class GatewayMetrics {
           for (const r of live.revisions()) this.set({ namespace: r.namespace, revision: r.revision }, pick(r))
         },
       })
+    new Gauge({
+      name: 'edge_held_body_bytes',
+      help: 'Bytes of request bodies held in memory while their requests wait for a pod, per namespace (each counts its Content-Length up to what the gateway reads before it stops); bounded by --max-held-body-bytes-per-namespace and --max-held-body-bytes',
+      labelNames: ['namespace'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [namespace, h] of Object.entries(live.holds?.()?.namespaces ?? {})) this.set({ namespace }, h.bodyBytes)
+      },
+    })
     perRevision('edge_revision_requests_in_flight', 'Requests on a pod of the revision from this gateway', (r) => r.inFlight)
     perRevision('edge_revision_requests_queued', 'Requests held for the revision (no free capacity)', (r) => r.queued)
     perRevision('edge_revision_ready_pods', 'Ready pods the gateway balances across', (r) => r.pods, 'max')

@@ -92,6 +92,7 @@ t.test('one namespace flooding bodies past its byte bound gets 503 queue-full; t
   const flood = [1, 2, 3].map((i) => post('flood.example.com', `/f/${i}`, body(i), ctl.signal).catch(() => undefined))
   await waitForQueued(gw, 'flood-00001', 3, 10_000, 'flood')
   t.same((await holds(gw.ports.admin)).namespaces.flood, { requests: 3, bodyBytes: 3 * BODY }, '/debug/routes shows the bytes held')
+  t.match((await get(gw.ports.admin, 'localhost', '/metrics')).body, new RegExp(`^edge_held_body_bytes\\{namespace="flood"\\} ${3 * BODY}$`, 'm'), 'and /metrics')
 
   const over = await post('flood.example.com', '/f/4', body(4))
   t.same([over.status, over.headers['x-edge-reason']], [503, 'queue-full'], 'a fourth body is refused at once')

@@ -150,6 +150,7 @@ t.test('two workers: the broker bounds the bytes of bodies held for a CC > 0 rev
     const ns = debug.holds.namespaces.default
     return ns?.requests === 2 && ns.bodyBytes === 2 * body.length
   })
+  t.match((await get(admin, 'localhost', '/metrics')).body, /^edge_held_body_bytes\{namespace="default"\} 131072$/m, "/metrics: the broker's bytes, once (the workers hold none of them)")
   const over = await get(http, 'app.default.example.com', '/over', { connection: 'close' }, 'POST', body)
   t.same([over.status, over.headers['x-edge-reason']], [503, 'queue-full'], 'a third body is over the namespace bound')
   t.match(over.body, /too many request bodies held for namespace default/)

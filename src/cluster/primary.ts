@@ -90,6 +90,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
     inFlight: () => 0,
     revisions: () => [],
     configProblems: () => pipeline?.publisher.snapshot.problems.length ?? 0,
+    holds: () => broker.holds(),
     autoscaler: () => (control?.sink && config.autoscalerUrl ? { url: config.autoscalerUrl, connected: control.sink.connected } : undefined),
   })
   const cfg = configPipeline(settings, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'error' }))

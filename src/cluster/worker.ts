@@ -114,6 +114,7 @@ async function composeWorker(settings: LiveSettings, log: Logger, link: WorkerLi
   const metrics = new GatewayMetrics({
     inFlight: () => plane?.active ?? 0,
     configProblems: () => plane?.snapshot.problems.length ?? 0,
+    holds: () => plane?.backends.holds(),
     revisions: () => revisionRows(plane?.backends.entries() ?? []),
     revisionServed: (namespace, name) => revisionInSnapshot(plane?.snapshot, namespace, name),
   })
