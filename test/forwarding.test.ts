@@ -2,12 +2,12 @@
 import t from 'tap'
 import http from 'node:http'
 import http2 from 'node:http2'
-import net from 'node:net'
 import { createHash } from 'node:crypto'
 import { WebSocket, WebSocketServer } from 'ws'
 import { get, kingress, revision, revisionPods, serviceFor, simpleIngress, startBackend, startTestGateway, tempDir, writeManifest, service, endpointSlice } from './helpers/gateway.ts'
 import type { Backend } from './helpers/gateway.ts'
 import type { Gateway } from '../src/gateway.ts'
+import { closedPort as freeClosedPort } from './helpers/activator.ts'
 
 let gw: Gateway
 const closers: Array<() => Promise<void>> = []
@@ -74,10 +74,8 @@ t.before(async () => {
   wsBackend = await startBackend('ws')
   const wss = new WebSocketServer({ server: wsBackend.server })
   wss.on('connection', (ws, req) => ws.on('message', (m) => ws.send(`${req.headers.host} ${m}`)))
-  const tmp = net.createServer()
-  await new Promise<void>((r) => tmp.listen(0, '127.0.0.1', () => r()))
-  closedPort = (tmp.address() as net.AddressInfo).port
-  await new Promise<void>((r) => tmp.close(() => r()))
+  // Not a port from the ephemeral range: under load another test's outgoing connection could take it.
+  closedPort = await freeClosedPort()
 
   const dir = tempDir()
   writeManifest(dir, 'all.yaml', [
