@@ -6,8 +6,14 @@
 //   answer-tls  the same over TLS with ALPN h2, on the certificate the proxies use (PEM_FILE).
 //   proxy       h2c in, h2c out: each stream forwarded on one node:http2 client session to the h2c
 //               backend and its answer relayed (headers, body), nothing else.
+//   proxy-h1    h2c in, HTTP/1.1 out (the h2c row's shape): each stream sent as a fixed GET on an
+//               idle keep-alive socket to the HTTP/1.1 backend, its Content-Length answer read with
+//               the least parsing that works for this backend, and relayed. No routing, no header
+//               handling, no timeouts, no limits: what node:http2 plus one socket exchange cost.
+//   proxy-h1-tls the same over TLS with ALPN h2 (the h2 row's shape).
 import fs from 'node:fs'
 import http2 from 'node:http2'
+import net from 'node:net'
 
 const [port, kind, backendPort, pemFile] = [Number(process.argv[2]), process.argv[3], Number(process.argv[4]), process.argv[5]]
 const small = Buffer.from('hello world\n')
@@ -39,4 +45,48 @@ else if (kind === 'answer-tls') {
       stream.on('error', () => up.close())
     })
     .listen(port, '127.0.0.1')
+} else if (kind === 'proxy-h1' || kind === 'proxy-h1-tls') {
+  const send = h1Sockets(backendPort)
+  const relay = (stream, headers) => {
+    send(headers[':path'], headers[':authority'], (status, body) => {
+      if (stream.destroyed) return
+      stream.respond({ ':status': status, 'content-type': 'text/plain', 'content-length': body.length })
+      stream.end(body)
+    })
+  }
+  if (kind === 'proxy-h1') http2.createServer({ settings }).on('stream', relay).listen(port, '127.0.0.1')
+  else {
+    const pem = fs.readFileSync(pemFile)
+    http2.createSecureServer({ key: pem, cert: pem, settings, ALPNProtocols: ['h2'] }).on('stream', relay).listen(port, '127.0.0.1')
+  }
 } else throw new Error(`floor-h2.mjs: unknown kind ${kind}`)
+
+/** Idle keep-alive sockets to the HTTP/1.1 backend; one request at a time on each. */
+function h1Sockets(port) {
+  const idle = []
+  function onData(chunk) {
+    const p = this.exchange
+    p.buf = p.buf === undefined ? chunk : Buffer.concat([p.buf, chunk])
+    const end = p.buf.indexOf('\r\n\r\n')
+    if (end < 0) return
+    const head = p.buf.toString('latin1', 0, end)
+    const m = /\r\ncontent-length: *(\d+)/i.exec(head)
+    if (!m) throw new Error('floor-h2.mjs proxy-h1: the backend answered without Content-Length')
+    const len = Number(m[1])
+    if (p.buf.length < end + 4 + len) return
+    this.exchange = undefined
+    idle.push(this)
+    p.done(Number(head.slice(9, 12)), p.buf.subarray(end + 4, end + 4 + len))
+  }
+  return (path, authority, done) => {
+    let s = idle.pop()
+    if (s === undefined) {
+      s = net.connect(port, '127.0.0.1')
+      s.setNoDelay(true)
+      s.on('data', onData)
+      s.on('error', () => {})
+    }
+    s.exchange = { done, buf: undefined }
+    s.write(`GET ${path} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`)
+  }
+}

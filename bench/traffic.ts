@@ -53,6 +53,8 @@ const PORTS = {
   floorAnswer: 18920,
   floorAnswerTls: 18921,
   floorProxy: 18922,
+  floorProxyH1: 18923,
+  floorProxyH1Tls: 18924,
 }
 
 interface Target {
@@ -83,13 +85,19 @@ export async function runTraffic(ctx: TrafficContext): Promise<{ failed: string[
   const tlsEnv = { OPENSSL_CONF: cert.noTicketsConf }
   const h2cBackends = [pinned(ctx.proxyCpu, process.execPath, [path.join(import.meta.dirname, 'backend-h2c.mjs'), String(PORTS.h2cDirect)]), pinned(ctx.loadCpu, process.execPath, [path.join(import.meta.dirname, 'backend-h2c.mjs'), String(PORTS.h2cProxied)])]
   // The HTTP/2 rows' floors (floor-h2.mjs), on the proxies' core.
-  const floor = (kind: string, port: number): ChildProcess => pinned(ctx.proxyCpu, process.execPath, [path.join(import.meta.dirname, 'floor-h2.mjs'), String(port), kind, String(PORTS.h2cProxied), cert.pemFile])
-  const floors = { answer: floor('answer', PORTS.floorAnswer), answerTls: floor('answer-tls', PORTS.floorAnswerTls), proxy: floor('proxy', PORTS.floorProxy) }
+  const floor = (kind: string, port: number, upstream = PORTS.h2cProxied): ChildProcess => pinned(ctx.proxyCpu, process.execPath, [path.join(import.meta.dirname, 'floor-h2.mjs'), String(port), kind, String(upstream), cert.pemFile])
+  const floors = {
+    answer: floor('answer', PORTS.floorAnswer),
+    answerTls: floor('answer-tls', PORTS.floorAnswerTls),
+    proxy: floor('proxy', PORTS.floorProxy),
+    proxyH1: floor('proxy-h1', PORTS.floorProxyH1, ctx.backendProxied),
+    proxyH1Tls: floor('proxy-h1-tls', PORTS.floorProxyH1Tls, ctx.backendProxied),
+  }
   const running: Running[] = []
   const failed: string[] = []
   const summary: string[] = []
   try {
-    for (const p of [PORTS.h2cDirect, PORTS.h2cProxied, PORTS.floorAnswer, PORTS.floorAnswerTls, PORTS.floorProxy]) await waitPort(p)
+    for (const p of [PORTS.h2cDirect, PORTS.h2cProxied, PORTS.floorAnswer, PORTS.floorAnswerTls, PORTS.floorProxy, PORTS.floorProxyH1, PORTS.floorProxyH1Tls]) await waitPort(p)
     const manifests = gatewayManifests(ctx.backendProxied, 0, [cert.secret, ...h2cService(PORTS.h2cProxied)])
     const gw = await startGatewayProc(PORTS.gateway, PORTS.gatewayAdmin, manifests, ctx.proxyCpu, 1, ['--default-tls-secret', cert.secretRef], undefined, tlsEnv)
     running.push(gw)
@@ -139,7 +147,7 @@ export async function runTraffic(ctx: TrafficContext): Promise<{ failed: string[
 /** Targets named so are floors (floor-h2.mjs): reported beside the proxies, never compared as one. */
 const FLOOR = 'floor: '
 
-function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess, floors: Record<'answer' | 'answerTls' | 'proxy', ChildProcess>): Record<TrafficScenario, Scenario> {
+function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess, floors: Record<'answer' | 'answerTls' | 'proxy' | 'proxyH1' | 'proxyH1Tls', ChildProcess>): Record<TrafficScenario, Scenario> {
   const c = ctx.connections
   const t = (name: string, port: number, pid: number | undefined, authority = HOST): Target => ({ name, port, authority, pid })
   const direct = t('direct', ctx.backendDirect, undefined)
@@ -183,7 +191,7 @@ function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess
       how: h2How('over https (ALPN h2)'),
       probe: { protocol: 'h2' },
       h2loadProtocol: 'h2',
-      targets: [...tls, t(`${FLOOR}node:http2 answers itself (TLS)`, PORTS.floorAnswerTls, floors.answerTls.pid)],
+      targets: [...tls, t(`${FLOOR}node:http2 answers itself (TLS)`, PORTS.floorAnswerTls, floors.answerTls.pid), t(`${FLOOR}node:http2 to one HTTP/1.1 socket (TLS)`, PORTS.floorProxyH1Tls, floors.proxyH1Tls.pid)],
       load: (x, s) => h2At(x, s, true),
     },
     h2c: {
@@ -191,7 +199,7 @@ function defineScenarios(ctx: TrafficContext, gw: ChildProcess, ha: ChildProcess
       how: h2How('over http (h2c with prior knowledge; HAProxy: a `proto h2` bind)'),
       probe: { protocol: 'h2c' },
       h2loadProtocol: 'h2c',
-      targets: [t('edge-gateway', PORTS.gateway, gw.pid), t('haproxy', PORTS.haproxyH2c, ha.pid), t(`${FLOOR}node:http2 answers itself`, PORTS.floorAnswer, floors.answer.pid)],
+      targets: [t('edge-gateway', PORTS.gateway, gw.pid), t('haproxy', PORTS.haproxyH2c, ha.pid), t(`${FLOOR}node:http2 answers itself`, PORTS.floorAnswer, floors.answer.pid), t(`${FLOOR}node:http2 to one HTTP/1.1 socket`, PORTS.floorProxyH1, floors.proxyH1.pid)],
       load: (x, s) => h2At(x, s, false),
     },
     'h2c-pods': {
