@@ -59,6 +59,8 @@ export interface ClientResponse {
   readonly chunkedEncoding?: boolean
   /** node:http's HTTP/1.1 responses only. */
   readonly socket?: CorkableSocket | null
+  /** HTTP/2 responses only: set when the answer cannot carry trailers, so its stream ends with its data. */
+  noTrailers?: boolean
   setHeader(name: string, value: number | string | readonly string[]): unknown
   writeHead(statusCode: number, statusMessage?: string, headers?: OutgoingHttpHeaders | string[]): unknown
   write(chunk: Buffer, cb?: () => void): boolean

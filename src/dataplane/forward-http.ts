@@ -136,6 +136,8 @@ export class Exchange extends Admission implements Dispatcher.DispatchHandler {
       }
       const edits = this.record.edits
       if (edits !== undefined) for (const h of edits.respond) res.setHeader(h.lower, h.value)
+      // An HTTP/1.1 body with a length has no trailers: the stream may end with its data.
+      if (this.backend.protocol === 'http1' && headers['content-length'] !== undefined) res.noTrailers = true
       // HTTP/2: the head goes out with the first data, or with the end. A response with no body
       // then leaves as one HEADERS frame that ends the stream, as it arrived: gRPC's trailers-only
       // error responses depend on it.

@@ -59,6 +59,12 @@ type StreamWithResponse = ServerHttp2Stream & { response: H2StreamResponse }
 /** The answer to one stream. */
 export class H2StreamResponse implements ClientResponse {
   statusCode = 200
+  /**
+   * The answer will carry no trailers (an HTTP/1.1 pod's body with a Content-Length): its stream
+   * ends with its last DATA frame, without waiting for trailers (a 'wantTrailers' turn and an empty
+   * frame per stream).
+   */
+  noTrailers = false
   readonly stream: ServerHttp2Stream
   private readonly headers: OutgoingHttpHeaders = {}
   private trailers: Record<string, string> | undefined
@@ -102,12 +108,12 @@ export class H2StreamResponse implements ClientResponse {
     this.statusCode = statusCode
     if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) this.appendHeader(headers[i]!, headers[i + 1]!)
     else if (headers !== undefined) for (const name in headers) this.setHeader(name, headers[name] as string)
-    this.respond(false)
+    this.respond(false, !this.noTrailers)
     return this
   }
 
   write(chunk: Buffer, cb?: () => void): boolean {
-    if (!this.stream.headersSent) this.respond(false)
+    if (!this.stream.headersSent) this.respond(false, !this.noTrailers)
     if (this.stream.destroyed) return true
     return this.stream.write(chunk, cb)
   }
@@ -122,10 +128,11 @@ export class H2StreamResponse implements ClientResponse {
     if (!stream.headersSent) {
       // Nothing sent yet: the head and the end leave together; with trailers, they follow the body.
       if (chunk === undefined && this.trailers === undefined) {
-        this.respond(true)
+        this.respond(true, false)
         return this
       }
-      this.respond(false)
+      // The whole body is here: trailers can only be the ones already added.
+      this.respond(false, this.trailers !== undefined)
     }
     if (chunk === undefined) stream.end()
     else stream.end(chunk)
@@ -155,14 +162,14 @@ export class H2StreamResponse implements ClientResponse {
     if (!this.stream.headersSent && !this.stream.destroyed) this.stream.additionalHeaders({ ':status': 100 })
   }
 
-  private respond(endStream: boolean): void {
+  private respond(endStream: boolean, waitForTrailers: boolean): void {
     const stream = this.stream
     if (stream.headersSent || stream.destroyed) return
     const headers = this.headers
     headers[':status'] = this.statusCode
     try {
-      // With data to follow, the head waits for trailers: gRPC's come after the body.
-      stream.respond(headers, endStream ? { endStream: true } : { waitForTrailers: true })
+      // With data to follow, the stream waits for trailers when they may come: gRPC's follow the body.
+      stream.respond(headers, endStream ? END_STREAM : waitForTrailers ? WAIT_FOR_TRAILERS : undefined)
     } catch {
       // A header HTTP/2 refuses (a pod's connection-specific header the relay did not drop):
       // nothing valid can be sent, so the stream is reset rather than the process failing.
@@ -182,6 +189,9 @@ export class H2StreamResponse implements ClientResponse {
     if (l !== undefined) l.call(this)
   }
 }
+
+const END_STREAM = { endStream: true }
+const WAIT_FOR_TRAILERS = { waitForTrailers: true }
 
 function ignore(): void {}
 
