@@ -180,7 +180,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'container-engine', env: 'EDGE_CONTAINER_ENGINE', kind: 'string', key: 'containerEngine', def: () => 'auto', check: checkContainerEngine, help: "local runner: what runs a Revision's image when it has no local command: podman, docker, none, or auto (the first of podman and docker that works)" },
   { flag: 'drain-seconds', env: 'EDGE_DRAIN_SECONDS', kind: 'int', key: 'drainSeconds', def: () => 30, min: 0, max: 45, help: 'keep serving this long after SIGTERM' },
   { flag: 'workers', env: 'EDGE_WORKERS', kind: 'int', key: 'workers', def: () => os.availableParallelism(), min: 1, max: 64, help: 'worker processes (1 = single process)' },
-  { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', help: 'fatal, error, warn, info, debug, trace' },
+  { flag: 'log-level', env: 'EDGE_LOG_LEVEL', kind: 'string', key: 'logLevel', def: () => 'info', check: checkLogLevel, live: true, help: 'fatal, error, warn, info, debug, trace or silent' },
   { flag: 'log-format', env: 'EDGE_LOG_FORMAT', kind: 'string', key: 'logFormat', def: () => 'auto', check: checkLogFormat, help: "'json', 'pretty' (lines for a person), or 'auto': pretty when stdout is a terminal" },
   { flag: 'access-log', env: 'EDGE_ACCESS_LOG', kind: 'bool', key: 'accessLog', def: () => false, live: true, help: 'log every request (and every WebSocket, when it closes) as a line on stdout; JSON unless --access-log-template' },
   { flag: 'access-log-template', env: 'EDGE_ACCESS_LOG_TEMPLATE', kind: 'string', key: 'accessLogTemplate', def: () => undefined, check: checkAccessTemplate, live: true, help: 'access-log lines as text: {time} {client} {method} {host} {path} {protocol} {status} {bytesIn} {bytesOut} {durationMs} {ttfbMs} {pod} {namespace} {revision} {coldStartMs} {reason} {traceId} {userAgent} {requestId} {upgrade}' },
@@ -337,6 +337,14 @@ export function parseCidr(text: string): { address: string; prefix: number; fami
 
 function checkCidrs(value: unknown, origin: string): void {
   for (const c of value as string[]) if (!parseCidr(c)) throw new UsageError(`${origin}: '${c}' is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`)
+}
+
+/** pino's levels, most severe first; `silent` logs nothing. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/** --log-level's check: pino would throw on anything else, at start or when a ConfigMap changes it. */
+function checkLogLevel(value: unknown, origin: string): void {
+  if (!LOG_LEVELS.includes(String(value))) throw new UsageError(`${origin}: '${String(value)}' is not a log level (use one of ${LOG_LEVELS.join(', ')})`)
 }
 
 export class UsageError extends Error {

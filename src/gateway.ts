@@ -2,6 +2,7 @@
 // config pipeline, the control side (sources, local runner, status writer, autoscaler link), the
 // data plane with its listeners, and the admin port, composed from the parts in compose/parts.ts.
 // With --workers N the same parts make a primary (cluster/primary.ts) and workers (cluster/worker.ts).
+import { followLogLevel } from './cli/logger.ts'
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { GatewayConfig } from './config.ts'
@@ -66,6 +67,7 @@ export async function startGateway(rawConfig: GatewayConfig, opts: StartOptions)
   // Flags, environment and defaults, under what the settings ConfigMaps say (src/settings/).
   const settings = new LiveSettings(config)
   const log = opts.log
+  followLogLevel(settings, log)
   let draining = false
   let plane: DataPlane | undefined
   let control: Control | undefined

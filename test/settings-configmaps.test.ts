@@ -236,6 +236,33 @@ t.test('a gateway process: the access log turned on, off and on again by the Con
   t.same(seen, ['LINE /two 404', 'LINE /four 404'], 'a line for each request made while it was on, none for /one or /three')
 })
 
+t.test('a gateway process: log-level follows the ConfigMap, in child loggers too; a level pino does not know keeps the last good one', async (t) => {
+  const dir = tempDir()
+  const gw = await startGatewayProcess(t, process.execPath, [path.join(projectRoot, 'src', 'main.ts'), '--manifests', dir, '--workers', '1', '--listen-address', '127.0.0.1', '--log-level', 'warn'], {})
+  const settings = (data: Record<string, string>): void => writeManifest(dir, 'settings.yaml', [configMap('config-edge-gateway', data)])
+  // The settings follower's own line, at info, from its child logger ({ component: 'settings' }).
+  const changes = (): Array<{ level: number; component?: string; settings: Record<string, unknown> }> =>
+    gw.output().split('\n').filter((l) => l.includes('"settings changed by ConfigMap"')).map((l) => JSON.parse(l))
+  const urlLimitIs = (n: number) => async () => (await statusForPath(gw.http, n + 1)) === 414 && (await statusForPath(gw.http, n)) !== 414
+
+  settings({ 'log-level': 'info' })
+  await waitFor('the change to info to be logged', () => changes().length === 1)
+  t.same(changes()[0]!.settings, { logLevel: 'info' })
+  t.equal(changes()[0]!.component, 'settings', 'logged by a child logger made before the change')
+
+  settings({ 'log-level': 'warn', 'max-url-length': '100' })
+  await waitFor('max-url-length 100 to apply', urlLimitIs(100))
+  settings({ 'log-level': 'warn', 'max-url-length': '200' })
+  await waitFor('max-url-length 200 to apply', urlLimitIs(200))
+  t.equal(changes().length, 1, 'back at warn: neither later change was logged at info')
+
+  settings({ 'log-level': 'verbose', 'max-url-length': '300' })
+  await waitFor('max-url-length 300 to apply', urlLimitIs(300))
+  const bad = (await get(gw.admin, 'localhost', '/debug/routes')).json<{ problems: Problem[] }>().problems.find((p) => p.field.includes('log-level'))
+  t.match(bad?.reason, /'verbose' is not a log level \(use one of fatal, error, warn, info, debug, trace, silent\)/, 'the bad level is reported')
+  t.equal(changes().length, 1, 'and the last good level (warn) stays')
+})
+
 t.test('kubernetes source: an edit of config-edge-gateway applies live, and removing it restores the flags', async (t) => {
   const env = await startKubeEnv(t)
   const gw = await startKubeGateway(t, env, ['--max-url-length', '300', '--pod-namespace', 'edge'], { backoff: { initialMs: 50, maxMs: 200 } })

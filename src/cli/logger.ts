@@ -4,6 +4,7 @@
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from '../config.ts'
+import type { LiveSettings } from '../settings/live-settings.ts'
 import { prettyDestination } from './pretty-log.ts'
 
 // Field paths catch credentials logged as objects (a request's headers, a Secret, a kubeconfig
@@ -47,4 +48,14 @@ export function gatewayLogger(config: Pick<GatewayConfig, 'logLevel' | 'logForma
   // On a terminal the pod name (the host name outside a cluster) on every line is noise.
   if (wantsPretty(config.logFormat, process.stdout.isTTY === true)) return pino({ level: config.logLevel, base: null, redact, hooks }, prettyDestination())
   return pino({ level: config.logLevel, base: { pod: config.podName }, redact, hooks })
+}
+
+/**
+ * config-edge-gateway's log-level, set on `root` as it changes. Its child loggers follow: pino makes
+ * a child from its parent's prototype, and none of ours sets a level of its own.
+ */
+export function followLogLevel(settings: LiveSettings, root: Logger): void {
+  settings.onChange((next, prev) => {
+    if (next.logLevel !== prev.logLevel) root.level = next.logLevel
+  })
 }

@@ -2,6 +2,7 @@
 // the compiler, the KIngress status writer, the local runner and the autoscaler link, serves the admin
 // port, and forks N workers that serve traffic. node:cluster shares the listening sockets: the
 // primary accepts and hands connections to the workers in turn.
+import { followLogLevel } from '../cli/logger.ts'
 import cluster from 'node:cluster'
 import type { Worker } from 'node:cluster'
 import type { Logger } from 'pino'
@@ -36,6 +37,7 @@ export async function runPrimary(rawConfig: GatewayConfig, log: Logger): Promise
   // The primary reads the settings ConfigMaps (its sources feed the store) and sends the workers
   // what they set; each worker lays that over its own flags and environment, which are the same.
   const settings = new LiveSettings(config)
+  followLogLevel(settings, log)
   let control: Control | undefined
   // cfg is set below, before any request can arrive.
   const coldStarts = new ColdStarts(() => cfg.publisher.snapshot)

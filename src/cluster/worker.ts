@@ -1,6 +1,7 @@
 // --workers N: a worker process. It serves the public, cluster-local and TLS listeners from a replica
 // of the primary's store, borrows pod slots from the primary for revisions with a per-pod limit, and
 // reports its demand to the primary, which sums the workers' reports.
+import { followLogLevel } from '../cli/logger.ts'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from '../config.ts'
 import { drainListeners } from '../gateway.ts'
@@ -25,6 +26,7 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
   const slots = new RemoteSlots(toPrimary)
   // The primary's settings ConfigMaps over this worker's flags and environment (the primary's own).
   const settings = new LiveSettings(withModeDefaults(config))
+  followLogLevel(settings, log)
   type Early = Extract<ToWorker, { t: 'store' | 'no-runtime' }>
   const early: Early[] = []
   let onMessage: (m: ToWorker) => void = (m) => {
