@@ -60,7 +60,13 @@ t.test('the renderer handles the subset the chart uses', async (t) => {
   const missing = parseTemplates(new Map([['m.yaml', 'x: {{ .Values.nope }}']]))
   t.throws(() => render(missing, missing.files.get('m.yaml')!, { Values: {} }), /does not exist/, 'printing a missing value fails')
   t.throws(() => render(missing, missing.files.get('m.yaml')!, {}), /nil pointer/, 'a field of a missing map fails')
-  t.throws(() => parseTemplates(new Map([['r.yaml', '{{ range .Values.x }}{{ end }}']])), /outside the subset/)
+  const ranged = parseTemplates(new Map([['r.yaml', '{{- range .Values.xs }}\n- {{ . }} of {{ $.Values.name }}{{ if eq . "b" }}!{{ end }}\n{{- else }}\nnone of {{ .Values.name }}\n{{- end }}']]))
+  const runRange = (xs: unknown): string => render(ranged, ranged.files.get('r.yaml')!, { Values: { xs, name: 'n' } })
+  t.equal(runRange(['a', 'b']), '\n- a of n\n- b of n!', 'range: `.` is the element, `$` the top')
+  t.equal(runRange([]), '\nnone of n', 'range else: an empty list')
+  t.throws(() => runRange({ k: 'v' }), /only lists/, 'a map is outside the subset')
+  t.throws(() => parseTemplates(new Map([['r.yaml', '{{ range $i, $x := .Values.x }}{{ end }}']])), /unsupported template syntax/, 'so are variables')
+  t.throws(() => parseTemplates(new Map([['w.yaml', '{{ with .Values.x }}{{ end }}']])), /outside the subset/)
   const method = parseTemplates(new Map([['f.yaml', 'f:\n  {{- .Files.Get "a.json" | nindent 2 }}\ng: {{ .Values.who "x" }}']]))
   const chartFiles = { Get: (name: unknown) => `{"file": "${String(name)}"}\n` }
   t.throws(() => render(method, method.files.get('f.yaml')!, { Files: chartFiles, Values: { who: 'not a method' } }), /non-function/, 'only a method takes arguments')
@@ -108,7 +114,12 @@ t.test('every .Values path in a template exists in values.yaml', async (t) => {
     }
     t.ok(ok, `.Values.${path} (${file}) is defined in values.yaml`)
   }
-  t.notOk(/\{\{-?\s*(with|range)\b/.test([...templateFiles.values()].join('\n')), 'templates use absolute paths, no with/range scopes')
+  const all = [...templateFiles.values()].join('\n')
+  t.notOk(/\{\{-?\s*with\b/.test(all), 'templates use absolute paths, no with scopes')
+  // Inside a range `.` is the element: the top is reached through `$` only, so the paths above hold.
+  for (const body of all.matchAll(/\{\{-?\s*range\b[^}]*\}\}([\s\S]*?)\{\{-?\s*end\s*-?\}\}/g)) {
+    t.notMatch(body[1], /(^|[^$\w])\.(Values|Release|Chart|Files)\b/, 'a range body reaches the top through $')
+  }
 })
 
 t.test('every key in values.yaml is read by some template', async (t) => {
@@ -405,13 +416,22 @@ t.test('options: NodePort, HPA, watch-serving, namespaces, workers', async (t) =
   t.same(dep.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux' })
   t.match(r.notes, '"ingress-class":"my.class"')
 
-  const role = only(r, 'ClusterRole', 'eg-edge-gateway')
-  t.same(
-    [...grants(role.rules as Rule[])].sort(),
-    clusterGrants(['routes', 'domainmappings', 'services', 'configurations'].flatMap((res) => READ.map((v) => `serving.knative.dev/${res}:${v}`))),
-    'watch-serving adds read access to routes, domainmappings, Knative services and configurations only',
-  )
-  t.same(only(r, 'ClusterRoleBinding').subjects[0], { kind: 'ServiceAccount', name: 'eg-edge-gateway', namespace: 'edge' })
+  t.same(r.objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding'), [], 'gateway.namespaces: nothing cluster-wide')
+  const watchRoles = r.objects.filter((o) => o.kind === 'Role' && o.metadata.name === 'eg-edge-gateway')
+  t.same(watchRoles.map((o) => o.metadata.namespace), ['team-a', 'team-b'], 'a Role in each watched namespace')
+  const replicas = only(r, 'Role', 'eg-edge-gateway-replicas')
+  t.same([replicas.metadata.namespace, [...grants(replicas.rules as Rule[])]], ['edge', ['discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch']], 'in the release namespace, only the EndpointSlices (its own replicas)')
+  for (const role of watchRoles) {
+    t.same(
+      [...grants(role.rules as Rule[])].sort(),
+      clusterGrants(['routes', 'domainmappings', 'services', 'configurations'].flatMap((res) => READ.map((v) => `serving.knative.dev/${res}:${v}`))),
+      'with what the ClusterRole grants otherwise: watch-serving adds read access to routes, domainmappings, Knative services and configurations only',
+    )
+  }
+  const bindings = r.objects.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === 'eg-edge-gateway')
+  t.same(bindings.map((b) => [b.metadata.namespace, b.roleRef.kind, b.roleRef.name, b.subjects[0]]), ['team-a', 'team-b'].map((ns) => [ns, 'Role', 'eg-edge-gateway', { kind: 'ServiceAccount', name: 'eg-edge-gateway', namespace: 'edge' }]))
+  const certs = only(r, 'Role', 'eg-edge-gateway-routing-certs')
+  t.same([certs.metadata.namespace, certs.rules], ['knative-serving', [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['routing-serving-certs'], verbs: ['list', 'watch'] }]], "and system-internal-tls's CA Secret by name, which the ClusterRole covers otherwise")
   const pdb = only(r, 'PodDisruptionBudget')
   t.equal(pdb.spec.maxUnavailable, '50%')
   t.notOk('minAvailable' in pdb.spec, 'maxUnavailable replaces minAvailable')

@@ -468,7 +468,10 @@ t.test('--namespace scopes the informers to namespaced paths', async (t) => {
   t.equal(await who(gw.ports.http, 'out.example.com'), NOT_FOUND, 'another namespace is not watched')
   t.equal(gw.store.get('Service', 'team-b/svc-b'), undefined)
   const dbg = await kubeDebug(gw)
-  t.same(dbg.namespaces, ['team-a', 'team-c', 'knative-serving'], "the gateway's own namespace is watched too (its replicas' EndpointSlices)")
+  t.same(dbg.namespaces, ['team-a', 'team-c'])
+  const own = dbg.informers['own-replicas@knative-serving']
+  t.same([own?.path, env.api.requests.find((r) => r.path === own?.path)?.query.labelSelector], ['/apis/discovery.k8s.io/v1/namespaces/knative-serving/endpointslices', `kubernetes.io/service-name=${gw.config.localService}`], "of the gateway's own namespace, only its replicas' EndpointSlices are watched (by their Service's label)")
+  t.same(Object.keys(dbg.informers).filter((name) => name.endsWith('@knative-serving') && !name.startsWith('configmaps/')), ['own-replicas@knative-serving'], 'and nothing else there but the settings ConfigMaps, by name')
   t.equal(dbg.informers['ingresses@team-a']?.path, '/apis/networking.internal.knative.dev/v1alpha1/namespaces/team-a/ingresses')
   t.equal(dbg.informers['services@team-c']?.path, '/api/v1/namespaces/team-c/services')
   t.notOk(env.api.requests.some((r) => !r.path.includes('/namespaces/')), 'no cluster-wide request')

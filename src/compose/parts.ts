@@ -457,8 +457,10 @@ export async function startControl(settings: LiveSettings, log: Logger, pipeline
       log: log.child({ component: 'kubernetes' }),
       ingressClass: config.ingressClass,
       watchServing: config.watchServing,
-      // The status writer finds the gateway's own replicas in POD_NAMESPACE: watch it even when scoped.
-      namespaces: config.namespaces.length > 0 && !config.namespaces.includes(config.podNamespace) ? [...config.namespaces, config.podNamespace] : config.namespaces,
+      namespaces: config.namespaces,
+      // The status writer and the replica share find the gateway's own replicas in POD_NAMESPACE:
+      // when scoped elsewhere, their EndpointSlices are watched there, and nothing else of it.
+      ownReplicas: config.namespaces.length > 0 && !config.namespaces.includes(config.podNamespace) ? { namespace: config.podNamespace, service: config.localService } : undefined,
       configMaps: [
         { namespace: config.podNamespace, name: EDGE_CONFIGMAP },
         { namespace: config.knativeNamespace, name: NETWORK_CONFIGMAP },

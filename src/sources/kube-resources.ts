@@ -58,6 +58,11 @@ export interface NamedConfigMap {
 }
 
 /** The informer for one named ConfigMap: a field selector on its name, so RBAC can name it too. */
+/** The EndpointSlices of the gateway's own local Service: its replicas (the status writer's, the replica share's). */
+export function ownReplicaSlices(service: string): WatchedResource {
+  return { ...ENDPOINT_SLICES, name: 'own-replicas', labelSelector: `kubernetes.io/service-name=${service}` }
+}
+
 export function namedConfigMap(cm: NamedConfigMap): WatchedResource {
   return { ...CONFIG_MAPS, name: `configmaps/${cm.name}`, fieldSelector: `metadata.name=${cm.name}` }
 }

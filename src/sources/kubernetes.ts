@@ -7,7 +7,7 @@ import type { ObjectStore } from './store.ts'
 import { ResilientInformer } from './informer.ts'
 import { ServerReturnWatcher } from './server-return.ts'
 import type { BackoffOptions, InformerDescription } from './informer.ts'
-import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, namedConfigMap, watchedResources } from './kube-resources.ts'
+import { TLS_SECRET_TYPE, apiVersionOf, collectionPath, namedConfigMap, ownReplicaSlices, watchedResources } from './kube-resources.ts'
 import type { NamedConfigMap, WatchedResource } from './kube-resources.ts'
 import { ANN_INGRESS_CLASS, KNATIVE_SYSTEM_NAMESPACE, ROUTING_CERTS_SECRET, keyOf } from '../model/k8s.ts'
 import type { KubeObject, Secret } from '../model/k8s.ts'
@@ -25,6 +25,11 @@ export interface KubernetesSourceOptions {
   watchServing: boolean
   /** Watch only these namespaces (one informer per namespace and type); empty = cluster-wide. */
   namespaces?: readonly string[]
+  /**
+   * With `namespaces` set and the gateway's own namespace not among them: its own replicas'
+   * EndpointSlices (its local Service's), watched there and nothing else of that namespace.
+   */
+  ownReplicas?: { namespace: string; service: string }
   /** ConfigMaps read by name in their own namespace (the settings ConfigMaps: src/settings/). */
   configMaps?: readonly NamedConfigMap[]
   /** Called with the source's health whenever it may have changed (for `edge_source_up`). */
@@ -74,6 +79,7 @@ export class KubernetesSource {
       // A resource pinned to one namespace (Knative's trust bundles) is watched there only.
       for (const ns of res.namespace !== undefined ? [res.namespace] : namespaces) this.informers.push(this.informer(res, ns))
     }
+    if (opts.ownReplicas) this.informers.push(this.informer(ownReplicaSlices(opts.ownReplicas.service), opts.ownReplicas.namespace))
     for (const cm of opts.configMaps ?? []) this.informers.push(this.informer(namedConfigMap(cm), cm.namespace))
     this.serverReturn = new ServerReturnWatcher(opts.kubeConfig, this.informers, opts.probeMs)
   }

@@ -1,7 +1,8 @@
 // The chart's templates rendered without helm: a small renderer for the subset of Go templates (plus
 // the few Sprig functions) the chart uses: text/trim markers, comments, define/include/template,
-// if/else if/else, pipelines with parentheses, .Values/.Release/.Chart fields, .Files.Get. Anything else
-// (range, with, variables, an unknown function) throws, so a template that outgrows the subset fails
+// if/else if/else, range over a list (with else; `.` is the element, `$` the top), pipelines with
+// parentheses, .Values/.Release/.Chart fields, .Files.Get. Anything else (with, variables, range over
+// a map or with variables, an unknown function) throws, so a template that outgrows the subset fails
 // loudly rather than slipping through. It is strict where Helm is lenient: printing a missing value
 // throws instead of rendering an empty string. Used by test/chart.test.ts (which tests the renderer
 // itself) and by tests that run the gateway with what the chart renders (its RBAC).
@@ -37,6 +38,7 @@ type TplNode =
   | { kind: 'text'; text: string }
   | { kind: 'print'; pipe: Pipeline }
   | { kind: 'if'; branches: Array<{ cond: Pipeline; body: TplNode[] }>; otherwise: TplNode[] }
+  | { kind: 'range'; over: Pipeline; body: TplNode[]; otherwise: TplNode[]; where: string }
 
 type Segment = { kind: 'text'; text: string } | { kind: 'action'; toks: Tok[]; where: string }
 
@@ -229,6 +231,20 @@ export function parseTemplates(files: Map<string, string>): TemplateSet {
           nodes.push({ kind: 'if', branches, otherwise })
           continue
         }
+        if (word === 'range') {
+          const over = parsePipeline(seg.toks.slice(1), seg.where)
+          const r = list(['else', 'end'])
+          if (!r.stop) throw new Error(`${seg.where}: range without end`)
+          let otherwise: TplNode[] = []
+          if (r.stop[0]?.t === 'ident' && r.stop[0].v === 'else') {
+            if (r.stop.length > 1) throw new Error(`${r.where}: unsupported else form in range`)
+            const e = list(['end'])
+            if (!e.stop) throw new Error(`${seg.where}: range else without end`)
+            otherwise = e.nodes
+          }
+          nodes.push({ kind: 'range', over, body: r.nodes, otherwise, where: seg.where })
+          continue
+        }
         if (word === 'define') {
           const name = seg.toks[1]
           if (name?.t !== 'str' || seg.toks.length !== 2) throw new Error(`${seg.where}: define needs one name`)
@@ -292,8 +308,8 @@ function printf(format: string, args: unknown[]): string {
   })
 }
 
-export function render(set: TemplateSet, nodes: TplNode[], dot: unknown): string {
-  const root = dot
+/** `root` is `$`: the top-level context, kept inside a range where `.` is the element. */
+export function render(set: TemplateSet, nodes: TplNode[], dot: unknown, root: unknown = dot): string {
   const field = (base: unknown, path: string[], where: string): unknown => {
     let v = base
     for (const [k, key] of path.entries()) {
@@ -333,6 +349,17 @@ export function render(set: TemplateSet, nodes: TplNode[], dot: unknown): string
       return list.map(strval).join(str(sep, 'join'))
     },
     eq: (a, ...bs) => bs.some((b) => a === b),
+    // Sprig: `has needle list`, and `dict k1 v1 k2 v2` (a context for include).
+    has: (needle, list) => {
+      if (!Array.isArray(list)) throw new Error('has: expected a list')
+      return list.includes(needle)
+    },
+    dict: (...kv) => {
+      if (kv.length % 2 !== 0) throw new Error('dict: expected key and value pairs')
+      const out: Record<string, unknown> = {}
+      for (let i = 0; i < kv.length; i += 2) out[str(kv[i], 'dict')] = kv[i + 1]
+      return out
+    },
     ne: (a, b) => a !== b,
     not: (a) => isEmpty(a),
     and: (...xs) => xs.find((x) => isEmpty(x)) ?? xs[xs.length - 1],
@@ -390,9 +417,14 @@ export function render(set: TemplateSet, nodes: TplNode[], dot: unknown): string
       if (v === undefined) throw new Error('printing a value that does not exist (a .Values key missing from values.yaml?)')
       if (v !== null && typeof v === 'object') throw new Error(`printing a map or list: ${JSON.stringify(v)}`)
       out += strval(v)
+    } else if (node.kind === 'range') {
+      const list = evalPipe(node.over, node.where)
+      if (list !== undefined && list !== null && !Array.isArray(list)) throw new Error(`${node.where}: range over ${JSON.stringify(list)}: only lists are in the subset this test renders`)
+      if (isEmpty(list)) out += render(set, node.otherwise, dot, root)
+      else for (const item of list as unknown[]) out += render(set, node.body, item, root)
     } else {
       const branch = node.branches.find((b) => !isEmpty(evalPipe(b.cond, 'if')))
-      out += render(set, branch ? branch.body : node.otherwise, dot)
+      out += render(set, branch ? branch.body : node.otherwise, dot, root)
     }
   }
   return out

@@ -58,3 +58,74 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "edge-gateway.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/*
+What the gateway lists and watches in the namespaces it serves (cluster-wide, or in each of
+gateway.namespaces), and the KIngress status it writes. See templates/rbac.yaml.
+*/}}
+{{- define "edge-gateway.watchRules" -}}
+- apiGroups: ["networking.internal.knative.dev"]
+  resources: ["ingresses"]
+  verbs: ["list", "watch"]
+# Ready, observedGeneration and the load balancer addresses; written by the elected replica.
+- apiGroups: ["networking.internal.knative.dev"]
+  resources: ["ingresses/status"]
+  verbs: ["patch"]
+- apiGroups: ["serving.knative.dev"]
+  resources: ["revisions"]
+  verbs: ["list", "watch"]
+{{- if .Values.gateway.watchServing }}
+# gateway.watchServing: Routes and DomainMappings translated by the gateway itself, and the
+# Services and Configurations it derives Revisions and Routes from (in its own memory only).
+- apiGroups: ["serving.knative.dev"]
+  resources: ["routes", "domainmappings", "services", "configurations"]
+  verbs: ["list", "watch"]
+{{- end }}
+- apiGroups: [""]
+  resources: ["services", "secrets"]
+  verbs: ["list", "watch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list", "watch"]
+# Read only, and only asked for where needed: while requests are held for a revision with no
+# ready pod, the gateway watches that revision's pods (namespaced, by their
+# serving.knative.dev/revision label), so an image that cannot be pulled, a crash loop or an
+# unschedulable pod answers the held requests at once (503 revision-failed, Kubernetes' reason in
+# the body) instead of after the cold-start timeout. It never lists the cluster's pods.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/*
+gateway.namespaces: what watchRules grants, as a Role and its RoleBinding in one namespace.
+Called with (dict "root" <the top context> "namespace" <name>).
+*/}}
+{{- define "edge-gateway.namespacedWatch" -}}
+# gateway.namespaces: the gateway watches only these namespaces, so it is granted only there.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "edge-gateway.fullname" .root }}
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "edge-gateway.labels" .root | nindent 4 }}
+rules:
+  {{- include "edge-gateway.watchRules" .root | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "edge-gateway.fullname" .root }}
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "edge-gateway.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ include "edge-gateway.fullname" .root }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "edge-gateway.serviceAccountName" .root }}
+    namespace: {{ .root.Release.Namespace }}
+{{- end }}
