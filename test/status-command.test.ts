@@ -123,7 +123,7 @@ t.test('status: hosts, traffic, tags, and a revision with a request in flight, o
   const canary = 'canary-shop.default.example.com'
   const first = get(gw.ports.http, canary, '/hold')
   await waitFor('the first request in flight', async () => (await split(gw.ports.admin, canary, 'default/shop-00002'))?.endpoints[0]?.inFlight === 1, 20_000)
-  const second = get(gw.ports.http, canary, '/hold')
+  const second = get(gw.ports.http, canary, '/hold', {}, 'POST', 'x'.repeat(100))
   await waitFor('the second request queued', async () => (await split(gw.ports.admin, canary, 'default/shop-00002'))?.queued === 1)
   const cold = (await split(gw.ports.admin, canary, 'default/shop-00002'))!.lastColdStart!
   t.ok(cold.readyAfterMs !== undefined && cold.readyAfterMs >= 0, `/debug/routes has the cold start: ${JSON.stringify(cold)}`)
@@ -136,6 +136,7 @@ t.test('status: hosts, traffic, tags, and a revision with a request in flight, o
     t.same([r.ready, r.inFlight, r.queued], ['1', '1', '1'], `${host} shop-00002: one ready instance, one request in flight, one queued`)
     t.match(r.lastColdStart, new RegExp(`^${shown(cold.readyAfterMs!)}, \\d+s ago$`), `${host} shop-00002: the cold start (${r.lastColdStart})`)
   }
+  t.match(busy.stdout, /^held for pods: 1 request\(s\) with 100 bytes of bodies; by namespace: default 1 \(100 bytes\)$/m, 'what is held, and the bytes of its body')
   t.equal(now.get('shop.default.example.com shop-00001')!.lastColdStart, '-', 'no cold start for the revision nobody asked for')
   t.equal(now.get('shop.default.example.com shop-00001')!.ready, '0')
 

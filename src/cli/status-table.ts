@@ -10,6 +10,8 @@ export interface RoutesJson {
   hosts: HostJson[]
   problems: ConfigProblem[]
   sources: Record<string, unknown>
+  /** Requests held for pods and their bodies' bytes (absent from an older gateway). */
+  holds?: { requests: number; bodyBytes: number; namespaces: Record<string, { requests: number; bodyBytes: number }> }
 }
 
 interface HostJson {
@@ -182,10 +184,23 @@ export function renderStatus(routes: RoutesJson, adminUrl: string, now: number):
   const out = [`edge-gateway at ${adminUrl}, configuration version ${routes.version}`, '']
   out.push(rows.length ? formatTable(rows) : 'no hosts served (no Route, DomainMapping or KIngress yet)')
   if (routes.sources.workers !== undefined) out.push('', 'QUEUED is per worker process with --workers > 1: see the edge_revision_requests_queued metric.')
+  const held = heldLine(routes)
+  if (held !== undefined) out.push('', held)
   if (notes.length) out.push('', 'not servable:', ...notes.map((n) => `  ${n}`))
   if (routes.problems.length) {
     out.push('', `${routes.problems.length} configuration problem(s), ignored while they last:`)
     for (const p of routes.problems) out.push(`  ${formatProblem(p)}`)
   }
   return out.join('\n') + '\n'
+}
+
+/** What is held for pods, against the byte bounds (--max-held-body-bytes[-per-namespace]). */
+function heldLine(routes: RoutesJson): string | undefined {
+  const h = routes.holds
+  if (h === undefined || h.requests === 0) return undefined
+  const where = routes.sources.workers !== undefined ? " at the primary's broker (revisions with containerConcurrency > 0)" : ''
+  const byNamespace = Object.entries(h.namespaces)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([ns, n]) => `${ns} ${n.requests} (${n.bodyBytes} bytes)`)
+  return `held for pods${where}: ${h.requests} request(s) with ${h.bodyBytes} bytes of bodies; by namespace: ${byNamespace.join(', ')}`
 }
