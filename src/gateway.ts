@@ -2,7 +2,6 @@
 // config pipeline, the control side (sources, local runner, status writer, autoscaler link), the
 // data plane with its listeners, and the admin port, composed from the parts in compose/parts.ts.
 // With --workers N the same parts make a primary (cluster/primary.ts) and workers (cluster/worker.ts).
-import { followLogLevel } from './cli/logger.ts'
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { GatewayConfig } from './config.ts'
@@ -22,6 +21,7 @@ import { configPipeline, dataPlane, followReplicaShare, revisionInSnapshot, revi
 import type { Control, ListenerPorts, Listeners } from './compose/parts.ts'
 import type { TracingTuning } from './observe/tracing.ts'
 import { LiveSettings } from './settings/live-settings.ts'
+import { followLogLevel } from './cli/logger.ts'
 
 export interface Gateway {
   /** As started: flags, environment and defaults (settings.current adds the ConfigMaps' values). */

@@ -90,9 +90,9 @@ export const realClock: Clock = {
   },
 }
 
-/** The bounds on held requests (config-edge-gateway may change them live); 0 for a bound: none. */
+/** The bounds on held requests (config-edge-gateway may change them live). */
 export interface HoldBounds {
-  /** --max-queued: held requests in the process. */
+  /** --max-queued: held requests in the process (0: none may be held). */
   requests: number
   /** --max-queued-per-namespace (0: none). */
   requestsPerNamespace: number

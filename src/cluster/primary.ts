@@ -2,7 +2,6 @@
 // the compiler, the KIngress status writer, the local runner and the autoscaler link, serves the admin
 // port, and forks N workers that serve traffic. node:cluster shares the listening sockets: the
 // primary accepts and hands connections to the workers in turn.
-import { followLogLevel } from '../cli/logger.ts'
 import cluster from 'node:cluster'
 import type { Worker } from 'node:cluster'
 import type { Logger } from 'pino'
@@ -21,6 +20,7 @@ import { isMessage } from './protocol.ts'
 import { withNodeFlags } from '../runtime-flags.ts'
 import { LiveSettings } from '../settings/live-settings.ts'
 import type { ToPrimary } from './protocol.ts'
+import { followLogLevel } from '../cli/logger.ts'
 
 export interface Primary {
   readonly pipeline: ConfigPipeline

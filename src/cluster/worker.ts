@@ -1,7 +1,6 @@
 // --workers N: a worker process. It serves the public, cluster-local and TLS listeners from a replica
 // of the primary's store, borrows pod slots from the primary for revisions with a per-pod limit, and
 // reports its demand to the primary, which sums the workers' reports.
-import { followLogLevel } from '../cli/logger.ts'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from '../config.ts'
 import { drainListeners } from '../gateway.ts'
@@ -18,6 +17,7 @@ import { applyReplica } from './replication.ts'
 import { isMessage } from './protocol.ts'
 import { LiveSettings } from '../settings/live-settings.ts'
 import type { ToPrimary, ToWorker } from './protocol.ts'
+import { followLogLevel } from '../cli/logger.ts'
 
 export async function runWorker(config: GatewayConfig, log: Logger): Promise<void> {
   const toPrimary = (m: ToPrimary): void => {
