@@ -75,7 +75,6 @@ export class H2StreamResponse implements ClientResponse {
     ;(stream as StreamWithResponse).response = this
     // A stream the client resets reports it as an error: the 'close' that follows is what counts.
     stream.on('error', ignore)
-    stream.on('wantTrailers', sendTrailers)
   }
 
   get headersSent(): boolean {
@@ -169,7 +168,11 @@ export class H2StreamResponse implements ClientResponse {
     headers[':status'] = this.statusCode
     try {
       // With data to follow, the stream waits for trailers when they may come: gRPC's follow the body.
-      stream.respond(headers, endStream ? END_STREAM : waitForTrailers ? WAIT_FOR_TRAILERS : undefined)
+      if (endStream) stream.respond(headers, END_STREAM)
+      else if (waitForTrailers) {
+        stream.on('wantTrailers', sendTrailers)
+        stream.respond(headers, WAIT_FOR_TRAILERS)
+      } else stream.respond(headers)
     } catch {
       // A header HTTP/2 refuses (a pod's connection-specific header the relay did not drop):
       // nothing valid can be sent, so the stream is reset rather than the process failing.
