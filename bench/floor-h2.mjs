@@ -61,9 +61,20 @@ else if (kind === 'answer-tls') {
   }
 } else throw new Error(`floor-h2.mjs: unknown kind ${kind}`)
 
-/** Idle keep-alive sockets to the HTTP/1.1 backend; one request at a time on each. */
+/**
+ * Idle keep-alive sockets to the HTTP/1.1 backend; one request at a time on each. A socket the
+ * backend closes (node:http closes keep-alive connections idle for 5 s, e.g. between rounds) leaves
+ * the idle list; a request on it when it closed gets a 502.
+ */
 function h1Sockets(port) {
   const idle = []
+  function onClose() {
+    const i = idle.indexOf(this)
+    if (i >= 0) idle.splice(i, 1)
+    const p = this.exchange
+    this.exchange = undefined
+    p?.done(502, Buffer.alloc(0))
+  }
   function onData(chunk) {
     const p = this.exchange
     p.buf = p.buf === undefined ? chunk : Buffer.concat([p.buf, chunk])
@@ -84,6 +95,7 @@ function h1Sockets(port) {
       s = net.connect(port, '127.0.0.1')
       s.setNoDelay(true)
       s.on('data', onData)
+      s.on('close', onClose)
       s.on('error', () => {})
     }
     s.exchange = { done, buf: undefined }
