@@ -1,5 +1,6 @@
 // Every option the gateway takes: its flag, its environment variable and its default, in one table.
 // Other tools drive the gateway by these names, so they are kept stable.
+import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import { parseAccessTemplate } from './observe/access-log.ts'
@@ -116,6 +117,8 @@ export interface GatewayConfig {
   extAuthzAllowedHeaders: string[]
   /** HTTP authorizer: headers of an allowing answer that go to the pod (Kourier: none). */
   extAuthzAllowedUpstreamHeaders: string[]
+  /** https authorizer: a PEM file of the CAs its certificate is checked against, instead of Node's. */
+  extAuthzCaFile: string | undefined
   // ---- tracing (issue 20): W3C trace context in, OTLP spans out ----
   /** The OTLP collector's base URL (spans go to `/v1/traces` under it); undefined: no tracing at all. */
   tracingEndpoint: string | undefined
@@ -214,6 +217,7 @@ const OPTIONS: OptionSpec[] = [
   { flag: 'extauthz-pack-as-bytes', env: 'EDGE_EXTAUTHZ_PACK_AS_BYTES', kind: 'bool', key: 'extAuthzPackAsBytes', def: () => false, live: true, help: 'grpc authorizer: send the body as bytes (raw_body) instead of text (body)' },
   { flag: 'extauthz-skip-cluster-local', env: 'EDGE_EXTAUTHZ_SKIP_CLUSTER_LOCAL', kind: 'bool', key: 'extAuthzSkipClusterLocal', def: () => false, live: true, help: 'do not check requests on the cluster-local listeners (Kourier checks them)' },
   { flag: 'extauthz-allowed-headers', env: 'EDGE_EXTAUTHZ_ALLOWED_HEADERS', kind: 'list', key: 'extAuthzAllowedHeaders', def: () => [], live: true, check: checkHeaderNames, help: 'http/https authorizer: NAME[,NAME] client headers sent besides Host, Authorization and Content-Length (e.g. cookie)' },
+  { flag: 'extauthz-ca-file', env: 'EDGE_EXTAUTHZ_CA_FILE', kind: 'string', key: 'extAuthzCaFile', def: () => undefined, live: true, check: checkCaFile, help: "https authorizer: PEM file of the CAs its certificate must chain to, instead of Node's (e.g. a mounted Secret's ca.crt)" },
   { flag: 'extauthz-allowed-upstream-headers', env: 'EDGE_EXTAUTHZ_ALLOWED_UPSTREAM_HEADERS', kind: 'list', key: 'extAuthzAllowedUpstreamHeaders', def: () => [], live: true, check: checkHeaderNames, help: "http/https authorizer: NAME[,NAME] headers of its 200 answer set on the request to the pod (Kourier's: none)" },
   { flag: 'trusted-proxies', env: 'EDGE_TRUSTED_PROXIES', kind: 'list', key: 'trustedProxies', def: () => [], check: checkCidrs, live: true, help: 'CIDR[,CIDR]: hops whose X-Forwarded-* are kept (others are replaced)' },
   // Tracing is off unless a collector is named: then no span, context or id is made per request.
@@ -269,6 +273,18 @@ function checkPathPrefix(value: unknown, origin: string): void {
   if (!text.startsWith('/') || /[\s?#]/.test(text)) throw new UsageError(`${origin}: '${text}' is not a path prefix: start it with / and leave out spaces, ? and # (e.g. /auth)`)
 }
 
+/** A readable PEM file with at least one certificate. */
+function checkCaFile(value: unknown, origin: string): void {
+  const file = String(value)
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new UsageError(`${origin}: cannot read '${file}' (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the path of a PEM file of CA certificates`)
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${origin}: '${file}' holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA certificates the authorizer's certificate chains to`)
+}
+
 function checkHeaderNames(value: unknown, origin: string): void {
   for (const name of value as string[]) if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new UsageError(`${origin}: '${name}' is not a header name (e.g. cookie,x-user)`)
 }
@@ -282,6 +298,7 @@ export function checkExtAuthz(c: GatewayConfig): void {
     ['--extauthz-allowed-headers', c.extAuthzAllowedHeaders.length > 0],
     ['--extauthz-allowed-upstream-headers', c.extAuthzAllowedUpstreamHeaders.length > 0],
   ] as const
+  if (c.extAuthzCaFile !== undefined && c.extAuthzProtocol !== 'https') throw new UsageError(`--extauthz-ca-file is for an https authorizer; with --extauthz-protocol ${c.extAuthzProtocol} the connection is not TLS: set --extauthz-protocol https, or leave it out`)
   for (const [flag, given] of httpOnly) if (grpc && given) throw new UsageError(`${flag} is for an http or https authorizer (a grpc authorizer gets every header and sets its own); set --extauthz-protocol http, or leave it out`)
   c.extAuthzAllowedHeaders = c.extAuthzAllowedHeaders.map((h) => h.toLowerCase())
   c.extAuthzAllowedUpstreamHeaders = c.extAuthzAllowedUpstreamHeaders.map((h) => h.toLowerCase())

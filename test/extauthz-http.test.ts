@@ -4,11 +4,14 @@
 // option; 200 allows (allowed upstream headers go to the pod), 5xx is no decision, anything else is
 // the client's answer.
 import t from 'tap'
+import fs from 'node:fs'
 import http2 from 'node:http2'
+import path from 'node:path'
 import { get, kingress, serviceFor, startBackend, startTestGateway, tempDir, writeManifest } from './helpers/gateway.ts'
 import { startHttpAuthorizer } from './helpers/authorizers.ts'
 import { closedPort } from './helpers/activator.ts'
 import { parseConfig } from '../src/config.ts'
+import { makeCA, makeCert } from './helpers/certs.ts'
 
 const pod = await startBackend('pod')
 const authz = await startHttpAuthorizer()
@@ -120,4 +123,39 @@ t.test('bad external authorization options name the option and say how to fix it
   for (const [argv, message] of cases) t.throws(() => parseConfig(argv, {}), message, argv.join(' '))
   t.throws(() => parseConfig([], { EDGE_EXTAUTHZ_PROTOCOL: 'tcp' }), /EDGE_EXTAUTHZ_PROTOCOL: expected one of grpc, http, https/)
   t.match(parseConfig(['--extauthz-host', '[fd00::5]:9000'], {}), { extAuthzHost: '[fd00::5]:9000', extAuthzProtocol: 'grpc', extAuthzTimeoutMs: 2000, extAuthzMaxRequestBodyBytes: 8192, extAuthzFailureModeAllow: false }, "Kourier's defaults")
+})
+
+t.test('an https authorizer with a private CA: --extauthz-ca-file makes it trusted; without it, no decision', async (t) => {
+  const ca = await makeCA()
+  const secure = await startHttpAuthorizer(await makeCert(ca, '127.0.0.1'))
+  t.teardown(() => secure.close())
+  const files = tempDir()
+  const caFile = path.join(files, 'ca.crt')
+  fs.writeFileSync(caFile, ca.cert)
+  const args = ['--extauthz-host', `127.0.0.1:${secure.port}`, '--extauthz-protocol', 'https']
+  const twoHosts = tempDir()
+  writeManifest(twoHosts, 'all.yaml', [
+    ...serviceFor('app', pod),
+    kingress('app', { rules: [{ hosts: ['app.example.com', 'other.example.com'], visibility: 'ExternalIP', http: { paths: [{ splits: [{ serviceNamespace: 'default', serviceName: 'app', servicePort: 80, percent: 100 }] }] } }] }),
+  ])
+  const trusting = await startTestGateway(twoHosts, [...args, '--extauthz-ca-file', caFile])
+  t.teardown(() => trusting.close())
+  const allowed = await get(trusting.ports.http, 'app.example.com', '/over-tls')
+  t.equal(allowed.status, 200, `allowed by the authorizer, over TLS to a certificate of the given CA (${allowed.body.trim()})`)
+  t.equal(secure.seen.at(-1)?.url, '/over-tls')
+  // The authorizer is asked with each client's Host; its certificate and connection are its own.
+  for (const host of ['other.example.com', 'app.example.com', 'other.example.com']) t.equal((await get(trusting.ports.http, host, '/again')).status, 200, `${host} allowed`)
+  t.same([secure.seen.length, secure.connections], [4, 1], "four checks on one TLS connection, whatever the client's Host")
+
+  const seen = secure.seen.length
+  const untrusting = await startTestGateway(dir, args)
+  t.teardown(() => untrusting.close())
+  const refused = await get(untrusting.ports.http, 'app.example.com', '/no-ca')
+  t.same([refused.status, refused.headers['x-edge-reason']], [403, 'extauthz-unavailable'], "without the CA the authorizer's certificate is not trusted: no decision")
+  t.equal(secure.seen.length, seen, 'and nothing reached it')
+
+  fs.writeFileSync(path.join(files, 'empty.pem'), 'not a certificate\n')
+  t.throws(() => parseConfig([...args, '--extauthz-ca-file', path.join(files, 'missing.crt')]), /--extauthz-ca-file.*cannot read '.*missing\.crt' \(ENOENT\); give the path of a PEM file of CA certificates/)
+  t.throws(() => parseConfig([...args, '--extauthz-ca-file', path.join(files, 'empty.pem')]), /holds no PEM certificate/)
+  t.throws(() => parseConfig(['--extauthz-host', 'a:1', '--extauthz-protocol', 'http', '--extauthz-ca-file', caFile]), /--extauthz-ca-file is for an https authorizer; with --extauthz-protocol http the connection is not TLS/)
 })

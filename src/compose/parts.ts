@@ -9,6 +9,7 @@
 //                     writer and the link to the Knative autoscaler (roles that own configuration)
 //   admin             health, readiness, metrics and /debug/routes
 //   tracing           OTLP spans per request, only with --tracing-endpoint (serving roles)
+import fs from 'node:fs'
 import net from 'node:net'
 import type { Logger } from 'pino'
 import type { KubeConfig } from '@kubernetes/client-node'
@@ -217,6 +218,7 @@ const EXTAUTHZ_KEYS: ReadonlyArray<keyof GatewayConfig> = [
   'extAuthzSkipClusterLocal',
   'extAuthzAllowedHeaders',
   'extAuthzAllowedUpstreamHeaders',
+  'extAuthzCaFile',
 ]
 
 /**
@@ -242,7 +244,14 @@ function externalAuthorization(config: GatewayConfig, log: Logger, metrics: Gate
   const authorizer =
     config.extAuthzProtocol === 'grpc'
       ? new GrpcAuthorizer(target, config.extAuthzPackAsBytes)
-      : new HttpAuthorizer({ origin: `${config.extAuthzProtocol}://${target}`, pathPrefix: config.extAuthzPathPrefix ?? '', allowedHeaders: config.extAuthzAllowedHeaders, upstreamHeaders: config.extAuthzAllowedUpstreamHeaders })
+      : new HttpAuthorizer({
+          origin: `${config.extAuthzProtocol}://${target}`,
+          pathPrefix: config.extAuthzPathPrefix ?? '',
+          allowedHeaders: config.extAuthzAllowedHeaders,
+          upstreamHeaders: config.extAuthzAllowedUpstreamHeaders,
+          // Checked readable by the option's own check, just before.
+          ca: config.extAuthzCaFile === undefined ? undefined : fs.readFileSync(config.extAuthzCaFile, 'utf8'),
+        })
   return new ExtAuthzPolicy({
       authorizer,
       target: `${config.extAuthzProtocol}://${target}`,

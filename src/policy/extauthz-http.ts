@@ -4,7 +4,9 @@
 // `client` header and any --extauthz-allowed-headers. Its answer: 200 allows (headers named by
 // --extauthz-allowed-upstream-headers go to the pod; x-envoy-auth-headers-to-remove names client
 // headers the pod must not see), 5xx is no decision, anything else is the client's answer as it is.
-import { Pool } from 'undici'
+import net from 'node:net'
+import { Pool, buildConnector } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { Authorizer, AuthzQuery, Decision } from './authorizer.ts'
 import { ClientHeaders, EditsBuilder } from './header-edits.ts'
 import type { HeaderEdits } from '../dataplane/upstream-headers.ts'
@@ -23,6 +25,8 @@ export interface HttpAuthorizerOptions {
   allowedHeaders: readonly string[]
   /** Headers of an allowing answer that go to the pod (lower-case); Kourier's default: none. */
   upstreamHeaders: readonly string[]
+  /** https: the PEM CAs its certificate must chain to, instead of Node's. */
+  ca?: string
 }
 
 export class HttpAuthorizer implements Authorizer {
@@ -30,10 +34,22 @@ export class HttpAuthorizer implements Authorizer {
   /** One pool of keep-alive connections to the authorizer for the gateway process's life. */
   private readonly pool: Pool
   private readonly sent: readonly string[]
+  /** The authorizer's own name, for TLS (see the constructor). */
+  private readonly servername: string
 
   constructor(opts: HttpAuthorizerOptions) {
     this.opts = opts
-    this.pool = new Pool(opts.origin, { connections: 64, keepAliveTimeout: 4000 })
+    const u = new URL(opts.origin)
+    this.servername = u.hostname.replace(/^\[|\]$/g, '')
+    // Over https, undici takes a request's TLS name from its Host header, which here is the
+    // client's (as Envoy sends it): the authorizer's certificate would be checked against the
+    // client's host, and a connection dropped whenever the next request's Host differs. The name is
+    // the authorizer's instead: each request says so, and the connector uses it (none for an IP
+    // address, whose certificate is then checked for that IP).
+    const base = buildConnector(opts.ca === undefined ? {} : { ca: opts.ca })
+    const name = net.isIP(this.servername) === 0 ? this.servername : undefined
+    const connect: buildConnector.connector = (o, cb) => base({ ...o, servername: name }, cb)
+    this.pool = new Pool(opts.origin, { connections: 64, keepAliveTimeout: 4000, connect })
     this.sent = [...ALWAYS, ...opts.allowedHeaders.filter((h) => !ALWAYS.includes(h))]
   }
 
@@ -44,15 +60,18 @@ export class HttpAuthorizer implements Authorizer {
       if (v !== undefined && headers[name] === undefined) headers[name] = v
     }
     try {
-      const res = await this.pool.request({
-        method: q.method,
+      // `servername` is read by undici's Request, though its types leave it out.
+      const request: Dispatcher.RequestOptions & { servername: string } = {
+        servername: this.servername,
+        method: q.method as Dispatcher.HttpMethod,
         path: this.opts.pathPrefix + q.path,
         headers,
         body: q.body !== undefined && q.body.length > 0 ? q.body : null,
         signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-      })
+      }
+      const res = await this.pool.request(request)
       const body = await bodyOf(res.body)
       if (res.statusCode >= 500) return { kind: 'error', why: `the authorizer answered ${res.statusCode}` }
       if (res.statusCode === 200) return { kind: 'allow', edits: this.allowed(res.headers) }

@@ -7,6 +7,7 @@
 //   /fail…  HTTP only: 503 (no decision, as Envoy reads a 5xx)
 //   else    allows, with header changes for the pod and the client
 import http from 'node:http'
+import https from 'node:https'
 import path from 'node:path'
 import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
@@ -109,12 +110,15 @@ export interface HttpSeen {
 export interface HttpAuthorizerServer {
   port: number
   seen: HttpSeen[]
+  /** Connections accepted (TLS ones once their handshake is done). */
+  connections: number
   close(): Promise<void>
 }
 
-export async function startHttpAuthorizer(): Promise<HttpAuthorizerServer> {
-  const a: HttpAuthorizerServer = { port: 0, seen: [], close: async () => {} }
-  const server = http.createServer((req, res) => {
+/** `tls`: an https authorizer serving this certificate. */
+export async function startHttpAuthorizer(tls?: { cert: string; key: string }): Promise<HttpAuthorizerServer> {
+  const a: HttpAuthorizerServer = { port: 0, seen: [], connections: 0, close: async () => {} }
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
@@ -139,7 +143,9 @@ export async function startHttpAuthorizer(): Promise<HttpAuthorizerServer> {
         res.end()
       }
     })
-  })
+  }
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler)
+  server.on(tls ? 'secureConnection' : 'connection', () => a.connections++)
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
   a.port = (server.address() as AddressInfo).port
   a.close = async () => {

@@ -1,5 +1,6 @@
 // Certificates for the TLS tests: a test CA, host certificates it signs, the Secret that carries
 // one, and what a TLS client is served for a name.
+import net from 'node:net'
 import tls from 'node:tls'
 import { generate } from 'selfsigned'
 
@@ -18,7 +19,8 @@ export async function makeCert(ca: KeyPair, host: string): Promise<KeyPair> {
     keyType: 'ec',
     algorithm: 'sha256',
     ca,
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: host }] }],
+    // An IP address is named by an IP SAN (type 7), which is what TLS clients check for one.
+    extensions: [{ name: 'subjectAltName', altNames: [net.isIP(host) ? { type: 7, ip: host } : { type: 2, value: host }] }],
   })
   return { cert: c.cert, key: c.private }
 }
