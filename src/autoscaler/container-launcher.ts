@@ -16,11 +16,12 @@ import type { ReadinessProbe } from './readiness.ts'
 import { containerPort, knativeEnv, readinessProbe, servingContainer } from './revision-template.ts'
 
 export const LABEL_CONTAINER_REVISION = 'edge.knative.dev/revision'
+export const LABEL_CONTAINER_GATEWAY = 'edge.knative.dev/gateway'
+
 /** What podman and docker say when an image is not there and cannot be pulled. */
+const IMAGE_FAILURE = /pull|initializing source|manifest unknown|image not known|no such image|repository does not exist|not found: manifest|unauthorized|no such host/i
 /** What the init process (--init) says when the container's command is not in the image. */
 const INIT_EXEC_FAILURE = /failed to exec pid1|exec .* failed: no such file/i
-const IMAGE_FAILURE = /pull|initializing source|manifest unknown|image not known|no such image|repository does not exist|not found: manifest|unauthorized|no such host/i
-export const LABEL_CONTAINER_GATEWAY = 'edge.knative.dev/gateway'
 
 /** Between SIGTERM and `rm -f`, as the kubelet's grace period (shorter: this is a laptop). */
 const STOP_GRACE_MS = 5000
