@@ -133,6 +133,8 @@ t.test('HTTP/2 streams and WebSocket upgrades are checked the same way', async (
 
   const upgrade = await raw(gw.ports.http, upgradeHead('app.example.com', '/ws', 'Authorization: Bearer s3cret\r\n'))
   t.equal(upgrade.status, 101)
+  t.equal(upgrade.headers['x-authz'], 'checked', "WebSocket: the pod's 101 carries the authorizer's response header")
+  t.equal(upgrade.headers['sec-websocket-accept'], crypto.createHash('sha1').update(`dGhlIHNhbXBsZSBub25jZQ==${WS_GUID}`).digest('base64'), "and the rest of the pod's head as it sent it")
   t.equal(upgrades.at(-1)!['x-user'], 'alice', 'WebSocket: the pod got the authorizer\'s header')
   t.equal(upgrades.at(-1)!.authorization, undefined, 'WebSocket: and not the removed one')
 

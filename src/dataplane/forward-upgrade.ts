@@ -21,6 +21,7 @@ import type { Reason } from './reply.ts'
 import { UPSTREAM_CONNECT_TIMEOUT_MS } from './pools.ts'
 import { noteAnswer } from './request-record.ts'
 import { isTlsFailure } from './upstream-tls.ts'
+import { ResponseHeadEditor } from './upgrade-head.ts'
 import type { RequestRecord } from './request-record.ts'
 
 /** What forwarding an upgrade needs beyond admission. */
@@ -77,6 +78,14 @@ export class Upgrade extends Admission {
     const upstream = secure ? this.connectTls(host, port) : net.connect({ host, port, noDelay: true })
     this.upstream = upstream
     let connected = false
+    /** Between the pod and the client when the client's answer gets headers (see below). */
+    let editor: ResponseHeadEditor | undefined
+    /** The pod ended (or closed): so does the client's side, after what the editor still holds. */
+    const endClient = (): void => {
+      if (editor === undefined || editor.readableEnded) return void socket.end()
+      editor.once('end', () => socket.end())
+      if (!editor.writableEnded) editor.end()
+    }
     // Handlers of a connection given up for a retry must not touch the one that replaced it.
     const current = (): boolean => this.upstream === upstream
     upstream.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS)
@@ -90,7 +99,12 @@ export class Upgrade extends Admission {
       upstream.write(lines)
       if (this.head.length > 0) upstream.write(this.head)
       // The pod's end is handled below: before its first byte the client gets a 502, not a close.
-      upstream.pipe(socket as NodeJS.WritableStream, { end: false })
+      // An authorizer's headers for the client go into the pod's 101 on the way.
+      const respond = this.record.edits?.respond
+      if (respond !== undefined && respond.length > 0) {
+        editor = new ResponseHeadEditor(respond)
+        upstream.pipe(editor).pipe(socket as NodeJS.WritableStream, { end: false })
+      } else upstream.pipe(socket as NodeJS.WritableStream, { end: false })
       ;(socket as NodeJS.ReadableStream).pipe(upstream)
       // Activity listeners only once both pipes exist: a 'data' listener makes a stream flow, and
       // bytes it read before its pipe would be lost.
@@ -125,7 +139,7 @@ export class Upgrade extends Admission {
       else socket.destroy()
     })
     upstream.once('end', () => {
-      if (current() && this.responded) socket.end()
+      if (current() && this.responded) endClient()
     })
     upstream.once('close', () => {
       if (!current()) return
@@ -133,7 +147,7 @@ export class Upgrade extends Admission {
       if (!this.responded) this.fail(502, 'upstream-reset', `upstream ${host}:${port} closed the connection before responding`)
       else {
         this.countPodStatus(undefined)
-        socket.end()
+        endClient()
       }
     })
     this.ctx.log.debug({ host, port, url: req.url }, 'upgrade')
