@@ -125,13 +125,25 @@ t.test('one namespace flooding bodies past its byte bound gets 503 queue-full; t
   t.same([overProcess.status, overProcess.headers['x-edge-reason']], [503, 'queue-full'], 'one byte past the process bound is refused')
   t.match(overProcess.text, /too many request bodies held by the gateway \(this one would add 1 bytes over --max-held-body-bytes\)/)
 
+  // The bounds follow config-edge-gateway: raised, the flood's next body is held; a bad value keeps them.
+  const settings = (data: Record<string, string>): void => writeManifest(dir, 'settings.yaml', [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'config-edge-gateway', namespace: 'knative-serving' }, data }])
+  settings({ 'max-held-body-bytes-per-namespace': '256Ki', 'max-held-body-bytes': '1Mi' })
+  await waitFor('the raised bounds to apply', () => gw.settings.current.maxHeldBodyBytesPerNamespace === 256 * KI)
+  const raised = post('flood.example.com', '/f/8', body(8), ctl.signal).catch(() => undefined)
+  await waitForQueued(gw, 'flood-00001', 5, 10_000, 'flood')
+  t.same((await holds(gw.ports.admin)).namespaces.flood, { requests: 5, bodyBytes: 4 * BODY }, 'raised live: a fourth body is held')
+  settings({ 'max-held-body-bytes-per-namespace': '64MB', 'max-held-body-bytes': '1Mi' })
+  await waitFor('the bad value to be reported', async () => (await get(gw.ports.admin, 'localhost', '/debug/routes')).body.includes("'64MB' is not a size in bytes"))
+  t.equal(gw.settings.current.maxHeldBodyBytesPerNamespace, 256 * KI, 'a bad value keeps the last good one')
+
   const pod = await startBackend('pod-calm', measureBody)
   t.teardown(() => pod.close())
   writeManifest(dir, 'pods.yaml', podsSlice('calm-00001', [pod.port], 'calm'))
   const served = await Promise.all(calm)
   t.same(served.map((r) => [r.status, r.text]), [1, 2].map((i) => [200, `${BODY} ${checksum(body(10 + i))}`]), 'and served with every byte of their bodies when their pod comes')
   t.same(pod.seen.map((s) => s.url).sort(), ['/c/1', '/c/2'], 'nothing refused reached the pod')
-  await waitFor('the served bodies leave the budget', async () => (await holds(gw.ports.admin)).bodyBytes === 3 * BODY)
+  await waitFor('the served bodies leave the budget', async () => (await holds(gw.ports.admin)).bodyBytes === 4 * BODY)
   void flood
+  void raised
   void bodyless
 })
