@@ -90,6 +90,8 @@ export class EdgeResponse extends EventEmitter {
   private closeDelimited = false
   private lastResponse = false
   private waitingForDrain = false
+  /** The socket is corked until the end of this tick (see write()). */
+  private corked = false
   private closeEmitted = false
 
   constructor(conn: ResponseConnection, req: EdgeRequest, keepAlive: boolean) {
@@ -172,6 +174,14 @@ export class EdgeResponse extends EventEmitter {
   }
 
   write(chunk: Buffer | string, cb?: () => void): boolean {
+    // A chunked answer ends with a terminator of its own: corked for the rest of the tick, a pod's
+    // head, body and end (which our client delivers together) leave in one write, not two. A
+    // streamed chunk is never held past the tick.
+    if (this.chunkedEncoding && !this.corked && !this.destroyed) {
+      this.corked = true
+      this.conn.socket.cork()
+      process.nextTick(uncork, this)
+    }
     const ok = this.send(chunk, false, cb)
     // The socket's 'drain' is the response's, as for node:http (the exchange pauses the pod on false).
     if (!ok && !this.waitingForDrain && !this.destroyed) {
@@ -216,6 +226,12 @@ export class EdgeResponse extends EventEmitter {
     this.destroyed = true
     this.conn.socket.destroy()
     return this
+  }
+
+  /** End of the tick write() corked the socket for. */
+  uncork(): void {
+    this.corked = false
+    this.conn.socket.uncork()
   }
 
   /** The response was written out, or its connection closed first: 'close', once (as node:http). */
@@ -292,6 +308,10 @@ export class EdgeResponse extends EventEmitter {
     return buf
   }
 
+}
+
+function uncork(res: EdgeResponse): void {
+  res.uncork()
 }
 
 /** Writes each pair of `list` (framing headers left out) at `off`; returns the new offset. */
