@@ -6,6 +6,7 @@ import type { ExtAuthzOutcome } from './policy/extauthz.ts'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { BackendSpec } from './model/snapshot.ts'
 import type { Reason } from './dataplane/reply.ts'
+import type { Holds } from './activator/throttler.ts'
 import { RequestAccounting } from './request-accounting.ts'
 import type { RevisionServed } from './request-accounting.ts'
 import { GoneRevisionSeries } from './gone-revision-series.ts'
@@ -19,7 +20,7 @@ export interface LiveState {
   revisions(): Array<{ namespace: string; revision: string; inFlight: number; queued: number; pods: number }>
   configProblems(): number
   /** Requests held and the bytes of their bodies, per namespace holding any (QueueBudgets.describe). */
-  holds?(): { namespaces: Record<string, { requests: number; bodyBytes: number }> } | undefined
+  holds?(): Holds | undefined
   /** Whether the configuration has the revision now; series of the others are dropped once scraped (default: all kept). */
   revisionServed?: RevisionServed
   /** The Knative autoscaler's stat websocket, when one is configured (issue 7: its outage is visible). */

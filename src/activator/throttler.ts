@@ -102,6 +102,13 @@ export interface HoldBounds {
   bodyBytesPerNamespace: number
 }
 
+/** What is held: requests and the bytes of their bodies, in all and per namespace holding any. */
+export interface Holds {
+  requests: number
+  bodyBytes: number
+  namespaces: Record<string, { requests: number; bodyBytes: number }>
+}
+
 /** Why a budget cannot take one more held request. */
 export type BudgetFull = 'namespace-queue-full' | 'global-queue-full' | 'namespace-bytes-full' | 'global-bytes-full'
 
@@ -194,8 +201,8 @@ export class QueueBudgets {
   }
 
   /** What is held now, in the process and in each namespace holding anything (for /debug/routes). */
-  describe(): { requests: number; bodyBytes: number; namespaces: Record<string, { requests: number; bodyBytes: number }> } {
-    const namespaces: Record<string, { requests: number; bodyBytes: number }> = {}
+  describe(): Holds {
+    const namespaces: Holds['namespaces'] = {}
     for (const [ns, b] of this.namespaces) if (b.used > 0) namespaces[ns] = { requests: b.used, bodyBytes: b.bytes }
     return { requests: this.process.used, bodyBytes: this.process.bytes, namespaces }
   }

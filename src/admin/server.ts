@@ -1,5 +1,6 @@
 // The admin listener: health, readiness, Prometheus metrics and the routing table. It lives on its
 // own port so none of it is reachable through the public or cluster-local listeners.
+import type { Holds } from '../activator/throttler.ts'
 import Fastify from 'fastify'
 import { AggregatorRegistry } from 'prom-client'
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
@@ -21,13 +22,7 @@ export interface RoutesView {
   /** Why the revision cannot serve now (its requests are answered 503 at once), if it cannot. */
   fault?(revisionKey: string): { reason: string; detail: string } | undefined
   /** Requests held for pods and the bytes of their bodies, in all and per namespace (QueueBudgets.describe). */
-  holds?(): HoldsView
-}
-
-export interface HoldsView {
-  requests: number
-  bodyBytes: number
-  namespaces: Record<string, { requests: number; bodyBytes: number }>
+  holds?(): Holds
 }
 
 export interface AdminDeps {

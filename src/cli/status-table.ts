@@ -1,5 +1,6 @@
 // `edge-gateway status` as text: what a running gateway serves, read from its /debug/routes, one row
 // per host and revision, as `kn route describe` shows a Route's traffic. Pure: JSON in, text out.
+import type { Holds } from '../activator/throttler.ts'
 import { formatProblem } from '../model/problems.ts'
 import type { ConfigProblem } from '../model/problems.ts'
 import type { ColdStartView } from '../admin/cold-starts.ts'
@@ -11,7 +12,7 @@ export interface RoutesJson {
   problems: ConfigProblem[]
   sources: Record<string, unknown>
   /** Requests held for pods and their bodies' bytes (absent from an older gateway). */
-  holds?: { requests: number; bodyBytes: number; namespaces: Record<string, { requests: number; bodyBytes: number }> }
+  holds?: Holds
 }
 
 interface HostJson {

@@ -5,7 +5,7 @@
 // Revisions without a limit (CC = 0) need no coordination and stay in the workers.
 import type { Worker } from 'node:cluster'
 import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
-import type { EnqueueResult, HoldBounds, PodSlot, Waiter } from '../activator/throttler.ts'
+import type { EnqueueResult, HoldBounds, Holds, PodSlot, Waiter } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { BackendSpec, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { send } from './replication.ts'
@@ -189,7 +189,7 @@ export class SlotBroker {
   }
 
   /** What the broker holds now (revisions with containerConcurrency > 0), and the bytes of their bodies. */
-  holds(): ReturnType<QueueBudgets['describe']> {
+  holds(): Holds {
     return this.budgets.describe()
   }
 

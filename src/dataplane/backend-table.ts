@@ -4,7 +4,7 @@
 // opening, counting and closing a pool always name it the same way.
 import type { BackendSpec, Endpoint, RevisionRef, Snapshot } from '../model/snapshot.ts'
 import { QueueBudgets, RevisionThrottler } from '../activator/throttler.ts'
-import type { HoldBounds } from '../activator/throttler.ts'
+import type { HoldBounds, Holds } from '../activator/throttler.ts'
 import type { DropReason, Throttler } from '../activator/throttler.ts'
 import { ProbedEndpoints } from '../activator/pod-prober.ts'
 import type { PoolRegistry } from './pools.ts'
@@ -159,7 +159,7 @@ export class BackendTable {
   }
 
   /** What is held now, and the bytes of the held bodies (for /debug/routes). */
-  holds(): ReturnType<QueueBudgets['describe']> {
+  holds(): Holds {
     return this.budgets.describe()
   }
 
